@@ -1,0 +1,29 @@
+"""Time formats S3 uses (pure)."""
+from __future__ import annotations
+
+import email.utils
+from datetime import datetime, timezone
+
+
+def http_date(epoch: float) -> str:
+    """RFC 7231 date, as in Last-Modified: ``Wed, 21 Oct 2015 07:28:00 GMT``."""
+    return email.utils.formatdate(int(epoch), usegmt=True)
+
+
+def iso8601(epoch: float) -> str:
+    """The XML timestamp form: ``2009-10-12T17:50:30.000Z``."""
+    dt = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_http_date(text: str) -> float | None:
+    """An HTTP date as epoch seconds, or None when unparsable (S3 then ignores the header)."""
+    try:
+        dt = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()

@@ -1,0 +1,92 @@
+"""S3 XML bodies: building responses and parsing request bodies.
+
+Building uses the standard library's ElementTree (safe for output).  Every
+parse goes through defusedxml with a size cap applied before parsing, so that
+DTDs, entity expansion and external references are refused.
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
+from typing import Union
+
+import defusedxml.ElementTree as DET
+from defusedxml import DefusedXmlException
+
+from encproxy.errors import MalformedXML
+
+S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+MAX_REQUEST_XML = 1024 * 1024  # S3 caps DeleteObjects and CompleteMultipartUpload near here
+
+Value = Union[str, int, bool, None, "Node", list["Node"]]
+
+
+class Node:
+    """An element in construction: ``Node("Key", "a.txt")`` or a tree of them."""
+
+    __slots__ = ("tag", "children", "text")
+
+    def __init__(self, tag: str, value: object = None) -> None:
+        self.tag = tag
+        self.children: list[Node] = []
+        self.text: str | None = None
+        if isinstance(value, Node):
+            self.children.append(value)
+        elif isinstance(value, list):
+            self.children.extend(value)
+        elif isinstance(value, bool):
+            self.text = "true" if value else "false"
+        elif value is not None:
+            self.text = str(value)
+
+    def add(self, tag: str, value: object = None) -> "Node":
+        child = Node(tag, value)
+        self.children.append(child)
+        return child
+
+    def extend(self, nodes: Iterable["Node"]) -> "Node":
+        self.children.extend(nodes)
+        return self
+
+    def _element(self) -> ET.Element:
+        el = ET.Element(self.tag)
+        el.text = self.text
+        for c in self.children:
+            el.append(c._element())
+        return el
+
+
+def render(root: Node, namespace: str | None = S3_NS) -> bytes:
+    el = root._element()
+    if namespace:
+        el.set("xmlns", namespace)
+    return XML_DECLARATION + ET.tostring(el, encoding="utf-8", xml_declaration=False)
+
+
+def fields(tag: str, values: Mapping[str, object]) -> Node:
+    """A flat element: ``fields("Bucket", {"Name": n, "CreationDate": d})``."""
+    node = Node(tag)
+    for k, v in values.items():
+        node.add(k, v)
+    return node
+
+
+def parse(body: bytes, max_size: int = MAX_REQUEST_XML) -> ET.Element:
+    """Parse a request body, namespace-stripped; MalformedXML for anything unsafe or broken."""
+    if len(body) > max_size:
+        raise MalformedXML()
+    try:
+        root = DET.fromstring(body, forbid_dtd=True, forbid_entities=True,
+                              forbid_external=True)
+    except (ET.ParseError, DefusedXmlException, ValueError):
+        raise MalformedXML() from None
+    for el in root.iter():
+        if isinstance(el.tag, str) and el.tag.startswith("{"):
+            el.tag = el.tag.split("}", 1)[1]
+    return root
+
+
+def child_text(el: ET.Element, tag: str) -> str | None:
+    found = el.find(tag)
+    return None if found is None else (found.text or "")

@@ -1,0 +1,15 @@
+"""Names of the WSGI environ keys that encproxy's layers share.
+
+The outermost layer (``encproxy.wsgi.gateway``) resolves addressing once and
+stores the result here, so that every inner layer (authentication, encryption,
+backend apps) sees the same bucket, key and raw request target.
+"""
+from __future__ import annotations
+
+REQUEST_ID = "encproxy.request_id"
+BUCKET = "encproxy.bucket"            # str | None, validated only for shape
+KEY = "encproxy.key"                  # str | None, decoded UTF-8 object key
+RAW_PATH = "encproxy.raw_path"        # the path exactly as the client sent it
+RAW_QUERY = "encproxy.raw_query"      # the query string exactly as sent
+ACCESS_KEY = "encproxy.access_key"    # set by authentication: who is calling
+BODY_CHECKSUMS = "encproxy.body_checksums"  # filled by the verified body at EOF

@@ -1,0 +1,92 @@
+"""Start and stop a real ``encproxy serve`` (gunicorn) for tests."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ACCESS_KEY = "test-access-key"
+SECRET_KEY = "test-secret-key-0123456789"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    endpoint: str
+    port: int
+    root: Path
+    config: Path
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def write_config(directory: Path, port: int, extra: str = "") -> Path:
+    config = directory / "encproxy.ini"
+    config.write_text(f"""
+[server]
+listen = 127.0.0.1:{port}
+workers = 2
+threads = 8
+timeout = 60
+graceful_timeout = 5
+hostnames = localhost, s3.localhost
+log_level = info
+
+[credentials]
+{ACCESS_KEY} = {SECRET_KEY}
+
+[backend]
+type = file
+root = {directory / "data"}
+{extra}
+""")
+    return config
+
+
+def start_server(directory: Path, extra: str = "", env: dict[str, str] | None = None,
+                 timeout: float = 30) -> RunningServer:
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = write_config(directory, port, extra)
+    log = directory / "server.log"
+    encproxy = Path(sys.executable).with_name("encproxy")
+    process = subprocess.Popen(
+        [str(encproxy), "serve", "--config", str(config)],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=directory,
+        env={**os.environ, **(env or {})})
+    server = RunningServer(process, f"http://127.0.0.1:{port}", port, directory / "data",
+                           config, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"encproxy exited with {process.returncode}:\n{server.log_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return server
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"encproxy did not listen within {timeout}s:\n{server.log_text()}")
