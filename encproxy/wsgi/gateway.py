@@ -21,7 +21,9 @@ from encproxy.wsgi.responses import WSGIApp, error_response, new_request_id
 class Gateway:
     def __init__(self, app: WSGIApp, hostnames: Iterable[str]) -> None:
         self.app = app
-        self.suffixes = tuple("." + h.lower() for h in hostnames)
+        # Longest first: with "localhost" and "s3.localhost", b.s3.localhost is bucket b.
+        self.suffixes = tuple(sorted(("." + h.lower() for h in hostnames), key=len,
+                                     reverse=True))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         rid = new_request_id()
