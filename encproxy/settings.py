@@ -113,6 +113,9 @@ OPTIONS: tuple[Option, ...] = (
            "Seconds in-flight requests get to finish on SIGTERM."),
     Option("server", "keepalive", "5", _int_range(0, 3600),
            "Seconds an idle keep-alive connection is held open."),
+    Option("server", "client_timeout", "60", _int_range(1, 3600),
+           "Seconds a client may stay silent in the middle of sending a request body; "
+           "then the request fails with RequestTimeout and nothing is stored."),
     Option("server", "hostnames", "localhost", _hostnames,
            "Comma-separated host names of this service; a request to BUCKET.<hostname> is "
            "virtual-hosted-style, anything else is path-style."),

@@ -19,8 +19,10 @@ from encproxy.wsgi.responses import WSGIApp, error_response, new_request_id
 
 
 class Gateway:
-    def __init__(self, app: WSGIApp, hostnames: Iterable[str]) -> None:
+    def __init__(self, app: WSGIApp, hostnames: Iterable[str],
+                 client_timeout: float | None = None) -> None:
         self.app = app
+        self.client_timeout = client_timeout
         # Longest first: with "localhost" and "s3.localhost", b.s3.localhost is bucket b.
         self.suffixes = tuple(sorted(("." + h.lower() for h in hostnames), key=len,
                                      reverse=True))
@@ -35,6 +37,11 @@ class Gateway:
             headers.append(("x-amz-id-2", rid))
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
+        sock = environ.get("gunicorn.socket")
+        if sock is not None and self.client_timeout:
+            # gunicorn's threads read request bodies with blocking sockets: without a
+            # timeout, a client that stalls mid-upload holds a thread forever.
+            sock.settimeout(self.client_timeout)
         try:
             self.resolve(environ)
         except errors.S3Error as err:

@@ -67,3 +67,29 @@ def test_garbage_requests_get_xml_errors(server):
     resp = requests.get(f"{server.endpoint}/%ff%fe/key", timeout=10)
     assert resp.status_code in (400, 403)
     assert resp.content.startswith(b"<?xml")
+
+
+def test_stalled_upload_times_out(tmp_path):
+    """A client that goes silent mid-body gets RequestTimeout and stores nothing."""
+    from support.server import start_server
+    from conftest import make_client
+    server = start_server(tmp_path / "srv", extra="", env={"ENCPROXY_SERVER_CLIENT_TIMEOUT": "2"})
+    try:
+        s3 = make_client(server.endpoint)
+        s3.create_bucket(Bucket="stall")
+        path = "/stall/slow"
+        signed = Signed("PUT", server.endpoint + path, {"content-length": "1000"},
+                        "UNSIGNED-PAYLOAD")
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall((f"PUT {path} HTTP/1.1\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in signed.headers.items()) + "\r\n").encode() + b"x" * 10)
+        sock.settimeout(30)
+        started = time.monotonic()
+        reply = sock.recv(65536)
+        assert time.monotonic() - started < 20
+        assert reply.startswith(b"HTTP/1.1 400") and b"<Code>RequestTimeout</Code>" in reply
+        sock.close()
+        with pytest.raises(ClientError):
+            s3.head_object(Bucket="stall", Key="slow")
+    finally:
+        server.stop()
