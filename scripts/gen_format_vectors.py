@@ -1,0 +1,171 @@
+"""Generate the known-answer vectors of the object format (tests/vectors/format/).
+
+Run once per format version (scripts/gen-format-vectors); the files are committed
+and tests/format/test_format_vectors.py recomputes every output from the inputs.
+Regenerating must not change a committed file: if it does, the format changed.
+
+All inputs are fixed: data keys, object ids and segment salts are given, never
+drawn.  Plaintexts are ``pattern(n)``: byte ``i`` is ``(7 * i + 3) % 256``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from encproxy.crypto.keys import ObjectKeys, hkdf_expand, hkdf_extract  # noqa: E402
+from encproxy.crypto.multipart import PartEncryptor, build_trailer  # noqa: E402
+from encproxy.crypto.single import ObjectEncryptor  # noqa: E402
+from encproxy.format.constants import FORMAT_VERSION, Domain, Kind, MiB, Suite  # noqa: E402
+from encproxy.format.layout import plan_completion  # noqa: E402
+from encproxy.format.records import (  # noqa: E402
+    aad,
+    body_label,
+    ctr_initial_block,
+    envelope_label,
+    gcm_nonce,
+    segment_label,
+)
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "format"
+FULL_HEX_LIMIT = 300        # ciphertexts up to this size are stored whole
+BUCKET, KEY = "vectors", "dir/object \u00e9.bin"
+KEY_ID = "test:master/1"
+WRAPPED = bytes(range(40))  # opaque to the format: any provider blob
+
+
+def pattern(n: int) -> bytes:
+    table = bytes((7 * i + 3) % 256 for i in range(256))
+    return (table * (n // 256 + 1))[:n]
+
+
+def data_key(seed: int) -> bytes:
+    return hashlib.sha256(b"encproxy vector data key %d" % seed).digest()
+
+
+def object_id(seed: int) -> bytes:
+    return hashlib.sha256(b"encproxy vector object id %d" % seed).digest()[:16]
+
+
+def salt(seed: int, part: int) -> bytes:
+    return hashlib.sha256(b"encproxy vector salt %d %d" % (seed, part)).digest()[:16]
+
+
+def blob(data: bytes) -> dict[str, Any]:
+    """Whole hex for short byte strings, else size, SHA-256 and both ends."""
+    if len(data) <= FULL_HEX_LIMIT:
+        return {"hex": data.hex()}
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "head_hex": data[:64].hex(), "tail_hex": data[-64:].hex()}
+
+
+def joined(views: Any) -> bytes:
+    return b"".join(bytes(v) for v in views)
+
+
+def derived(keys: ObjectKeys) -> dict[str, str]:
+    prk = hkdf_extract(keys.object_id, keys.data_key)
+    out = {"prk": prk.hex(), "envelope_key": hkdf_expand(prk, envelope_label(), 32).hex()}
+    if keys.kind is Kind.SINGLE:
+        out["body_key"] = hkdf_expand(prk, body_label(keys.suite), keys.suite.key_size).hex()
+    return out
+
+
+def single_vector(seed: int, suite: Suite, size: int) -> dict[str, Any]:
+    keys = ObjectKeys(Kind.SINGLE, suite, object_id(seed), data_key(seed))
+    envelope = keys.envelope(KEY_ID, WRAPPED, BUCKET, KEY)
+    plaintext = pattern(size)
+    body = joined(ObjectEncryptor(keys, size).encrypt([plaintext]))
+    return {
+        "name": f"single-{suite.name.lower()}-{size}",
+        "inputs": {"kind": "single", "suite": int(suite), "data_key": keys.data_key.hex(),
+                   "object_id": keys.object_id.hex(), "bucket": BUCKET, "key": KEY,
+                   "key_id": KEY_ID, "wrapped_key": WRAPPED.hex(),
+                   "plaintext_size": size},
+        "outputs": {"derived": derived(keys), "envelope_tag": envelope.tag.hex(),
+                    "metadata_value": envelope.encode(),
+                    "plaintext_md5": hashlib.md5(plaintext).hexdigest(),
+                    "body": blob(body)},
+    }
+
+
+def multipart_vector(seed: int, suite: Suite, sizes: list[int]) -> dict[str, Any]:
+    keys = ObjectKeys(Kind.MULTIPART, suite, object_id(seed), data_key(seed))
+    envelope = keys.envelope(KEY_ID, WRAPPED, BUCKET, KEY)
+    segments = []
+    for number, size in enumerate(sizes, start=1):
+        enc = PartEncryptor(keys, number, size, fixed_salt_for_vectors=salt(seed, number))
+        seg = joined(enc.encrypt([pattern(size)]))
+        prk = hkdf_extract(keys.object_id, keys.data_key)
+        segments.append({
+            "part_number": number, "plaintext_size": size, "salt": salt(seed, number).hex(),
+            "segment_key": hkdf_expand(prk, segment_label(suite, number, salt(seed, number)),
+                                       suite.key_size).hex(),
+            "header_hex": seg[:52].hex(), "segment": blob(seg)})
+    plan = plan_completion(sizes, can_rewrite_last_part=True)
+    trailer_salt = salt(seed, len(sizes) + 1)
+    trailer = build_trailer(keys, plan, fixed_salt_for_vectors=trailer_salt)
+    return {
+        "name": f"multipart-{suite.name.lower()}-{'-'.join(map(str, sizes))}",
+        "inputs": {"kind": "multipart", "suite": int(suite), "data_key": keys.data_key.hex(),
+                   "object_id": keys.object_id.hex(), "bucket": BUCKET, "key": KEY,
+                   "key_id": KEY_ID, "wrapped_key": WRAPPED.hex(), "part_sizes": sizes,
+                   "salts": [salt(seed, n).hex() for n in range(1, len(sizes) + 2)]},
+        "outputs": {"derived": derived(keys), "envelope_tag": envelope.tag.hex(),
+                    "metadata_value": envelope.encode(), "segments": segments,
+                    "trailer": {"kind": plan.trailer.value, "backend_parts": plan.backend_parts,
+                                "index_pad": plan.index_pad, "bytes": blob(trailer)},
+                    "ciphertext_size": plan.layout.ciphertext_size},
+    }
+
+
+def record_vectors() -> list[dict[str, Any]]:
+    """AAD, nonce and counter-block layouts, so other implementations can check theirs."""
+    rows = []
+    for suite in Suite:
+        for domain, part, index, final in ((Domain.CHUNK, 0, 0, True),
+                                           (Domain.SEGMENT_CHUNK, 7, 41, False),
+                                           (Domain.SEGMENT_HEADER, 10000, 2**64 - 2, False)):
+            rows.append({"suite": int(suite), "domain": int(domain), "part_number": part,
+                         "index": str(index), "final": final,
+                         "aad": aad(suite, domain, part, index, final=final).hex(),
+                         "gcm_nonce": gcm_nonce(index).hex(),
+                         "ctr_initial_block": ctr_initial_block(index).hex()})
+    return rows
+
+
+def build() -> dict[str, dict[str, Any]]:
+    single = [single_vector(seed, suite, size)
+              for suite in Suite
+              for seed, size in enumerate((0, 1, 17, 65535, 65536, 65537, 200_000))]
+    multipart = [multipart_vector(100 + seed, suite, sizes)
+                 for suite in Suite
+                 for seed, sizes in enumerate(([5 * MiB, 100],                 # terminal last
+                                               [5 * MiB, 5 * MiB],             # header-only
+                                               [5 * MiB + 1, 5 * MiB + 3],     # indexed
+                                               [5 * MiB + 1, 9]))]             # held tail
+    header = {"format_version": FORMAT_VERSION,
+              "plaintext": "pattern(n): byte i is (7 * i + 3) % 256",
+              "blobs": "hex, or size + sha256 + head_hex/tail_hex (64 bytes) when longer "
+                       f"than {FULL_HEX_LIMIT} bytes"}
+    return {
+        "single.json": {**header, "vectors": single},
+        "multipart.json": {**header, "vectors": multipart},
+        "records.json": {**header, "vectors": record_vectors()},
+    }
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, content in build().items():
+        (OUT / name).write_text(json.dumps(content, indent=1, ensure_ascii=True) + "\n")
+        print(f"wrote {OUT / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
