@@ -60,6 +60,8 @@ class Gateway:
             parts = urlsplit(raw)
             raw = parts.path + ("?" + parts.query if parts.query else "")
         path, _, query = raw.partition("?")
+        # Servers other than gunicorn may leave the query out of RAW_URI.
+        query = query or environ.get("QUERY_STRING", "")
         if not path.startswith("/"):
             raise errors.InvalidURI()
         environ[env.RAW_PATH] = path

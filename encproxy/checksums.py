@@ -1,0 +1,235 @@
+"""Body digests a client can claim: Content-MD5 and ``x-amz-checksum-*``.
+
+Pure module (stdlib plus ``google_crc32c``).  It knows the wire format of
+each claim (base64 of the big-endian digest), validates it the way S3 does,
+and hashes a body incrementally in one pass however many digests are wanted,
+so that MD5, SHA-256 and a CRC never read the body twice.
+
+Error codes follow S3: a malformed Content-MD5 is ``InvalidDigest``, a
+malformed or repeated ``x-amz-checksum-*`` is ``InvalidRequest``, and a
+mismatch is ``BadDigest`` ("The CRC32 you specified did not match the
+calculated checksum.").  Algorithms S3 knows but encproxy cannot compute
+(CRC64NVME and the xxHash family need native code we do not ship) are
+refused with ``NotImplemented`` rather than accepted unchecked.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import google_crc32c
+
+from encproxy import errors
+
+CHECKSUM_HEADER_PREFIX = "x-amz-checksum-"
+
+# algorithm -> digest size in bytes
+DIGEST_SIZES: dict[str, int] = {
+    "crc32": 4, "crc32c": 4, "sha1": 20, "sha256": 32, "sha512": 64,
+}
+ALGORITHMS = tuple(DIGEST_SIZES)
+UNSUPPORTED_ALGORITHMS = frozenset({"crc64nvme", "xxhash64", "xxhash3", "xxhash128"})
+# Response/configuration headers that share the prefix but carry no body digest.
+_NOT_DIGEST_HEADERS = frozenset({"x-amz-checksum-algorithm", "x-amz-checksum-type",
+                                 "x-amz-checksum-mode"})
+_BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z", re.ASCII)
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+    def digest(self) -> bytes: ...
+
+
+class _Crc32:
+    """zlib's CRC-32 (the one S3 calls CRC32), as a hashlib-like object."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None:
+        self._value = zlib.crc32(data, self._value)
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(4, "big")
+
+
+class _Crc32c:
+    """CRC-32C (Castagnoli), hardware-accelerated by google_crc32c where available."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None:
+        # The C extension takes only ``bytes``.
+        self._value = google_crc32c.extend(
+            self._value, data if isinstance(data, bytes) else bytes(data))
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(4, "big")
+
+
+def new_hasher(algorithm: str) -> Hasher:
+    """An incremental hasher for ``md5`` or any of :data:`ALGORITHMS`."""
+    if algorithm == "crc32":
+        return _Crc32()
+    if algorithm == "crc32c":
+        return _Crc32c()
+    if algorithm in ("md5", "sha1", "sha256", "sha512"):
+        return hashlib.new(algorithm)
+    raise ValueError(f"unknown digest algorithm {algorithm!r}")
+
+
+def to_base64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def display_name(algorithm: str) -> str:
+    """The spelling S3 uses in messages: CRC32, CRC32C, SHA1, SHA256."""
+    return algorithm.upper()
+
+
+def _decode_base64(value: str, size: int) -> bytes | None:
+    value = value.strip()
+    if not _BASE64_RE.match(value) or len(value) % 4:
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == size else None
+
+
+# -- claims ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChecksumClaim:
+    """An ``x-amz-checksum-<algorithm>`` value, decoded."""
+
+    algorithm: str
+    digest: bytes
+
+    @property
+    def header(self) -> str:
+        return CHECKSUM_HEADER_PREFIX + self.algorithm
+
+    @property
+    def value(self) -> str:
+        return to_base64(self.digest)
+
+
+def parse_content_md5(value: str) -> bytes:
+    """Decode a Content-MD5 header (base64 of 16 bytes) or raise InvalidDigest."""
+    digest = _decode_base64(value, 16)
+    if digest is None:
+        raise errors.InvalidDigest("The Content-MD5 you specified is not valid.")
+    return digest
+
+
+def checksum_algorithm(header_name: str) -> str:
+    """The algorithm named by an ``x-amz-checksum-<algorithm>`` header (lower-case).
+
+    Raises NotImplemented for an algorithm S3 has but encproxy cannot verify,
+    and InvalidRequest for one S3 does not have.
+    """
+    name = header_name.strip().lower()
+    if not name.startswith(CHECKSUM_HEADER_PREFIX):
+        raise errors.InvalidRequest(f"The header {header_name} is not a checksum header.")
+    algorithm = name[len(CHECKSUM_HEADER_PREFIX):]
+    if algorithm in DIGEST_SIZES:
+        return algorithm
+    if algorithm in UNSUPPORTED_ALGORITHMS:
+        raise errors.NotImplementedError_(
+            f"The {display_name(algorithm)} checksum algorithm is not supported.")
+    raise errors.InvalidRequest(f"The checksum header {name} is not supported.")
+
+
+def parse_checksum_value(algorithm: str, value: str) -> ChecksumClaim:
+    """Decode the base64 value of an ``x-amz-checksum-<algorithm>`` header or trailer."""
+    digest = _decode_base64(value, DIGEST_SIZES[algorithm])
+    if digest is None:
+        raise errors.InvalidRequest(
+            f"Value for {CHECKSUM_HEADER_PREFIX}{algorithm} header is invalid.")
+    return ChecksumClaim(algorithm, digest)
+
+
+def checksum_header_names(headers: Iterable[str]) -> list[str]:
+    """The body-digest ``x-amz-checksum-*`` header names among ``headers`` (lower-case)."""
+    return [name.lower() for name in headers
+            if name.lower().startswith(CHECKSUM_HEADER_PREFIX)
+            and name.lower() not in _NOT_DIGEST_HEADERS]
+
+
+def parse_checksum_headers(headers: Mapping[str, str]) -> ChecksumClaim | None:
+    """The one ``x-amz-checksum-*`` header claim of a request, if any.
+
+    ``headers`` has lower-case names.  More than one is refused, as S3 does.
+    """
+    names = checksum_header_names(headers)
+    if not names:
+        return None
+    if len(names) > 1:
+        raise errors.InvalidRequest(
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+    algorithm = checksum_algorithm(names[0])
+    return parse_checksum_value(algorithm, headers[names[0]])
+
+
+def parse_trailer_declaration(value: str) -> str:
+    """The checksum algorithm an ``x-amz-trailer`` header announces.
+
+    S3 accepts exactly one trailing header, and only a checksum.
+    """
+    names = [name.strip().lower() for name in value.split(",") if name.strip()]
+    if len(names) != 1 or not names[0].startswith(CHECKSUM_HEADER_PREFIX):
+        raise errors.InvalidRequest(
+            "The value specified in the x-amz-trailer header is not supported")
+    return checksum_algorithm(names[0])
+
+
+# -- verification ---------------------------------------------------------------------
+
+class DigestSet:
+    """Several digests of one body, fed in a single pass.
+
+    ``update`` feeds every hasher; ``digests()`` ends them.  Hashers are
+    named ``md5``, ``sha256`` or a checksum algorithm; asking for the same
+    name twice (say SHA-256 for both ``x-amz-content-sha256`` and
+    ``x-amz-checksum-sha256``) hashes once.
+    """
+
+    def __init__(self, algorithms: Iterable[str]) -> None:
+        self._hashers: dict[str, Hasher] = {name: new_hasher(name) for name in algorithms}
+        self._updaters = [hasher.update for hasher in self._hashers.values()]
+
+    def __contains__(self, algorithm: str) -> bool:
+        return algorithm in self._hashers
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        for update in self._updaters:
+            update(data)
+
+    def digests(self) -> dict[str, bytes]:
+        return {name: hasher.digest() for name, hasher in self._hashers.items()}
+
+
+def check_content_md5(expected: bytes, actual: bytes) -> None:
+    if expected != actual:
+        raise errors.BadDigest("The Content-MD5 you specified did not match what we received.",
+                               ExpectedDigest=to_base64(expected),
+                               CalculatedDigest=to_base64(actual))
+
+
+def check_checksum(claim: ChecksumClaim, actual: bytes) -> None:
+    if claim.digest != actual:
+        raise errors.BadDigest(f"The {display_name(claim.algorithm)} you specified did not "
+                               f"match the calculated checksum.")
