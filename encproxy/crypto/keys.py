@@ -1,0 +1,184 @@
+"""Data keys, the key schedule and the envelope (docs/FORMAT.md §3).
+
+Each object (or multipart upload) gets a fresh 32-byte data key from the OS
+CSPRNG and a fresh 16-byte object id.  Everything else is derived with HKDF-SHA256
+(RFC 5869)::
+
+    PRK          = HKDF-Extract(salt = object id, IKM = data key)
+    envelope key = HKDF-Expand(PRK, "encproxy/1 envelope", 32)
+    body key     = HKDF-Expand(PRK, "encproxy/1 body" || suite, suite.key_size)
+    segment key  = HKDF-Expand(PRK, "encproxy/1 segment" || suite || u32 part || salt,
+                               suite.key_size)
+
+The envelope tag is ``HMAC-SHA256(envelope key, envelope_tag_input(...))``.  It binds
+version, kind, suite and object id to the bucket and key, and, being a 256-bit
+HMAC under a key derived from the data key, commits the object to that data key.
+
+A key provider wraps the data key: ``wrap(key_id, data_key, context)`` and
+``unwrap(blob, context)``, with ``context = wrap_context(bucket, key, object_id)``.
+Provider exceptions pass through unchanged (they are not integrity errors).
+"""
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from encproxy.crypto.suites import RecordCipher, record_cipher
+from encproxy.format.constants import (
+    DATA_KEY_SIZE,
+    FORMAT_VERSION,
+    OBJECT_ID_SIZE,
+    SEGMENT_SALT_SIZE,
+    Kind,
+    Suite,
+)
+from encproxy.format.envelope import Envelope, envelope_tag_input, wrap_context
+from encproxy.format.errors import EnvelopeAuthenticationFailed
+from encproxy.format.records import body_label, envelope_label, segment_label
+
+
+class KeyWrapper(Protocol):
+    """What the format needs from a key provider."""
+
+    def wrap(self, key_id: str, data_key: bytes, context: Mapping[str, str]) -> bytes: ...
+
+    def unwrap(self, blob: bytes, context: Mapping[str, str]) -> bytes: ...
+
+
+def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
+    return hmac.digest(salt, ikm, "sha256")
+
+
+def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
+    if not 0 < length <= 255 * 32:
+        raise ValueError("bad HKDF output length")
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = hmac.digest(prk, block + info + bytes([counter]), "sha256")
+        out += block
+        counter += 1
+    return out[:length]
+
+
+@dataclass(frozen=True)
+class ObjectKeys:
+    """The key material of one object or multipart upload, derived from its data key.
+
+    Holds secrets: never log it (its repr shows only public fields).
+    """
+
+    kind: Kind
+    suite: Suite
+    object_id: bytes
+    data_key: bytes = field(repr=False)
+    _prk: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.data_key) != DATA_KEY_SIZE or len(self.object_id) != OBJECT_ID_SIZE:
+            raise ValueError("data key is 32 bytes and object id 16 bytes")
+        object.__setattr__(self, "_prk", hkdf_extract(self.object_id, self.data_key))
+
+    @classmethod
+    def generate(cls, kind: Kind, suite: Suite) -> ObjectKeys:
+        """Fresh keys for a new object: random data key, random object id."""
+        return cls(Kind(kind), Suite(suite), os.urandom(OBJECT_ID_SIZE),
+                   os.urandom(DATA_KEY_SIZE))
+
+    def envelope_tag(self, bucket: str, key: str, version: int = FORMAT_VERSION) -> bytes:
+        mac_key = hkdf_expand(self._prk, envelope_label(), 32)
+        data = envelope_tag_input(version, self.kind, self.suite, self.object_id, bucket, key)
+        return hmac.digest(mac_key, data, "sha256")
+
+    def envelope(self, key_id: str, wrapped_key: bytes, bucket: str, key: str) -> Envelope:
+        """The envelope of this object at ``bucket/key``."""
+        return Envelope(self.kind, self.suite, self.object_id,
+                        self.envelope_tag(bucket, key), key_id, wrapped_key)
+
+    def verify(self, envelope: Envelope, bucket: str, key: str) -> None:
+        """Check the envelope tag (constant time); raise EnvelopeAuthenticationFailed."""
+        expected = self.envelope_tag(bucket, key, envelope.version)
+        if not hmac.compare_digest(expected, envelope.tag) \
+                or (envelope.kind, envelope.suite, envelope.object_id) \
+                != (self.kind, self.suite, self.object_id):
+            raise EnvelopeAuthenticationFailed()
+
+    def body_cipher(self) -> RecordCipher:
+        """The record cipher of a single-part body (chunks and the sealed MD5)."""
+        if self.kind is not Kind.SINGLE:
+            raise ValueError("not a single-part object")
+        return record_cipher(self.suite, hkdf_expand(
+            self._prk, body_label(self.suite), self.suite.key_size))
+
+    def segment_cipher(self, part_number: int, salt: bytes) -> RecordCipher:
+        """The record cipher of one upload of one part (or of a trailer)."""
+        if self.kind is not Kind.MULTIPART:
+            raise ValueError("not a multipart object")
+        if len(salt) != SEGMENT_SALT_SIZE:
+            raise ValueError("segment salt is 16 bytes")
+        return record_cipher(self.suite, hkdf_expand(
+            self._prk, segment_label(self.suite, part_number, salt), self.suite.key_size))
+
+    def context(self, bucket: str, key: str) -> dict[str, str]:
+        return wrap_context(bucket, key, self.object_id)
+
+
+def new_object(wrapper: KeyWrapper, key_id: str, bucket: str, key: str, *,
+               kind: Kind, suite: Suite = Suite.AES256_GCM) -> tuple[ObjectKeys, Envelope]:
+    """Keys and envelope for a new object (PutObject) or upload (CreateMultipartUpload).
+
+    Store ``envelope.metadata()`` in the object's user metadata.
+    """
+    keys = ObjectKeys.generate(kind, suite)
+    wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key))
+    return keys, keys.envelope(key_id, wrapped, bucket, key)
+
+
+def open_object(wrapper: KeyWrapper, envelope: Envelope, bucket: str, key: str) -> ObjectKeys:
+    """Unwrap and verify: the keys of the object stored at ``bucket/key``.
+
+    Raises EnvelopeAuthenticationFailed when the envelope does not belong to this
+    object or its data key; provider errors pass through.
+    """
+    context = wrap_context(bucket, key, envelope.object_id)
+    data_key = wrapper.unwrap(envelope.wrapped_key, context)
+    if len(data_key) != DATA_KEY_SIZE:
+        raise EnvelopeAuthenticationFailed()
+    keys = ObjectKeys(envelope.kind, envelope.suite, envelope.object_id, bytes(data_key))
+    keys.verify(envelope, bucket, key)
+    return keys
+
+
+def rebind(wrapper: KeyWrapper, keys: ObjectKeys, key_id: str, bucket: str,
+           key: str) -> Envelope:
+    """Envelope for a byte-for-byte copy of this object's body to ``bucket/key``.
+
+    CopyObject (and UploadPartCopy of whole segments) may keep the body and store
+    this envelope instead of re-encrypting: the copy shares the data key and
+    object id; its envelope tag and wrapping are bound to the new location.
+    """
+    wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key))
+    return keys.envelope(key_id, wrapped, bucket, key)
+
+
+def rewrap(wrapper: KeyWrapper, envelope: Envelope, bucket: str, key: str,
+           key_id: str) -> Envelope:
+    """Key rotation: the same envelope with the data key wrapped under ``key_id``.
+
+    Verifies the old envelope first; the tag and the body are unchanged.
+    """
+    keys = open_object(wrapper, envelope, bucket, key)
+    wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key))
+    return envelope.replace_wrapping(key_id, wrapped)
+
+
+def new_segment_salt() -> bytes:
+    return os.urandom(SEGMENT_SALT_SIZE)
+
+
+__all__ = [
+    "KeyWrapper", "ObjectKeys", "hkdf_expand", "hkdf_extract", "new_object",
+    "new_segment_salt", "open_object", "rebind", "rewrap",
+]

@@ -1,0 +1,384 @@
+"""Multipart objects: one segment per uploaded part, and the trailer (FORMAT.md §7).
+
+    segment  = header(52) || chunk_0 || ... || chunk_{K-1}
+    object   = segment_1 || ... || segment_m [|| trailer]
+
+Each upload of a part draws a fresh 16-byte salt: its key is derived from the
+upload's data key, the part number and the salt, so a part uploaded twice never
+reuses a (key, nonce) pair.  The header is authenticated under that key.
+
+Typical use::
+
+    # CreateMultipartUpload
+    keys, envelope = new_object(provider, key_id, bucket, key, kind=Kind.MULTIPART)
+    # UploadPart n (any replica; keys from open_object(...) on the upload's envelope)
+    enc = PartEncryptor(keys, n, content_length)
+    backend.upload_part(n, length=enc.ciphertext_size, body=enc.encrypt(client_body))
+    # CompleteMultipartUpload, sizes from ListParts via segment_plaintext_size()
+    plan = plan_completion(sizes)
+    if plan.trailer is not Trailer.NONE:
+        trailer = build_trailer(keys, plan)   # upload as part (last + 1) or append
+    # GetObject
+    dec = MultipartDecryptor(keys, stored_size)
+    for view in dec.decrypt(backend_body): write(view)
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from encproxy.crypto.keys import ObjectKeys, new_segment_salt
+from encproxy.crypto.stream import (
+    BATCH_CHUNKS,
+    READ_SIZE,
+    Batch,
+    ByteSource,
+    Source,
+    decrypt_chunks,
+    encrypt_chunks,
+    trimmed,
+)
+from encproxy.crypto.suites import RecordCipher, RecordRejected
+from encproxy.errors import IncompleteBody
+from encproxy.format.constants import (
+    CHUNK_CIPHERTEXT_SIZE,
+    CHUNK_SIZE,
+    FOOTER_SIZE,
+    INDEX_RECORD_INDEX,
+    SEGMENT_HEADER_INDEX,
+    SEGMENT_HEADER_SIZE,
+    TAG_SIZE,
+    Domain,
+    Kind,
+)
+from encproxy.format.errors import (
+    CiphertextSizeInvalid,
+    CiphertextTrailingData,
+    CiphertextTruncated,
+    FinalSegmentMissing,
+    FinalSegmentUnexpected,
+    IndexAuthenticationFailed,
+    IndexMalformed,
+    SegmentHeaderAuthenticationFailed,
+    SegmentHeaderMalformed,
+    SegmentLayoutMismatch,
+    SegmentOutOfOrder,
+)
+from encproxy.format.layout import (
+    CompletionPlan,
+    MultipartLayout,
+    MultipartRangePlan,
+    Trailer,
+    check_part,
+    chunk_count,
+    is_indexed,
+    segment_size,
+)
+from encproxy.format.records import AadPacker, aad
+from encproxy.format.segment import (
+    SegmentHeader,
+    decode_footer,
+    decode_index,
+    encode_footer,
+    encode_index,
+    trailer_header,
+)
+
+
+def _require_multipart(keys: ObjectKeys) -> None:
+    if keys.kind is not Kind.MULTIPART:
+        raise ValueError("these keys belong to a single-part object")
+
+
+def _header_aad(header: SegmentHeader) -> bytes:
+    return aad(header.suite, Domain.SEGMENT_HEADER, header.part_number, SEGMENT_HEADER_INDEX,
+               final=False, extra=header.authenticated_bytes())
+
+
+def _index_aad(header: SegmentHeader) -> bytes:
+    return aad(header.suite, Domain.INDEX, header.part_number, INDEX_RECORD_INDEX, final=True)
+
+
+def seal_header(keys: ObjectKeys, header: SegmentHeader) -> tuple[SegmentHeader, RecordCipher]:
+    """Tag a header under its segment key; returns the tagged header and the key."""
+    cipher = keys.segment_cipher(header.part_number, header.salt)
+    tag = cipher.seal(SEGMENT_HEADER_INDEX, _header_aad(header), b"")
+    return header.with_tag(tag), cipher
+
+
+def open_segment_header(keys: ObjectKeys, raw: bytes | memoryview, *,
+                        part_number: int | None = None
+                        ) -> tuple[SegmentHeader, RecordCipher]:
+    """Parse and authenticate a segment header; optionally require its part number.
+
+    Raises SegmentHeaderMalformed (shape), SegmentHeaderAuthenticationFailed (tag)
+    or SegmentOutOfOrder (an authentic header of another part).
+    """
+    _require_multipart(keys)
+    header = SegmentHeader.decode(bytes(raw))
+    if header.suite is not keys.suite:
+        raise SegmentHeaderAuthenticationFailed()
+    cipher = keys.segment_cipher(header.part_number, header.salt)
+    try:
+        cipher.open(SEGMENT_HEADER_INDEX, _header_aad(header), header.tag)
+    except RecordRejected:
+        raise SegmentHeaderAuthenticationFailed() from None
+    if part_number is not None and header.part_number != part_number:
+        raise SegmentOutOfOrder()
+    return header, cipher
+
+
+class PartEncryptor:
+    """Encrypts one upload of one part (UploadPart) into a segment.
+
+    ``fixed_salt_for_vectors`` exists for known-answer tests only: a fixed salt
+    reuses nonces when a part is uploaded twice.
+    """
+
+    def __init__(self, keys: ObjectKeys, part_number: int, plaintext_size: int, *,
+                 fixed_salt_for_vectors: bytes | None = None) -> None:
+        _require_multipart(keys)
+        check_part(part_number, plaintext_size)
+        self.keys = keys
+        self.part_number = part_number
+        self.plaintext_size = plaintext_size
+        self.ciphertext_size = segment_size(plaintext_size)
+        salt = fixed_salt_for_vectors or new_segment_salt()
+        self.header, self._cipher = seal_header(
+            keys, SegmentHeader.data(keys.suite, part_number, plaintext_size, salt))
+
+    @property
+    def terminal(self) -> bool:
+        """True if this part can only be the last part of the upload."""
+        return self.header.terminal
+
+    def encrypt(self, source: Source) -> Iterator[memoryview]:
+        """Yield the segment (``ciphertext_size`` bytes) in ~1 MiB views.
+
+        Raises IncompleteBody if the source holds fewer or more than
+        ``plaintext_size`` bytes.
+        """
+        src = ByteSource(source, READ_SIZE)
+        out = Batch(BATCH_CHUNKS * CHUNK_CIPHERTEXT_SIZE, slack=SEGMENT_HEADER_SIZE)
+        out.put(self.header.encode())
+        yield from encrypt_chunks(
+            self._cipher, AadPacker(self.keys.suite, Domain.SEGMENT_CHUNK, self.part_number),
+            self.plaintext_size, src, out)
+        if not src.at_end():
+            raise IncompleteBody()
+        yield out.take()
+
+
+def build_trailer(keys: ObjectKeys, plan: CompletionPlan, *,
+                  fixed_salt_for_vectors: bytes | None = None) -> bytes:
+    """The trailer bytes ``plan`` calls for (``b""`` for Trailer.NONE).
+
+    Upload them as one more part when ``plan.trailer_in_own_part``; otherwise
+    append them to the last part's segment and upload that part again.  Each call
+    draws a fresh salt, so a retried CompleteMultipartUpload is safe.
+    """
+    _require_multipart(keys)
+    layout = plan.layout
+    if layout.trailer is Trailer.NONE:
+        return b""
+    salt = fixed_salt_for_vectors or new_segment_salt()
+    number = layout.parts + 1
+    if layout.trailer is Trailer.HEADER_ONLY:
+        header, _ = seal_header(keys, trailer_header(keys.suite, number, salt))
+        return header.encode()
+    index = encode_index(layout.part_sizes, plan.index_pad)
+    header, cipher = seal_header(
+        keys, trailer_header(keys.suite, number, salt, index_size=len(index)))
+    record = cipher.seal(INDEX_RECORD_INDEX, _index_aad(header), index)
+    trailer = header.encode() + record
+    trailer += encode_footer(len(trailer) + FOOTER_SIZE)
+    if len(trailer) != layout.trailer_size:
+        raise AssertionError("indexed trailer size disagrees with the plan")
+    return trailer
+
+
+def _open_index(keys: ObjectKeys, header: SegmentHeader, cipher: RecordCipher,
+                record: bytes | memoryview) -> tuple[int, ...]:
+    try:
+        index = cipher.open(INDEX_RECORD_INDEX, _index_aad(header), record)
+    except RecordRejected:
+        raise IndexAuthenticationFailed() from None
+    sizes = decode_index(index)
+    if header.part_number != len(sizes) + 1:
+        raise IndexMalformed()
+    return sizes
+
+
+def read_index(keys: ObjectKeys, tail: bytes | memoryview, ciphertext_size: int,
+               backend_parts: int) -> MultipartLayout:
+    """The layout of an indexed object from its last bytes (at least the whole trailer;
+    ``index_tail_hint(backend_parts)`` bytes surely are)."""
+    _require_multipart(keys)
+    if not is_indexed(ciphertext_size, backend_parts):
+        raise ValueError("this object's size does not carry the index signal")
+    tail = memoryview(tail)
+    trailer_size = decode_footer(tail[-FOOTER_SIZE:])
+    if trailer_size > len(tail) or trailer_size > ciphertext_size:
+        raise IndexMalformed()
+    trailer = tail[len(tail) - trailer_size:]
+    try:
+        header, cipher = open_segment_header(keys, trailer[:SEGMENT_HEADER_SIZE])
+    except SegmentHeaderMalformed:
+        raise IndexMalformed() from None   # the footer points at something else
+    if not header.indexed or header.span != trailer_size:
+        raise IndexMalformed()
+    sizes = _open_index(keys, header, cipher,
+                        trailer[SEGMENT_HEADER_SIZE:trailer_size - FOOTER_SIZE])
+    layout = MultipartLayout(sizes, Trailer.INDEXED, trailer_size)
+    if layout.ciphertext_size != ciphertext_size:
+        raise CiphertextSizeInvalid()
+    return layout
+
+
+class MultipartDecryptor:
+    """Decrypts a multipart object whose stored size is ``ciphertext_size``.
+
+    ``layout`` (from the listing arithmetic, a prediction or the index) is checked
+    against every header read; ``decrypt`` works without it.
+    """
+
+    def __init__(self, keys: ObjectKeys, ciphertext_size: int, *,
+                 layout: MultipartLayout | None = None) -> None:
+        _require_multipart(keys)
+        if layout is not None and layout.ciphertext_size != ciphertext_size:
+            raise CiphertextSizeInvalid()
+        self.keys = keys
+        self.ciphertext_size = ciphertext_size
+        self.layout = layout
+        self.part_sizes: tuple[int, ...] = ()
+
+    def decrypt(self, source: Source, *, plaintext_size: int | None = None
+                ) -> Iterator[memoryview]:
+        """Yield the whole plaintext, walking the segments; the last view only after
+        the object's end verified (terminal segment or trailer, exact size).
+
+        ``plaintext_size`` (what the response announced) must then match.
+        Afterwards ``part_sizes`` holds the parts' plaintext sizes.
+        """
+        src = ByteSource(source, BATCH_CHUNKS * CHUNK_CIPHERTEXT_SIZE)
+        out = Batch(BATCH_CHUNKS * CHUNK_SIZE)
+        sizes: list[int] = []
+        consumed, terminal, ended = 0, False, False
+        while consumed < self.ciphertext_size:
+            short = consumed + SEGMENT_HEADER_SIZE > self.ciphertext_size
+            if ended or (terminal and short):
+                raise FinalSegmentUnexpected()
+            if short:
+                raise CiphertextTruncated()
+            raw = src.take(SEGMENT_HEADER_SIZE)
+            if len(raw) != SEGMENT_HEADER_SIZE:
+                raise CiphertextTruncated()
+            header, cipher = open_segment_header(self.keys, raw)
+            # After a terminal part only an indexed trailer may follow (held tail).
+            if terminal and not header.indexed:
+                raise FinalSegmentUnexpected()
+            if header.part_number != len(sizes) + 1:
+                raise SegmentOutOfOrder()
+            if consumed + header.span > self.ciphertext_size:
+                raise CiphertextTruncated()
+            if header.trailer:
+                self._check_trailer(header, cipher, src, sizes)
+                ended = True
+            else:
+                self._check_layout(len(sizes), header)
+                yield from decrypt_chunks(
+                    cipher, AadPacker(self.keys.suite, Domain.SEGMENT_CHUNK, header.part_number),
+                    header.plaintext_size, 0, chunk_count(header.plaintext_size) - 1, src, out)
+                sizes.append(header.plaintext_size)
+            consumed += header.span
+            terminal = header.terminal
+        if not terminal:
+            raise FinalSegmentMissing()
+        if not src.at_end():
+            raise CiphertextTrailingData()
+        if self.layout is not None and len(sizes) != self.layout.parts:
+            raise SegmentLayoutMismatch()
+        if plaintext_size is not None and plaintext_size != sum(sizes):
+            raise CiphertextSizeInvalid()
+        self.part_sizes = tuple(sizes)
+        yield out.take()
+
+    def _check_layout(self, position: int, header: SegmentHeader) -> None:
+        if self.layout is not None and (
+                position >= self.layout.parts
+                or self.layout.part_sizes[position] != header.plaintext_size):
+            raise SegmentLayoutMismatch()
+
+    def _check_trailer(self, header: SegmentHeader, cipher: RecordCipher, src: ByteSource,
+                       sizes: list[int]) -> None:
+        if not sizes:
+            raise FinalSegmentMissing()
+        if not header.indexed:
+            return
+        record = src.take(header.plaintext_size + TAG_SIZE)
+        if len(record) != header.plaintext_size + TAG_SIZE:
+            raise CiphertextTruncated()
+        if _open_index(self.keys, header, cipher, record) != tuple(sizes):
+            raise SegmentLayoutMismatch()
+        footer = src.take(FOOTER_SIZE)
+        if len(footer) != FOOTER_SIZE:
+            raise CiphertextTruncated()
+        if decode_footer(footer) != header.span:
+            raise IndexMalformed()
+
+    def decrypt_range(self, plan: MultipartRangePlan, source: Source,
+                      first_header: bytes | memoryview | None = None) -> Iterator[memoryview]:
+        """Yield exactly ``plan.length`` bytes from the ciphertext range of ``plan``.
+
+        When ``plan.needs_header``, pass the first piece's segment header (bytes
+        ``plan.header_range``).  A header that disagrees with the plan's layout
+        raises SegmentLayoutMismatch: if the layout was predicted, walk the headers
+        and retry.
+        """
+        if plan.needs_header and first_header is None:
+            raise ValueError("this plan needs the first segment's header")
+        return trimmed(self._range(plan, source, first_header), plan.skip, plan.length)
+
+    def _range(self, plan: MultipartRangePlan, source: Source,
+               first_header: bytes | memoryview | None) -> Iterator[memoryview]:
+        src = ByteSource(source, BATCH_CHUNKS * CHUNK_CIPHERTEXT_SIZE)
+        out = Batch(BATCH_CHUNKS * CHUNK_SIZE)
+        for piece in plan.pieces:
+            span = piece.span
+            if piece.header_inline:
+                raw = src.take(SEGMENT_HEADER_SIZE)
+                if len(raw) != SEGMENT_HEADER_SIZE:
+                    raise CiphertextTruncated()
+            else:
+                raw = first_header  # type: ignore[assignment]
+            header, cipher = open_segment_header(self.keys, raw, part_number=span.part_number)
+            if header.trailer or header.plaintext_size != span.plaintext_size:
+                raise SegmentLayoutMismatch()
+            yield from decrypt_chunks(
+                cipher, AadPacker(self.keys.suite, Domain.SEGMENT_CHUNK, span.part_number),
+                span.plaintext_size, piece.first_chunk, piece.last_chunk, src, out)
+        if not src.at_end():
+            raise CiphertextTrailingData()
+        yield out.take()
+
+
+def walk_step(keys: ObjectKeys, offset: int, raw_header: bytes | memoryview,
+              part_number: int) -> tuple[SegmentHeader, int]:
+    """One step of a header walk: authenticate the header found at ``offset`` and
+    return it with the offset of the next segment."""
+    header, _ = open_segment_header(keys, raw_header, part_number=part_number)
+    return header, offset + header.span
+
+
+def layout_from_headers(headers: Sequence[SegmentHeader]) -> MultipartLayout:
+    """The layout of an object from its walked (authenticated) headers, in order."""
+    data = [h for h in headers if not h.trailer]
+    if not data or not headers[-1].terminal:
+        raise FinalSegmentMissing()
+    for i, h in enumerate(headers[:-1]):
+        if h.trailer or (h.terminal and not (i == len(headers) - 2 and headers[-1].indexed)):
+            raise FinalSegmentUnexpected()
+    last = headers[-1]
+    trailer = (Trailer.NONE if not last.trailer
+               else Trailer.INDEXED if last.indexed else Trailer.HEADER_ONLY)
+    return MultipartLayout(tuple(h.plaintext_size for h in data), trailer,
+                           last.span if last.trailer else 0)

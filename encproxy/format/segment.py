@@ -1,0 +1,209 @@
+"""Multipart framing: segment headers, the index of an indexed trailer, the footer.
+
+Each uploaded part is stored as one *segment*: a 52-byte header, then a chunk
+stream.  The header (FORMAT.md §7.1)::
+
+    0   3  magic "EPS"
+    3   1  format version (1)
+    4   1  suite
+    5   1  flags: 0x01 terminal, 0x02 trailer, 0x04 indexed (others must be 0)
+    6   2  reserved (0)
+    8   4  part number (u32, 1..10001)
+    12  8  plaintext size of the segment (u64; for an indexed trailer: of its index)
+    20 16  segment salt (random per upload of the part)
+    36 16  header tag: the suite's tag over AAD(domain 4) || bytes 0..35, under the
+           segment key
+
+Decoding checks lengths and ranges before any cryptography runs.
+
+Pure module: no I/O, no third-party imports.
+"""
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from encproxy.format.constants import (
+    FOOTER_MAGIC,
+    FOOTER_SIZE,
+    FORMAT_VERSION,
+    INDEX_ENTRY_SIZE,
+    INDEX_PREFIX_SIZE,
+    MAX_INDEX_PAD,
+    MAX_PART_NUMBER,
+    MAX_SEGMENT_NUMBER,
+    SEGMENT_FLAGS_MASK,
+    SEGMENT_HEADER_SIZE,
+    SEGMENT_MAGIC,
+    SEGMENT_SALT_SIZE,
+    TAG_SIZE,
+    SegmentFlag,
+    Suite,
+)
+from encproxy.format.errors import (
+    IndexMalformed,
+    SegmentHeaderMalformed,
+    UnsupportedSuite,
+    UnsupportedVersion,
+)
+from encproxy.format.layout import (
+    MAX_PART_PLAINTEXT_SIZE,
+    index_record_size,
+    is_terminal_part,
+    segment_size,
+)
+
+_HEADER = struct.Struct(">3sBBBHIQ16s16s")
+assert _HEADER.size == SEGMENT_HEADER_SIZE
+AUTHENTICATED_SIZE = SEGMENT_HEADER_SIZE - TAG_SIZE
+_FOOTER = struct.Struct(">3sBIQ")
+assert _FOOTER.size == FOOTER_SIZE
+_INDEX_PREFIX = struct.Struct(">II")
+MAX_INDEX_SIZE = index_record_size(MAX_PART_NUMBER, MAX_INDEX_PAD)
+
+
+@dataclass(frozen=True)
+class SegmentHeader:
+    """A decoded (not yet authenticated) segment header."""
+
+    suite: Suite
+    flags: int
+    part_number: int
+    plaintext_size: int
+    salt: bytes
+    tag: bytes = b"\0" * TAG_SIZE
+
+    @property
+    def terminal(self) -> bool:
+        return bool(self.flags & SegmentFlag.TERMINAL)
+
+    @property
+    def trailer(self) -> bool:
+        return bool(self.flags & SegmentFlag.TRAILER)
+
+    @property
+    def indexed(self) -> bool:
+        return bool(self.flags & SegmentFlag.INDEXED)
+
+    @property
+    def span(self) -> int:
+        """Stored size of the whole segment this header starts, header included."""
+        if not self.trailer:
+            return segment_size(self.plaintext_size)
+        if not self.indexed:
+            return SEGMENT_HEADER_SIZE
+        return SEGMENT_HEADER_SIZE + self.plaintext_size + TAG_SIZE + FOOTER_SIZE
+
+    def authenticated_bytes(self) -> bytes:
+        """Bytes 0..35: what the header tag covers."""
+        return self.encode()[:AUTHENTICATED_SIZE]
+
+    def with_tag(self, tag: bytes) -> SegmentHeader:
+        return SegmentHeader(self.suite, self.flags, self.part_number, self.plaintext_size,
+                             self.salt, tag)
+
+    def encode(self) -> bytes:
+        return _HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, self.suite, self.flags, 0,
+                            self.part_number, self.plaintext_size, self.salt, self.tag)
+
+    @classmethod
+    def data(cls, suite: Suite, part_number: int, plaintext_size: int,
+             salt: bytes) -> SegmentHeader:
+        """The header of an uploaded part (terminal if it can only be the last part)."""
+        flags = SegmentFlag.TERMINAL if is_terminal_part(part_number, plaintext_size) else 0
+        return cls(suite, int(flags), part_number, plaintext_size, salt)
+
+    @classmethod
+    def decode(cls, raw: bytes | memoryview) -> SegmentHeader:
+        """Parse and range-check a header; raises SegmentHeaderMalformed & co."""
+        if len(raw) != SEGMENT_HEADER_SIZE:
+            raise SegmentHeaderMalformed()
+        magic, version, suite, flags, reserved, number, size, salt, tag = _HEADER.unpack(raw)
+        if magic != SEGMENT_MAGIC:
+            raise SegmentHeaderMalformed()
+        if version != FORMAT_VERSION:
+            raise UnsupportedVersion()
+        if suite not in Suite._value2member_map_:
+            raise UnsupportedSuite()
+        if reserved or flags & ~SEGMENT_FLAGS_MASK or not 1 <= number <= MAX_SEGMENT_NUMBER:
+            raise SegmentHeaderMalformed()
+        trailer, indexed = flags & SegmentFlag.TRAILER, flags & SegmentFlag.INDEXED
+        if trailer:
+            # A trailer is terminal; a header-only one is empty; an index is bounded.
+            if not flags & SegmentFlag.TERMINAL:
+                raise SegmentHeaderMalformed()
+            if not indexed and size != 0:
+                raise SegmentHeaderMalformed()
+            if indexed and not INDEX_PREFIX_SIZE + INDEX_ENTRY_SIZE <= size <= MAX_INDEX_SIZE:
+                raise SegmentHeaderMalformed()
+        else:
+            if indexed or number > MAX_PART_NUMBER or size > MAX_PART_PLAINTEXT_SIZE:
+                raise SegmentHeaderMalformed()
+            if bool(flags & SegmentFlag.TERMINAL) != is_terminal_part(number, size):
+                raise SegmentHeaderMalformed()
+        return cls(Suite(suite), flags, number, size, salt, tag)
+
+
+def trailer_header(suite: Suite, part_number: int, salt: bytes, *,
+                   index_size: int | None = None) -> SegmentHeader:
+    """The header of a trailer; ``index_size`` given for an indexed trailer."""
+    flags = SegmentFlag.TERMINAL | SegmentFlag.TRAILER
+    if index_size is not None:
+        flags |= SegmentFlag.INDEXED
+    return SegmentHeader(suite, int(flags), part_number, index_size or 0, salt)
+
+
+# -- the index of an indexed trailer ------------------------------------------------------------
+
+
+def encode_index(part_sizes: Sequence[int], pad: int) -> bytes:
+    """Index plaintext: u32 count, u32 pad, u64 size per part, ``pad`` zero bytes."""
+    if not 1 <= len(part_sizes) <= MAX_PART_NUMBER or not 0 <= pad <= MAX_INDEX_PAD:
+        raise ValueError("index out of range")
+    return b"".join((
+        _INDEX_PREFIX.pack(len(part_sizes), pad),
+        struct.pack(f">{len(part_sizes)}Q", *part_sizes), bytes(pad)))
+
+
+def decode_index(raw: bytes) -> tuple[int, ...]:
+    """Part sizes from an (authenticated) index plaintext; raises IndexMalformed."""
+    if not INDEX_PREFIX_SIZE <= len(raw) <= MAX_INDEX_SIZE:
+        raise IndexMalformed()
+    count, pad = _INDEX_PREFIX.unpack_from(raw)
+    if not 1 <= count <= MAX_PART_NUMBER or pad > MAX_INDEX_PAD \
+            or len(raw) != index_record_size(count, pad):
+        raise IndexMalformed()
+    sizes = struct.unpack_from(f">{count}Q", raw, INDEX_PREFIX_SIZE)
+    if any(s > MAX_PART_PLAINTEXT_SIZE for s in sizes) or any(raw[len(raw) - pad:]):
+        raise IndexMalformed()
+    return sizes
+
+
+# -- the footer of an indexed trailer --------------------------------------------------------------
+
+
+def encode_footer(trailer_size: int) -> bytes:
+    """Footer: magic, version, reserved, and the distance from the trailer header to it."""
+    return _FOOTER.pack(FOOTER_MAGIC, FORMAT_VERSION, 0, trailer_size - FOOTER_SIZE)
+
+
+def decode_footer(raw: bytes | memoryview) -> int:
+    """The stored size of the indexed trailer this footer ends; raises IndexMalformed."""
+    if len(raw) != FOOTER_SIZE:
+        raise IndexMalformed()
+    magic, version, reserved, back = _FOOTER.unpack(raw)
+    if magic != FOOTER_MAGIC or reserved:
+        raise IndexMalformed()
+    if version != FORMAT_VERSION:
+        raise UnsupportedVersion()
+    if not SEGMENT_HEADER_SIZE + INDEX_PREFIX_SIZE <= back <= \
+            SEGMENT_HEADER_SIZE + MAX_INDEX_SIZE + TAG_SIZE:
+        raise IndexMalformed()
+    return int(back) + FOOTER_SIZE
+
+
+__all__ = [
+    "AUTHENTICATED_SIZE", "MAX_INDEX_SIZE", "SEGMENT_SALT_SIZE", "SegmentHeader",
+    "decode_footer", "decode_index", "encode_footer", "encode_index", "trailer_header",
+]

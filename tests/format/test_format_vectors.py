@@ -1,0 +1,187 @@
+"""Known-answer vectors (tests/vectors/format/, made by scripts/gen-format-vectors).
+
+Every output is recomputed from the inputs and compared.  Beside the engine, the
+first chunk, the seal and the key schedule are recomputed from the spec with
+``cryptography`` primitives directly, so the vectors pin docs/FORMAT.md and not
+merely this implementation.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+
+from encproxy.crypto.keys import ObjectKeys
+from encproxy.crypto.multipart import MultipartDecryptor, PartEncryptor, build_trailer
+from encproxy.crypto.single import ObjectDecryptor, ObjectEncryptor
+from encproxy.format.constants import CHUNK_SIZE, Domain, Kind, Suite
+from encproxy.format.envelope import Envelope
+from encproxy.format.layout import plan_completion
+from encproxy.format.records import aad, ctr_initial_block, gcm_nonce
+
+VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "format"
+
+
+def load(name: str) -> list[dict[str, Any]]:
+    content = json.loads((VECTORS / name).read_text())
+    assert content["format_version"] == 1
+    return content["vectors"]
+
+
+def pattern(n: int) -> bytes:
+    table = bytes((7 * i + 3) % 256 for i in range(256))
+    return (table * (n // 256 + 1))[:n]
+
+
+def matches(data: bytes, expected: dict[str, Any]) -> bool:
+    if "hex" in expected:
+        return data.hex() == expected["hex"]
+    return (len(data) == expected["size"]
+            and hashlib.sha256(data).hexdigest() == expected["sha256"]
+            and data[:64].hex() == expected["head_hex"]
+            and data[-64:].hex() == expected["tail_hex"])
+
+
+def keys_of(inputs: dict[str, Any]) -> ObjectKeys:
+    kind = Kind.SINGLE if inputs["kind"] == "single" else Kind.MULTIPART
+    return ObjectKeys(kind, Suite(inputs["suite"]), bytes.fromhex(inputs["object_id"]),
+                      bytes.fromhex(inputs["data_key"]))
+
+
+def join(views: Any) -> bytes:
+    return b"".join(bytes(v) for v in views)
+
+
+def hkdf_reference(inputs: dict[str, Any], info: bytes, length: int) -> bytes:
+    return HKDF(hashes.SHA256(), length, bytes.fromhex(inputs["object_id"]), info).derive(
+        bytes.fromhex(inputs["data_key"]))
+
+
+def check_envelope(v: dict[str, Any]) -> ObjectKeys:
+    inputs, outputs = v["inputs"], v["outputs"]
+    keys = keys_of(inputs)
+    prk = hmac.digest(bytes.fromhex(inputs["object_id"]), bytes.fromhex(inputs["data_key"]),
+                      "sha256")
+    assert prk.hex() == outputs["derived"]["prk"]
+    env_key = HKDFExpand(hashes.SHA256(), 32, b"encproxy/1 envelope").derive(prk)
+    assert env_key.hex() == outputs["derived"]["envelope_key"]
+    assert hkdf_reference(inputs, b"encproxy/1 envelope", 32) == env_key
+    b, k = inputs["bucket"].encode(), inputs["key"].encode()
+    tag_input = (b"encproxy/1 envelope tag\x00" + bytes([1, keys.kind, keys.suite, 0])
+                 + keys.object_id + struct.pack(">H", len(b)) + b + struct.pack(">H", len(k)) + k)
+    tag = hmac.digest(env_key, tag_input, "sha256")
+    assert tag.hex() == outputs["envelope_tag"] == keys.envelope_tag(inputs["bucket"],
+                                                                     inputs["key"]).hex()
+    env = keys.envelope(inputs["key_id"], bytes.fromhex(inputs["wrapped_key"]), inputs["bucket"],
+                        inputs["key"])
+    assert env.encode() == outputs["metadata_value"]
+    keys.verify(Envelope.decode(outputs["metadata_value"]), inputs["bucket"], inputs["key"])
+    return keys
+
+
+def reference_record(suite: Suite, key: bytes, index: int, aad_: bytes, pt: bytes) -> bytes:
+    """One record sealed straight from the spec (FORMAT.md §4)."""
+    if suite is Suite.AES256_GCM:
+        return AESGCM(key).encrypt(struct.pack(">4xQ", index), pt, aad_)
+    ct = Cipher(algorithms.AES(key[:32]),
+                modes.CTR((index << 12).to_bytes(16, "big"))).encryptor().update(pt)
+    tag = hmac.digest(key[32:], struct.pack(">Q", len(aad_)) + aad_ + ct, "sha256")[:16]
+    return ct + tag
+
+
+@pytest.mark.parametrize("v", load("single.json"), ids=lambda v: v["name"])
+def test_single_vector(v: dict[str, Any]) -> None:
+    inputs, outputs = v["inputs"], v["outputs"]
+    keys = check_envelope(v)
+    suite, size = keys.suite, inputs["plaintext_size"]
+    body_key = hkdf_reference(inputs, b"encproxy/1 body" + bytes([suite]), suite.key_size)
+    assert body_key.hex() == outputs["derived"]["body_key"]
+    plaintext = pattern(size)
+    body = join(ObjectEncryptor(keys, size).encrypt([plaintext]))
+    assert matches(body, outputs["body"])
+
+    # First chunk and the seal, from the spec alone.
+    last = max(1, -(-size // CHUNK_SIZE)) - 1
+    first_pt = plaintext[:CHUNK_SIZE]
+    first = reference_record(suite, body_key, 0, aad(suite, Domain.CHUNK, 0, 0, final=last == 0),
+                             first_pt)
+    assert body.startswith(first)
+    md5 = hashlib.md5(plaintext).digest()
+    assert md5.hex() == outputs["plaintext_md5"]
+    seal = reference_record(suite, body_key, 2**64 - 1,
+                            aad(suite, Domain.ETAG_SEAL, 0, 2**64 - 1, final=True)
+                            + struct.pack(">Q", size), md5)
+    assert body.endswith(seal)
+
+    dec = ObjectDecryptor(keys, len(body))
+    assert join(dec.decrypt([body])) == plaintext and dec.etag_md5 == md5
+
+
+@pytest.mark.parametrize("v", load("multipart.json"), ids=lambda v: v["name"])
+def test_multipart_vector(v: dict[str, Any]) -> None:
+    inputs, outputs = v["inputs"], v["outputs"]
+    keys = check_envelope(v)
+    suite, sizes = keys.suite, inputs["part_sizes"]
+    salts = [bytes.fromhex(s) for s in inputs["salts"]]
+    segments = []
+    for n, (size, expected) in enumerate(zip(sizes, outputs["segments"], strict=True), start=1):
+        seg_key = hkdf_reference(
+            inputs, b"encproxy/1 segment" + bytes([suite]) + n.to_bytes(4, "big") + salts[n - 1],
+            suite.key_size)
+        assert seg_key.hex() == expected["segment_key"]
+        enc = PartEncryptor(keys, n, size, fixed_salt_for_vectors=salts[n - 1])
+        segment = join(enc.encrypt([pattern(size)]))
+        assert segment[:52].hex() == expected["header_hex"]
+        assert matches(segment, expected["segment"])
+        header_tag = reference_record(
+            suite, seg_key, 2**64 - 2,
+            aad(suite, Domain.SEGMENT_HEADER, n, 2**64 - 2, final=False) + segment[:36], b"")
+        assert segment[36:52] == header_tag
+        chunk0 = reference_record(
+            suite, seg_key, 0,
+            aad(suite, Domain.SEGMENT_CHUNK, n, 0, final=size <= CHUNK_SIZE),
+            pattern(size)[:CHUNK_SIZE])
+        assert segment[52:].startswith(chunk0)
+        segments.append(segment)
+    plan = plan_completion(sizes, can_rewrite_last_part=True)
+    trailer = build_trailer(keys, plan, fixed_salt_for_vectors=salts[len(sizes)])
+    expected_trailer = outputs["trailer"]
+    assert (plan.trailer.value, plan.backend_parts, plan.index_pad) == (
+        expected_trailer["kind"], expected_trailer["backend_parts"], expected_trailer["index_pad"])
+    assert matches(trailer, expected_trailer["bytes"]) if trailer else \
+        expected_trailer["bytes"] == {"hex": ""}
+    body = b"".join(segments) + trailer
+    assert len(body) == outputs["ciphertext_size"] == plan.layout.ciphertext_size
+    dec = MultipartDecryptor(keys, len(body))
+    assert join(dec.decrypt([body])) == b"".join(pattern(s) for s in sizes)
+
+
+@pytest.mark.parametrize("row", load("records.json"), ids=lambda r: f"{r['domain']}-{r['index']}")
+def test_record_layouts(row: dict[str, Any]) -> None:
+    index = int(row["index"])
+    suite, domain = Suite(row["suite"]), Domain(row["domain"])
+    assert aad(suite, domain, row["part_number"], index, final=row["final"]).hex() == row["aad"]
+    assert gcm_nonce(index).hex() == row["gcm_nonce"]
+    assert ctr_initial_block(index).hex() == row["ctr_initial_block"]
+
+
+def test_vector_files_are_what_the_generator_writes() -> None:
+    """Regenerating must reproduce the committed files byte for byte."""
+    import importlib.util
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gen_format_vectors.py"
+    spec = importlib.util.spec_from_file_location("gen_format_vectors", script)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, content in module.build().items():
+        assert (VECTORS / name).read_text() == json.dumps(content, indent=1,
+                                                          ensure_ascii=True) + "\n"
