@@ -5,7 +5,9 @@ and tests/format/test_format_vectors.py recomputes every output from the inputs.
 Regenerating must not change a committed file: if it does, the format changed.
 
 All inputs are fixed: data keys, object ids and segment salts are given, never
-drawn.  Plaintexts are ``pattern(n)``: byte ``i`` is ``(7 * i + 3) % 256``.
+drawn.  Plaintexts are ``pattern(n)``: byte ``i`` is ``(7 * i + 3) % 256``.  A
+segment's salt is ``salt(seed, part number)``; the trailer's is
+``salt(seed, last part number + 1)``.
 """
 from __future__ import annotations
 
@@ -20,8 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from encproxy.crypto.keys import ObjectKeys, hkdf_expand, hkdf_extract  # noqa: E402
 from encproxy.crypto.multipart import PartEncryptor, build_trailer  # noqa: E402
 from encproxy.crypto.single import ObjectEncryptor  # noqa: E402
-from encproxy.format.constants import FORMAT_VERSION, Domain, Kind, MiB, Suite  # noqa: E402
-from encproxy.format.layout import plan_completion  # noqa: E402
+from encproxy.crypto.suites import record_cipher  # noqa: E402
+from encproxy.format.constants import (  # noqa: E402
+    FORMAT_VERSION,
+    INDEX_RECORD_INDEX,
+    SEGMENT_HEADER_SIZE,
+    Domain,
+    Kind,
+    MiB,
+    Suite,
+)
+from encproxy.format.layout import Trailer, plan_completion  # noqa: E402
 from encproxy.format.records import (  # noqa: E402
     aad,
     body_label,
@@ -93,11 +104,14 @@ def single_vector(seed: int, suite: Suite, size: int) -> dict[str, Any]:
     }
 
 
-def multipart_vector(seed: int, suite: Suite, sizes: list[int]) -> dict[str, Any]:
+def multipart_vector(seed: int, suite: Suite, sizes: list[int],
+                     numbers: list[int] | None = None) -> dict[str, Any]:
+    """Parts ``numbers`` (1..m by default) of these sizes, completed with exactly them."""
     keys = ObjectKeys(Kind.MULTIPART, suite, object_id(seed), data_key(seed))
     envelope = keys.envelope(KEY_ID, WRAPPED, BUCKET, KEY)
+    numbers = numbers or list(range(1, len(sizes) + 1))
     segments = []
-    for number, size in enumerate(sizes, start=1):
+    for number, size in zip(numbers, sizes, strict=True):
         enc = PartEncryptor(keys, number, size, fixed_salt_for_vectors=salt(seed, number))
         seg = joined(enc.encrypt([pattern(size)]))
         prk = hkdf_extract(keys.object_id, keys.data_key)
@@ -106,19 +120,35 @@ def multipart_vector(seed: int, suite: Suite, sizes: list[int]) -> dict[str, Any
             "segment_key": hkdf_expand(prk, segment_label(suite, number, salt(seed, number)),
                                        suite.key_size).hex(),
             "header_hex": seg[:52].hex(), "segment": blob(seg)})
-    plan = plan_completion(sizes, can_rewrite_last_part=True)
-    trailer_salt = salt(seed, len(sizes) + 1)
+    plan = plan_completion(numbers, sizes, can_rewrite_last_part=True)
+    trailer_number = numbers[-1] + 1
+    trailer_salt = salt(seed, trailer_number)
     trailer = build_trailer(keys, plan, fixed_salt_for_vectors=trailer_salt)
+    trailer_out: dict[str, Any] = {
+        "kind": plan.trailer.value, "number": plan.trailer_number,
+        "held_tail": plan.held_tail, "backend_parts": plan.backend_parts,
+        "backend_part_numbers": list(plan.backend_part_numbers),
+        "index_pad": plan.index_pad, "bytes": blob(trailer)}
+    if plan.trailer is Trailer.INDEXED:   # the index plaintext, opened from the trailer
+        cipher = record_cipher(suite, hkdf_expand(
+            hkdf_extract(keys.object_id, keys.data_key),
+            segment_label(suite, trailer_number, trailer_salt), suite.key_size))
+        index = cipher.open(INDEX_RECORD_INDEX, aad(suite, Domain.INDEX, trailer_number,
+                                                    INDEX_RECORD_INDEX, final=True),
+                            trailer[SEGMENT_HEADER_SIZE:-16])
+        trailer_out["index"] = blob(index)
+    contiguous = numbers == list(range(1, len(sizes) + 1))
+    parts = "" if contiguous else "parts-" + ".".join(map(str, numbers)) + "-"
     return {
-        "name": f"multipart-{suite.name.lower()}-{'-'.join(map(str, sizes))}",
+        "name": f"multipart-{suite.name.lower()}-{parts}{'-'.join(map(str, sizes))}",
         "inputs": {"kind": "multipart", "suite": int(suite), "data_key": keys.data_key.hex(),
                    "object_id": keys.object_id.hex(), "bucket": BUCKET, "key": KEY,
-                   "key_id": KEY_ID, "wrapped_key": WRAPPED.hex(), "part_sizes": sizes,
-                   "salts": [salt(seed, n).hex() for n in range(1, len(sizes) + 2)]},
+                   "key_id": KEY_ID, "wrapped_key": WRAPPED.hex(), "part_numbers": numbers,
+                   "part_sizes": sizes,
+                   "salts": [salt(seed, n).hex() for n in numbers + [trailer_number]]},
         "outputs": {"derived": derived(keys), "envelope_tag": envelope.tag.hex(),
                     "metadata_value": envelope.encode(), "segments": segments,
-                    "trailer": {"kind": plan.trailer.value, "backend_parts": plan.backend_parts,
-                                "index_pad": plan.index_pad, "bytes": blob(trailer)},
+                    "trailer": trailer_out,
                     "ciphertext_size": plan.layout.ciphertext_size},
     }
 
@@ -129,7 +159,8 @@ def record_vectors() -> list[dict[str, Any]]:
     for suite in Suite:
         for domain, part, index, final in ((Domain.CHUNK, 0, 0, True),
                                            (Domain.SEGMENT_CHUNK, 7, 41, False),
-                                           (Domain.SEGMENT_HEADER, 10000, 2**64 - 2, False)):
+                                           (Domain.SEGMENT_HEADER, 10000, 2**64 - 2, False),
+                                           (Domain.INDEX, 10001, 2**64 - 3, True)):
             rows.append({"suite": int(suite), "domain": int(domain), "part_number": part,
                          "index": str(index), "final": final,
                          "aad": aad(suite, domain, part, index, final=final).hex(),
@@ -148,6 +179,13 @@ def build() -> dict[str, dict[str, Any]]:
                                                [5 * MiB, 5 * MiB],             # header-only
                                                [5 * MiB + 1, 5 * MiB + 3],     # indexed
                                                [5 * MiB + 1, 9]))]             # held tail
+    # Completions with gaps in the part numbers: always an indexed trailer.
+    multipart += [multipart_vector(200 + seed, suite, sizes, numbers)
+                  for suite in Suite
+                  for seed, (numbers, sizes) in enumerate((
+                      ([1, 3, 7], [5 * MiB, 5 * MiB, 100]),      # held tail after part 7
+                      ([2, 4], [5 * MiB + 1, 5 * MiB]),          # trailer is part 5
+                      ([3, 10000], [5 * MiB, 9])))]              # held tail, trailer 10001
     header = {"format_version": FORMAT_VERSION,
               "plaintext": "pattern(n): byte i is (7 * i + 3) % 256",
               "blobs": "hex, or size + sha256 + head_hex/tail_hex (64 bytes) when longer "

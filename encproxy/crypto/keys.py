@@ -26,6 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.hmac import HMAC
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
 from encproxy.crypto.suites import RecordCipher, record_cipher
 from encproxy.format.constants import (
     DATA_KEY_SIZE,
@@ -33,6 +37,7 @@ from encproxy.format.constants import (
     OBJECT_ID_SIZE,
     SEGMENT_SALT_SIZE,
     Kind,
+    Protection,
     Suite,
 )
 from encproxy.format.envelope import Envelope, envelope_tag_input, wrap_context
@@ -48,19 +53,20 @@ class KeyWrapper(Protocol):
     def unwrap(self, blob: bytes, context: Mapping[str, str]) -> bytes: ...
 
 
+def _hmac_sha256(key: bytes, data: bytes) -> bytes:
+    mac = HMAC(key, SHA256())
+    mac.update(data)
+    return mac.finalize()
+
+
 def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
-    return hmac.digest(salt, ikm, "sha256")
+    return _hmac_sha256(salt, ikm)
 
 
 def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
     if not 0 < length <= 255 * 32:
         raise ValueError("bad HKDF output length")
-    out, block, counter = b"", b"", 1
-    while len(out) < length:
-        block = hmac.digest(prk, block + info + bytes([counter]), "sha256")
-        out += block
-        counter += 1
-    return out[:length]
+    return HKDFExpand(SHA256(), length, info).derive(prk)
 
 
 @dataclass(frozen=True)
@@ -87,19 +93,23 @@ class ObjectKeys:
         return cls(Kind(kind), Suite(suite), os.urandom(OBJECT_ID_SIZE),
                    os.urandom(DATA_KEY_SIZE))
 
-    def envelope_tag(self, bucket: str, key: str, version: int = FORMAT_VERSION) -> bytes:
+    def envelope_tag(self, bucket: str, key: str, version: int = FORMAT_VERSION,
+                     protection: Protection = Protection.SSE_S3) -> bytes:
         mac_key = hkdf_expand(self._prk, envelope_label(), 32)
-        data = envelope_tag_input(version, self.kind, self.suite, self.object_id, bucket, key)
-        return hmac.digest(mac_key, data, "sha256")
+        data = envelope_tag_input(version, self.kind, self.suite, self.object_id, bucket, key,
+                                  protection)
+        return _hmac_sha256(mac_key, data)
 
-    def envelope(self, key_id: str, wrapped_key: bytes, bucket: str, key: str) -> Envelope:
+    def envelope(self, key_id: str, wrapped_key: bytes, bucket: str, key: str,
+                 protection: Protection = Protection.SSE_S3) -> Envelope:
         """The envelope of this object at ``bucket/key``."""
         return Envelope(self.kind, self.suite, self.object_id,
-                        self.envelope_tag(bucket, key), key_id, wrapped_key)
+                        self.envelope_tag(bucket, key, protection=protection), key_id,
+                        wrapped_key, protection=protection)
 
     def verify(self, envelope: Envelope, bucket: str, key: str) -> None:
         """Check the envelope tag (constant time); raise EnvelopeAuthenticationFailed."""
-        expected = self.envelope_tag(bucket, key, envelope.version)
+        expected = self.envelope_tag(bucket, key, envelope.version, envelope.protection)
         if not hmac.compare_digest(expected, envelope.tag) \
                 or (envelope.kind, envelope.suite, envelope.object_id) \
                 != (self.kind, self.suite, self.object_id):
@@ -126,14 +136,15 @@ class ObjectKeys:
 
 
 def new_object(wrapper: KeyWrapper, key_id: str, bucket: str, key: str, *,
-               kind: Kind, suite: Suite = Suite.AES256_GCM) -> tuple[ObjectKeys, Envelope]:
+               kind: Kind, suite: Suite = Suite.AES256_GCM,
+               protection: Protection = Protection.SSE_S3) -> tuple[ObjectKeys, Envelope]:
     """Keys and envelope for a new object (PutObject) or upload (CreateMultipartUpload).
 
     Store ``envelope.metadata()`` in the object's user metadata.
     """
     keys = ObjectKeys.generate(kind, suite)
     wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key))
-    return keys, keys.envelope(key_id, wrapped, bucket, key)
+    return keys, keys.envelope(key_id, wrapped, bucket, key, protection)
 
 
 def open_object(wrapper: KeyWrapper, envelope: Envelope, bucket: str, key: str) -> ObjectKeys:
@@ -152,7 +163,7 @@ def open_object(wrapper: KeyWrapper, envelope: Envelope, bucket: str, key: str) 
 
 
 def rebind(wrapper: KeyWrapper, keys: ObjectKeys, key_id: str, bucket: str,
-           key: str) -> Envelope:
+           key: str, protection: Protection = Protection.SSE_S3) -> Envelope:
     """Envelope for a byte-for-byte copy of this object's body to ``bucket/key``.
 
     CopyObject (and UploadPartCopy of whole segments) may keep the body and store
@@ -160,7 +171,7 @@ def rebind(wrapper: KeyWrapper, keys: ObjectKeys, key_id: str, bucket: str,
     object id; its envelope tag and wrapping are bound to the new location.
     """
     wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key))
-    return keys.envelope(key_id, wrapped, bucket, key)
+    return keys.envelope(key_id, wrapped, bucket, key, protection)
 
 
 def rewrap(wrapper: KeyWrapper, envelope: Envelope, bucket: str, key: str,

@@ -1,7 +1,10 @@
 """Multipart objects: one segment per uploaded part, and the trailer (FORMAT.md §7).
 
     segment  = header(52) || chunk_0 || ... || chunk_{K-1}
-    object   = segment_1 || ... || segment_m [|| trailer]
+    object   = segment_{n_1} || ... || segment_{n_m} [|| trailer]
+
+The completed part numbers ``n_1 < ... < n_m`` are ``1..m``, or any ascending
+numbers in 1..10000 when an indexed trailer lists them (FORMAT.md §7.3).
 
 Each upload of a part draws a fresh 16-byte salt: its key is derived from the
 upload's data key, the part number and the salt, so a part uploaded twice never
@@ -15,11 +18,18 @@ Typical use::
     enc = PartEncryptor(keys, n, content_length)
     backend.upload_part(n, length=enc.ciphertext_size, body=enc.encrypt(client_body))
     # CompleteMultipartUpload, sizes from ListParts via segment_plaintext_size()
-    plan = plan_completion(sizes)
+    plan = plan_completion(numbers, sizes, can_rewrite_last_part=True)
     if plan.trailer is not Trailer.NONE:
-        trailer = build_trailer(keys, plan)   # upload as part (last + 1) or append
+        trailer = build_trailer(keys, plan)
+        # plan.trailer_in_own_part: upload as part plan.trailer_number;
+        # plan.held_tail: re-upload the last part as its segment || trailer
+    backend.complete(plan.backend_part_numbers)
     # GetObject
-    dec = MultipartDecryptor(keys, stored_size)
+    layout = None
+    if is_indexed(stored_size, backend_parts):       # cache it by the backend ETag
+        layout = read_index(keys, tail_of(index_tail_hint(backend_parts)), stored_size,
+                            backend_parts)
+    dec = MultipartDecryptor(keys, stored_size, layout=layout)
     for view in dec.decrypt(backend_body): write(view)
 """
 from __future__ import annotations
@@ -70,11 +80,13 @@ from encproxy.format.layout import (
     Trailer,
     check_part,
     chunk_count,
+    is_contiguous,
     is_indexed,
     segment_size,
 )
 from encproxy.format.records import AadPacker, aad
 from encproxy.format.segment import (
+    PartIndex,
     SegmentHeader,
     decode_footer,
     decode_index,
@@ -181,11 +193,11 @@ def build_trailer(keys: ObjectKeys, plan: CompletionPlan, *,
     if layout.trailer is Trailer.NONE:
         return b""
     salt = fixed_salt_for_vectors or new_segment_salt()
-    number = layout.parts + 1
+    number = layout.last_part_number + 1
     if layout.trailer is Trailer.HEADER_ONLY:
         header, _ = seal_header(keys, trailer_header(keys.suite, number, salt))
         return header.encode()
-    index = encode_index(layout.part_sizes, plan.index_pad)
+    index = encode_index(layout.part_numbers, layout.part_sizes, plan.index_pad)
     header, cipher = seal_header(
         keys, trailer_header(keys.suite, number, salt, index_size=len(index)))
     record = cipher.seal(INDEX_RECORD_INDEX, _index_aad(header), index)
@@ -196,22 +208,27 @@ def build_trailer(keys: ObjectKeys, plan: CompletionPlan, *,
     return trailer
 
 
-def _open_index(keys: ObjectKeys, header: SegmentHeader, cipher: RecordCipher,
-                record: bytes | memoryview) -> tuple[int, ...]:
+def _open_index(header: SegmentHeader, cipher: RecordCipher,
+                record: bytes | memoryview) -> PartIndex:
     try:
-        index = cipher.open(INDEX_RECORD_INDEX, _index_aad(header), record)
+        plaintext = cipher.open(INDEX_RECORD_INDEX, _index_aad(header), record)
     except RecordRejected:
         raise IndexAuthenticationFailed() from None
-    sizes = decode_index(index)
-    if header.part_number != len(sizes) + 1:
+    index = decode_index(plaintext)
+    if header.part_number != index.part_numbers[-1] + 1:
         raise IndexMalformed()
-    return sizes
+    return index
 
 
 def read_index(keys: ObjectKeys, tail: bytes | memoryview, ciphertext_size: int,
                backend_parts: int) -> MultipartLayout:
     """The layout of an indexed object from its last bytes (at least the whole trailer;
-    ``index_tail_hint(backend_parts)`` bytes surely are)."""
+    ``index_tail_hint(backend_parts)`` bytes surely are): every part's number and size.
+
+    Raises IndexMalformed, IndexAuthenticationFailed, SegmentHeaderAuthenticationFailed
+    (a trailer of another upload), or CiphertextSizeInvalid when the index does not
+    add up to the stored size and part count.
+    """
     _require_multipart(keys)
     if not is_indexed(ciphertext_size, backend_parts):
         raise ValueError("this object's size does not carry the index signal")
@@ -226,10 +243,11 @@ def read_index(keys: ObjectKeys, tail: bytes | memoryview, ciphertext_size: int,
         raise IndexMalformed() from None   # the footer points at something else
     if not header.indexed or header.span != trailer_size:
         raise IndexMalformed()
-    sizes = _open_index(keys, header, cipher,
-                        trailer[SEGMENT_HEADER_SIZE:trailer_size - FOOTER_SIZE])
-    layout = MultipartLayout(sizes, Trailer.INDEXED, trailer_size)
-    if layout.ciphertext_size != ciphertext_size:
+    index = _open_index(header, cipher, trailer[SEGMENT_HEADER_SIZE:trailer_size - FOOTER_SIZE])
+    layout = MultipartLayout(index.part_sizes, Trailer.INDEXED, trailer_size,
+                             part_numbers=index.part_numbers)
+    if layout.ciphertext_size != ciphertext_size \
+            or backend_parts not in (layout.parts, layout.parts + 1):
         raise CiphertextSizeInvalid()
     return layout
 
@@ -238,7 +256,9 @@ class MultipartDecryptor:
     """Decrypts a multipart object whose stored size is ``ciphertext_size``.
 
     ``layout`` (from the listing arithmetic, a prediction or the index) is checked
-    against every header read; ``decrypt`` works without it.
+    against every header read.  ``decrypt`` works without it for parts numbered
+    ``1..m``; an object whose part numbers have gaps needs the layout from its index
+    (``read_index``): without it the first gap raises SegmentOutOfOrder.
     """
 
     def __init__(self, keys: ObjectKeys, ciphertext_size: int, *,
@@ -246,10 +266,13 @@ class MultipartDecryptor:
         _require_multipart(keys)
         if layout is not None and layout.ciphertext_size != ciphertext_size:
             raise CiphertextSizeInvalid()
+        if layout is not None and not layout.contiguous and layout.trailer is not Trailer.INDEXED:
+            raise ValueError("a layout with gaps in its part numbers comes from an index")
         self.keys = keys
         self.ciphertext_size = ciphertext_size
         self.layout = layout
         self.part_sizes: tuple[int, ...] = ()
+        self.part_numbers: tuple[int, ...] = ()
 
     def decrypt(self, source: Source, *, plaintext_size: int | None = None
                 ) -> Iterator[memoryview]:
@@ -257,12 +280,17 @@ class MultipartDecryptor:
         the object's end verified (terminal segment or trailer, exact size).
 
         ``plaintext_size`` (what the response announced) must then match.
-        Afterwards ``part_sizes`` holds the parts' plaintext sizes.
+        Afterwards ``part_numbers`` and ``part_sizes`` describe the parts.
+
+        The part numbers met must be those of the layout when it has gaps (it then
+        comes from the index), else ``1, 2, 3, ...``; an indexed trailer must list
+        exactly the parts met, and an object without one must be numbered ``1..m``.
         """
         src = ByteSource(source, BATCH_CHUNKS * CHUNK_CIPHERTEXT_SIZE)
         out = Batch(BATCH_CHUNKS * CHUNK_SIZE)
         sizes: list[int] = []
-        consumed, terminal, ended = 0, False, False
+        numbers: list[int] = []
+        consumed, terminal, ended, indexed = 0, False, False, False
         while consumed < self.ciphertext_size:
             short = consumed + SEGMENT_HEADER_SIZE > self.ciphertext_size
             if ended or (terminal and short):
@@ -276,31 +304,43 @@ class MultipartDecryptor:
             # After a terminal part only an indexed trailer may follow (held tail).
             if terminal and not header.indexed:
                 raise FinalSegmentUnexpected()
-            if header.part_number != len(sizes) + 1:
+            if header.part_number != self._expected_number(header, numbers):
                 raise SegmentOutOfOrder()
             if consumed + header.span > self.ciphertext_size:
                 raise CiphertextTruncated()
             if header.trailer:
-                self._check_trailer(header, cipher, src, sizes)
-                ended = True
+                self._check_trailer(header, cipher, src, numbers, sizes)
+                ended, indexed = True, header.indexed
             else:
                 self._check_layout(len(sizes), header)
                 yield from decrypt_chunks(
                     cipher, AadPacker(self.keys.suite, Domain.SEGMENT_CHUNK, header.part_number),
                     header.plaintext_size, 0, chunk_count(header.plaintext_size) - 1, src, out)
                 sizes.append(header.plaintext_size)
+                numbers.append(header.part_number)
             consumed += header.span
             terminal = header.terminal
         if not terminal:
             raise FinalSegmentMissing()
         if not src.at_end():
             raise CiphertextTrailingData()
+        if not indexed and not is_contiguous(numbers):
+            raise SegmentOutOfOrder()   # gaps that no index vouches for
         if self.layout is not None and len(sizes) != self.layout.parts:
             raise SegmentLayoutMismatch()
         if plaintext_size is not None and plaintext_size != sum(sizes):
             raise CiphertextSizeInvalid()
-        self.part_sizes = tuple(sizes)
+        self.part_sizes, self.part_numbers = tuple(sizes), tuple(numbers)
         yield out.take()
+
+    def _expected_number(self, header: SegmentHeader, numbers: list[int]) -> int:
+        """The part number the next segment must carry: the layout's (which has gaps
+        only if it came from the index), else one more than the previous part's; a
+        trailer's is always the last part number + 1."""
+        position = len(numbers)
+        if header.trailer or self.layout is None or position >= self.layout.parts:
+            return (numbers[-1] if numbers else 0) + 1
+        return self.layout.part_numbers[position]
 
     def _check_layout(self, position: int, header: SegmentHeader) -> None:
         if self.layout is not None and (
@@ -309,7 +349,7 @@ class MultipartDecryptor:
             raise SegmentLayoutMismatch()
 
     def _check_trailer(self, header: SegmentHeader, cipher: RecordCipher, src: ByteSource,
-                       sizes: list[int]) -> None:
+                       numbers: list[int], sizes: list[int]) -> None:
         if not sizes:
             raise FinalSegmentMissing()
         if not header.indexed:
@@ -317,7 +357,10 @@ class MultipartDecryptor:
         record = src.take(header.plaintext_size + TAG_SIZE)
         if len(record) != header.plaintext_size + TAG_SIZE:
             raise CiphertextTruncated()
-        if _open_index(self.keys, header, cipher, record) != tuple(sizes):
+        index = _open_index(header, cipher, record)
+        if index.part_numbers != tuple(numbers):
+            raise SegmentOutOfOrder()
+        if index.part_sizes != tuple(sizes):
             raise SegmentLayoutMismatch()
         footer = src.take(FOOTER_SIZE)
         if len(footer) != FOOTER_SIZE:
@@ -363,22 +406,42 @@ class MultipartDecryptor:
 
 def walk_step(keys: ObjectKeys, offset: int, raw_header: bytes | memoryview,
               part_number: int) -> tuple[SegmentHeader, int]:
-    """One step of a header walk: authenticate the header found at ``offset`` and
-    return it with the offset of the next segment."""
+    """One step of a header walk: authenticate the header found at ``offset``, require
+    ``part_number`` (SegmentOutOfOrder), and return it with the next segment's offset.
+
+    Without an index the walk expects ``1, 2, 3, ...`` (the trailer too is the next
+    number); with one it expects ``index.segment_numbers[step]``.
+    """
     header, _ = open_segment_header(keys, raw_header, part_number=part_number)
     return header, offset + header.span
 
 
-def layout_from_headers(headers: Sequence[SegmentHeader]) -> MultipartLayout:
-    """The layout of an object from its walked (authenticated) headers, in order."""
+def layout_from_headers(headers: Sequence[SegmentHeader], *,
+                        index: MultipartLayout | None = None) -> MultipartLayout:
+    """The layout of an object from its walked (authenticated) headers, in order.
+
+    The data segments must be numbered ``1..m``, or, given the layout read from the
+    object's index, exactly as the index lists them (SegmentOutOfOrder); a trailer
+    must be numbered last + 1.  With ``index``, the walked layout must equal it
+    (SegmentLayoutMismatch).
+    """
     data = [h for h in headers if not h.trailer]
     if not data or not headers[-1].terminal:
         raise FinalSegmentMissing()
     for i, h in enumerate(headers[:-1]):
         if h.trailer or (h.terminal and not (i == len(headers) - 2 and headers[-1].indexed)):
             raise FinalSegmentUnexpected()
+    numbers = tuple(h.part_number for h in data)
+    if numbers != (index.part_numbers if index is not None else
+                   tuple(range(1, len(numbers) + 1))):
+        raise SegmentOutOfOrder()
     last = headers[-1]
+    if last.trailer and last.part_number != numbers[-1] + 1:
+        raise SegmentOutOfOrder()
     trailer = (Trailer.NONE if not last.trailer
                else Trailer.INDEXED if last.indexed else Trailer.HEADER_ONLY)
-    return MultipartLayout(tuple(h.plaintext_size for h in data), trailer,
-                           last.span if last.trailer else 0)
+    layout = MultipartLayout(tuple(h.plaintext_size for h in data), trailer,
+                             last.span if last.trailer else 0, part_numbers=numbers)
+    if index is not None and layout != index:
+        raise SegmentLayoutMismatch()
+    return layout

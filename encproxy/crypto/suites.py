@@ -15,7 +15,6 @@ bad tag it zeroes the buffer and raises :class:`RecordRejected`.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Callable
 from typing import Protocol
@@ -23,6 +22,8 @@ from typing import Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.hmac import HMAC
 
 from encproxy.format.constants import CHUNK_SIZE, CTR_CHUNK_SHIFT, TAG_SIZE, Suite
 from encproxy.format.records import FLAG_FINAL, NONCE_STRUCT, ctr_initial_block, gcm_nonce, u64
@@ -127,7 +128,7 @@ class Aes256CtrHmacSha256:
         if len(key) != 64:
             raise ValueError("AES-256-CTR-HMAC-SHA256 takes 64 bytes of key material")
         self._aes = algorithms.AES(key[:32])
-        self._mac = hmac.new(key[32:], digestmod=hashlib.sha256)
+        self._mac = HMAC(key[32:], SHA256())
         self._ctx: CipherContext | None = None
         self._next_block = -1
 
@@ -147,7 +148,7 @@ class Aes256CtrHmacSha256:
         mac.update(u64(len(aad)))
         mac.update(aad)
         mac.update(ciphertext)
-        return mac.digest()[:TAG_SIZE]
+        return mac.finalize()[:TAG_SIZE]
 
     def seal_into(self, index: int, aad: bytes, plaintext: Buffer, out: memoryview) -> None:
         n = len(plaintext)

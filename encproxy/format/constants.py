@@ -38,7 +38,7 @@ SEGMENT_MAGIC: Final = b"EPS"
 FOOTER_SIZE: Final = 16
 FOOTER_MAGIC: Final = b"EPF"
 INDEX_PREFIX_SIZE: Final = 8            # u32 part count, u32 pad length
-INDEX_ENTRY_SIZE: Final = 8             # u64 plaintext size per data segment
+INDEX_ENTRY_SIZE: Final = 12            # u32 part number, u64 plaintext size, per data segment
 # Residue of (S - N * SEGMENT_HEADER_SIZE) mod CHUNK_CIPHERTEXT_SIZE that marks an
 # object whose layout must be read from its index.  Regular layouts never produce
 # a residue in 1..15 (docs/FORMAT.md, "Sizes from a listing").
@@ -49,7 +49,9 @@ MAX_INDEX_PAD: Final = CHUNK_CIPHERTEXT_SIZE - 1
 # part MAX_PART_NUMBER can only be the last: both are written as terminal segments.
 MIN_PART_SIZE: Final = 5 * MiB
 MAX_PART_NUMBER: Final = 10_000
-MAX_SEGMENT_NUMBER: Final = MAX_PART_NUMBER + 1   # a trailer after part 10000 (held tail)
+# A trailer's segment number is the last completed part number + 1: 10001 only when
+# it is appended to part 10000 (held tail), never as a backend part number.
+MAX_SEGMENT_NUMBER: Final = MAX_PART_NUMBER + 1
 
 # -- backend limits (S3) -------------------------------------------------------------------
 BACKEND_MAX_PUT_SIZE: Final = 5 * GiB
@@ -93,6 +95,14 @@ class Kind(IntEnum):
 
     SINGLE = 1      # PutObject: one chunk stream, then the sealed plaintext MD5
     MULTIPART = 2   # multipart upload: one segment per part, maybe a trailer segment
+
+
+class Protection(IntEnum):
+    """How the data key is protected, as S3 reports it (envelope byte 3, in the tag)."""
+
+    SSE_S3 = 0      # x-amz-server-side-encryption: AES256 (the server's default key)
+    SSE_KMS = 1     # x-amz-server-side-encryption: aws:kms (a named master key)
+    SSE_C = 2       # a customer-provided key (SSE-C); encproxy wraps with a key derived from it
 
 
 class Domain(IntEnum):

@@ -5,7 +5,7 @@ One metadata entry, ``x-amz-meta-encproxy``, holds the unpadded base64url of::
     u8  version            (1)
     u8  kind               (1 single-part, 2 multipart)
     u8  suite              (1 AES-256-GCM, 2 AES-256-CTR-HMAC-SHA256)
-    u8  flags              (0; reserved)
+    u8  protection         (0 SSE-S3, 1 SSE-KMS, 2 SSE-C: what S3 reports)
     16  object id          (random per object / per multipart upload)
     32  envelope tag       (HMAC-SHA256; binds the fields above to bucket and key,
                             and commits to the data key)
@@ -36,6 +36,7 @@ from encproxy.format.constants import (
     METADATA_KEY,
     OBJECT_ID_SIZE,
     Kind,
+    Protection,
     Suite,
 )
 from encproxy.format.errors import (
@@ -61,6 +62,7 @@ class Envelope:
     key_id: str
     wrapped_key: bytes
     version: int = FORMAT_VERSION
+    protection: Protection = Protection.SSE_S3
 
     def __post_init__(self) -> None:
         if len(self.object_id) != OBJECT_ID_SIZE or len(self.tag) != ENVELOPE_TAG_SIZE:
@@ -75,7 +77,8 @@ class Envelope:
     def to_bytes(self) -> bytes:
         key_id = self.key_id.encode("ascii")
         return b"".join((
-            _HEAD.pack(self.version, self.kind, self.suite, 0, self.object_id, self.tag),
+            _HEAD.pack(self.version, self.kind, self.suite, self.protection, self.object_id,
+                       self.tag),
             bytes([len(key_id)]), key_id,
             len(self.wrapped_key).to_bytes(2, "big"), self.wrapped_key))
 
@@ -90,19 +93,20 @@ class Envelope:
     def replace_wrapping(self, key_id: str, wrapped_key: bytes) -> Envelope:
         """The same envelope with a new wrapped key (rotation); the tag is unchanged."""
         return Envelope(self.kind, self.suite, self.object_id, self.tag, key_id,
-                        wrapped_key, self.version)
+                        wrapped_key, self.version, self.protection)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
         if not ENVELOPE_FIXED_SIZE + 2 <= len(raw) <= ENVELOPE_FIXED_SIZE + MAX_KEY_ID_SIZE \
                 + MAX_WRAPPED_KEY_SIZE:
             raise EnvelopeMalformed()
-        version, kind, suite, flags, object_id, tag = _HEAD.unpack_from(raw)
+        version, kind, suite, protection, object_id, tag = _HEAD.unpack_from(raw)
         if version != FORMAT_VERSION:
             raise UnsupportedVersion()
         if suite not in Suite._value2member_map_:
             raise UnsupportedSuite()
-        if kind not in Kind._value2member_map_ or flags != 0:
+        if kind not in Kind._value2member_map_ \
+                or protection not in Protection._value2member_map_:
             raise EnvelopeMalformed()
         pos = _HEAD.size
         key_id_len = raw[pos]
@@ -119,7 +123,7 @@ class Envelope:
                 or pos + wrapped_len != len(raw):
             raise EnvelopeMalformed()
         return cls(Kind(kind), Suite(suite), object_id, tag, key_id.decode("ascii"),
-                   wrapped, version)
+                   wrapped, version, Protection(protection))
 
     @classmethod
     def decode(cls, value: str | bytes | None) -> Envelope:
@@ -159,13 +163,14 @@ def wrap_context(bucket: str, key: str, object_id: bytes) -> dict[str, str]:
 
 
 def envelope_tag_input(version: int, kind: Kind, suite: Suite, object_id: bytes,
-                       bucket: str, key: str) -> bytes:
+                       bucket: str, key: str,
+                       protection: Protection = Protection.SSE_S3) -> bytes:
     """The bytes the envelope tag authenticates (FORMAT.md §3.3)."""
     b, k = bucket.encode("utf-8"), key.encode("utf-8")
     if len(b) > 0xFFFF or len(k) > 0xFFFF:
         raise ValueError("bucket or key too long")
     return b"".join((
-        _TAG_INPUT_PREFIX, bytes([version, kind, suite, 0]), object_id,
+        _TAG_INPUT_PREFIX, bytes([version, kind, suite, protection]), object_id,
         len(b).to_bytes(2, "big"), b, len(k).to_bytes(2, "big"), k))
 
 

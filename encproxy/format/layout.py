@@ -40,6 +40,7 @@ from encproxy.format.constants import (
     INDEX_ENTRY_SIZE,
     INDEX_PREFIX_SIZE,
     INDEX_SIGNAL_RESIDUE,
+    MAX_INDEX_PAD,
     MAX_PART_NUMBER,
     MIN_PART_SIZE,
     SEGMENT_HEADER_SIZE,
@@ -126,12 +127,22 @@ def etag_seal_offset(plaintext_size: int) -> int:
     return stream_size(plaintext_size)
 
 
+# The largest indexed trailer: 10,000 index entries and the largest pad.
+MAX_INDEXED_TRAILER_SIZE = (SEGMENT_HEADER_SIZE + INDEX_PREFIX_SIZE
+                            + INDEX_ENTRY_SIZE * MAX_PART_NUMBER + MAX_INDEX_PAD
+                            + TAG_SIZE + FOOTER_SIZE)
 MAX_SINGLE_PLAINTEXT_SIZE = _largest_stream(BACKEND_MAX_PUT_SIZE - ETAG_SEAL_SIZE)
 MAX_PART_PLAINTEXT_SIZE = _largest_stream(BACKEND_MAX_PART_SIZE - SEGMENT_HEADER_SIZE)
-# Conservative: room for the headers of MAX_PART_NUMBER segments plus a header-only
-# trailer, so that every regular layout of this size fits the backend's object limit.
+# Part 10000 is always terminal, so it may have to carry an indexed trailer in the
+# same backend part (held tail): it keeps room for the largest one.
+MAX_LAST_PART_PLAINTEXT_SIZE = _largest_stream(
+    BACKEND_MAX_PART_SIZE - SEGMENT_HEADER_SIZE - MAX_INDEXED_TRAILER_SIZE)
+# Conservative: room for the header and a partial chunk's tag of each of
+# MAX_PART_NUMBER segments plus the largest trailer, so that every layout of this
+# plaintext size fits the backend's object limit.
 MAX_OBJECT_PLAINTEXT_SIZE = _largest_stream(
-    BACKEND_MAX_OBJECT_SIZE - (MAX_PART_NUMBER + 1) * SEGMENT_HEADER_SIZE)
+    BACKEND_MAX_OBJECT_SIZE - MAX_PART_NUMBER * (SEGMENT_HEADER_SIZE + TAG_SIZE)
+    - MAX_INDEXED_TRAILER_SIZE)
 
 
 def check_single_size(plaintext_size: int) -> None:
@@ -221,12 +232,20 @@ def is_terminal_part(part_number: int, part_plaintext_size: int) -> bool:
     return part_plaintext_size < MIN_PART_SIZE or part_number == MAX_PART_NUMBER
 
 
+def max_part_plaintext_size(part_number: int) -> int:
+    """Largest plaintext an UploadPart of ``part_number`` may carry.  Part 10000 keeps
+    room for an indexed trailer in its backend part (held tail, FORMAT.md §7.4)."""
+    if part_number == MAX_PART_NUMBER:
+        return MAX_LAST_PART_PLAINTEXT_SIZE
+    return MAX_PART_PLAINTEXT_SIZE
+
+
 def check_part(part_number: int, part_plaintext_size: int) -> None:
     """Raise for a part that cannot be stored (bad number, too large)."""
     _check_size(part_plaintext_size)
     if not 1 <= part_number <= MAX_PART_NUMBER:
         raise ValueError("part number out of range")
-    if part_plaintext_size > MAX_PART_PLAINTEXT_SIZE:
+    if part_plaintext_size > max_part_plaintext_size(part_number):
         raise EntityTooLarge()
 
 
@@ -239,7 +258,8 @@ class Trailer(Enum):
 
 
 def index_record_size(parts: int, pad: int) -> int:
-    """Plaintext size of an index: prefix, one entry per data segment, then padding."""
+    """Plaintext size of an index: prefix, one entry (part number, size) per data
+    segment, then padding."""
     return INDEX_PREFIX_SIZE + INDEX_ENTRY_SIZE * parts + pad
 
 
@@ -249,8 +269,9 @@ def indexed_trailer_size(parts: int, pad: int) -> int:
 
 
 def index_tail_hint(backend_parts: int) -> int:
-    """Bytes at the end of an indexed object that surely contain its whole trailer."""
-    return indexed_trailer_size(backend_parts, CHUNK_CIPHERTEXT_SIZE)
+    """Bytes at the end of an indexed object that surely contain its whole trailer
+    (an index lists at most ``backend_parts`` parts; at most 185,644 bytes)."""
+    return indexed_trailer_size(min(backend_parts, MAX_PART_NUMBER), CHUNK_CIPHERTEXT_SIZE)
 
 
 @dataclass(frozen=True)
@@ -324,17 +345,32 @@ class MultipartRangePlan:
         return f"bytes={self.ciphertext_start}-{self.ciphertext_stop - 1}"
 
 
+def is_contiguous(part_numbers: Sequence[int]) -> bool:
+    """True if the part numbers are exactly ``1..len(part_numbers)``."""
+    return bool(part_numbers) and all(n == i for i, n in enumerate(part_numbers, start=1))
+
+
+def part_numbers_valid(part_numbers: Sequence[int]) -> bool:
+    """True if the numbers are strictly ascending, each in 1..10000 (gaps allowed)."""
+    return (all(1 <= n <= MAX_PART_NUMBER for n in part_numbers)
+            and all(a < b for a, b in zip(part_numbers, part_numbers[1:], strict=False)))
+
+
 @dataclass(frozen=True)
 class MultipartLayout:
-    """The stored layout of a multipart object: data segment sizes and its trailer.
+    """The stored layout of a multipart object: data segments and its trailer.
 
-    ``part_sizes[i]`` is the plaintext size of part ``i + 1``.  ``trailer_size`` is
-    the stored size of the trailer (0, SEGMENT_HEADER_SIZE or an indexed trailer's).
+    ``part_sizes[i]`` is the plaintext size of the ``i``-th data segment and
+    ``part_numbers[i]`` its part number: strictly ascending in 1..10000, ``1..m``
+    when not given.  Numbers with gaps occur only in an indexed object, whose index
+    lists them (FORMAT.md §7.3).  ``trailer_size`` is the stored size of the trailer
+    (0, SEGMENT_HEADER_SIZE or an indexed trailer's).
     """
 
     part_sizes: tuple[int, ...]
     trailer: Trailer = Trailer.NONE
     trailer_size: int = 0
+    part_numbers: tuple[int, ...] = ()
     spans: tuple[SegmentSpan, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -343,8 +379,13 @@ class MultipartLayout:
         expected = {Trailer.NONE: 0, Trailer.HEADER_ONLY: SEGMENT_HEADER_SIZE}
         if self.trailer in expected and self.trailer_size != expected[self.trailer]:
             raise ValueError("trailer size does not match the trailer kind")
+        numbers = tuple(self.part_numbers) or tuple(range(1, len(self.part_sizes) + 1))
+        if len(numbers) != len(self.part_sizes) or not part_numbers_valid(numbers):
+            raise ValueError("part numbers are strictly ascending in 1..10000, one per part")
+        object.__setattr__(self, "part_sizes", tuple(self.part_sizes))
+        object.__setattr__(self, "part_numbers", numbers)
         spans, pt, ct = [], 0, 0
-        for number, size in enumerate(self.part_sizes, start=1):
+        for number, size in zip(numbers, self.part_sizes, strict=True):
             _check_size(size)
             spans.append(SegmentSpan(number, pt, size, ct))
             pt, ct = pt + size, ct + segment_size(size)
@@ -353,6 +394,27 @@ class MultipartLayout:
     @property
     def parts(self) -> int:
         return len(self.part_sizes)
+
+    @property
+    def contiguous(self) -> bool:
+        """True if the parts are numbered ``1..m`` (no gaps)."""
+        return is_contiguous(self.part_numbers)
+
+    @property
+    def last_part_number(self) -> int:
+        return self.part_numbers[-1]
+
+    @property
+    def trailer_number(self) -> int | None:
+        """The trailer's segment number (last part number + 1), None without a trailer."""
+        return None if self.trailer is Trailer.NONE else self.last_part_number + 1
+
+    @property
+    def segment_numbers(self) -> tuple[int, ...]:
+        """The part number of every segment in stored order, the trailer's included:
+        what a header walk expects at each step (``walk_step``)."""
+        number = self.trailer_number
+        return self.part_numbers if number is None else self.part_numbers + (number,)
 
     @cached_property
     def plaintext_size(self) -> int:
@@ -391,8 +453,17 @@ class MultipartLayout:
             raise ValueError("backend part count does not fit this layout")
         return tuple(ranges)
 
-    def span_at(self, offset: int) -> SegmentSpan:
-        """The data segment holding plaintext byte ``offset``."""
+    def backend_part_numbers(self, backend_parts: int) -> tuple[int, ...]:
+        """The backend part number of each range of ``backend_part_ranges``: a copy
+        keeps the source's part numbers, which its segment headers are bound to."""
+        numbers = self.part_numbers
+        if self.trailer is not Trailer.NONE and backend_parts == self.parts + 1:
+            numbers += (self.last_part_number + 1,)
+        elif backend_parts != self.parts:
+            raise ValueError("backend part count does not fit this layout")
+        return numbers
+
+    def _position_at(self, offset: int) -> int:
         if not 0 <= offset < self.plaintext_size:
             raise ValueError("offset outside the object")
         lo, hi = 0, len(self.spans) - 1
@@ -402,16 +473,21 @@ class MultipartLayout:
                 lo = mid
             else:
                 hi = mid - 1
-        return self.spans[lo]
+        return lo
+
+    def span_at(self, offset: int) -> SegmentSpan:
+        """The data segment holding plaintext byte ``offset``."""
+        return self.spans[self._position_at(offset)]
 
     def plan_range(self, start: int, end: int) -> MultipartRangePlan:
         """Map plaintext bytes ``[start, end]`` (inclusive, end clamped) to ciphertext."""
         end = min(end, self.plaintext_size - 1)
         if start < 0 or start > end:
             raise InvalidRange()
-        first, last = self.span_at(start), self.span_at(end)
+        i, j = self._position_at(start), self._position_at(end)
+        first, last = self.spans[i], self.spans[j]
         pieces = []
-        for span in self.spans[first.part_number - 1:last.part_number]:
+        for span in self.spans[i:j + 1]:
             if span.plaintext_size == 0:
                 continue
             a = (start - span.plaintext_offset) // CHUNK_SIZE if span is first else 0
@@ -504,12 +580,14 @@ def predict_layout(ciphertext_size: int, backend_parts: int,
 class CompletionPlan:
     """What the server writes at CompleteMultipartUpload (docs/FORMAT.md §7.3).
 
-    ``trailer`` is what to append.  When ``trailer_in_own_part`` the trailer is
-    uploaded as one more backend part after the client's last part; otherwise (an
-    indexed trailer after a terminal last part) the server re-uploads the last part
-    as its segment followed by the trailer.  ``backend_parts`` is the part count the
-    completed object will have; ``index_pad`` the index padding that puts the index
-    signal into the object's size.
+    ``trailer`` is what to append, under segment number ``trailer_number`` (the
+    last completed part number + 1).  When ``trailer_in_own_part`` the trailer is
+    uploaded as one more backend part, number ``trailer_number``; when
+    ``held_tail`` (an indexed trailer after a terminal last part) the server
+    re-uploads the last part as its segment followed by the trailer.  The backend
+    Complete names ``backend_part_numbers``; the object then has ``backend_parts``
+    parts.  ``index_pad`` is the index padding that puts the index signal into the
+    object's size.
     """
 
     layout: MultipartLayout
@@ -521,51 +599,96 @@ class CompletionPlan:
     def trailer(self) -> Trailer:
         return self.layout.trailer
 
+    @property
+    def part_numbers(self) -> tuple[int, ...]:
+        return self.layout.part_numbers
 
-def check_part_numbers(part_numbers: Sequence[int]) -> None:
-    """Check a CompleteMultipartUpload list: ascending (InvalidPartOrder) and exactly
-    ``1..m`` with no gaps (InvalidPart), as the format requires (FORMAT.md §7.3)."""
+    @property
+    def contiguous(self) -> bool:
+        return self.layout.contiguous
+
+    @property
+    def trailer_number(self) -> int | None:
+        """Segment number of the trailer (None without one): last part number + 1."""
+        return self.layout.trailer_number
+
+    @property
+    def held_tail(self) -> bool:
+        """True if the trailer must be appended to the last part, which the server
+        re-uploads (FORMAT.md §7.4): the last part is terminal (smaller than 5 MiB,
+        or part 10000) and the completion needs an indexed trailer."""
+        return self.trailer is not Trailer.NONE and not self.trailer_in_own_part
+
+    @property
+    def backend_part_numbers(self) -> tuple[int, ...]:
+        """The part numbers of the backend's CompleteMultipartUpload, in order."""
+        return self.layout.backend_part_numbers(self.backend_parts)
+
+
+def check_part_numbers(part_numbers: Sequence[int]) -> bool:
+    """Check a CompleteMultipartUpload list as S3 does: strictly ascending
+    (InvalidPartOrder), each in 1..10000 and at least one (InvalidPart).
+
+    Any such list is allowed, gaps included (FORMAT.md §7.3).  Returns True if the
+    numbers are exactly ``1..m`` (contiguous from 1), False if they have gaps.
+    """
     numbers = list(part_numbers)
     if not numbers:
         raise InvalidPart()
     if any(b <= a for a, b in zip(numbers, numbers[1:], strict=False)):
         raise InvalidPartOrder()
-    if numbers != list(range(1, len(numbers) + 1)):
-        raise InvalidPart("Part numbers must run from 1 without gaps.")
+    if not all(isinstance(n, int) and 1 <= n <= MAX_PART_NUMBER for n in numbers):
+        raise InvalidPart("Part numbers are between 1 and 10000.")
+    return is_contiguous(numbers)
 
 
-def plan_completion(part_sizes: Sequence[int], *, can_rewrite_last_part: bool = False
-                    ) -> CompletionPlan:
-    """Decide the trailer for parts ``1..len(part_sizes)`` with these plaintext sizes.
+def plan_completion(part_numbers: Sequence[int], part_sizes: Sequence[int], *,
+                    can_rewrite_last_part: bool = False) -> CompletionPlan:
+    """Decide the trailer for the completed parts ``part_numbers`` (the Complete
+    list, any strictly ascending numbers in 1..10000) with these plaintext sizes.
 
-    Raises EntityTooSmall when a part other than the last is smaller than
-    MIN_PART_SIZE, and InvalidRequest when the layout is irregular and its last part
-    is terminal but the server cannot rewrite the last part (it holds no copy).
+    * numbers ``1..m`` and a regular layout: no trailer when the last part is
+      terminal, else a header-only trailer in its own part;
+    * gaps, or an irregular layout: an indexed trailer listing every part's number
+      and size, in its own part (number last + 1) when the last part is not
+      terminal, else appended to the last part (``plan.held_tail``).
+
+    Raises InvalidPartOrder / InvalidPart for a bad list (``check_part_numbers``),
+    EntityTooSmall when a part other than the last is smaller than MIN_PART_SIZE,
+    EntityTooLarge when a part or the object is too large, and InvalidRequest when
+    the held tail is needed but the server cannot rewrite the last part.
     """
-    sizes = tuple(part_sizes)
-    if not 1 <= len(sizes) <= MAX_PART_NUMBER:
-        raise InvalidRequest("A multipart upload has between 1 and 10000 parts.")
-    for size in sizes:
-        check_part(1, size)
+    numbers, sizes = tuple(part_numbers), tuple(part_sizes)
+    if len(numbers) != len(sizes):
+        raise ValueError("one size per part number")
+    contiguous = check_part_numbers(numbers)
+    for number, size in zip(numbers, sizes, strict=True):
+        check_part(number, size)
     if any(s < MIN_PART_SIZE for s in sizes[:-1]):
         raise EntityTooSmall()
-    terminal = is_terminal_part(len(sizes), sizes[-1])
-    regular = MultipartLayout(sizes).is_regular
-    if regular:
+    terminal = is_terminal_part(numbers[-1], sizes[-1])
+    bare = MultipartLayout(sizes, part_numbers=numbers)
+    if contiguous and bare.is_regular:
         trailer = Trailer.NONE if terminal else Trailer.HEADER_ONLY
         layout = MultipartLayout(sizes, trailer, 0 if terminal else SEGMENT_HEADER_SIZE)
-        return CompletionPlan(layout, not terminal, len(sizes) + (not terminal), 0)
-    if terminal and not can_rewrite_last_part:
-        raise InvalidRequest(
-            "Parts other than the last must be multiples of 64 KiB when the last part "
-            "is smaller than 5 MiB or is part 10000.")
-    own_part = not terminal
-    backend_parts = len(sizes) + own_part
-    data = MultipartLayout(sizes).data_size
-    unpadded = data + indexed_trailer_size(len(sizes), 0) - backend_parts * SEGMENT_HEADER_SIZE
-    pad = (INDEX_SIGNAL_RESIDUE - unpadded) % CHUNK_CIPHERTEXT_SIZE
-    layout = MultipartLayout(sizes, Trailer.INDEXED, indexed_trailer_size(len(sizes), pad))
-    return CompletionPlan(layout, own_part, backend_parts, pad)
+        plan = CompletionPlan(layout, not terminal, len(sizes) + (not terminal), 0)
+    else:
+        if terminal and not can_rewrite_last_part:
+            raise InvalidRequest(
+                "This server cannot complete an upload whose part numbers have gaps, or "
+                "whose parts other than the last are not multiples of 64 KiB, when the "
+                "last part is smaller than 5 MiB or is part 10000.")
+        own_part = not terminal
+        backend_parts = len(sizes) + own_part
+        unpadded = (bare.data_size + indexed_trailer_size(len(sizes), 0)
+                    - backend_parts * SEGMENT_HEADER_SIZE)
+        pad = (INDEX_SIGNAL_RESIDUE - unpadded) % CHUNK_CIPHERTEXT_SIZE
+        layout = MultipartLayout(sizes, Trailer.INDEXED, indexed_trailer_size(len(sizes), pad),
+                                 part_numbers=numbers)
+        plan = CompletionPlan(layout, own_part, backend_parts, pad)
+    if plan.layout.ciphertext_size > BACKEND_MAX_OBJECT_SIZE:
+        raise EntityTooLarge()
+    return plan
 
 
 def _check_size(size: int) -> None:

@@ -8,7 +8,7 @@ stream.  The header (FORMAT.md §7.1)::
     4   1  suite
     5   1  flags: 0x01 terminal, 0x02 trailer, 0x04 indexed (others must be 0)
     6   2  reserved (0)
-    8   4  part number (u32, 1..10001)
+    8   4  part number (u32, 1..10000; a trailer's is the last part number + 1)
     12  8  plaintext size of the segment (u64; for an indexed trailer: of its index)
     20 16  segment salt (random per upload of the part)
     36 16  header tag: the suite's tag over AAD(domain 4) || bytes 0..35, under the
@@ -23,6 +23,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from encproxy.format.constants import (
     FOOTER_MAGIC,
@@ -50,7 +51,9 @@ from encproxy.format.errors import (
 from encproxy.format.layout import (
     MAX_PART_PLAINTEXT_SIZE,
     index_record_size,
+    is_contiguous,
     is_terminal_part,
+    part_numbers_valid,
     segment_size,
 )
 
@@ -60,6 +63,8 @@ AUTHENTICATED_SIZE = SEGMENT_HEADER_SIZE - TAG_SIZE
 _FOOTER = struct.Struct(">3sBIQ")
 assert _FOOTER.size == FOOTER_SIZE
 _INDEX_PREFIX = struct.Struct(">II")
+_INDEX_ENTRY = struct.Struct(">IQ")
+assert _INDEX_ENTRY.size == INDEX_ENTRY_SIZE
 MAX_INDEX_SIZE = index_record_size(MAX_PART_NUMBER, MAX_INDEX_PAD)
 
 
@@ -130,8 +135,9 @@ class SegmentHeader:
             raise SegmentHeaderMalformed()
         trailer, indexed = flags & SegmentFlag.TRAILER, flags & SegmentFlag.INDEXED
         if trailer:
-            # A trailer is terminal; a header-only one is empty; an index is bounded.
-            if not flags & SegmentFlag.TERMINAL:
+            # A trailer is terminal and follows a part; a header-only one is empty;
+            # an index is bounded.
+            if not flags & SegmentFlag.TERMINAL or number < 2:
                 raise SegmentHeaderMalformed()
             if not indexed and size != 0:
                 raise SegmentHeaderMalformed()
@@ -157,27 +163,51 @@ def trailer_header(suite: Suite, part_number: int, salt: bytes, *,
 # -- the index of an indexed trailer ------------------------------------------------------------
 
 
-def encode_index(part_sizes: Sequence[int], pad: int) -> bytes:
-    """Index plaintext: u32 count, u32 pad, u64 size per part, ``pad`` zero bytes."""
-    if not 1 <= len(part_sizes) <= MAX_PART_NUMBER or not 0 <= pad <= MAX_INDEX_PAD:
+class PartIndex(NamedTuple):
+    """The content of an index: each completed part's number and plaintext size."""
+
+    part_numbers: tuple[int, ...]
+    part_sizes: tuple[int, ...]
+
+    @property
+    def contiguous(self) -> bool:
+        return is_contiguous(self.part_numbers)
+
+
+def encode_index(part_numbers: Sequence[int], part_sizes: Sequence[int], pad: int) -> bytes:
+    """Index plaintext: u32 count, u32 pad, then per part u32 part number and u64
+    plaintext size, then ``pad`` zero bytes."""
+    count = len(part_sizes)
+    if not 1 <= count <= MAX_PART_NUMBER or len(part_numbers) != count \
+            or not 0 <= pad <= MAX_INDEX_PAD:
         raise ValueError("index out of range")
-    return b"".join((
-        _INDEX_PREFIX.pack(len(part_sizes), pad),
-        struct.pack(f">{len(part_sizes)}Q", *part_sizes), bytes(pad)))
+    if not part_numbers_valid(part_numbers):
+        raise ValueError("part numbers are strictly ascending in 1..10000")
+    entries = bytearray(INDEX_ENTRY_SIZE * count)
+    for i, entry in enumerate(zip(part_numbers, part_sizes, strict=True)):
+        _INDEX_ENTRY.pack_into(entries, i * INDEX_ENTRY_SIZE, *entry)
+    return b"".join((_INDEX_PREFIX.pack(count, pad), entries, bytes(pad)))
 
 
-def decode_index(raw: bytes) -> tuple[int, ...]:
-    """Part sizes from an (authenticated) index plaintext; raises IndexMalformed."""
+def decode_index(raw: bytes | memoryview) -> PartIndex:
+    """Part numbers and sizes from an (authenticated) index plaintext; raises
+    IndexMalformed for a bad shape, numbers not strictly ascending in 1..10000,
+    sizes beyond a part, or non-zero padding."""
+    raw = memoryview(raw)
     if not INDEX_PREFIX_SIZE <= len(raw) <= MAX_INDEX_SIZE:
         raise IndexMalformed()
     count, pad = _INDEX_PREFIX.unpack_from(raw)
     if not 1 <= count <= MAX_PART_NUMBER or pad > MAX_INDEX_PAD \
             or len(raw) != index_record_size(count, pad):
         raise IndexMalformed()
-    sizes = struct.unpack_from(f">{count}Q", raw, INDEX_PREFIX_SIZE)
-    if any(s > MAX_PART_PLAINTEXT_SIZE for s in sizes) or any(raw[len(raw) - pad:]):
+    stop = INDEX_PREFIX_SIZE + INDEX_ENTRY_SIZE * count
+    entries = list(_INDEX_ENTRY.iter_unpack(raw[INDEX_PREFIX_SIZE:stop]))
+    numbers = tuple(n for n, _ in entries)
+    sizes = tuple(s for _, s in entries)
+    if not part_numbers_valid(numbers) or any(s > MAX_PART_PLAINTEXT_SIZE for s in sizes) \
+            or any(raw[stop:]):
         raise IndexMalformed()
-    return sizes
+    return PartIndex(numbers, sizes)
 
 
 # -- the footer of an indexed trailer --------------------------------------------------------------
@@ -204,6 +234,6 @@ def decode_footer(raw: bytes | memoryview) -> int:
 
 
 __all__ = [
-    "AUTHENTICATED_SIZE", "MAX_INDEX_SIZE", "SEGMENT_SALT_SIZE", "SegmentHeader",
+    "AUTHENTICATED_SIZE", "MAX_INDEX_SIZE", "SEGMENT_SALT_SIZE", "PartIndex", "SegmentHeader",
     "decode_footer", "decode_index", "encode_footer", "encode_index", "trailer_header",
 ]

@@ -105,17 +105,28 @@ def store_single(plaintext: bytes, suite: Suite = Suite.AES256_GCM, *,
     return Stored(keys, envelope, body, plaintext)
 
 
-def encrypt_parts(keys: ObjectKeys, parts: Sequence[bytes]) -> list[bytes]:
-    return [join(PartEncryptor(keys, n, len(p)).encrypt([p])) for n, p in enumerate(parts, 1)]
+def encrypt_parts(keys: ObjectKeys, parts: Sequence[bytes],
+                  numbers: Sequence[int] | None = None) -> list[bytes]:
+    numbers = numbers or range(1, len(parts) + 1)
+    return [join(PartEncryptor(keys, n, len(p)).encrypt([p]))
+            for n, p in zip(numbers, parts, strict=True)]
 
 
 def store_multipart(parts: Sequence[bytes], suite: Suite = Suite.AES256_GCM, *,
+                    numbers: Sequence[int] | None = None,
                     wrapper: ContextWrapper | None = None, bucket: str = "b",
-                    key: str = "k", can_rewrite_last_part: bool = True) -> Stored:
+                    key: str = "k", can_rewrite_last_part: bool = True,
+                    keys: ObjectKeys | None = None) -> Stored:
+    """A completed multipart object: ``parts`` uploaded as ``numbers`` (1..m by
+    default), completed with exactly those numbers.  ``keys`` reuses an upload."""
     wrapper = wrapper or ContextWrapper()
-    keys, envelope = new_object(wrapper, "test:k/1", bucket, key, kind=Kind.MULTIPART,
-                                suite=suite)
-    plan = plan_completion([len(p) for p in parts],
+    numbers = list(numbers or range(1, len(parts) + 1))
+    if keys is None:
+        keys, envelope = new_object(wrapper, "test:k/1", bucket, key, kind=Kind.MULTIPART,
+                                    suite=suite)
+    else:
+        envelope = keys.envelope("test:k/1", b"w", bucket, key)
+    plan = plan_completion(numbers, [len(p) for p in parts],
                            can_rewrite_last_part=can_rewrite_last_part)
-    body = b"".join(encrypt_parts(keys, parts)) + build_trailer(keys, plan)
+    body = b"".join(encrypt_parts(keys, parts, numbers)) + build_trailer(keys, plan)
     return Stored(keys, envelope, body, b"".join(parts), plan)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import os
+import struct
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,7 @@ from encproxy.errors import IntegrityError
 from encproxy.format.constants import (
     MAX_KEY_ID_SIZE,
     MAX_METADATA_VALUE_SIZE,
+    MAX_PART_NUMBER,
     MAX_WRAPPED_KEY_SIZE,
     METADATA_HEADER,
     METADATA_KEY,
@@ -33,6 +35,7 @@ from encproxy.format.errors import (
 )
 from encproxy.format.layout import MAX_PART_PLAINTEXT_SIZE
 from encproxy.format.segment import (
+    PartIndex,
     SegmentHeader,
     decode_footer,
     decode_index,
@@ -168,30 +171,71 @@ def test_segment_header_round_trip_and_flags() -> None:
     pytest.param(header_bytes(o8=0xFF), SegmentHeaderMalformed, id="part number"),
     pytest.param(header_bytes(o11=0), SegmentHeaderMalformed, id="part zero"),
     pytest.param(header_bytes(o12=0xFF), SegmentHeaderMalformed, id="size beyond a part"),
+    pytest.param(trailer_header(Suite.AES256_GCM, 1, b"t" * 16).encode(),
+                 SegmentHeaderMalformed, id="trailer numbered 1 (follows no part)"),
+    pytest.param(header_bytes(o5=0x03, o8=0, o9=0, o10=0x27, o11=0x12, o12=0, o13=0, o14=0,
+                              o15=0, o16=0, o17=0, o18=0, o19=0),
+                 SegmentHeaderMalformed, id="trailer numbered 10002"),
 ])
 def test_segment_header_decode_errors(raw: bytes, error: type[FormatError]) -> None:
     with pytest.raises(error):
         SegmentHeader.decode(raw)
 
 
-@given(st.lists(st.integers(0, MAX_PART_PLAINTEXT_SIZE), min_size=1, max_size=200),
+@given(st.lists(st.tuples(st.integers(1, MAX_PART_NUMBER),
+                         st.integers(0, MAX_PART_PLAINTEXT_SIZE)),
+                min_size=1, max_size=200, unique_by=lambda e: e[0]).map(sorted),
        st.integers(0, 65551))
 @settings(max_examples=100, deadline=None)
-def test_index_round_trip(sizes: list[int], pad: int) -> None:
-    assert decode_index(encode_index(sizes, pad)) == tuple(sizes)
+def test_index_round_trip(entries: list[tuple[int, int]], pad: int) -> None:
+    numbers, sizes = [n for n, _ in entries], [s for _, s in entries]
+    raw = encode_index(numbers, sizes, pad)
+    assert len(raw) == 8 + 12 * len(entries) + pad
+    assert decode_index(raw) == PartIndex(tuple(numbers), tuple(sizes))
+
+
+def test_index_layout() -> None:
+    """u32 count, u32 pad, (u32 part number, u64 size) per part, pad zero bytes."""
+    raw = encode_index([2, 7, 10000], [5, 2**32 + 1, 0], 3)
+    assert raw == (struct.pack(">II", 3, 3) + struct.pack(">IQ", 2, 5)
+                   + struct.pack(">IQ", 7, 2**32 + 1) + struct.pack(">IQ", 10000, 0) + bytes(3))
+    index = decode_index(raw)
+    assert index.part_numbers == (2, 7, 10000) and not index.contiguous
+    assert decode_index(encode_index([1, 2], [0, 0], 0)).contiguous
+
+
+def _index(*entries: tuple[int, int], pad: int = 0) -> bytes:
+    return (struct.pack(">II", len(entries), pad)
+            + b"".join(struct.pack(">IQ", n, s) for n, s in entries) + bytes(pad))
 
 
 @pytest.mark.parametrize("raw", [
     pytest.param(b"", id="empty"),
-    pytest.param(encode_index([1, 2], 0)[:-1], id="short"),
-    pytest.param(encode_index([1], 3)[:-1] + b"\x01", id="pad not zero"),
+    pytest.param(encode_index([1, 2], [1, 2], 0)[:-1], id="short"),
+    pytest.param(encode_index([1], [1], 3)[:-1] + b"\x01", id="pad not zero"),
     pytest.param(b"\0\0\0\0\0\0\0\0", id="no parts"),
-    pytest.param(b"\0\0\x27\x11" + bytes(4 + 8 * 10001), id="too many parts"),
-    pytest.param(encode_index([2**62], 0), id="part too large"),
+    pytest.param(b"\0\0\x27\x11" + bytes(4 + 12 * 10001), id="too many parts"),
+    pytest.param(_index((1, 2**62)), id="part too large"),
+    pytest.param(_index((0, 1)), id="part number 0"),
+    pytest.param(_index((1, 1), (10001, 1)), id="part number 10001"),
+    pytest.param(_index((3, 1), (2, 1)), id="numbers descending"),
+    pytest.param(_index((3, 1), (3, 1)), id="number repeated"),
+    pytest.param(_index((1, 1), (2, 1))[:-12] + bytes(8), id="entries of 8 bytes"),
 ])
 def test_index_decode_errors(raw: bytes) -> None:
     with pytest.raises(IndexMalformed):
         decode_index(raw)
+
+
+@pytest.mark.parametrize(("numbers", "sizes", "pad"), [
+    pytest.param([2, 1], [1, 1], 0, id="descending"),
+    pytest.param([0], [1], 0, id="part 0"),
+    pytest.param([1, 2], [1], 0, id="one size missing"),
+    pytest.param([1], [1], 65552, id="pad too large"),
+])
+def test_index_encode_refuses(numbers: list[int], sizes: list[int], pad: int) -> None:
+    with pytest.raises(ValueError):
+        encode_index(numbers, sizes, pad)
 
 
 def test_footer() -> None:

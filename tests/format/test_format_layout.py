@@ -27,15 +27,21 @@ from encproxy.format.constants import (
 )
 from encproxy.format.errors import CiphertextSizeInvalid
 from encproxy.format.layout import (
+    MAX_INDEXED_TRAILER_SIZE,
+    MAX_LAST_PART_PLAINTEXT_SIZE,
     MAX_OBJECT_PLAINTEXT_SIZE,
     MAX_PART_PLAINTEXT_SIZE,
     MAX_SINGLE_PLAINTEXT_SIZE,
     MultipartLayout,
     Trailer,
+    check_part,
     check_part_numbers,
     check_single_size,
     ciphertext_size,
+    index_tail_hint,
     is_indexed,
+    is_terminal_part,
+    max_part_plaintext_size,
     multipart_ciphertext_size,
     multipart_plaintext_size,
     plaintext_size,
@@ -49,6 +55,10 @@ from encproxy.format.layout import (
 
 SETTINGS = settings(max_examples=300, deadline=None)
 C = CHUNK_SIZE
+
+
+def numbered(parts: list[int]) -> list[int]:
+    return list(range(1, len(parts) + 1))
 
 around_boundaries = st.one_of(
     st.integers(0, 5 * C),
@@ -98,7 +108,8 @@ def test_limits_fit_the_backend() -> None:
     assert ciphertext_size(MAX_SINGLE_PLAINTEXT_SIZE + 1) > BACKEND_MAX_PUT_SIZE
     assert segment_size(MAX_PART_PLAINTEXT_SIZE) <= BACKEND_MAX_PART_SIZE
     assert segment_size(MAX_PART_PLAINTEXT_SIZE + 1) > BACKEND_MAX_PART_SIZE
-    worst = (MAX_PART_NUMBER + 1) * SEGMENT_HEADER_SIZE + stream_size(MAX_OBJECT_PLAINTEXT_SIZE)
+    worst = (MAX_PART_NUMBER * (SEGMENT_HEADER_SIZE + 16) + MAX_INDEXED_TRAILER_SIZE
+             + stream_size(MAX_OBJECT_PLAINTEXT_SIZE))
     assert worst <= BACKEND_MAX_OBJECT_SIZE
     check_single_size(MAX_SINGLE_PLAINTEXT_SIZE)
     with pytest.raises(EntityTooLarge):
@@ -151,7 +162,7 @@ regular_parts = st.builds(
 @given(regular_parts)
 @SETTINGS
 def test_listing_size_is_exact_for_regular_layouts(parts: list[int]) -> None:
-    plan = plan_completion(parts)
+    plan = plan_completion(numbered(parts), parts)
     assert plan.layout.is_regular
     stored = plan.layout.ciphertext_size
     assert plan.backend_parts == len(parts) + (plan.trailer is Trailer.HEADER_ONLY)
@@ -171,9 +182,9 @@ def test_irregular_layouts_carry_the_index_signal(body: list[int], last: int,
         return
     if terminal_last and not rewrite:
         with pytest.raises(InvalidRequest):
-            plan_completion(parts, can_rewrite_last_part=rewrite)
+            plan_completion(numbered(parts), parts, can_rewrite_last_part=rewrite)
         return
-    plan = plan_completion(parts, can_rewrite_last_part=rewrite)
+    plan = plan_completion(numbered(parts), parts, can_rewrite_last_part=rewrite)
     assert plan.trailer is Trailer.INDEXED
     assert plan.trailer_in_own_part is not terminal_last
     assert is_indexed(plan.layout.ciphertext_size, plan.backend_parts)
@@ -195,58 +206,158 @@ def test_invalid_multipart_listing(stored: int, parts: int) -> None:
         multipart_plaintext_size(stored, parts)
 
 
-@pytest.mark.parametrize(("numbers", "error"), [
-    pytest.param([1, 2, 3], None, id="contiguous"),
-    pytest.param([1], None, id="one part"),
+@pytest.mark.parametrize(("numbers", "result"), [
+    pytest.param([1, 2, 3], True, id="contiguous"),
+    pytest.param([1], True, id="one part"),
+    pytest.param([1, 3], False, id="gap"),
+    pytest.param([2, 3], False, id="not from 1"),
+    pytest.param([10000], False, id="only part 10000"),
+    pytest.param([1, 5000, 10000], False, id="sparse up to 10000"),
     pytest.param([], InvalidPart, id="empty"),
-    pytest.param([1, 3], InvalidPart, id="gap"),
-    pytest.param([2, 3], InvalidPart, id="not from 1"),
+    pytest.param([0, 1], InvalidPart, id="part 0"),
+    pytest.param([1, 10001], InvalidPart, id="part 10001"),
     pytest.param([1, 3, 2], InvalidPartOrder, id="descending"),
     pytest.param([1, 1], InvalidPartOrder, id="repeated"),
 ])
-def test_part_numbers(numbers: list[int], error: type[Exception] | None) -> None:
-    if error is None:
-        check_part_numbers(numbers)
+def test_part_numbers(numbers: list[int], result: bool | type[Exception]) -> None:
+    if isinstance(result, bool):
+        assert check_part_numbers(numbers) is result
     else:
-        with pytest.raises(error):
+        with pytest.raises(result):
             check_part_numbers(numbers)
 
 
 def test_completion_rules() -> None:
     with pytest.raises(EntityTooSmall):
-        plan_completion([MIN_PART_SIZE - 1, 10])
-    with pytest.raises(InvalidRequest):
-        plan_completion([])
-    terminal = plan_completion([MIN_PART_SIZE, 10])
+        plan_completion([1, 2], [MIN_PART_SIZE - 1, 10])
+    with pytest.raises(EntityTooSmall):
+        plan_completion([2, 7], [MIN_PART_SIZE - 1, 10])
+    with pytest.raises(InvalidPart):
+        plan_completion([], [])
+    with pytest.raises(InvalidPartOrder):
+        plan_completion([2, 1], [MIN_PART_SIZE, 10])
+    with pytest.raises(ValueError):
+        plan_completion([1, 2], [MIN_PART_SIZE])
+    terminal = plan_completion([1, 2], [MIN_PART_SIZE, 10])
     assert terminal.trailer is Trailer.NONE and terminal.backend_parts == 2
-    header_only = plan_completion([MIN_PART_SIZE, MIN_PART_SIZE])
+    assert not terminal.held_tail and terminal.trailer_number is None
+    assert terminal.backend_part_numbers == (1, 2)
+    header_only = plan_completion([1, 2], [MIN_PART_SIZE, MIN_PART_SIZE])
     assert header_only.trailer is Trailer.HEADER_ONLY and header_only.backend_parts == 3
     assert header_only.layout.trailer_size == SEGMENT_HEADER_SIZE
-    tenk = plan_completion([MIN_PART_SIZE] * MAX_PART_NUMBER)
+    assert header_only.trailer_number == 3 and header_only.backend_part_numbers == (1, 2, 3)
+    numbers = list(range(1, MAX_PART_NUMBER + 1))
+    tenk = plan_completion(numbers, [MIN_PART_SIZE] * MAX_PART_NUMBER)
     assert tenk.trailer is Trailer.NONE, "part 10000 is terminal whatever its size"
 
 
-@pytest.mark.parametrize(("parts", "rewrite"), [
-    pytest.param([MIN_PART_SIZE, 10], False, id="terminal last part"),
-    pytest.param([MIN_PART_SIZE, MIN_PART_SIZE], False, id="header-only trailer part"),
-    pytest.param([MIN_PART_SIZE + 1, MIN_PART_SIZE], False, id="indexed trailer part"),
-    pytest.param([MIN_PART_SIZE + 1, 10], True, id="held tail"),
+@pytest.mark.parametrize(("numbers", "sizes", "own_part", "trailer_number", "backend"), [
+    pytest.param([1, 3], [MIN_PART_SIZE, 10], False, 4, (1, 3), id="gap, terminal last"),
+    pytest.param([2, 5], [MIN_PART_SIZE, MIN_PART_SIZE], True, 6, (2, 5, 6),
+                 id="gap, non-terminal last: trailer part last + 1"),
+    pytest.param([7], [MIN_PART_SIZE], True, 8, (7, 8), id="one part, not part 1"),
+    pytest.param([9999], [MIN_PART_SIZE], True, 10000, (9999, 10000),
+                 id="trailer as part 10000"),
+    pytest.param([1, 10000], [MIN_PART_SIZE, MIN_PART_SIZE], False, 10001, (1, 10000),
+                 id="last part 10000: held tail, segment number 10001"),
+    pytest.param([4, 10000], [MIN_PART_SIZE + 1, 0], False, 10001, (4, 10000),
+                 id="irregular, empty part 10000"),
 ])
-def test_backend_part_ranges_tile_the_object(parts: list[int], rewrite: bool) -> None:
-    plan = plan_completion(parts, can_rewrite_last_part=rewrite)
+def test_completion_with_gaps(numbers: list[int], sizes: list[int], own_part: bool,
+                              trailer_number: int, backend: tuple[int, ...]) -> None:
+    plan = plan_completion(numbers, sizes, can_rewrite_last_part=True)
+    assert plan.trailer is Trailer.INDEXED and not plan.contiguous
+    assert plan.part_numbers == tuple(numbers)
+    assert plan.trailer_in_own_part is own_part and plan.held_tail is not own_part
+    assert plan.trailer_number == trailer_number
+    assert plan.backend_part_numbers == backend and len(backend) == plan.backend_parts
+    assert max(backend) <= MAX_PART_NUMBER
+    assert is_indexed(plan.layout.ciphertext_size, plan.backend_parts)
+    assert [s.part_number for s in plan.layout.spans] == numbers
+    if not own_part:
+        with pytest.raises(InvalidRequest):
+            plan_completion(numbers, sizes, can_rewrite_last_part=False)
+
+
+def test_part_10000_keeps_room_for_a_held_tail() -> None:
+    assert max_part_plaintext_size(1) == MAX_PART_PLAINTEXT_SIZE
+    assert max_part_plaintext_size(MAX_PART_NUMBER) == MAX_LAST_PART_PLAINTEXT_SIZE
+    check_part(MAX_PART_NUMBER, MAX_LAST_PART_PLAINTEXT_SIZE)
+    with pytest.raises(EntityTooLarge):
+        check_part(MAX_PART_NUMBER, MAX_LAST_PART_PLAINTEXT_SIZE + 1)
+    check_part(9999, MAX_LAST_PART_PLAINTEXT_SIZE + 1)
+    # The largest part 10000 with the largest index still fits one backend part.
+    numbers = list(range(1, MAX_PART_NUMBER + 1))
+    sizes = [MIN_PART_SIZE + 1] * (MAX_PART_NUMBER - 1) + [MAX_LAST_PART_PLAINTEXT_SIZE]
+    plan = plan_completion(numbers, sizes, can_rewrite_last_part=True)
+    assert plan.held_tail and plan.layout.trailer_size <= MAX_INDEXED_TRAILER_SIZE
+    last = plan.layout.backend_part_ranges(plan.backend_parts)[-1]
+    assert last[1] - last[0] <= BACKEND_MAX_PART_SIZE
+    assert index_tail_hint(MAX_PART_NUMBER) >= MAX_INDEXED_TRAILER_SIZE
+    assert index_tail_hint(MAX_PART_NUMBER) == 185_644
+
+
+@pytest.mark.parametrize(("numbers", "parts", "rewrite"), [
+    pytest.param([1, 2], [MIN_PART_SIZE, 10], False, id="terminal last part"),
+    pytest.param([1, 2], [MIN_PART_SIZE, MIN_PART_SIZE], False, id="header-only trailer part"),
+    pytest.param([1, 2], [MIN_PART_SIZE + 1, MIN_PART_SIZE], False, id="indexed trailer part"),
+    pytest.param([1, 2], [MIN_PART_SIZE + 1, 10], True, id="held tail"),
+    pytest.param([3, 8], [MIN_PART_SIZE, MIN_PART_SIZE], False, id="gaps, trailer part"),
+    pytest.param([3, 8], [MIN_PART_SIZE, 10], True, id="gaps, held tail"),
+])
+def test_backend_part_ranges_tile_the_object(numbers: list[int], parts: list[int],
+                                             rewrite: bool) -> None:
+    plan = plan_completion(numbers, parts, can_rewrite_last_part=rewrite)
     ranges = plan.layout.backend_part_ranges(plan.backend_parts)
     assert len(ranges) == plan.backend_parts
     assert ranges[0][0] == 0 and ranges[-1][1] == plan.layout.ciphertext_size
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
     assert all(stop - start >= MIN_PART_SIZE for start, stop in ranges[:-1])
+    assert plan.layout.backend_part_numbers(plan.backend_parts) == plan.backend_part_numbers
+    assert plan.backend_part_numbers[:len(numbers)] == tuple(numbers)
     with pytest.raises(ValueError):
         plan.layout.backend_part_ranges(plan.backend_parts + 2)
+    with pytest.raises(ValueError):
+        plan.layout.backend_part_numbers(plan.backend_parts + 2)
+
+
+# Any strictly ascending subset of 1..10000 (small, so that the layouts stay cheap).
+part_subsets = st.lists(st.integers(1, MAX_PART_NUMBER), min_size=1, max_size=12,
+                        unique=True).map(sorted)
+
+
+@given(part_subsets, st.data())
+@SETTINGS
+def test_any_ascending_subset_completes(numbers: list[int], data: st.DataObject) -> None:
+    regular = data.draw(st.booleans())
+    body = [data.draw(st.integers(MIN_PART_SIZE // C, MIN_PART_SIZE // C + 40)) * C
+            if regular else data.draw(st.integers(MIN_PART_SIZE, MIN_PART_SIZE + 5 * C))
+            for _ in numbers[:-1]]
+    sizes = body + [data.draw(st.integers(0, 12 * MiB))]
+    contiguous = check_part_numbers(numbers)
+    plan = plan_completion(numbers, sizes, can_rewrite_last_part=True)
+    layout = plan.layout
+    assert layout.part_numbers == tuple(numbers) and layout.part_sizes == tuple(sizes)
+    stored, n = layout.ciphertext_size, plan.backend_parts
+    if contiguous and layout.is_regular:
+        assert plan.trailer is not Trailer.INDEXED
+        assert multipart_plaintext_size(stored, n) == sum(sizes)
+    else:
+        # Gaps (or irregular sizes): listers get the index signal and read the index.
+        assert plan.trailer is Trailer.INDEXED and is_indexed(stored, n)
+        assert multipart_plaintext_size(stored, n) is None
+        assert predict_layout(stored, n, sizes[0]) is None
+    assert plan.held_tail == (plan.trailer is Trailer.INDEXED
+                              and is_terminal_part(numbers[-1], sizes[-1]))
+    assert all(1 <= p <= MAX_PART_NUMBER for p in plan.backend_part_numbers)
+    assert list(plan.backend_part_numbers) == sorted(set(plan.backend_part_numbers))
+    assert index_tail_hint(n) >= layout.trailer_size
 
 
 @given(regular_parts)
 @SETTINGS
 def test_uniform_prediction_matches_completion(parts: list[int]) -> None:
-    plan = plan_completion(parts)
+    plan = plan_completion(numbered(parts), parts)
     predicted = predict_layout(plan.layout.ciphertext_size, plan.backend_parts, parts[0])
     if parts[-1] <= parts[0] and (len(parts) == 1 or parts[-1] > 0):
         assert predicted == plan.layout
@@ -257,7 +368,7 @@ def test_uniform_prediction_matches_completion(parts: list[int]) -> None:
 @given(regular_parts, st.data())
 @settings(max_examples=150, deadline=None)
 def test_multipart_range_plan_covers_exactly(parts: list[int], data: st.DataObject) -> None:
-    layout = plan_completion(parts).layout
+    layout = plan_completion(numbered(parts), parts).layout
     total = layout.plaintext_size
     if total == 0:
         return

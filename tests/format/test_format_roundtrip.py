@@ -9,6 +9,7 @@ import pytest
 from format_testkit import (
     BlindWrapper,
     ContextWrapper,
+    collect,
     join,
     pieces,
     rand_bytes,
@@ -27,26 +28,31 @@ from encproxy.crypto.multipart import (
     walk_step,
 )
 from encproxy.crypto.single import ObjectDecryptor, ObjectEncryptor
-from encproxy.crypto.stream import BATCH_CHUNKS, copied
+from encproxy.crypto.stream import BATCH_CHUNKS, Source, copied
 from encproxy.errors import IncompleteBody
 from encproxy.format.constants import (
     CHUNK_CIPHERTEXT_SIZE,
     CHUNK_SIZE,
+    MAX_PART_NUMBER,
     MIN_PART_SIZE,
     SEGMENT_HEADER_SIZE,
     Kind,
     Suite,
 )
 from encproxy.format.envelope import Envelope
-from encproxy.format.errors import EnvelopeAuthenticationFailed
+from encproxy.format.errors import EnvelopeAuthenticationFailed, SegmentOutOfOrder
 from encproxy.format.layout import (
+    MultipartLayout,
     Trailer,
     ciphertext_size,
     index_tail_hint,
+    is_indexed,
     multipart_plaintext_size,
     plan_range,
     predict_layout,
+    segment_size,
 )
+from encproxy.format.segment import SegmentHeader
 
 C = CHUNK_SIZE
 suites = st.sampled_from(Suite)
@@ -89,7 +95,7 @@ class Trickle(io.RawIOBase):
         return self._io.readinto(memoryview(b)[:self._step])
 
 
-def shaped(data: bytes, shape: str, cuts: list[int]) -> object:
+def shaped(data: bytes, shape: str, cuts: list[int]) -> Source:
     cuts = bounded(cuts, len(data))
     if shape == "pieces":
         return pieces(data, cuts)
@@ -208,18 +214,31 @@ def test_multipart_round_trip_and_ranges(parts_sizes: list[int], suite: Suite, s
     assert dec.part_sizes == tuple(parts_sizes)
 
     # Walking the headers finds the same layout.
-    offset, headers = 0, []
+    offset, headers = 0, list[SegmentHeader]()
     while offset < len(body):
         header, offset = walk_step(stored.keys, offset,
                                    body[offset:offset + SEGMENT_HEADER_SIZE], len(headers) + 1)
         headers.append(header)
     assert offset == len(body) and layout_from_headers(headers) == layout
 
+    check_ranges(dec, layout, body, total, data)
+
+
+def check_ranges(dec: MultipartDecryptor, layout: MultipartLayout, body: bytes, total: bytes,
+                 data: st.DataObject, rounds: int = 5) -> None:
+    """Random ranges (some across part boundaries) equal the plaintext slice."""
     if not total:
         return
-    for _ in range(5):
-        start = data.draw(st.integers(0, len(total) - 1))
-        end = data.draw(st.integers(start, len(total) - 1))
+    edges = [s.plaintext_offset for s in layout.spans if 0 < s.plaintext_offset < len(total)]
+    for _ in range(rounds):
+        straddle = data.draw(st.booleans())
+        if edges and straddle:   # straddle a part boundary
+            edge = data.draw(st.sampled_from(edges))
+            start = data.draw(st.integers(max(0, edge - 2 * C), edge - 1))
+            end = data.draw(st.integers(edge, min(len(total) - 1, edge + 2 * C)))
+        else:
+            start = data.draw(st.integers(0, len(total) - 1))
+            end = data.draw(st.integers(start, len(total) - 1))
         rplan = layout.plan_range(start, end)
         lo, hi = rplan.header_range
         header = body[lo:hi] if rplan.needs_header else None
@@ -227,6 +246,65 @@ def test_multipart_round_trip_and_ranges(parts_sizes: list[int], suite: Suite, s
         cut = bounded(data.draw(piece_sizes), len(source))
         got = join(dec.decrypt_range(rplan, pieces(source, cut), header))
         assert got == total[start:end + 1]
+
+
+@given(part_lists, suites, st.integers(0, 2**32), st.data())
+@settings(max_examples=40, deadline=None)
+def test_gapped_multipart_round_trip_and_ranges(parts_sizes: list[int], suite: Suite,
+                                                seed: int, data: st.DataObject) -> None:
+    """Complete names any strictly ascending part numbers in 1..10000 (gaps)."""
+    rng = random.Random(seed)
+    m = len(parts_sizes)
+    shape = data.draw(st.sampled_from(["near 1..m", "anywhere", "ends at 10000"]))
+    top = m + 2 if shape == "near 1..m" else MAX_PART_NUMBER
+    numbers = data.draw(st.lists(st.integers(1, top), min_size=m, max_size=m,
+                                 unique=True).map(sorted))
+    if shape == "ends at 10000":
+        numbers = numbers[:-1] + [MAX_PART_NUMBER]   # part 10000: terminal, held tail
+    parts = [rng.randbytes(n) for n in parts_sizes]
+    stored = store_multipart(parts, suite, numbers=numbers)
+    plan = stored.plan
+    assert plan is not None and plan.part_numbers == tuple(numbers)
+    body, total, n = stored.body, stored.plaintext, plan.backend_parts
+    gapped = not plan.contiguous
+    if gapped:
+        assert plan.trailer is Trailer.INDEXED
+    if plan.trailer is not Trailer.INDEXED:
+        layout = plan.layout
+        assert multipart_plaintext_size(len(body), n) == len(total)
+    else:
+        # The listing carries the index signal; the index gives numbers and sizes.
+        assert multipart_plaintext_size(len(body), n) is None and is_indexed(len(body), n)
+        layout = read_index(stored.keys, body[-index_tail_hint(n):], len(body), n)
+        assert layout == plan.layout and layout.part_numbers == tuple(numbers)
+    assert plan.held_tail == (plan.trailer is not Trailer.NONE and n == len(parts))
+    dec = MultipartDecryptor(stored.keys, len(body), layout=layout)
+    assert join(dec.decrypt(pieces(body, bounded(data.draw(piece_sizes), len(body))),
+                            plaintext_size=len(total))) == total
+    assert dec.part_numbers == tuple(numbers) and dec.part_sizes == tuple(parts_sizes)
+
+    # A walk that follows the index finds the same layout ...
+    offset, headers = 0, list[SegmentHeader]()
+    for number in layout.segment_numbers:
+        header, offset = walk_step(stored.keys, offset,
+                                   body[offset:offset + SEGMENT_HEADER_SIZE], number)
+        headers.append(header)
+    assert offset == len(body)
+    assert layout_from_headers(headers, index=layout if gapped else None) == layout
+    if gapped:
+        # ... and a reader without the index stops at the first gap.
+        with pytest.raises(SegmentOutOfOrder):
+            layout_from_headers(headers)
+        first_gap = next(i for i, k in enumerate(numbers) if k != i + 1)
+        offset = sum(segment_size(s) for s in parts_sizes[:first_gap])
+        with pytest.raises(SegmentOutOfOrder):
+            walk_step(stored.keys, offset, body[offset:offset + SEGMENT_HEADER_SIZE],
+                      first_gap + 1)
+        received, error = collect(MultipartDecryptor(stored.keys, len(body)).decrypt([body]))
+        assert isinstance(error, SegmentOutOfOrder)
+        assert total.startswith(received) and len(received) <= sum(parts_sizes[:first_gap])
+
+    check_ranges(dec, layout, body, total, data)
 
 
 def test_predicted_layout_reads_ranges() -> None:

@@ -13,12 +13,13 @@ from format_testkit import (
     ContextWrapper,
     Stored,
     collect,
+    join,
     rand_bytes,
     store_multipart,
     store_single,
 )
 
-from encproxy.crypto.keys import open_object
+from encproxy.crypto.keys import new_object, open_object
 from encproxy.crypto.multipart import MultipartDecryptor, read_index
 from encproxy.crypto.single import ObjectDecryptor
 from encproxy.crypto.stream import BATCH_CHUNKS
@@ -30,6 +31,7 @@ from encproxy.format.constants import (
     MIN_PART_SIZE,
     SEGMENT_HEADER_SIZE,
     Kind,
+    Protection,
     Suite,
 )
 from encproxy.format.envelope import Envelope
@@ -53,7 +55,7 @@ from encproxy.format.errors import (
     UnsupportedSuite,
     UnsupportedVersion,
 )
-from encproxy.format.layout import MultipartLayout, Trailer, index_tail_hint
+from encproxy.format.layout import MultipartLayout, Trailer, index_tail_hint, is_indexed
 
 C, CC, H = CHUNK_SIZE, CHUNK_CIPHERTEXT_SIZE, SEGMENT_HEADER_SIZE
 BATCH = BATCH_CHUNKS * C
@@ -215,10 +217,27 @@ def test_envelope_moved_or_altered(wrapper_cls: type[ContextWrapper]) -> None:
     check(received, error, ChunkAuthenticationFailed, a.plaintext, 0)
 
 
+@pytest.mark.parametrize("stored,claimed", [
+    pytest.param(Protection.SSE_KMS, Protection.SSE_S3, id="kms-reported-as-s3"),
+    pytest.param(Protection.SSE_C, Protection.SSE_KMS, id="sse-c-reported-as-kms"),
+    pytest.param(Protection.SSE_S3, Protection.SSE_C, id="s3-reported-as-sse-c"),
+])
+def test_protection_change_fails_the_tag(stored: Protection, claimed: Protection) -> None:
+    """What S3 reports about a key's custody (byte 3) is authenticated like the rest."""
+    wrapper = ContextWrapper()
+    keys, env = new_object(wrapper, "k", "b", "o", kind=Kind.SINGLE, protection=stored)
+    assert Envelope.decode(env.encode()).protection is stored
+    forged = Envelope(env.kind, env.suite, env.object_id, env.tag, env.key_id, env.wrapped_key,
+                      env.version, claimed)
+    with pytest.raises(EnvelopeAuthenticationFailed):
+        open_object(wrapper, Envelope.decode(forged.encode()), "b", "o")
+    assert open_object(wrapper, env, "b", "o").object_id == env.object_id
+
+
 @pytest.mark.parametrize(("offset", "error"), [
     pytest.param(0, UnsupportedVersion, id="version byte"),
     pytest.param(2, UnsupportedSuite, id="suite byte to an unknown suite"),
-    pytest.param(3, EnvelopeMalformed, id="flags byte"),
+    pytest.param(3, EnvelopeMalformed, id="protection byte to an unknown value"),
 ])
 def test_envelope_header_bytes(offset: int, error: type[FormatError]) -> None:
     raw = bytearray(store_single(b"x").envelope.to_bytes())
@@ -377,3 +396,203 @@ def test_multipart_envelope_kind_downgrade(multipart: Stored) -> None:
     single_kind = reencode(multipart.envelope, kind=Kind.SINGLE)
     with pytest.raises(EnvelopeAuthenticationFailed):
         multipart.keys.verify(single_kind, "b", "k")
+
+
+# -- multipart with gaps in the part numbers ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Gapped:
+    """A completed object with gaps, and what an attacker may have kept of its upload."""
+
+    stored: Stored
+    segments: dict[int, bytes]   # part number -> segment, every uploaded part
+    other: Stored                # another upload, same part numbers and sizes
+
+    @property
+    def trailer(self) -> bytes:
+        assert self.stored.plan is not None
+        return self.stored.body[-self.stored.plan.layout.trailer_size:]
+
+    def body(self, *numbers: int, trailer: bytes | None = None) -> tuple[bytes, int]:
+        """Segments in the order given, then the trailer (this object's by default), and
+        the backend part count a listing then reports."""
+        assert self.stored.plan is not None
+        trailer = self.trailer if trailer is None else trailer
+        own = bool(trailer) and self.stored.plan.trailer_in_own_part
+        return b"".join(self.segments[n] for n in numbers) + trailer, len(numbers) + own
+
+    def retrailed(self, numbers: list[int], sizes: list[int]) -> bytes:
+        """The trailer a Complete of the same upload naming ``numbers`` would write."""
+        from encproxy.crypto.multipart import build_trailer
+        from encproxy.format.layout import plan_completion
+        plan = plan_completion(numbers, sizes, can_rewrite_last_part=True)
+        return build_trailer(self.stored.keys, plan)
+
+
+def make_gapped(suite: Suite, uploaded: dict[int, int], completed: list[int]) -> Gapped:
+    """Upload parts ``uploaded`` (number -> size), complete with ``completed``."""
+    from format_testkit import encrypt_parts
+    data = {n: rand_bytes(size, 50 + n) for n, size in uploaded.items()}
+    stored = store_multipart([data[n] for n in completed], suite, numbers=completed)
+    segs = dict(zip(uploaded, encrypt_parts(stored.keys, list(data.values()), list(uploaded)),
+                    strict=True))
+    for n in completed:   # the completed object holds the same uploads of these parts
+        segs[n] = seg_of(stored, completed.index(n))
+    other = store_multipart([rand_bytes(uploaded[n], 70 + n) for n in completed], suite,
+                            numbers=completed)
+    return Gapped(stored, segs, other)
+
+
+def seg_of(stored: Stored, position: int) -> bytes:
+    assert stored.plan is not None
+    span = stored.plan.layout.spans[position]
+    return stored.body[span.ciphertext_offset:span.ciphertext_offset + span.ciphertext_size]
+
+
+@pytest.fixture(scope="module", params=list(Suite), ids=lambda s: s.label)
+def gapped(request: pytest.FixtureRequest) -> tuple[Gapped, Gapped]:
+    """[1, 4, 6] of parts 1..6 with a small part 6 (held tail: the trailer is in part 6),
+    and [2, 5] of 5 MiB parts (the trailer is its own part, number 6)."""
+    tail = make_gapped(request.param, {1: P1, 2: P1, 4: P2, 5: P2, 6: P3}, [1, 4, 6])
+    own = make_gapped(request.param, {2: P1, 3: P1, 5: P2}, [2, 5])
+    assert tail.stored.plan and tail.stored.plan.held_tail
+    assert tail.stored.plan.backend_part_numbers == (1, 4, 6)
+    assert own.stored.plan and own.stored.plan.trailer_in_own_part
+    assert own.stored.plan.backend_part_numbers == (2, 5, 6)
+    return tail, own
+
+
+def read_gapped(stored: Stored, tampered: tuple[bytes, int], mode: str
+                ) -> tuple[bytes, FormatError | None]:
+    """Read ``body`` as a server does.  ``mode``: "index" reads the layout from the
+    object itself when its size signals one (else reads without it); "cached" uses the
+    layout read earlier from the intact object (the backend now serves other bytes);
+    "none" reads without any index."""
+    assert stored.plan is not None
+    body, n = tampered
+    size, layout = len(body), None
+    if mode == "cached":
+        size, layout = len(stored.body), stored.plan.layout
+    elif mode == "index":
+        if is_indexed(size, n):
+            try:
+                layout = read_index(stored.keys, body[-index_tail_hint(n):], size, n)
+            except FormatError as exc:
+                return b"", exc
+    try:
+        dec = MultipartDecryptor(stored.keys, size, layout=layout)
+    except FormatError as exc:
+        return b"", exc
+    return collect(dec.decrypt([body]))
+
+
+T1, T4 = P1, P1 + P2       # plaintext offsets in [1, 4, 6] where parts 4 and 6 start
+END_TAIL, END_OWN = P1 + P2 + P3, P1 + P2
+Outcome = tuple[type[FormatError], int]   # the error, and where the tampering starts
+GAPPED_EDITS: dict[str, tuple[str, Callable[[Gapped], tuple[bytes, int]], Outcome,
+                               Outcome]] = {
+    # name: (fixture, edit, index read from the object, index cached from the intact object)
+    "middle part 4 dropped": (
+        "tail", lambda g: g.body(1, 6), (CiphertextSizeInvalid, 0), (SegmentOutOfOrder, T1)),
+    "parts 1 and 4 swapped": (
+        "tail", lambda g: g.body(4, 1, 6), (SegmentOutOfOrder, 0), (SegmentOutOfOrder, 0)),
+    "parts 2 and 5 swapped": (
+        "own", lambda g: g.body(5, 2), (SegmentOutOfOrder, 0), (SegmentOutOfOrder, 0)),
+    "part 4 duplicated": (
+        "tail", lambda g: g.body(1, 4, 4, 6), (CiphertextSizeInvalid, 0),
+        (SegmentOutOfOrder, T4)),
+    "uploaded part 2 inserted (not completed)": (
+        "tail", lambda g: g.body(1, 2, 4, 6), (CiphertextSizeInvalid, 0),
+        (SegmentOutOfOrder, T1)),
+    "part 4 replaced by uploaded part 5 of the same size": (
+        "tail", lambda g: g.body(1, 5, 6), (SegmentOutOfOrder, T1), (SegmentOutOfOrder, T1)),
+    "index replaced by another upload's": (
+        "tail", lambda g: g.body(1, 4, 6, trailer=g.other.body[-len(g.trailer):]),
+        (SegmentHeaderAuthenticationFailed, 0), (SegmentHeaderAuthenticationFailed, END_TAIL)),
+    "own-part index replaced by another upload's": (
+        "own", lambda g: g.body(2, 5, trailer=g.other.body[-len(g.trailer):]),
+        (SegmentHeaderAuthenticationFailed, 0), (SegmentHeaderAuthenticationFailed, END_OWN)),
+    "index of [1, 5, 6] (same upload, same sizes) on parts [1, 4, 6]": (
+        "tail", lambda g: g.body(1, 4, 6, trailer=g.retrailed([1, 5, 6], [P1, P2, P3])),
+        (SegmentOutOfOrder, T1), (SegmentOutOfOrder, END_TAIL)),
+    "index of [1, 6] (same upload) on parts [1, 4, 6]": (
+        "tail", lambda g: g.body(1, 4, 6, trailer=g.retrailed([1, 6], [P1, P3])),
+        (CiphertextSizeInvalid, 0), (SegmentOutOfOrder, END_TAIL)),
+    "index of [1, 2, 4, 6] (same upload) on parts [1, 4, 6]": (
+        "tail", lambda g: g.body(1, 4, 6, trailer=g.retrailed([1, 2, 4, 6], [P1, P1, P2, P3])),
+        (CiphertextSizeInvalid, 0), (SegmentOutOfOrder, END_TAIL)),
+    "index of [3, 5] (same upload) on parts [2, 5]": (
+        "own", lambda g: g.body(2, 5, trailer=g.retrailed([3, 5], [P1, P2])),
+        (SegmentOutOfOrder, 0), (SegmentOutOfOrder, END_OWN)),
+    # Without its index the size gives no signal: the reader walks and meets the gap.
+    "index stripped (held tail)": (
+        "tail", lambda g: g.body(1, 4, 6, trailer=b""), (SegmentOutOfOrder, T1),
+        (CiphertextTruncated, END_TAIL)),
+    "index stripped (own part)": (
+        "own", lambda g: g.body(2, 5, trailer=b""), (SegmentOutOfOrder, 0),
+        (CiphertextTruncated, END_OWN)),
+    "index flipped": (
+        "tail", lambda g: (flip(g.stored.body, len(g.stored.body) - FOOTER_SIZE - 30), 3),
+        (IndexAuthenticationFailed, 0), (IndexAuthenticationFailed, END_TAIL)),
+}
+
+
+@pytest.mark.parametrize("mode", ["index", "cached"])
+@pytest.mark.parametrize("name", list(GAPPED_EDITS))
+def test_gapped_tampering(gapped: tuple[Gapped, Gapped], name: str, mode: str) -> None:
+    which, edit, from_object, from_cache = GAPPED_EDITS[name]
+    g = gapped[0] if which == "tail" else gapped[1]
+    expected, tampered_at = from_object if mode == "index" else from_cache
+    received, error = read_gapped(g.stored, edit(g), mode)
+    check(received, error, expected, g.stored.plaintext, tampered_at)
+
+
+def test_gapped_intact(gapped: tuple[Gapped, Gapped]) -> None:
+    for g in gapped:
+        assert g.stored.plan is not None
+        n = g.stored.plan.backend_parts
+        assert is_indexed(len(g.stored.body), n), "a listing gets the index signal"
+        intact = (g.stored.body, n)
+        assert read_gapped(g.stored, intact, "index") == (g.stored.plaintext, None)
+        # A reader without the index meets a gap: SegmentOutOfOrder, nothing past it.
+        received, error = read_gapped(g.stored, intact, "none")
+        first_gap = P1 if g is gapped[0] else 0
+        check(received, error, SegmentOutOfOrder, g.stored.plaintext, first_gap)
+
+
+def test_gapped_range_tampering(gapped: tuple[Gapped, Gapped]) -> None:
+    g = gapped[0]
+    assert g.stored.plan is not None
+    layout = g.stored.plan.layout                    # numbers [1, 4, 6] from the index
+    dec = MultipartDecryptor(g.stored.keys, len(g.stored.body), layout=layout)
+    swapped, _ = g.body(4, 1, 6)                     # same size: parts 1 and 4 swapped
+    for start, end in ((T1 - 100, T1 + 3 * C),       # across the boundary of parts 1 and 4
+                       (T1 + 5 * C + 7, T1 + 9 * C),  # inside part 4 (needs its header)
+                       (T1, T4 + 10)):               # all of part 4 and into part 6
+        plan = layout.plan_range(start, end)
+        lo, hi = plan.header_range
+        good = join(dec.decrypt_range(plan, [g.stored.body[plan.ciphertext_start:
+                                                           plan.ciphertext_stop]],
+                                      g.stored.body[lo:hi] if plan.needs_header else None))
+        assert good == g.stored.plaintext[start:end + 1]
+        received, error = collect(dec.decrypt_range(
+            plan, [swapped[plan.ciphertext_start:plan.ciphertext_stop]],
+            swapped[lo:hi] if plan.needs_header else None))
+        assert isinstance(error, SegmentOutOfOrder) and received == b""
+    # A range planned as if the parts were 1..3 (no index) meets part 4 where 2 should be.
+    contiguous = MultipartLayout(layout.part_sizes)
+    plan = contiguous.plan_range(T1 + 10, T1 + 20)
+    lo, hi = plan.header_range
+    received, error = collect(dec.decrypt_range(
+        plan, [g.stored.body[plan.ciphertext_start:plan.ciphertext_stop]], g.stored.body[lo:hi]))
+    assert isinstance(error, SegmentOutOfOrder) and received == b""
+
+
+def test_gapped_layout_needs_an_index(gapped: tuple[Gapped, Gapped]) -> None:
+    g = gapped[0]
+    assert g.stored.plan is not None
+    layout = g.stored.plan.layout
+    unindexed = MultipartLayout(layout.part_sizes, Trailer.NONE, 0,
+                                part_numbers=layout.part_numbers)
+    with pytest.raises(ValueError):
+        MultipartDecryptor(g.stored.keys, unindexed.ciphertext_size, layout=unindexed)

@@ -21,11 +21,22 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 from encproxy.crypto.keys import ObjectKeys
-from encproxy.crypto.multipart import MultipartDecryptor, PartEncryptor, build_trailer
+from encproxy.crypto.multipart import (
+    MultipartDecryptor,
+    PartEncryptor,
+    build_trailer,
+    read_index,
+)
 from encproxy.crypto.single import ObjectDecryptor, ObjectEncryptor
 from encproxy.format.constants import CHUNK_SIZE, Domain, Kind, Suite
 from encproxy.format.envelope import Envelope
-from encproxy.format.layout import plan_completion
+from encproxy.format.layout import (
+    Trailer,
+    index_tail_hint,
+    is_indexed,
+    multipart_plaintext_size,
+    plan_completion,
+)
 from encproxy.format.records import aad, ctr_initial_block, gcm_nonce
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "format"
@@ -34,7 +45,8 @@ VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "format"
 def load(name: str) -> list[dict[str, Any]]:
     content = json.loads((VECTORS / name).read_text())
     assert content["format_version"] == 1
-    return content["vectors"]
+    vectors: list[dict[str, Any]] = content["vectors"]
+    return vectors
 
 
 def pattern(n: int) -> bytes:
@@ -44,8 +56,8 @@ def pattern(n: int) -> bytes:
 
 def matches(data: bytes, expected: dict[str, Any]) -> bool:
     if "hex" in expected:
-        return data.hex() == expected["hex"]
-    return (len(data) == expected["size"]
+        return bool(data.hex() == expected["hex"])
+    return bool(len(data) == expected["size"]
             and hashlib.sha256(data).hexdigest() == expected["sha256"]
             and data[:64].hex() == expected["head_hex"]
             and data[-64:].hex() == expected["tail_hex"])
@@ -126,21 +138,44 @@ def test_single_vector(v: dict[str, Any]) -> None:
     assert join(dec.decrypt([body])) == plaintext and dec.etag_md5 == md5
 
 
+def reference_trailer(inputs: dict[str, Any], suite: Suite, number: int, salt: bytes,
+                      index: bytes | None) -> bytes:
+    """A trailer built from the spec alone (FORMAT.md §7.1, §7.3, §7.4)."""
+    key = hkdf_reference(
+        inputs, b"encproxy/1 segment" + bytes([suite]) + number.to_bytes(4, "big") + salt,
+        suite.key_size)
+    flags = 0x03 if index is None else 0x07              # terminal | trailer [| indexed]
+    head = (b"EPS" + bytes([1, suite, flags, 0, 0]) + struct.pack(">IQ", number,
+                                                                  len(index or b""))
+            + salt)
+    tag = reference_record(suite, key, 2**64 - 2, aad(suite, Domain.SEGMENT_HEADER, number,
+                                                      2**64 - 2, final=False) + head, b"")
+    if index is None:
+        return head + tag
+    record = reference_record(suite, key, 2**64 - 3,
+                              aad(suite, Domain.INDEX, number, 2**64 - 3, final=True), index)
+    body = head + tag + record
+    return body + b"EPF" + bytes([1]) + struct.pack(">IQ", 0, len(body))
+
+
 @pytest.mark.parametrize("v", load("multipart.json"), ids=lambda v: v["name"])
 def test_multipart_vector(v: dict[str, Any]) -> None:
     inputs, outputs = v["inputs"], v["outputs"]
     keys = check_envelope(v)
-    suite, sizes = keys.suite, inputs["part_sizes"]
+    suite, sizes, numbers = keys.suite, inputs["part_sizes"], inputs["part_numbers"]
     salts = [bytes.fromhex(s) for s in inputs["salts"]]
     segments = []
-    for n, (size, expected) in enumerate(zip(sizes, outputs["segments"], strict=True), start=1):
+    for i, (n, size, expected) in enumerate(zip(numbers, sizes, outputs["segments"],
+                                                strict=True)):
+        assert expected["part_number"] == n
         seg_key = hkdf_reference(
-            inputs, b"encproxy/1 segment" + bytes([suite]) + n.to_bytes(4, "big") + salts[n - 1],
+            inputs, b"encproxy/1 segment" + bytes([suite]) + n.to_bytes(4, "big") + salts[i],
             suite.key_size)
         assert seg_key.hex() == expected["segment_key"]
-        enc = PartEncryptor(keys, n, size, fixed_salt_for_vectors=salts[n - 1])
+        enc = PartEncryptor(keys, n, size, fixed_salt_for_vectors=salts[i])
         segment = join(enc.encrypt([pattern(size)]))
         assert segment[:52].hex() == expected["header_hex"]
+        assert segment[8:12] == n.to_bytes(4, "big")
         assert matches(segment, expected["segment"])
         header_tag = reference_record(
             suite, seg_key, 2**64 - 2,
@@ -152,17 +187,42 @@ def test_multipart_vector(v: dict[str, Any]) -> None:
             pattern(size)[:CHUNK_SIZE])
         assert segment[52:].startswith(chunk0)
         segments.append(segment)
-    plan = plan_completion(sizes, can_rewrite_last_part=True)
+    plan = plan_completion(numbers, sizes, can_rewrite_last_part=True)
     trailer = build_trailer(keys, plan, fixed_salt_for_vectors=salts[len(sizes)])
     expected_trailer = outputs["trailer"]
-    assert (plan.trailer.value, plan.backend_parts, plan.index_pad) == (
-        expected_trailer["kind"], expected_trailer["backend_parts"], expected_trailer["index_pad"])
-    assert matches(trailer, expected_trailer["bytes"]) if trailer else \
-        expected_trailer["bytes"] == {"hex": ""}
+    assert (plan.trailer.value, plan.trailer_number, plan.held_tail, plan.backend_parts,
+            list(plan.backend_part_numbers), plan.index_pad) == (
+        expected_trailer["kind"], expected_trailer["number"], expected_trailer["held_tail"],
+        expected_trailer["backend_parts"], expected_trailer["backend_part_numbers"],
+        expected_trailer["index_pad"])
+    if plan.trailer is Trailer.NONE:
+        assert trailer == b"" and expected_trailer["bytes"] == {"hex": ""}
+    else:
+        # The index, from the spec: u32 m, u32 pad, (u32 number, u64 size) per part, zeros.
+        index = None
+        if plan.trailer is Trailer.INDEXED:
+            index = (struct.pack(">II", len(sizes), plan.index_pad)
+                     + b"".join(struct.pack(">IQ", n, s) for n, s in zip(numbers, sizes,
+                                                                         strict=True))
+                     + bytes(plan.index_pad))
+            assert matches(index, expected_trailer["index"])
+        assert plan.trailer_number == numbers[-1] + 1
+        assert trailer == reference_trailer(inputs, suite, numbers[-1] + 1, salts[len(sizes)],
+                                            index)
+        assert matches(trailer, expected_trailer["bytes"])
     body = b"".join(segments) + trailer
     assert len(body) == outputs["ciphertext_size"] == plan.layout.ciphertext_size
-    dec = MultipartDecryptor(keys, len(body))
+    n_parts = plan.backend_parts
+    assert is_indexed(len(body), n_parts) == (plan.trailer is Trailer.INDEXED)
+    layout = None
+    if plan.trailer is Trailer.INDEXED:
+        layout = read_index(keys, body[-index_tail_hint(n_parts):], len(body), n_parts)
+        assert layout.part_numbers == tuple(numbers) and layout.part_sizes == tuple(sizes)
+    else:
+        assert multipart_plaintext_size(len(body), n_parts) == sum(sizes)
+    dec = MultipartDecryptor(keys, len(body), layout=layout)
     assert join(dec.decrypt([body])) == b"".join(pattern(s) for s in sizes)
+    assert dec.part_numbers == tuple(numbers)
 
 
 @pytest.mark.parametrize("row", load("records.json"), ids=lambda r: f"{r['domain']}-{r['index']}")
