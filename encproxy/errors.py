@@ -103,7 +103,15 @@ NotImplementedError_ = _leaf(
 InvalidStorageClass = _leaf("InvalidStorageClass", 400,
                             "The storage class you specified is not valid.")
 
+InvalidEncryptionAlgorithmError = _leaf(
+    "InvalidEncryptionAlgorithmError", 400,
+    "The Encryption request you specified is not valid. Supported value: AES256.")
+
 # -- buckets -------------------------------------------------------------------------
+ServerSideEncryptionConfigurationNotFoundError = _leaf(
+    "ServerSideEncryptionConfigurationNotFoundError", 404,
+    "The server side encryption configuration was not found")
+MaxMessageLengthExceeded = _leaf("MaxMessageLengthExceeded", 400, "Your request was too big.")
 InvalidBucketName = _leaf("InvalidBucketName", 400, "The specified bucket is not valid.")
 NoSuchBucket = _leaf("NoSuchBucket", 404, "The specified bucket does not exist")
 BucketAlreadyOwnedByYou = _leaf(
@@ -147,6 +155,18 @@ ServiceUnavailable = _leaf("ServiceUnavailable", 503,
                            "Please reduce your request rate.")
 SlowDown = _leaf("SlowDown", 503, "Please reduce your request rate.")
 
+# -- key providers (docs/KEYS.md §5): the codes S3 answers for SSE-KMS ---------------
+KMSNotFound = _leaf("KMSNotFound", 400, "The specified KMS key does not exist.",
+                    code="KMS.NotFoundException")
+KMSDisabled = _leaf("KMSDisabled", 400, "The specified KMS key is disabled.",
+                    code="KMS.DisabledException")
+KMSInvalidState = _leaf("KMSInvalidState", 400,
+                        "The specified KMS key is not in a state that allows this operation.",
+                        code="KMS.KMSInvalidStateException")
+KeyProviderUnavailable = _leaf(
+    "KeyProviderUnavailable", 503,
+    "The key management service is unavailable. Please try again.", code="ServiceUnavailable")
+
 
 class NotModified(S3Error):
     """Not an error to S3 clients, but it ends a request the same way: 304, no body."""
@@ -167,3 +187,17 @@ class IntegrityError(S3Error):
     code = "InternalError"
     status = 500
     default_message = "The object failed an integrity check and cannot be returned."
+
+
+class KeyUnwrapFailed(IntegrityError):
+    """A wrapped data key did not unwrap: wrong context, tampered or foreign blob.
+
+    The client sees 500 InternalError, like any integrity failure; ``reason``
+    names the cause for the server log (docs/KEYS.md §5).
+    """
+
+    default_message = "The object's wrapped data key failed authentication."
+
+    def __init__(self, reason: str = "authentication", message: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message)

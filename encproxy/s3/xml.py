@@ -64,6 +64,13 @@ def render(root: Node, namespace: str | None = S3_NS) -> bytes:
     return XML_DECLARATION + ET.tostring(el, encoding="utf-8", xml_declaration=False)
 
 
+def render_element(el: ET.Element, namespace: str | None = S3_NS) -> bytes:
+    """Re-render a parsed (namespace-stripped) element, e.g. after filtering it."""
+    if namespace:
+        el.set("xmlns", namespace)
+    return XML_DECLARATION + ET.tostring(el, encoding="utf-8", xml_declaration=False)
+
+
 def fields(tag: str, values: Mapping[str, object]) -> Node:
     """A flat element: ``fields("Bucket", {"Name": n, "CreationDate": d})``."""
     node = Node(tag)

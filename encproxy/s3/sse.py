@@ -1,0 +1,144 @@
+"""Server-side-encryption request headers, validated as AWS validates them (pure).
+
+A write may name its encryption with ``x-amz-server-side-encryption``
+(``AES256`` or ``aws:kms``), ``-aws-kms-key-id`` and ``-context``, or bring
+its own key (SSE-C: ``x-amz-server-side-encryption-customer-algorithm``,
+``-key``, ``-key-MD5``).  Reads of SSE-C objects bring the customer key again;
+copies bring the source's with the ``x-amz-copy-source-`` prefix.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from encproxy import errors
+
+SSE = "x-amz-server-side-encryption"
+SSE_KMS_KEY_ID = "x-amz-server-side-encryption-aws-kms-key-id"
+SSE_CONTEXT = "x-amz-server-side-encryption-context"
+SSE_BUCKET_KEY = "x-amz-server-side-encryption-bucket-key-enabled"
+SSE_C_ALGORITHM = "x-amz-server-side-encryption-customer-algorithm"
+SSE_C_KEY = "x-amz-server-side-encryption-customer-key"
+SSE_C_KEY_MD5 = "x-amz-server-side-encryption-customer-key-md5"
+COPY_SOURCE_PREFIX = "x-amz-copy-source-"
+MAX_CONTEXT_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class CustomerKey:
+    """An SSE-C key as the client sent it; never logged (repr hides it)."""
+
+    key: bytes = field(repr=False)
+    key_md5: str  # base64, as S3 echoes it
+
+    @property
+    def algorithm(self) -> str:
+        return "AES256"
+
+
+@dataclass(frozen=True)
+class SseRequest:
+    """What a request says about encryption; all None when it says nothing."""
+
+    algorithm: str | None = None          # "AES256" | "aws:kms"
+    kms_key_id: str | None = None
+    context: Mapping[str, str] | None = None
+    bucket_key_enabled: bool | None = None
+    customer: CustomerKey | None = None
+
+    @property
+    def says_anything(self) -> bool:
+        return self.algorithm is not None or self.customer is not None
+
+
+def parse_customer_key(headers: Mapping[str, str], prefix: str = "") -> CustomerKey | None:
+    """The SSE-C triple (with ``prefix`` for a copy source), or None if absent."""
+    names = [prefix + n for n in (SSE_C_ALGORITHM, SSE_C_KEY, SSE_C_KEY_MD5)]
+    present = [n in headers for n in names]
+    if not any(present):
+        return None
+    if not all(present):
+        raise errors.InvalidArgument(
+            "Requests specifying Server Side Encryption with Customer provided keys must "
+            "provide an appropriate secret key.", ArgumentName=names[present.index(False)])
+    algorithm = headers[names[0]].strip()
+    if algorithm != "AES256":
+        raise errors.InvalidEncryptionAlgorithmError(
+            ArgumentName=names[0], ArgumentValue=algorithm)
+    try:
+        key = base64.b64decode(headers[names[1]].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise errors.InvalidArgument("The secret key was invalid for the specified algorithm.",
+                                     ArgumentName=names[1])
+    given_md5 = headers[names[2]].strip()
+    actual_md5 = base64.b64encode(hashlib.md5(key).digest()).decode()
+    if not hmac.compare_digest(given_md5.encode(), actual_md5.encode()):
+        raise errors.InvalidArgument(
+            "The calculated MD5 hash of the key did not match the hash that was provided.",
+            ArgumentName=names[2])
+    return CustomerKey(key, actual_md5)
+
+
+def parse_request(headers: Mapping[str, str]) -> SseRequest:
+    """Validate a write's SSE headers (lower-case names) and say what they ask for."""
+    customer = parse_customer_key(headers)
+    algorithm = headers.get(SSE)
+    if algorithm is not None:
+        algorithm = algorithm.strip()
+    if customer is not None and algorithm is not None:
+        raise errors.InvalidArgument(
+            "Server Side Encryption with Customer provided key is incompatible with the "
+            "encryption method specified", ArgumentName=SSE, ArgumentValue=algorithm)
+    if algorithm is not None and algorithm not in ("AES256", "aws:kms"):
+        if algorithm == "aws:kms:dsse":
+            raise errors.NotImplementedError_(
+                "The server-side encryption algorithm aws:kms:dsse is not offered by encproxy.",
+                Header=SSE)
+        raise errors.InvalidArgument("The encryption method specified is not supported",
+                                     ArgumentName=SSE, ArgumentValue=algorithm)
+    kms_key_id = headers.get(SSE_KMS_KEY_ID)
+    context_header = headers.get(SSE_CONTEXT)
+    if (kms_key_id is not None or context_header is not None) and algorithm != "aws:kms":
+        name = SSE_KMS_KEY_ID if kms_key_id is not None else SSE_CONTEXT
+        raise errors.InvalidArgument(
+            "Server Side Encryption with AWS KMS managed key requires HTTP header "
+            "x-amz-server-side-encryption : aws:kms", ArgumentName=name)
+    if kms_key_id is not None and not kms_key_id.strip():
+        raise errors.InvalidArgument("KMS key id must not be empty", ArgumentName=SSE_KMS_KEY_ID)
+    context = None if context_header is None else parse_context(context_header)
+    bucket_key = headers.get(SSE_BUCKET_KEY)
+    enabled = None
+    if bucket_key is not None:
+        if bucket_key.strip().lower() not in ("true", "false"):
+            raise errors.InvalidArgument("Bucket key enabled must be true or false",
+                                         ArgumentName=SSE_BUCKET_KEY, ArgumentValue=bucket_key)
+        enabled = bucket_key.strip().lower() == "true"
+    return SseRequest(algorithm, kms_key_id.strip() if kms_key_id else None, context, enabled,
+                      customer)
+
+
+def parse_context(value: str) -> dict[str, str]:
+    """``x-amz-server-side-encryption-context``: base64 of a JSON object of strings."""
+    invalid = errors.InvalidArgument(
+        "The header 'x-amz-server-side-encryption-context' shall be Base64-encoded UTF-8 "
+        "string holding JSON which represents a string-string map", ArgumentName=SSE_CONTEXT)
+    if len(value) > MAX_CONTEXT_BYTES * 2:
+        raise invalid
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True)
+        if len(decoded) > MAX_CONTEXT_BYTES:
+            raise ValueError("too long")
+        obj = json.loads(decoded.decode("utf-8"))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise invalid from None
+    if not isinstance(obj, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in obj.items()):
+        raise invalid
+    return obj
