@@ -25,19 +25,25 @@ def load_settings(arg: str | None) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from encproxy.keys.factory import check_provider
     from encproxy.server import serve
-    serve(load_settings(args.config))
+    settings = load_settings(args.config)
+    check_provider(settings)  # key files private, provider reachable, default_key exists
+    serve(settings)
     return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from encproxy.wsgi.stack import build_app
+    from encproxy.keys.factory import check_provider
     settings = load_settings(args.config)
     build_app(settings)
+    key = check_provider(settings)
     host, port = settings.get("server", "listen")
     print(f"config ok: {config_path(args.config)} (listen {host}:{port}, "
           f"backend {settings.get('backend', 'type')}, "
-          f"{len(settings.credentials)} credential(s))")
+          f"{len(settings.credentials)} credential(s), keys {settings.get('keys', 'provider')}, "
+          f"default key {key.key_id})")
     return 0
 
 
@@ -52,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", metavar="PATH",
                         help="ini file (default: $ENCPROXY_CONFIG, else conf/encproxy.ini)")
         sp.set_defaults(func=func)
+    from encproxy.keys.commands import add_keys_parser
+    add_keys_parser(sub)  # encproxy keys create|rotate|list|ensure-default
     return p
 
 

@@ -91,6 +91,56 @@ def _path(text: str) -> str:
     return text.strip()
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"{text!r} is not true or false")
+
+
+def _bucket_name(text: str) -> str:
+    from encproxy.s3.names import is_valid_bucket_name
+    value = text.strip()
+    if not is_valid_bucket_name(value):
+        raise ValueError(f"{value!r} is not a valid bucket name")
+    return value
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 86400:
+        raise ValueError("must be between 0 and 86400")
+    return value
+
+
+def _endpoint(text: str) -> str:
+    value = text.strip().rstrip("/")
+    if not value:
+        return ""
+    match = re.fullmatch(r"(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::([0-9]+))?", value)
+    if not match:
+        raise ValueError(f"{value!r} is not http(s)://HOST[:PORT]")
+    if match.group(3) is not None:
+        _port(match.group(3))
+    return value
+
+
+def _key_id(text: str) -> str:
+    value = text.strip()
+    if not re.fullmatch(r"[\x21-\x7e]{1,128}", value):
+        raise ValueError("a key id is 1-128 printable ASCII characters")
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     section: str
@@ -123,11 +173,78 @@ OPTIONS: tuple[Option, ...] = (
            "The region clients sign for (SigV4 credential scope) and GetBucketLocation."),
     Option("server", "log_level", "info", _choice("debug", "info", "warning", "error"),
            "Log level."),
-    Option("backend", "type", "file", _choice("file"),
-           "Where objects are stored: 'file', the embedded store (more types come later)."),
+    Option("backend", "type", "file", _choice("file", "s3"),
+           "Where objects are stored: 'file', the embedded store, or 's3', any S3 server."),
     Option("backend", "root", "../var/data", _path,
            "type=file: the directory of the store. Relative paths are relative to the "
            "directory of this config file."),
+    # type = s3: cross-checked in _check_backend.
+    Option("backend", "endpoint", "", _endpoint,
+           "type=s3: the backend's URL, http(s)://HOST[:PORT], without a path."),
+    Option("backend", "region", "us-east-1", _region,
+           "type=s3: the region requests to the backend are signed for."),
+    Option("backend", "access_key", "", _text, "type=s3: the backend's access key."),
+    Option("backend", "secret_key", "", _text, "type=s3: the backend's secret key."),
+    Option("backend", "addressing", "path", _choice("path", "virtual"),
+           "type=s3: path (/BUCKET/KEY) or virtual (Host: BUCKET.HOST) requests."),
+    Option("backend", "tls_verify", "true", _bool,
+           "type=s3: verify the backend's TLS certificate (https endpoints)."),
+    Option("backend", "ca_bundle", "", _text,
+           "type=s3: a PEM file of CA certificates to verify the backend with; empty: the "
+           "system's. Relative paths are relative to the directory of this config file."),
+    Option("backend", "connect_timeout", "5", _positive_float,
+           "type=s3: seconds to open a connection to the backend."),
+    Option("backend", "read_timeout", "60", _positive_float,
+           "type=s3: seconds the backend may stay silent while answering."),
+    Option("backend", "pool_size", "32", _int_range(1, 1024),
+           "type=s3: connections to the backend kept open per worker process."),
+    # [keys]: documented in conf/encproxy.ini and docs/KEYS.md; cross-checked in _check_keys.
+    Option("backend", "internal_bucket", "encproxy-internal", _bucket_name,
+           "The backend bucket where encproxy keeps its own state (bucket encryption "
+           "configurations). Clients can neither see nor address it. encproxy creates it "
+           "when first needed; with an S3 backend whose credentials cannot create buckets, "
+           "create it beforehand."),
+    Option("encryption", "default", "none", _choice("none", "AES256", "aws:kms"),
+           "Encryption of writes into buckets that have no ?encryption configuration: none, "
+           "AES256 (SSE-S3 under [keys] default_key) or aws:kms (SSE-KMS under default_key)."),
+    Option("encryption", "require", "false", _bool,
+           "true: refuse (AccessDenied) any write that would be stored unencrypted."),
+    Option("encryption", "allow_insecure_sse_c", "false", _bool,
+           "true: accept SSE-C keys over plain HTTP (local testing, or behind a TLS-terminating "
+           "sidecar). AWS refuses them, and so does encproxy by default."),
+    Option("encryption", "config_cache_seconds", "5", _non_negative_float,
+           "How long a replica may serve a cached bucket encryption configuration: the bound "
+           "on how stale one replica's view of a change made through another can be."),
+    Option("keys", "provider", "local", _choice("local", "pkcs11", "kmip", "awskms"),
+           "Where master keys live: local, pkcs11, kmip or awskms."),
+    Option("keys", "default_key", "default", _key_id,
+           "The key for SSEAlgorithm AES256 and for aws:kms without a key id."),
+    Option("keys", "keyring", "../var/keys", _path, "provider=local: the key directory."),
+    Option("keys", "metadata_ttl", "30", _non_negative_float,
+           "Seconds a key's current version is remembered (how soon a rotation is seen)."),
+    Option("keys", "cache_entries", "0", _int_range(0, 1_000_000),
+           "Unwrapped data keys kept in memory per process; 0 turns the cache off."),
+    Option("keys", "cache_ttl", "300", _positive_float,
+           "Seconds an unwrapped data key may stay cached."),
+    Option("keys", "connect_timeout", "3", _positive_float,
+           "kmip, awskms: seconds to connect."),
+    Option("keys", "timeout", "10", _positive_float,
+           "kmip, awskms: seconds to wait for an answer."),
+    Option("keys", "pkcs11_module", "", _text, "provider=pkcs11: the PKCS#11 module (.so)."),
+    Option("keys", "pkcs11_token_label", "", _text, "provider=pkcs11: the token label."),
+    Option("keys", "pkcs11_pin", "", _text, "provider=pkcs11: the user PIN."),
+    Option("keys", "kmip_host", "", _text, "provider=kmip: server host name."),
+    Option("keys", "kmip_port", "5696", _port, "provider=kmip: server port."),
+    Option("keys", "kmip_certfile", "", _text, "provider=kmip: client certificate (PEM)."),
+    Option("keys", "kmip_keyfile", "", _text, "provider=kmip: client private key (PEM)."),
+    Option("keys", "kmip_ca", "", _text, "provider=kmip: CA certificate(s) (PEM)."),
+    Option("keys", "endpoint", "", _text,
+           "provider=awskms: KMS endpoint URL; empty means https://kms.REGION.amazonaws.com."),
+    Option("keys", "region", "us-east-1", _region, "provider=awskms: the KMS region."),
+    Option("keys", "access_key", "", _text, "provider=awskms: access key id."),
+    Option("keys", "secret_key", "", _text, "provider=awskms: secret access key."),
+    Option("keys", "session_token", "", _text, "provider=awskms: session token, if any."),
+    Option("keys", "ca_file", "", _text, "provider=awskms: CA bundle for the endpoint."),
 )
 
 DYNAMIC_SECTIONS = {"credentials"}
@@ -219,7 +336,37 @@ def load(text: str, base_dir: Path, environ: Mapping[str, str] | None = None) ->
     credentials = {k: v.strip() for k, v in credentials.items()}
     if not credentials:
         raise ConfigError("credentials", None, "no client credentials are configured")
+    _check_keys(values)
+    _check_backend(values)
     return Settings(values=values, credentials=credentials, base_dir=base_dir)
+
+
+_KEYS_REQUIRED = {
+    "pkcs11": ("pkcs11_module", "pkcs11_token_label", "pkcs11_pin"),
+    "kmip": ("kmip_host", "kmip_certfile", "kmip_keyfile", "kmip_ca"),
+    "awskms": ("access_key", "secret_key"),
+}
+
+
+def _check_keys(values: Mapping[tuple[str, str], Any]) -> None:
+    """[keys]: the options the chosen provider needs are set."""
+    provider = values[("keys", "provider")]
+    for option in _KEYS_REQUIRED.get(provider, ()):
+        if not values[("keys", option)]:
+            raise ConfigError("keys", option, f"is required when provider = {provider} "
+                              f"(or set ENCPROXY_KEYS_{option.upper()})")
+
+
+_BACKEND_REQUIRED = {"s3": ("endpoint", "access_key", "secret_key")}
+
+
+def _check_backend(values: Mapping[tuple[str, str], Any]) -> None:
+    """[backend]: the options the chosen type needs are set."""
+    kind = values[("backend", "type")]
+    for option in _BACKEND_REQUIRED.get(kind, ()):
+        if not values[("backend", option)]:
+            raise ConfigError("backend", option, f"is required when type = {kind} "
+                              f"(or set ENCPROXY_BACKEND_{option.upper()})")
 
 
 def load_file(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
