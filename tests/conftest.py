@@ -4,11 +4,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from support.server import ACCESS_KEY, SECRET_KEY, RunningServer, start_server
+from support.clients import make_client
+from support.server import RunningServer, start_server
 
 
 @pytest.fixture(scope="session")
@@ -16,15 +15,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = start_server(tmp_path_factory.mktemp("encproxy"))
     yield running
     running.stop()
-
-
-def make_client(endpoint: str, addressing: str = "path", secret: str = SECRET_KEY,
-                **config: object):
-    return boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=secret,
-        config=Config(s3={"addressing_style": addressing}, retries={"max_attempts": 1},
-                      **config))
 
 
 @pytest.fixture(scope="session")

@@ -131,29 +131,44 @@ class ObjectKeys:
         return record_cipher(self.suite, hkdf_expand(
             self._prk, segment_label(self.suite, part_number, salt), self.suite.key_size))
 
-    def context(self, bucket: str, key: str) -> dict[str, str]:
-        return wrap_context(bucket, key, self.object_id)
+    def context(self, bucket: str, key: str,
+                extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return full_context(bucket, key, self.object_id, extra)
+
+
+def full_context(bucket: str, key: str, object_id: bytes,
+                 extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The provider context: the format's fields plus the client's own encryption context
+    (``x-amz-server-side-encryption-context``), which may not redefine the format's."""
+    base = wrap_context(bucket, key, object_id)
+    if extra:
+        if base.keys() & extra.keys():
+            raise ValueError("the encryption context redefines a reserved field")
+        return {**extra, **base}
+    return base
 
 
 def new_object(wrapper: KeyWrapper, key_id: str, bucket: str, key: str, *,
                kind: Kind, suite: Suite = Suite.AES256_GCM,
-               protection: Protection = Protection.SSE_S3) -> tuple[ObjectKeys, Envelope]:
+               protection: Protection = Protection.SSE_S3,
+               extra_context: Mapping[str, str] | None = None) -> tuple[ObjectKeys, Envelope]:
     """Keys and envelope for a new object (PutObject) or upload (CreateMultipartUpload).
 
     Store ``envelope.metadata()`` in the object's user metadata.
     """
     keys = ObjectKeys.generate(kind, suite)
-    wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key))
+    wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key, extra_context))
     return keys, keys.envelope(key_id, wrapped, bucket, key, protection)
 
 
-def open_object(wrapper: KeyWrapper, envelope: Envelope, bucket: str, key: str) -> ObjectKeys:
+def open_object(wrapper: KeyWrapper, envelope: Envelope, bucket: str, key: str,
+                extra_context: Mapping[str, str] | None = None) -> ObjectKeys:
     """Unwrap and verify: the keys of the object stored at ``bucket/key``.
 
     Raises EnvelopeAuthenticationFailed when the envelope does not belong to this
     object or its data key; provider errors pass through.
     """
-    context = wrap_context(bucket, key, envelope.object_id)
+    context = full_context(bucket, key, envelope.object_id, extra_context)
     data_key = wrapper.unwrap(envelope.wrapped_key, context)
     if len(data_key) != DATA_KEY_SIZE:
         raise EnvelopeAuthenticationFailed()
@@ -163,25 +178,26 @@ def open_object(wrapper: KeyWrapper, envelope: Envelope, bucket: str, key: str) 
 
 
 def rebind(wrapper: KeyWrapper, keys: ObjectKeys, key_id: str, bucket: str,
-           key: str, protection: Protection = Protection.SSE_S3) -> Envelope:
+           key: str, protection: Protection = Protection.SSE_S3,
+           extra_context: Mapping[str, str] | None = None) -> Envelope:
     """Envelope for a byte-for-byte copy of this object's body to ``bucket/key``.
 
     CopyObject (and UploadPartCopy of whole segments) may keep the body and store
     this envelope instead of re-encrypting: the copy shares the data key and
     object id; its envelope tag and wrapping are bound to the new location.
     """
-    wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key))
+    wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key, extra_context))
     return keys.envelope(key_id, wrapped, bucket, key, protection)
 
 
 def rewrap(wrapper: KeyWrapper, envelope: Envelope, bucket: str, key: str,
-           key_id: str) -> Envelope:
+           key_id: str, extra_context: Mapping[str, str] | None = None) -> Envelope:
     """Key rotation: the same envelope with the data key wrapped under ``key_id``.
 
     Verifies the old envelope first; the tag and the body are unchanged.
     """
-    keys = open_object(wrapper, envelope, bucket, key)
-    wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key))
+    keys = open_object(wrapper, envelope, bucket, key, extra_context)
+    wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key, extra_context))
     return envelope.replace_wrapping(key_id, wrapped)
 
 
@@ -190,6 +206,6 @@ def new_segment_salt() -> bytes:
 
 
 __all__ = [
-    "KeyWrapper", "ObjectKeys", "hkdf_expand", "hkdf_extract", "new_object",
+    "KeyWrapper", "ObjectKeys", "full_context", "hkdf_expand", "hkdf_extract", "new_object",
     "new_segment_salt", "open_object", "rebind", "rewrap",
 ]

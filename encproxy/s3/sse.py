@@ -142,3 +142,60 @@ def parse_context(value: str) -> dict[str, str]:
             isinstance(k, str) and isinstance(v, str) for k, v in obj.items()):
         raise invalid
     return obj
+
+
+# -- which encryption a write gets ------------------------------------------------------
+MODE_NONE, MODE_SSE_S3, MODE_SSE_KMS, MODE_SSE_C = "none", "AES256", "aws:kms", "sse-c"
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    """How one write is to be encrypted.
+
+    ``mode`` is AES256 (SSE-S3), aws:kms (SSE-KMS) or sse-c; ``key_id`` the master
+    key as written (the provider normalises it) or None for SSE-C.
+    """
+
+    mode: str
+    key_id: str | None
+    customer: CustomerKey | None = None
+    context: Mapping[str, str] | None = None
+
+
+def decide_write(request: SseRequest, bucket_algorithm: str | None,
+                 bucket_key_id: str | None, server_default: str,
+                 default_key: str) -> WritePlan | None:
+    """Request headers override the bucket's configuration, which overrides the
+    server-wide ``[encryption] default``; None means the write is stored as sent."""
+    if request.customer is not None:
+        return WritePlan(MODE_SSE_C, None, request.customer)
+    if request.algorithm == "AES256":
+        return WritePlan(MODE_SSE_S3, default_key)
+    if request.algorithm == "aws:kms":
+        return WritePlan(MODE_SSE_KMS, request.kms_key_id or default_key,
+                         context=request.context)
+    algorithm, key_id = bucket_algorithm, bucket_key_id
+    if algorithm is None and server_default != MODE_NONE:
+        algorithm, key_id = server_default, None
+    if algorithm == "AES256":
+        return WritePlan(MODE_SSE_S3, default_key)
+    if algorithm == "aws:kms":
+        return WritePlan(MODE_SSE_KMS, key_id or default_key)
+    return None
+
+
+def response_headers(mode: str, key_id: str | None, customer_md5: str | None,
+                     context_header: str | None = None) -> dict[str, str]:
+    """The SSE headers PUT, GET and HEAD answer with, as S3 sends them."""
+    if mode == MODE_SSE_S3:
+        return {SSE: "AES256"}
+    if mode == MODE_SSE_KMS:
+        out = {SSE: "aws:kms"}
+        if key_id:
+            out[SSE_KMS_KEY_ID] = key_id
+        if context_header:
+            out[SSE_CONTEXT] = context_header
+        return out
+    if mode == MODE_SSE_C and customer_md5:
+        return {SSE_C_ALGORITHM: "AES256", SSE_C_KEY_MD5: customer_md5}
+    return {}

@@ -149,14 +149,14 @@ class AuthenticationMiddleware:
         spec = BodySpec.from_headers(headers, verified.payload_hash,
                                      method=environ.get("REQUEST_METHOD", "GET"),
                                      chunked_transfer=chunked_transfer)
+        # One dict, filled in place: inner layers may work on copies of the environ.
+        sums: dict[str, str] = environ.setdefault(env.BODY_CHECKSUMS, {})
         if not spec.has_body:
-            checks = verify_empty_body(spec)
-            if checks:
-                environ[env.BODY_CHECKSUMS] = checks
+            sums.update(verify_empty_body(spec) or {})
             return
 
         def record(checks: dict[str, str]) -> None:
-            environ[env.BODY_CHECKSUMS] = checks
+            sums.update(checks)
 
         environ["wsgi.input"] = VerifiedBody(environ["wsgi.input"].read, spec, signing=verified,
                                              io_size=self.io_size, on_verified=record)

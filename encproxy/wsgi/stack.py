@@ -1,10 +1,22 @@
-"""Assembles the WSGI stack from settings: Gateway(Authentication(backend))."""
+"""Assembles the WSGI stack from settings.
+
+    Gateway -> Authentication -> BucketEncryption -> Encryption -> backend app
+
+Each layer speaks plain S3 to the one below.  The bucket-configuration store
+talks to the backend app directly, so encproxy's own state is never encrypted
+or filtered by the layers meant for client objects.
+"""
 from __future__ import annotations
 
 from encproxy.errors import ConfigError
 from encproxy.filestore.store import FileStore
+from encproxy.keys.factory import build_provider
+from encproxy.keys.provider import KeyProvider
 from encproxy.settings import Settings
 from encproxy.wsgi.auth import AuthenticationMiddleware
+from encproxy.wsgi.bucket_config import BucketConfigStore
+from encproxy.wsgi.bucket_encryption import BucketEncryptionMiddleware
+from encproxy.wsgi.encryption import EncryptionMiddleware, EncryptionPolicy
 from encproxy.wsgi.filestore_app import FileStoreApp
 from encproxy.wsgi.gateway import Gateway
 from encproxy.wsgi.responses import WSGIApp
@@ -22,9 +34,20 @@ def build_backend(settings: Settings) -> WSGIApp:
     raise AssertionError(f"backend type {kind!r} passed validation but has no builder")
 
 
-def build_app(settings: Settings) -> WSGIApp:
+def build_app(settings: Settings, keys: KeyProvider | None = None) -> WSGIApp:
+    backend = build_backend(settings)
+    keys = keys or build_provider(settings)
+    store = BucketConfigStore(backend, settings.get("backend", "internal_bucket"),
+                              ttl=settings.get("encryption", "config_cache_seconds"))
+    policy = EncryptionPolicy(
+        default=settings.get("encryption", "default"),
+        require=settings.get("encryption", "require"),
+        allow_insecure_sse_c=settings.get("encryption", "allow_insecure_sse_c"),
+        default_key=keys.normalize(settings.get("keys", "default_key")))
+    encrypting = EncryptionMiddleware(backend, store, keys, policy)
+    buckets = BucketEncryptionMiddleware(encrypting, store, keys)
     credentials = dict(settings.credentials)
-    auth = AuthenticationMiddleware(build_backend(settings), credentials.get,
+    auth = AuthenticationMiddleware(buckets, credentials.get,
                                     region=settings.get("server", "region"))
     return Gateway(auth, settings.get("server", "hostnames"),
                    client_timeout=settings.get("server", "client_timeout"))

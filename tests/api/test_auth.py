@@ -11,7 +11,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import make_client
+from support.clients import make_client
 from support.raw_s3 import Signed, crc32_b64, put_aws_chunked
 from test_buckets import code
 

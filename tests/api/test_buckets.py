@@ -73,7 +73,7 @@ def test_missing_bucket(s3):
 
 
 def test_virtual_hosted_style(server, s3):
-    from conftest import make_client
+    from support.clients import make_client
     from urllib.parse import urlsplit
     vs3 = make_client(f"http://s3.localhost:{server.port}", addressing="virtual")
 

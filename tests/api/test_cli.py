@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from support.server import ACCESS_KEY, SECRET_KEY, start_server, write_config
+from support.server import ACCESS_KEY, SECRET_KEY, create_keys, start_server, write_config
 
 ENCPROXY = str(Path(sys.executable).with_name("encproxy"))
 AWS = str(Path(sys.executable).with_name("aws"))
@@ -55,6 +55,7 @@ def test_aws_cli_sync_and_s3api(server, bucket, tmp_path):
 
 def test_check_config_ok(tmp_path):
     config = write_config(tmp_path, 8999)
+    create_keys(config)
     result = subprocess.run([ENCPROXY, "check-config", "--config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -91,7 +92,7 @@ def test_config_from_environment_variable(tmp_path, s3):
     server = start_server(tmp_path / "envsrv",
                           env={"ENCPROXY_CREDENTIALS_EnvKey": "env-secret-123456"})
     try:
-        from conftest import make_client
+        from support.clients import make_client
         import boto3
         from botocore.config import Config
         client = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",

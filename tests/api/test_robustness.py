@@ -69,10 +69,29 @@ def test_garbage_requests_get_xml_errors(server):
     assert resp.content.startswith(b"<?xml")
 
 
+def read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP response with a Content-Length: headers, then that many bytes."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        if not piece:
+            return data
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        body += piece
+    return head + b"\r\n\r\n" + body
+
+
 def test_stalled_upload_times_out(tmp_path):
     """A client that goes silent mid-body gets RequestTimeout and stores nothing."""
     from support.server import start_server
-    from conftest import make_client
+    from support.clients import make_client
     server = start_server(tmp_path / "srv", extra="", env={"ENCPROXY_SERVER_CLIENT_TIMEOUT": "2"})
     try:
         s3 = make_client(server.endpoint)
@@ -85,7 +104,7 @@ def test_stalled_upload_times_out(tmp_path):
             f"{k}: {v}\r\n" for k, v in signed.headers.items()) + "\r\n").encode() + b"x" * 10)
         sock.settimeout(30)
         started = time.monotonic()
-        reply = sock.recv(65536)
+        reply = read_response(sock)
         assert time.monotonic() - started < 20
         assert reply.startswith(b"HTTP/1.1 400") and b"<Code>RequestTimeout</Code>" in reply
         sock.close()

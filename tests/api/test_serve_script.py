@@ -22,7 +22,8 @@ def test_scripts_serve_with_shipped_config(tmp_path):
     assert f"{DEV_KEY} = {DEV_SECRET}" in (REPO / "conf/encproxy.ini").read_text()
     port = free_port()
     env = {**os.environ, "ENCPROXY_SERVER_LISTEN": f"127.0.0.1:{port}",
-           "ENCPROXY_BACKEND_ROOT": str(tmp_path / "data")}
+           "ENCPROXY_BACKEND_ROOT": str(tmp_path / "data"),
+           "ENCPROXY_KEYS_KEYRING": str(tmp_path / "keys")}
     env.pop("ENCPROXY_CONFIG", None)
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen([str(REPO / "scripts/serve")], cwd=tmp_path, env=env, stdout=log,
@@ -45,6 +46,9 @@ def test_scripts_serve_with_shipped_config(tmp_path):
         s3.put_object(Bucket=name, Key="k", Body=b"via scripts/serve")
         assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"via scripts/serve"
         assert list((tmp_path / "data").iterdir())  # the override reached the store
+        # First start made the default key, private to its owner.
+        key_files = [p for p in (tmp_path / "keys").iterdir() if p.is_file()]
+        assert key_files and all(p.stat().st_mode & 0o077 == 0 for p in key_files)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

@@ -58,6 +58,14 @@ log_level = info
 [credentials]
 {ACCESS_KEY} = {SECRET_KEY}
 
+[keys]
+keyring = {directory / "keys"}
+
+[encryption]
+allow_insecure_sse_c = true
+; Read-after-write across gunicorn workers; the bound itself has its own test.
+config_cache_seconds = 0
+
 [backend]
 type = file
 root = {directory / "data"}
@@ -66,11 +74,22 @@ root = {directory / "data"}
     return config
 
 
+def create_keys(config: Path, *names: str) -> None:
+    """The default key and ``names``, made with the real ``encproxy keys`` commands."""
+    encproxy = str(Path(sys.executable).with_name("encproxy"))
+    subprocess.run([encproxy, "keys", "ensure-default", "--config", str(config)],
+                   check=True, capture_output=True, timeout=60)
+    for name in names:
+        subprocess.run([encproxy, "keys", "create", name, "--if-missing", "--config",
+                        str(config)], check=True, capture_output=True, timeout=60)
+
+
 def start_server(directory: Path, extra: str = "", env: dict[str, str] | None = None,
                  timeout: float = 30) -> RunningServer:
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = write_config(directory, port, extra)
+    create_keys(config, "test-key", "other-key")
     log = directory / "server.log"
     encproxy = Path(sys.executable).with_name("encproxy")
     process = subprocess.Popen(

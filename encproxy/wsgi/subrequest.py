@@ -1,0 +1,186 @@
+"""Plain S3 requests from a middleware to the app below it.
+
+Middleware keeps its own state (bucket configurations, upload envelopes) in the
+backend through the same WSGI interface clients use, so it works over any
+backend app.  Sub-request bodies are small (XML, JSON): they are read whole.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from encproxy import errors
+from encproxy.wsgi import environ as env
+from encproxy.wsgi.responses import WSGIApp
+
+# Sub-responses are XML or JSON; ListBuckets of 10,000 buckets is about 1.5 MiB.
+MAX_SUBRESPONSE = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SubResponse:
+    status: int
+    headers: dict[str, str]   # lower-case names
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def error_code(self) -> str | None:
+        """The S3 error code of an error body, if it has one."""
+        if self.ok or not self.body:
+            return None
+        from encproxy.s3 import xml
+        try:
+            root = xml.parse(self.body)
+        except errors.S3Error:
+            return None
+        return xml.child_text(root, "Code")
+
+
+def call(app: WSGIApp, method: str, bucket: str, key: str | None = None, query: str = "",
+         headers: dict[str, str] | None = None, body: bytes = b"",
+         parent: dict[str, Any] | None = None) -> SubResponse:
+    raw_path = "/" + bucket + ("/" + quote(key, safe="/~") if key is not None else "")
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": raw_path,
+        "QUERY_STRING": query, "SERVER_NAME": "encproxy", "SERVER_PORT": "0",
+        "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "encproxy",
+        "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(), "wsgi.multithread": True, "wsgi.multiprocess": True,
+        "wsgi.run_once": False, "CONTENT_LENGTH": str(len(body)),
+        env.BUCKET: bucket, env.KEY: key, env.RAW_PATH: raw_path, env.RAW_QUERY: query,
+        env.REQUEST_ID: (parent or {}).get(env.REQUEST_ID, "subrequest"),
+    }
+    for name, value in (headers or {}).items():
+        if name.lower() == "content-type":
+            environ["CONTENT_TYPE"] = value
+        else:
+            environ["HTTP_" + name.upper().replace("-", "_")] = value
+    return run(app, environ)
+
+
+def run(app: WSGIApp, environ: dict[str, Any]) -> SubResponse:
+    """Call ``app`` and collect its whole (small) response."""
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, response_headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Any:
+        captured["status"] = int(status.split(" ", 1)[0])
+        captured["headers"] = {k.lower(): v for k, v in response_headers}
+        return lambda data: None
+
+    result = app(environ, start_response)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in result:
+            size += len(chunk)
+            if size > MAX_SUBRESPONSE:
+                raise errors.InternalError()
+            chunks.append(bytes(chunk))
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return SubResponse(captured["status"], captured["headers"], b"".join(chunks))
+
+
+@dataclass
+class StreamingResponse:
+    """A response from the app below whose body has not been read yet."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: Iterable[bytes]
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+    def read_all(self, limit: int = MAX_SUBRESPONSE) -> bytes:
+        chunks, size = [], 0
+        try:
+            for chunk in self.body:
+                size += len(chunk)
+                if size > limit:
+                    raise errors.InternalError()
+                chunks.append(bytes(chunk))
+        finally:
+            self.close()
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        close = getattr(self.body, "close", None)
+        if close is not None:
+            close()
+
+
+def open_stream(app: WSGIApp, environ: dict[str, Any]) -> StreamingResponse:
+    """Call ``app`` and return its status and headers; the body is read by the caller."""
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, response_headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Any:
+        captured["status"] = int(status.split(" ", 1)[0])
+        captured["headers"] = list(response_headers)
+        return lambda data: None
+
+    result = app(environ, start_response)
+    if "status" not in captured:
+        # A lazy app starts its response with its first body item.
+        iterator = iter(result)
+        first = next(iterator, None)
+        body: Iterable[bytes] = _prepend(first, iterator, result)
+    else:
+        body = result
+    return StreamingResponse(captured["status"], captured["headers"], body)
+
+
+def _prepend(first: bytes | None, rest: Iterator[bytes], original: Any) -> Iterator[bytes]:
+    try:
+        if first is not None:
+            yield first
+        yield from rest
+    finally:
+        close = getattr(original, "close", None)
+        if close is not None:
+            close()
+
+
+def derived_environ(environ: dict[str, Any], *, method: str | None = None,
+                    drop: Iterable[str] = (), headers: dict[str, str] | None = None,
+                    query: str | None = None, body: Any = None,
+                    content_length: int | None = None) -> dict[str, Any]:
+    """A copy of ``environ`` for a request to the app below, with headers changed.
+
+    ``drop`` names headers (any case) to remove; ``headers`` sets headers.
+    """
+    new = dict(environ)
+    for name in drop:
+        key = _environ_key(name)
+        new.pop(key, None)
+    for name, value in (headers or {}).items():
+        new[_environ_key(name)] = value
+    if method is not None:
+        new["REQUEST_METHOD"] = method
+    if query is not None:
+        new[env.RAW_QUERY] = query
+        new["QUERY_STRING"] = query
+    if body is not None:
+        new["wsgi.input"] = body
+    if content_length is not None:
+        new["CONTENT_LENGTH"] = str(content_length)
+    return new
+
+
+def _environ_key(name: str) -> str:
+    upper = name.upper().replace("-", "_")
+    return upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
