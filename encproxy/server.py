@@ -34,6 +34,9 @@ class EncproxyApplication(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "accesslog": None,
             "proc_name": "encproxy",
+            # gunicorn's control socket sits at one fixed path per user: several encproxy
+            # servers on a host (replicas, sidecars) would take it from each other.
+            "control_socket_disable": True,
             # S3 keys may be 1024 bytes, URL-encoded up to three times longer.
             "limit_request_line": 8190,
             "limit_request_field_size": 16380,

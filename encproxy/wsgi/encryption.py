@@ -315,7 +315,7 @@ class EncryptionMiddleware:
         keys = self._open(envelope, bucket, key, customer, extra)
         try:
             decryptor = ObjectDecryptor(keys, stored_size)
-        except FormatError as exc:
+        except errors.IntegrityError as exc:
             self._integrity(bucket, key, exc)
             raise
         etag = self._etag(req, decryptor, mode, backend_etag, stored_size)
@@ -382,7 +382,7 @@ class EncryptionMiddleware:
         pieces = copied(batches)
         try:
             head_piece = next(pieces, None)  # faults found this early are S3 errors, not aborts
-        except FormatError as exc:
+        except errors.IntegrityError as exc:
             stream.close()
             self._integrity(bucket, key, exc)
             raise
@@ -392,7 +392,7 @@ class EncryptionMiddleware:
                 if head_piece is not None:
                     yield head_piece
                 yield from pieces
-            except FormatError as exc:
+            except errors.IntegrityError as exc:
                 # Headers are gone: the server aborts the connection on this exception.
                 self._integrity(bucket, key, exc)
                 raise
@@ -423,7 +423,7 @@ class EncryptionMiddleware:
     def _envelope(self, value: str | None, bucket: str, key: str) -> Envelope:
         try:
             return Envelope.decode(value)
-        except FormatError as exc:
+        except errors.IntegrityError as exc:
             self._integrity(bucket, key, exc)
             raise
 
@@ -432,7 +432,7 @@ class EncryptionMiddleware:
         wrapper = self._wrapper(PROTECTION_MODE[envelope.protection], customer)
         try:
             return open_object(wrapper, envelope, bucket, key, extra)
-        except FormatError as exc:
+        except errors.IntegrityError as exc:
             self._integrity(bucket, key, exc)
             raise
 
@@ -449,7 +449,7 @@ class EncryptionMiddleware:
         seal = stream.read_all(limit=64)
         try:
             etag = '"' + decryptor.open_etag_seal(seal).hex() + '"'
-        except FormatError as exc:
+        except errors.IntegrityError as exc:
             assert req.bucket is not None and req.key is not None
             self._integrity(req.bucket, req.key, exc)
             raise
@@ -458,7 +458,7 @@ class EncryptionMiddleware:
         return etag
 
     @staticmethod
-    def _integrity(bucket: str, key: str, exc: FormatError) -> None:
+    def _integrity(bucket: str, key: str, exc: errors.IntegrityError) -> None:
         log.error("integrity failure on %s/%s: %s (%s)", bucket, key, type(exc).__name__,
                   exc.default_message)
 
