@@ -27,6 +27,7 @@ from encproxy.crypto.stream import (
     BATCH_CHUNKS,
     READ_SIZE,
     Batch,
+    batch_for,
     ByteSource,
     Source,
     decrypt_chunks,
@@ -93,7 +94,8 @@ class ObjectEncryptor:
         """
         cipher = self.keys.body_cipher()
         src = ByteSource(source, READ_SIZE)
-        out = Batch(BATCH_CHUNKS * CHUNK_CIPHERTEXT_SIZE, slack=ETAG_SEAL_SIZE)
+        out = batch_for(chunk_count(self.plaintext_size), CHUNK_CIPHERTEXT_SIZE,
+                        slack=ETAG_SEAL_SIZE)
         digest = hashlib.md5(usedforsecurity=False) if md5 is None else None
         yield from encrypt_chunks(cipher, AadPacker(self.keys.suite, Domain.CHUNK, 0),
                                   self.plaintext_size, src, out,
@@ -130,7 +132,7 @@ class ObjectDecryptor:
         Afterwards ``etag_md5`` holds the sealed plaintext MD5.
         """
         src = ByteSource(source, BATCH_CHUNKS * CHUNK_CIPHERTEXT_SIZE)
-        out = Batch(BATCH_CHUNKS * CHUNK_SIZE)
+        out = batch_for(chunk_count(self.plaintext_size), CHUNK_SIZE)
         last = chunk_count(self.plaintext_size) - 1
         aadp = AadPacker(self.keys.suite, Domain.CHUNK, 0)
         yield from decrypt_chunks(self.cipher, aadp, self.plaintext_size, 0, last, src, out)
@@ -151,7 +153,7 @@ class ObjectDecryptor:
 
     def _range(self, plan: RangePlan, source: Source) -> Iterator[memoryview]:
         src = ByteSource(source, BATCH_CHUNKS * CHUNK_CIPHERTEXT_SIZE)
-        out = Batch(BATCH_CHUNKS * CHUNK_SIZE)
+        out = batch_for(plan.last_chunk - plan.first_chunk + 1, CHUNK_SIZE)
         aadp = AadPacker(self.keys.suite, Domain.CHUNK, 0)
         yield from decrypt_chunks(self.cipher, aadp, self.plaintext_size, plan.first_chunk,
                                   plan.last_chunk, src, out)

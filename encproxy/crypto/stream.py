@@ -158,6 +158,12 @@ class Batch:
         return view
 
 
+def batch_for(chunks: int, unit: int, slack: int = 0) -> Batch:
+    """A batch of at most BATCH_CHUNKS units, no larger than ``chunks`` needs: a 4 KiB
+    object does not pay for zeroing a 1 MiB buffer."""
+    return Batch(min(BATCH_CHUNKS, max(1, chunks)) * unit, slack)
+
+
 def encrypt_chunks(cipher: RecordCipher, aad: AadPacker, plaintext_size: int,
                    src: ByteSource, out: Batch,
                    observe: Callable[[memoryview], object] | None = None

@@ -19,6 +19,7 @@ from encproxy.errors import (
     EntityTooSmall, InternalError, InvalidPart, InvalidPartOrder, InvalidRange, MalformedXML,
     NoSuchBucket, NoSuchUpload,
 )
+from encproxy import digests
 from encproxy.filestore import etag as etags
 from encproxy.filestore import storefile as sf
 from encproxy.filestore.atomic import TempFile, fsync_dir, make_staging_dir
@@ -84,14 +85,17 @@ class MultipartStore(ObjectStore):
         check_length(length)
         self._load_upload(bucket, key, upload_id)
         record = sf.encode_fields(sf.part_fields(upload_id, part_number))
-        md5 = md5_hash()
-        with TempFile(self.layout.tmp, "part") as tf:
-            tf.write(sf.encode_fixed(len(record), length, sf.EMPTY_MD5, 0.0))
-            tf.write(record)
-            receive(body, length, tf, md5)
-            digest, now = md5.digest(), time.time()
-            tf.pwrite(sf.encode_fixed(len(record), length, digest, now), 0)
-            self._commit_part(tf, bucket, upload_id, part_number)
+        md5 = digests.md5_for(length)  # hashed beside the write, on the other core
+        try:
+            with TempFile(self.layout.tmp, "part") as tf:
+                tf.write(sf.encode_fixed(len(record), length, sf.EMPTY_MD5, 0.0))
+                tf.write(record)
+                receive(body, length, tf, md5)
+                digest, now = md5.digest(), time.time()
+                tf.pwrite(sf.encode_fixed(len(record), length, digest, now), 0)
+                self._commit_part(tf, bucket, upload_id, part_number)
+        finally:
+            digests.close(md5)
         return PartRecord(part_number, etags.md5_etag(digest), length, now)
 
     def upload_part_copy(self, bucket: str, key: str, upload_id: str, part_number: int,

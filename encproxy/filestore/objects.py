@@ -22,6 +22,7 @@ from encproxy.errors import (
     BucketAlreadyOwnedByYou, BucketNotEmpty, InternalError, InvalidArgument, NoSuchBucket,
     NoSuchKey,
 )
+from encproxy import digests
 from encproxy.filestore import etag as etags
 from encproxy.filestore import storefile as sf
 from encproxy.filestore.atomic import TempFile, fsync_dir, make_staging_dir, mkdir_durable
@@ -185,14 +186,17 @@ class ObjectStore:
         meta = ObjectMeta() if meta is None else meta
         self.require_bucket(bucket)
         record = sf.encode_fields(sf.object_fields(key, meta, None))
-        md5 = md5_hash()
-        with TempFile(self.layout.tmp, "put") as tf:
-            tf.write(sf.encode_fixed(len(record), length, sf.EMPTY_MD5, 0.0))
-            tf.write(record)
-            receive(body, length, tf, md5)
-            digest, now = md5.digest(), time.time()
-            tf.pwrite(sf.encode_fixed(len(record), length, digest, now), 0)
-            self._commit_object(tf, bucket, loc)
+        md5 = digests.md5_for(length)  # hashed beside the write, on the other core
+        try:
+            with TempFile(self.layout.tmp, "put") as tf:
+                tf.write(sf.encode_fixed(len(record), length, sf.EMPTY_MD5, 0.0))
+                tf.write(record)
+                receive(body, length, tf, md5)
+                digest, now = md5.digest(), time.time()
+                tf.pwrite(sf.encode_fixed(len(record), length, digest, now), 0)
+                self._commit_object(tf, bucket, loc)
+        finally:
+            digests.close(md5)
         return ObjectRecord(key=key, size=length, etag=etags.md5_etag(digest), last_modified=now,
                             meta=meta, part_sizes=None)
 

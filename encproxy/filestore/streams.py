@@ -14,6 +14,7 @@ import io
 import os
 from typing import TYPE_CHECKING, Protocol
 
+from encproxy.digests import Digest
 from encproxy.errors import IncompleteBody, InternalError
 from encproxy.filestore.atomic import TempFile
 from encproxy.filestore.storefile import corrupt
@@ -40,7 +41,7 @@ class BodyReader(Protocol):
     def read(self, n: int, /) -> bytes: ...
 
 
-def receive(body: BodyReader, length: int, out: TempFile, md5: _Hash) -> None:
+def receive(body: BodyReader, length: int, out: TempFile, md5: Digest) -> None:
     """Copy exactly ``length`` bytes of ``body`` into ``out``, hashing them.
 
     A body that ends early raises IncompleteBody.  A reader that returns more

@@ -1,0 +1,260 @@
+"""Benchmark of transparent encryption through the real server (run: scripts/bench-encryption).
+
+In one run, against one encproxy server (gunicorn, as users run it):
+
+* encrypted:   a bucket with default encryption (SSE-S3);
+* unencrypted: a bucket without, through the same server;
+* direct:      the backend without encproxy, where the backend has its own S3
+               endpoint (not the embedded file store).
+
+It measures PUT and GET of one large object (MB/s), PUT and GET of 4 KiB objects
+(ops/s, p50 and p99 latency, several client threads), listing 1,000 objects
+(first listing and repeated listings), and the peak RSS of the gunicorn worker
+that served the large transfers.  Repetitions alternate between setups, and the
+ratios compare medians taken in the same run, as DESIGN.md §5 advises.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from support.raw_s3 import Signed  # noqa: E402  (the tests' independent SigV4 signer)
+from support.server import RunningServer, start_server  # noqa: E402
+
+MiB = 1 << 20
+SSE_S3 = (b"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault>"
+          b"<SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule>"
+          b"</ServerSideEncryptionConfiguration>")
+
+
+@dataclass
+class Endpoint:
+    name: str
+    host: str
+    port: int
+    bucket: str
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass
+class Results:
+    put_mbs: list[float] = field(default_factory=list)
+    get_mbs: list[float] = field(default_factory=list)
+    small_put_ops: list[float] = field(default_factory=list)
+    small_get_ops: list[float] = field(default_factory=list)
+    small_put_lat: list[float] = field(default_factory=list)
+    small_get_lat: list[float] = field(default_factory=list)
+    list_first_ms: float = 0.0
+    list_next_ms: list[float] = field(default_factory=list)
+    peak_rss_mib: float = 0.0
+
+
+def request(ep: Endpoint, method: str, path: str, *, length: int = 0,
+            send: Callable[[http.client.HTTPConnection], None] | None = None,
+            conn: http.client.HTTPConnection | None = None) -> tuple[int, int]:
+    """One signed request; returns (status, bytes read).  The body is drained and dropped."""
+    headers = {"content-length": str(length)} if length or method == "PUT" else {}
+    signed = Signed(method, ep.base + path, headers, "UNSIGNED-PAYLOAD")
+    own = conn is None
+    conn = conn or http.client.HTTPConnection(ep.host, ep.port, timeout=600)
+    conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+    for name, value in signed.headers.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    if send is not None:
+        send(conn)
+    resp = conn.getresponse()
+    got = 0
+    buf = bytearray(MiB)
+    while True:
+        n = resp.readinto(buf)
+        if not n:
+            break
+        got += n
+    if own:
+        conn.close()
+    return resp.status, got
+
+
+def worker_pids(server: RunningServer) -> list[int]:
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    return [int(p) for p in children.read_text().split()]
+
+
+def reset_peak_rss(pids: list[int]) -> None:
+    for pid in pids:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM (peak RSS)
+
+
+def peak_rss_mib(pids: list[int]) -> float:
+    peaks = []
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
+    return max(peaks)
+
+
+def large(ep: Endpoint, size: int, res: Results, pids: list[int] | None) -> None:
+    piece = os.urandom(MiB)
+
+    def send(conn: http.client.HTTPConnection) -> None:
+        left = size
+        while left:
+            n = min(MiB, left)
+            conn.send(piece[:n])
+            left -= n
+
+    if pids:
+        reset_peak_rss(pids)
+    started = time.perf_counter()
+    status, _ = request(ep, "PUT", f"/{ep.bucket}/large", length=size, send=send)
+    put = time.perf_counter() - started
+    assert status == 200, f"{ep.name} PUT: {status}"
+    started = time.perf_counter()
+    status, got = request(ep, "GET", f"/{ep.bucket}/large")
+    get = time.perf_counter() - started
+    assert status == 200 and got == size, f"{ep.name} GET: {status}, {got} bytes"
+    res.put_mbs.append(size / put / 1e6)
+    res.get_mbs.append(size / get / 1e6)
+    if pids:
+        res.peak_rss_mib = max(res.peak_rss_mib, peak_rss_mib(pids))
+
+
+def small(ep: Endpoint, count: int, threads: int, res: Results, prefix: str) -> None:
+    body = os.urandom(4096)
+    lat: dict[str, list[float]] = {"PUT": [], "GET": []}
+    lock = threading.Lock()
+
+    def run(method: str, index: int) -> None:
+        conn = http.client.HTTPConnection(ep.host, ep.port, timeout=60)
+        mine = []
+        for i in range(index, count, threads):
+            started = time.perf_counter()
+            status, _ = request(ep, method, f"/{ep.bucket}/{prefix}{i:05d}",
+                                length=4096 if method == "PUT" else 0,
+                                send=(lambda c: c.send(body)) if method == "PUT" else None,
+                                conn=conn)
+            mine.append(time.perf_counter() - started)
+            assert status == 200, f"{ep.name} {method}: {status}"
+        conn.close()
+        with lock:
+            lat[method].extend(mine)
+
+    for method in ("PUT", "GET"):
+        workers = [threading.Thread(target=run, args=(method, t)) for t in range(threads)]
+        started = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        elapsed = time.perf_counter() - started
+        ops = count / elapsed
+        ordered = sorted(lat[method])
+        p50, p99 = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99) - 1]
+        if method == "PUT":
+            res.small_put_ops.append(ops)
+            res.small_put_lat = [p50 * 1000, p99 * 1000]
+        else:
+            res.small_get_ops.append(ops)
+            res.small_get_lat = [p50 * 1000, p99 * 1000]
+
+
+def listing(ep: Endpoint, res: Results, prefix: str, warm: int = 6, repeats: int = 6) -> None:
+    """The first listing, then listings once every worker has served some: each gunicorn
+    worker caches what it learnt (FactsCache), and connections land on any worker."""
+    path = f"/{ep.bucket}?list-type=2&max-keys=1000&prefix={prefix}"
+    started = time.perf_counter()
+    status, _ = request(ep, "GET", path)
+    res.list_first_ms = (time.perf_counter() - started) * 1000
+    assert status == 200
+    for _ in range(warm):
+        request(ep, "GET", path)
+    for _ in range(repeats):
+        started = time.perf_counter()
+        request(ep, "GET", path)
+        res.list_next_ms.append((time.perf_counter() - started) * 1000)
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench-encryption", description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="large object size")
+    parser.add_argument("--small", type=int, default=1000,
+                        help="4 KiB objects per setup (also the listing size)")
+    parser.add_argument("--threads", type=int, default=4, help="client threads for 4 KiB ops")
+    parser.add_argument("--reps", type=int, default=3, help="paired repetitions")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-encryption-"))
+    # The production default for the configuration cache (the tests turn it off).
+    server = start_server(workdir / "server", env={"ENCPROXY_ENCRYPTION_CONFIG_CACHE_SECONDS": "5"})
+    try:
+        enc = Endpoint("encrypted", "127.0.0.1", server.port, "bench-enc")
+        plain = Endpoint("unencrypted", "127.0.0.1", server.port, "bench-plain")
+        for ep in (enc, plain):
+            assert request(ep, "PUT", f"/{ep.bucket}")[0] == 200
+        assert request(enc, "PUT", f"/{enc.bucket}?encryption", length=len(SSE_S3),
+                       send=lambda c: c.send(SSE_S3))[0] == 200
+        setups = [enc, plain]
+        results = {ep.name: Results() for ep in setups}
+        pids = worker_pids(server)
+        size = args.size_mib * MiB
+        for rep in range(args.reps):
+            for ep in (setups if rep % 2 == 0 else setups[::-1]):
+                large(ep, size, results[ep.name], pids)
+                small(ep, args.small, args.threads, results[ep.name], prefix=f"s{rep}-")
+        for ep in setups:
+            listing(ep, results[ep.name], prefix="s0-")
+    finally:
+        server.stop()
+
+    e, p = results["encrypted"], results["unencrypted"]
+    print(f"bench-encryption: {args.size_mib} MiB object, {args.small} x 4 KiB objects with "
+          f"{args.threads} client threads, {args.reps} paired repetitions, file store backend, "
+          f"{os.cpu_count()} CPUs; medians")
+    rows = [
+        ("large PUT (MB/s)", med(e.put_mbs), med(p.put_mbs), 60),
+        ("large GET (MB/s)", med(e.get_mbs), med(p.get_mbs), 70),
+        ("4 KiB PUT (ops/s)", med(e.small_put_ops), med(p.small_put_ops), 70),
+        ("4 KiB GET (ops/s)", med(e.small_get_ops), med(p.small_get_ops), 70),
+    ]
+    print(f"{'':22}{'encrypted':>12}{'unencrypted':>13}{'ratio':>8}{'target':>8}")
+    for name, ev, pv, target in rows:
+        ratio = 100 * ev / pv
+        print(f"{name:22}{ev:12.0f}{pv:13.0f}{ratio:7.1f}%{'>=' + str(target) + '%':>8}"
+              f"{'' if ratio >= target else '  BELOW TARGET'}")
+    print(f"{'4 KiB PUT p50/p99 ms':22}{e.small_put_lat[0]:6.1f}/{e.small_put_lat[1]:<5.1f}"
+          f"{p.small_put_lat[0]:7.1f}/{p.small_put_lat[1]:<5.1f}")
+    print(f"{'4 KiB GET p50/p99 ms':22}{e.small_get_lat[0]:6.1f}/{e.small_get_lat[1]:<5.1f}"
+          f"{p.small_get_lat[0]:7.1f}/{p.small_get_lat[1]:<5.1f}")
+    print(f"{'list 1000: first (ms)':22}{e.list_first_ms:12.0f}{p.list_first_ms:13.0f}")
+    nxt = 100 * med(e.list_next_ms) / med(p.list_next_ms)
+    print(f"{'list 1000: next (ms)':22}{med(e.list_next_ms):12.0f}{med(p.list_next_ms):13.0f}"
+          f"{nxt / 100:7.2f}x{'<=2x':>8}{'' if nxt <= 200 else '  ABOVE TARGET'}")
+    rss = max(e.peak_rss_mib, p.peak_rss_mib)
+    print(f"worker peak RSS during the large transfers: {rss:.0f} MiB (target <= 100 MiB)"
+          f"{'' if rss <= 100 else '  ABOVE TARGET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
