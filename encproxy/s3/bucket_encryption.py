@@ -3,7 +3,7 @@
 Parses PutBucketEncryption bodies as AWS and Yandex Object Storage document
 them, renders GetBucketEncryption as AWS does, and serialises the stored form.
 
-Decisions (docs/BUCKET-ENCRYPTION.md):
+Decisions (docs/ENCRYPTION.md, "Bucket default encryption"):
 
 * The namespace is optional, and so is an empty ``xmlns=""`` (as in AWS's own
   examples).

@@ -11,7 +11,7 @@ import base64
 import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from werkzeug.wrappers import Response
 
@@ -19,6 +19,7 @@ from encproxy import errors
 from encproxy.filestore.records import ObjectMeta, ObjectRecord
 from encproxy.filestore.store import FileStore
 from encproxy.s3 import metadata, preconditions, xml
+from encproxy.s3.copy_source import parse_copy_source
 from encproxy.s3.dates import http_date, iso8601
 from encproxy.s3.names import check_bucket_name, check_key
 from encproxy.s3.ranges import ByteRange, parse_copy_range, parse_range
@@ -355,23 +356,10 @@ class FileStoreApp:
         return xml_response(out, environ=req.environ)
 
     def _copy_source(self, req: S3Request) -> tuple[str, str, ObjectRecord]:
-        raw = req.headers["x-amz-copy-source"]
-        source, _, query = raw.partition("?")
-        source = unquote(source).lstrip("/")
-        bucket, _, key = source.partition("/")
-        if not bucket or not key:
-            raise errors.InvalidArgument("Copy Source must mention the source bucket and key: "
-                                         "sourcebucket/sourcekey",
-                                         ArgumentName="x-amz-copy-source", ArgumentValue=raw)
-        if query:
-            name, _, value = query.partition("=")
-            if name != "versionId":
-                raise errors.InvalidArgument("Unsupported copy source parameter.",
-                                             ArgumentName="x-amz-copy-source", ArgumentValue=raw)
-            if value != "null":
-                raise errors.NoSuchVersion(Key=key, VersionId=value)
-        check_bucket_name(bucket)
-        check_key(key)
+        source = parse_copy_source(req.headers["x-amz-copy-source"])
+        if source.version_id is not None and source.version_id != "null":
+            raise errors.NoSuchVersion(Key=source.key, VersionId=source.version_id)
+        bucket, key = source.bucket, source.key
         record = self.store.head_object(bucket, key)
         preconditions.check(req.headers, record.etag, record.last_modified,
                             prefix="x-amz-copy-source-if-")

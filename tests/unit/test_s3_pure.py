@@ -5,6 +5,7 @@ import pytest
 
 from encproxy import errors
 from encproxy.s3 import preconditions
+from encproxy.s3.copy_source import CopySource, parse_copy_source
 from encproxy.s3.dates import http_date
 from encproxy.s3.names import check_key, is_valid_bucket_name
 from encproxy.s3.operations import classify
@@ -130,3 +131,24 @@ def test_key_length():
     assert check_key("é" * 512) == "é" * 512
     with pytest.raises(errors.KeyTooLongError):
         check_key("é" * 513)
+
+
+@pytest.mark.parametrize("raw,expected", [
+    pytest.param("bk1/key", CopySource("bk1", "key"), id="bare"),
+    pytest.param("/bk1/dir/a%20b", CopySource("bk1", "dir/a b"), id="leading-slash-encoded"),
+    pytest.param("bk1/k?versionId=null", CopySource("bk1", "k", "null"), id="version"),
+    pytest.param("bk1/%E2%82%AC%2Bx", CopySource("bk1", "€+x"), id="utf8-and-plus"),
+])
+def test_copy_source(raw, expected):
+    assert parse_copy_source(raw) == expected
+
+
+@pytest.mark.parametrize("raw,error", [
+    pytest.param("bk1", errors.InvalidArgument, id="no-key"),
+    pytest.param("/bk1/", errors.InvalidArgument, id="empty-key"),
+    pytest.param("bk1/k?acl", errors.InvalidArgument, id="other-parameter"),
+    pytest.param("B_1/k", errors.InvalidBucketName, id="bad-bucket"),
+])
+def test_copy_source_errors(raw, error):
+    with pytest.raises(error):
+        parse_copy_source(raw)
