@@ -29,7 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from encproxy.server import serve
     settings = load_settings(args.config)
     check_provider(settings)  # key files private, provider reachable, default_key exists
-    serve(settings)
+    serve(settings, config_path(args.config))  # the path: SIGHUP reads it again
     return 0
 
 
@@ -38,6 +38,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from encproxy.keys.factory import check_provider
     settings = load_settings(args.config)
     build_app(settings)
+    from encproxy.server import check_tls
+    check_tls(settings)  # the certificate and key load together
     key = check_provider(settings)
     host, port = settings.get("server", "listen")
     print(f"config ok: {config_path(args.config)} (listen {host}:{port}, "
@@ -59,7 +61,9 @@ def parser() -> argparse.ArgumentParser:
                         help="ini file (default: $ENCPROXY_CONFIG, else conf/encproxy.ini)")
         sp.set_defaults(func=func)
     from encproxy.keys.commands import add_keys_parser
-    add_keys_parser(sub)  # encproxy keys create|rotate|list|ensure-default
+    add_keys_parser(sub)  # encproxy keys create|rotate|list|ensure-default|retire
+    from encproxy.rotation import add_rotate_parser
+    add_rotate_parser(sub)  # encproxy rotate --bucket B [--prefix P] [--to-key K] [--dry-run]
     return p
 
 

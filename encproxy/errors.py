@@ -201,3 +201,28 @@ class KeyUnwrapFailed(IntegrityError):
     def __init__(self, reason: str = "authentication", message: str | None = None) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+# -- errors an S3 backend answered ---------------------------------------------------
+_RELAYED: dict[tuple[str, int], type[S3Error]] = {}
+_MAX_RELAYED_CLASSES = 256
+
+
+def relayed(code: str, status: int, message: str | None = None, **fields: str) -> S3Error:
+    """The error an S3 backend answered, to be rendered as encproxy's own.
+
+    The leaf of that code is used when its status matches; any other code and
+    status get a leaf of their own (made once), so that the client sees exactly
+    the code and status the backend sent.
+    """
+    if not _RELAYED:
+        for value in list(globals().values()):
+            if isinstance(value, type) and issubclass(value, S3Error) and \
+                    value is not S3Error and not issubclass(value, IntegrityError):
+                _RELAYED.setdefault((value.code, value.status), value)
+    cls = _RELAYED.get((code, status))
+    if cls is None:
+        cls = _leaf("Relayed" + code, status, message or code, code=code)
+        if len(_RELAYED) < _MAX_RELAYED_CLASSES:
+            _RELAYED[(code, status)] = cls
+    return cls(message or None, **fields)

@@ -1,27 +1,81 @@
 """Runs the WSGI stack under gunicorn, through gunicorn's custom-application API.
 
-The only module that imports gunicorn (layer 5 of DESIGN.md).
+The only module that imports gunicorn (layer 5 of DESIGN.md).  Lifecycle
+(docs/OPERATIONS.md §4):
+
+* SIGTERM: gunicorn stops accepting, lets in-flight requests finish within
+  ``[server] graceful_timeout``, then exits;
+* SIGHUP: the ini is read again (``load_config``), checked (the stack is built
+  once and the key provider's default key described), and new workers start
+  with it while the old ones finish their requests; the listening socket stays
+  open.  A config that does not check is logged and the running one is kept;
+* metrics: a fresh ``PROMETHEUS_MULTIPROC_DIR`` per start, set before the
+  workers fork, removed when the master exits; ``child_exit`` marks a gone
+  worker dead;
+* TLS when ``[server] certfile`` and ``keyfile`` are set.  No request header
+  makes a request count as HTTPS (gunicorn's ``secure_scheme_headers`` are
+  off): only a TLS connection to encproxy itself does.
 """
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import ssl
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from encproxy.settings import Settings
+from encproxy import logjson, metrics
+from encproxy.errors import ConfigError
+from encproxy.settings import Settings, load_file
 from encproxy.wsgi.stack import build_app
+
+log = logging.getLogger("encproxy.server")
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    metrics.mark_process_dead(worker.pid)
+
+
+def check_tls(settings: Settings) -> tuple[str, str] | None:
+    """The certificate and key paths, loaded once to fail early; None without TLS."""
+    if not settings.get("server", "certfile"):
+        return None
+    cert, key = settings.path("server", "certfile"), settings.path("server", "keyfile")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError("server", "certfile",
+                          f"cannot load {cert} with {key}: {type(exc).__name__}") from None
+    return str(cert), str(key)
+
+
+def check_settings(settings: Settings) -> None:
+    """Everything a start (or a reload) checks before it serves with ``settings``."""
+    from encproxy.keys.factory import check_provider
+    check_tls(settings)
+    build_app(settings)
+    check_provider(settings)
 
 
 class EncproxyApplication(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, config_path: Path | None = None) -> None:
         self.settings = settings
+        self.config_path = config_path
+        self._loaded = False
         super().__init__()
 
     def load_config(self) -> None:
+        if self._loaded and self.config_path is not None:
+            self._reread()
+        self._loaded = True
         s = self.settings
         host, port = s.get("server", "listen")
         bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        tls = check_tls(s)
         for name, value in {
             "bind": [bind],
             "worker_class": "gthread",
@@ -32,7 +86,15 @@ class EncproxyApplication(BaseApplication):  # type: ignore[misc]
             "keepalive": s.get("server", "keepalive"),
             "loglevel": s.get("server", "log_level"),
             "errorlog": "-",
-            "accesslog": None,
+            "accesslog": None,  # encproxy writes its own (encproxy.wsgi.access_log)
+            "logconfig_dict": logjson.logging_config(
+                s.get("server", "log_level"), s.get("server", "log_format"),
+                s.get("server", "access_log")),
+            "child_exit": _child_exit,
+            "certfile": tls[0] if tls else None,
+            "keyfile": tls[1] if tls else None,
+            # Only TLS to encproxy itself is HTTPS (SSE-C keys): no X-Forwarded-Proto.
+            "secure_scheme_headers": {},
             "proc_name": "encproxy",
             # gunicorn's control socket sits at one fixed path per user: several encproxy
             # servers on a host (replicas, sidecars) would take it from each other.
@@ -43,13 +105,45 @@ class EncproxyApplication(BaseApplication):  # type: ignore[misc]
         }.items():
             self.cfg.set(name, value)
 
+    def _reread(self) -> None:
+        """SIGHUP: the ini again; keep the running settings if the new ones do not check."""
+        assert self.config_path is not None
+        try:
+            settings = load_file(self.config_path)
+            check_settings(settings)
+        except ConfigError as exc:
+            log.error("reload: keeping the running configuration: %s", exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a reload must never stop the server
+            log.error("reload: keeping the running configuration: %s", type(exc).__name__)
+            return
+        self.settings = settings
+        log.info("reload: configuration read from %s (%d credential(s))", self.config_path,
+                 len(settings.credentials))
+
     def load(self) -> Any:
         return build_app(self.settings)
 
 
-def serve(settings: Settings) -> None:
-    logging.basicConfig(level=settings.get("server", "log_level").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _metrics_dir() -> str:
+    """A fresh directory for this server's metrics (inside $PROMETHEUS_MULTIPROC_DIR if set)."""
+    parent = os.environ.get(metrics.MULTIPROC_ENV) or None
+    if parent:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    return tempfile.mkdtemp(prefix="encproxy-metrics-", dir=parent)
+
+
+def serve(settings: Settings, config_path: Path | None = None) -> None:
+    logjson.configure(settings.get("server", "log_level"), settings.get("server", "log_format"),
+                      settings.get("server", "access_log"))
     # Build once in the master so that a broken store fails start-up, not every worker.
+    check_tls(settings)
     build_app(settings)
-    EncproxyApplication(settings).run()
+    master = os.getpid()
+    directory = _metrics_dir()
+    os.environ[metrics.MULTIPROC_ENV] = directory  # before any worker forks
+    try:
+        EncproxyApplication(settings, config_path.resolve() if config_path else None).run()
+    finally:
+        if os.getpid() == master:  # workers leave through here too
+            shutil.rmtree(directory, ignore_errors=True)

@@ -134,6 +134,33 @@ def _endpoint(text: str) -> str:
     return value
 
 
+def _size(maximum: int) -> Callable[[str], int]:
+    units = {"": 1, "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3,
+             "gib": 1024**3}
+
+    def parse(text: str) -> int:
+        match = re.fullmatch(r"([0-9]+)\s*([A-Za-z]*)", text.strip())
+        if not match or match.group(2).lower() not in units:
+            raise ValueError(f"{text.strip()!r} is not a size (bytes, or K/M/G/KiB/MiB/GiB)")
+        value = int(match.group(1)) * units[match.group(2).lower()]
+        if not 1 <= value <= maximum:
+            raise ValueError(f"{value} is outside 1..{maximum}")
+        return value
+    return parse
+
+
+def _networks(text: str) -> tuple[Any, ...]:
+    import ipaddress
+    nets = []
+    for item in (t.strip() for t in text.split(",")):
+        if item:
+            try:
+                nets.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+    return tuple(nets)
+
+
 def _key_id(text: str) -> str:
     value = text.strip()
     if not re.fullmatch(r"[\x21-\x7e]{1,128}", value):
@@ -173,6 +200,22 @@ OPTIONS: tuple[Option, ...] = (
            "The region clients sign for (SigV4 credential scope) and GetBucketLocation."),
     Option("server", "log_level", "info", _choice("debug", "info", "warning", "error"),
            "Log level."),
+    # Operations (docs/OPERATIONS.md); certfile/keyfile cross-checked in _check_server.
+    Option("server", "log_format", "json", _choice("json", "text"),
+           "Log lines on stderr: json (one object per line) or text."),
+    Option("server", "access_log", "true", _bool,
+           "One JSON line per request on stdout."),
+    Option("server", "max_request_body", "5GiB", _size(5 * 1024**3),
+           "Largest request body accepted (bytes, or with K/M/G/KiB/MiB/GiB); longer bodies "
+           "are refused with EntityTooLarge before they are read."),
+    Option("server", "certfile", "", _text, "TLS: the server certificate chain (PEM)."),
+    Option("server", "keyfile", "", _text, "TLS: the server's private key (PEM)."),
+    Option("server", "metrics_token", "", _text,
+           "If set, /_encproxy/metrics requires 'Authorization: Bearer <token>'."),
+    Option("server", "metrics_allow", "", _networks,
+           "If set, /_encproxy/metrics answers only these client addresses/networks."),
+    Option("server", "ready_timeout", "2", _positive_float,
+           "Seconds each /_encproxy/ready check may take before it counts as failed."),
     Option("backend", "type", "file", _choice("file", "s3"),
            "Where objects are stored: 'file', the embedded store, or 's3', any S3 server."),
     Option("backend", "root", "../var/data", _path,
@@ -338,6 +381,7 @@ def load(text: str, base_dir: Path, environ: Mapping[str, str] | None = None) ->
         raise ConfigError("credentials", None, "no client credentials are configured")
     _check_keys(values)
     _check_backend(values)
+    _check_server(values)
     return Settings(values=values, credentials=credentials, base_dir=base_dir)
 
 
@@ -367,6 +411,14 @@ def _check_backend(values: Mapping[tuple[str, str], Any]) -> None:
         if not values[("backend", option)]:
             raise ConfigError("backend", option, f"is required when type = {kind} "
                               f"(or set ENCPROXY_BACKEND_{option.upper()})")
+
+
+def _check_server(values: Mapping[tuple[str, str], Any]) -> None:
+    """[server]: TLS needs both a certificate and its key."""
+    cert, key = values[("server", "certfile")], values[("server", "keyfile")]
+    if bool(cert) != bool(key):
+        raise ConfigError("server", "keyfile" if cert else "certfile",
+                          "certfile and keyfile must be set together (TLS)")
 
 
 def load_file(path: Path, environ: Mapping[str, str] | None = None) -> Settings:

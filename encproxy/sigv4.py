@@ -1,4 +1,4 @@
-"""AWS Signature Version 4 verification, S3 flavour: pure, no I/O, no clock.
+"""AWS Signature Version 4 verification and signing, S3 flavour: pure, no I/O, no clock.
 
 The steps mirror the AWS specification (and botocore's ``auth.py``), one
 function per step, so that each can be tested against the published vectors:
@@ -25,6 +25,9 @@ S3 specifics that differ from the generic SigV4 test suite, and why:
 * the payload hash line is the value of ``x-amz-content-sha256`` (or
   ``UNSIGNED-PAYLOAD`` for a presigned URL), never computed here: the body
   is checked while it streams (``encproxy.wsgi.body``).
+
+Outgoing requests (to an S3 backend) are signed by :func:`sign`, the mirror
+image of :func:`verify`, from the same four steps.
 
 Time is always passed in (``now``), which keeps this module deterministic
 and lets the tests freeze the clock.  The caller supplies secrets through a
@@ -591,3 +594,49 @@ def verify(method: str, raw_path: str | bytes, raw_query: str | bytes,
         seed_signature=expected, timestamp=timestamp, request_time=request_time,
         payload_hash=claimed, presigned=params.presigned, region=credential.region,
         signed_headers=params.signed_headers)
+
+
+# -- signing outgoing requests --------------------------------------------------------
+
+@dataclass(frozen=True)
+class SigningIdentity:
+    """Whom an outgoing request is signed as: the credentials and scope of one backend."""
+
+    access_key: str
+    secret: str = field(repr=False)  # keep it out of logs and tracebacks
+    region: str = DEFAULT_REGION
+    service: str = SERVICE
+
+
+def sign(method: str, raw_path: str | bytes, raw_query: str | bytes,
+         headers: Mapping[str, str], identity: SigningIdentity, now: datetime,
+         payload_hash: str = UNSIGNED_PAYLOAD) -> dict[str, str]:
+    """Sign an outgoing request with the header scheme; return the headers to add.
+
+    The mirror image of :func:`verify`, built from the same steps.  Every
+    header in ``headers`` is signed (it must include ``host``); the result
+    holds ``x-amz-date``, ``x-amz-content-sha256`` and ``authorization``,
+    which the caller adds to what it sends.  ``raw_path`` and ``raw_query``
+    must be exactly what goes on the wire (S3 canonical encoding keeps the
+    signature and the wire in step), and ``payload_hash`` is the hex SHA-256
+    of the body or ``UNSIGNED-PAYLOAD``.
+    """
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    timestamp = now.astimezone(timezone.utc).strftime(AMZ_DATE_FORMAT)
+    added = {"x-amz-date": timestamp, "x-amz-content-sha256": payload_hash}
+    lower = {name.lower(): value for name, value in headers.items()}
+    lower.update(added)
+    if "host" not in lower:
+        raise ValueError("an outgoing request must sign its Host header")
+    signed_headers = tuple(sorted(lower))
+    credential = Credential(identity.access_key, timestamp[:8], identity.region,
+                            identity.service)
+    creq = canonical_request(method, raw_path, canonical_query(parse_query(raw_query)), lower,
+                             signed_headers, payload_hash)
+    sts = string_to_sign(timestamp, credential.scope, creq)
+    key = signing_key(identity.secret, credential.date, credential.region, credential.service)
+    added["authorization"] = (
+        f"{ALGORITHM} Credential={identity.access_key}/{credential.scope}, "
+        f"SignedHeaders={';'.join(signed_headers)}, Signature={signature(key, sts)}")
+    return added

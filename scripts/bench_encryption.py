@@ -51,6 +51,26 @@ class Endpoint:
         return f"http://{self.host}:{self.port}"
 
 
+def aws_cli_copy(ep: Endpoint, source: Path, workdir: Path) -> tuple[float, float]:
+    """``aws s3 cp`` up and down with the CLI's default settings (8 MiB multipart parts,
+    10 concurrent requests, parallel ranged GETs down); seconds for each."""
+    import subprocess
+    from support.server import ACCESS_KEY, SECRET_KEY
+    aws = str(Path(sys.executable).with_name("aws"))
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
+           "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    times = []
+    for src, dst in ((str(source), f"s3://{ep.bucket}/cli.bin"),
+                     (f"s3://{ep.bucket}/cli.bin", str(workdir / f"cli-{ep.name}.bin"))):
+        started = time.perf_counter()
+        subprocess.run([aws, "--endpoint-url", ep.base, "s3", "cp", "--only-show-errors", src,
+                        dst], env=env, check=True, timeout=1800)
+        times.append(time.perf_counter() - started)
+    (workdir / f"cli-{ep.name}.bin").unlink()
+    return times[0], times[1]
+
+
 @dataclass
 class Results:
     put_mbs: list[float] = field(default_factory=list)
@@ -59,6 +79,8 @@ class Results:
     small_get_ops: list[float] = field(default_factory=list)
     small_put_lat: list[float] = field(default_factory=list)
     small_get_lat: list[float] = field(default_factory=list)
+    cli_up_mbs: list[float] = field(default_factory=list)
+    cli_down_mbs: list[float] = field(default_factory=list)
     list_first_ms: float = 0.0
     list_next_ms: list[float] = field(default_factory=list)
     peak_rss_mib: float = 0.0
@@ -218,10 +240,17 @@ def main() -> int:
         results = {ep.name: Results() for ep in setups}
         pids = worker_pids(server)
         size = args.size_mib * MiB
+        source = workdir / "cli-source.bin"
+        with source.open("wb") as f:
+            for _ in range(args.size_mib):
+                f.write(os.urandom(MiB))
         for rep in range(args.reps):
             for ep in (setups if rep % 2 == 0 else setups[::-1]):
                 large(ep, size, results[ep.name], pids)
                 small(ep, args.small, args.threads, results[ep.name], prefix=f"s{rep}-")
+                up, down = aws_cli_copy(ep, source, workdir)
+                results[ep.name].cli_up_mbs.append(size / up / 1e6)
+                results[ep.name].cli_down_mbs.append(size / down / 1e6)
         for ep in setups:
             listing(ep, results[ep.name], prefix="s0-")
     finally:
@@ -236,6 +265,8 @@ def main() -> int:
         ("large GET (MB/s)", med(e.get_mbs), med(p.get_mbs), 70),
         ("4 KiB PUT (ops/s)", med(e.small_put_ops), med(p.small_put_ops), 70),
         ("4 KiB GET (ops/s)", med(e.small_get_ops), med(p.small_get_ops), 70),
+        ("aws s3 cp up (MB/s)", med(e.cli_up_mbs), med(p.cli_up_mbs), 60),
+        ("aws s3 cp down (MB/s)", med(e.cli_down_mbs), med(p.cli_down_mbs), 60),
     ]
     print(f"{'':22}{'encrypted':>12}{'unencrypted':>13}{'ratio':>8}{'target':>8}")
     for name, ev, pv, target in rows:
@@ -246,9 +277,9 @@ def main() -> int:
           f"{p.small_put_lat[0]:7.1f}/{p.small_put_lat[1]:<5.1f}")
     print(f"{'4 KiB GET p50/p99 ms':22}{e.small_get_lat[0]:6.1f}/{e.small_get_lat[1]:<5.1f}"
           f"{p.small_get_lat[0]:7.1f}/{p.small_get_lat[1]:<5.1f}")
-    print(f"{'list 1000: first (ms)':22}{e.list_first_ms:12.0f}{p.list_first_ms:13.0f}")
+    print(f"{f'list {args.small}: first (ms)':22}{e.list_first_ms:12.0f}{p.list_first_ms:13.0f}")
     nxt = 100 * med(e.list_next_ms) / med(p.list_next_ms)
-    print(f"{'list 1000: next (ms)':22}{med(e.list_next_ms):12.0f}{med(p.list_next_ms):13.0f}"
+    print(f"{f'list {args.small}: next (ms)':22}{med(e.list_next_ms):12.0f}{med(p.list_next_ms):13.0f}"
           f"{nxt / 100:7.2f}x{'<=2x':>8}{'' if nxt <= 200 else '  ABOVE TARGET'}")
     rss = max(e.peak_rss_mib, p.peak_rss_mib)
     print(f"worker peak RSS during the large transfers: {rss:.0f} MiB (target <= 100 MiB)"

@@ -1,20 +1,96 @@
 """Fixtures shared by the whole suite: a real encproxy server and real clients."""
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from botocore.exceptions import ClientError
 
+from support.backends import Backend, Stored, start_backend
 from support.clients import make_client
 from support.server import RunningServer, start_server
 
+# Every test that uses `server` runs once per storage backend. moto and Ceph RGW are
+# started by scripts/services/*; one that cannot start fails its tests, never skips them.
+BACKENDS = ["file", "moto", pytest.param("ceph", marks=pytest.mark.rgw)]
+_QUIRKS_SEEN: dict[str, set[str]] = {}
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    started = start_backend(request.param, tmp_path_factory.mktemp(request.param))
+    yield started
+    started.stop()
+
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("encproxy"))
+def server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("encproxy"), env=backend.server_env())
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def backend_client(backend: Backend):
+    """boto3 on the backend itself (None for the file store): what the backend holds."""
+    return backend.client() if backend.is_s3 else None
+
+
+@pytest.fixture(scope="session")
+def stored(backend: Backend, server: RunningServer) -> Stored:
+    """Direct read/write access to what the backend holds, whatever its kind."""
+    return Stored(backend, server.root)
+
+
+class Quirks:
+    """Known differences of the current backend from AWS (support.backends.QUIRKS).
+
+    ``quirks(name)`` is the reason text if the backend has that quirk (for tests whose
+    check differs by design), else None. ``with quirks.breaks(name):`` wraps assertions
+    the quirk breaks: on that backend they must fail, and the test is reported as
+    xfail with the reason; if they pass, the test fails, so a stale entry is noticed.
+    Every quirk exercised is listed at the end of the run.
+    """
+
+    def __init__(self, backend: Backend, nodeid: str) -> None:
+        self.backend = backend
+        self.nodeid = nodeid
+
+    def __call__(self, name: str) -> str | None:
+        reason = self.backend.quirk(name)
+        if reason is not None:
+            _QUIRKS_SEEN.setdefault(f"{self.backend.kind}: {name}: {reason}", set()).add(
+                self.nodeid)
+        return reason
+
+    @contextlib.contextmanager
+    def breaks(self, name: str) -> Iterator[None]:
+        reason = self(name)
+        if reason is None:
+            yield
+            return
+        try:
+            yield
+        except (AssertionError, ClientError, subprocess.CalledProcessError):
+            pytest.xfail(f"{self.backend.kind} quirk {name}: {reason}")
+        pytest.fail(f"the known {self.backend.kind} quirk {name!r} did not show: update "
+                    f"QUIRKS in tests/support/backends.py and docs/BACKENDS.md")
+
+
+@pytest.fixture
+def quirks(backend: Backend, request: pytest.FixtureRequest) -> Quirks:
+    return Quirks(backend, request.node.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+    if _QUIRKS_SEEN:
+        terminalreporter.section("backend quirks (documented in docs/BACKENDS.md)")
+        for quirk_text, tests in sorted(_QUIRKS_SEEN.items()):
+            terminalreporter.write_line(f"{quirk_text} [{len(tests)} test(s)]")
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,6 @@ from encproxy.crypto.keys import ObjectKeys
 from encproxy.crypto.stream import (
     BATCH_CHUNKS,
     READ_SIZE,
-    Batch,
     batch_for,
     ByteSource,
     Source,

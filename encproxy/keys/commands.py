@@ -6,6 +6,7 @@
     encproxy keys rotate NAME                  # a new version, which becomes current
     encproxy keys list                         # id, versions, current version, created
     encproxy keys ensure-default               # create [keys] default_key if missing (local)
+    encproxy keys retire NAME VERSION          # take an old version out of use (local)
 
 ``create``, ``rotate`` and ``list`` work with the ``local``, ``pkcs11`` and ``kmip``
 providers; with ``awskms`` keys are managed in KMS itself. No command ever prints key
@@ -96,6 +97,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     return _run(args, body)
 
 
+def cmd_retire(args: argparse.Namespace) -> int:
+    def body(provider: KeyProvider, settings: Any) -> int:
+        admin = _admin(provider)
+        if admin is None:
+            return _fail(_KMS_HINT)
+        info = admin.retire_version(args.name, args.version)
+        print(f"retired version {args.version} of {_fmt(info)}")
+        return 0
+    return _run(args, body)
+
+
 def cmd_ensure_default(args: argparse.Namespace) -> int:
     def body(provider: KeyProvider, settings: Any) -> int:
         name = settings.get("keys", "default_key")
@@ -114,7 +126,7 @@ def cmd_ensure_default(args: argparse.Namespace) -> int:
 
 def add_keys_parser(sub: Any) -> None:
     """Register ``encproxy keys ...`` on the top-level subparsers of ``encproxy.cli``."""
-    keys = sub.add_parser("keys", help="manage master keys (create, rotate, list)")
+    keys = sub.add_parser("keys", help="manage master keys (create, rotate, list, retire)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     for name, func, help_text, takes_name in (
         ("create", cmd_create, "create a master key (version 1)", True),
@@ -122,10 +134,14 @@ def add_keys_parser(sub: Any) -> None:
         ("list", cmd_list, "list master keys and their versions", False),
         ("ensure-default", cmd_ensure_default,
          "create [keys] default_key if it does not exist (provider = local)", False),
+        ("retire", cmd_retire, "take a key version that is not current out of use "
+         "(provider = local; first check with: encproxy rotate --dry-run)", True),
     ):
         sp = keys_sub.add_parser(name, help=help_text)
         if takes_name:
             sp.add_argument("name", metavar="NAME", help="key id (alias/NAME and ARNs accepted)")
+        if name == "retire":
+            sp.add_argument("version", metavar="VERSION", help="the version to retire")
         if name == "create":
             sp.add_argument("--if-missing", action="store_true",
                             help="succeed without change if the key exists")

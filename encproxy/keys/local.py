@@ -320,6 +320,38 @@ class LocalKeyring(BaseProvider, KeyAdmin):
         self._admin_scan()
         return self._describe(key_id)
 
+    def retire_version(self, key_id: str, version: str) -> KeyInfo:
+        """Move ``NAME.vN.key`` into ``<keyring>/retired/`` (mode 0700); never the current one.
+
+        Running servers stop using it within ``metadata_ttl`` (their next rescan). The
+        file is kept there, not deleted, so that a retirement made too early can be undone
+        by moving it back; delete it to destroy the version.
+        """
+        key_id = self.normalize(key_id)
+        self._admin_scan()
+        versions = self._versions_of(key_id)
+        if not versions:
+            raise not_found(key_id)
+        if not version.isdigit() or int(version) not in {k.version for k in versions}:
+            raise KeyAdminError(f"key {key_id!r} has no version {version!r} "
+                                f"(versions {', '.join(str(k.version) for k in versions)})")
+        if int(version) == versions[-1].version:
+            raise KeyAdminError(f"version {version} is the current version of key {key_id!r}; "
+                                "rotate the key first (encproxy keys rotate)")
+        retired = self.directory / "retired"
+        retired.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(retired, 0o700)
+        name = key_file_name(key_id, int(version))
+        os.replace(self.directory / name, retired / name)
+        for path in (retired, self.directory):
+            dir_fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        self._admin_scan()
+        return self._describe(key_id)
+
     def _write(self, key_id: str, version: int, exclusive_retry: bool = False) -> bool:
         """Create ``key_id`` version ``version``; False if that version appeared meanwhile."""
         if not NAME_RE.match(key_id):

@@ -135,6 +135,11 @@ class KeyAdmin(ABC):
     @abstractmethod
     def list_keys(self) -> list[KeyInfo]: ...
 
+    def retire_version(self, key_id: str, version: str) -> KeyInfo:
+        """Take a version that is not current out of use; blobs under it stop unwrapping."""
+        raise KeyAdminError(f"the {getattr(self, 'name', 'configured')} provider cannot retire "
+                            "key versions through encproxy; use the provider's own tools")
+
 
 @dataclass
 class _Cached:

@@ -56,9 +56,15 @@ class SseRequest:
         return self.algorithm is not None or self.customer is not None
 
 
-def parse_customer_key(headers: Mapping[str, str], prefix: str = "") -> CustomerKey | None:
-    """The SSE-C triple (with ``prefix`` for a copy source), or None if absent."""
-    names = [prefix + n for n in (SSE_C_ALGORITHM, SSE_C_KEY, SSE_C_KEY_MD5)]
+def parse_customer_key(headers: Mapping[str, str], copy_source: bool = False
+                       ) -> CustomerKey | None:
+    """The SSE-C triple, or None if absent.
+
+    ``copy_source`` reads the copy source's key instead, which S3 names
+    ``x-amz-copy-source-server-side-encryption-customer-*``.
+    """
+    names = [n.replace("x-amz-", COPY_SOURCE_PREFIX, 1) if copy_source else n
+             for n in (SSE_C_ALGORITHM, SSE_C_KEY, SSE_C_KEY_MD5)]
     present = [n in headers for n in names]
     if not any(present):
         return None

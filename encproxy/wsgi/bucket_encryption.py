@@ -18,7 +18,6 @@ from encproxy import errors
 from encproxy.keys.provider import KeyProvider
 from encproxy.s3 import xml
 from encproxy.s3.bucket_encryption import MAX_BODY, BucketEncryption, parse_configuration
-from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.bucket_config import BucketConfigStore
 from encproxy.wsgi.request import S3Request
@@ -116,7 +115,11 @@ class BucketEncryptionMiddleware:
         root = xml.parse(resp.body)
         buckets = root.find("Buckets")
         if buckets is not None:
+            entries = [b for b in buckets
+                       if xml.child_text(b, "Name") != self.store.internal_bucket]
+            # S3 lists buckets by name; some backends (moto) list them as created.
+            entries.sort(key=lambda b: (xml.child_text(b, "Name") or "").encode("utf-8"))
             for bucket in list(buckets):
-                if xml.child_text(bucket, "Name") == self.store.internal_bucket:
-                    buckets.remove(bucket)
+                buckets.remove(bucket)
+            buckets.extend(entries)
         return Response(xml.render_element(root), status=200, content_type="application/xml")

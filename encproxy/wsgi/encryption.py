@@ -6,23 +6,22 @@ object's envelope in ``x-amz-meta-encproxy`` (docs/FORMAT.md); reads are
 decrypted as they stream, and sizes and ETags are translated wherever S3
 reports them, so that clients see plain S3.
 
-Single-part objects are written here.  Multipart uploads and copies of
-encrypted objects are refused with NotImplemented (never passed through, which
-would store plaintext or unreadable copies) until they are implemented.
+Single-part objects are written and read here; multipart uploads and reads of
+multipart objects are in ``encrypted_multipart`` and ``multipart_reads``,
+copies in ``encrypted_copy``, GetObjectAttributes in ``object_attributes``.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, unquote_plus
+from urllib.parse import quote, unquote_plus
 
 from werkzeug.wrappers import Response
 
-from encproxy import errors
+from encproxy import digests, errors, metrics
 from encproxy.crypto.customer_keys import KEY_ID as SSE_C_KEY_ID
 from encproxy.crypto.customer_keys import CustomerKeyWrapper
 from encproxy.crypto.keys import KeyWrapper, new_object, open_object
@@ -33,13 +32,18 @@ from encproxy.format.envelope import Envelope, metadata_size
 from encproxy.format.errors import FormatError
 from encproxy.format.layout import check_single_size, plan_range
 from encproxy.keys.provider import KeyProvider
+from encproxy.readahead import read_ahead
 from encproxy.s3 import metadata as s3meta
 from encproxy.s3 import preconditions, sse, xml
 from encproxy.s3.dates import parse_http_date
 from encproxy.s3.ranges import parse_range
 from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
+from encproxy.wsgi import multipart_reads
 from encproxy.wsgi.bucket_config import BucketConfigStore
+from encproxy.wsgi.encrypted_copy import Copies
+from encproxy.wsgi.encrypted_multipart import MultipartUploads
+from encproxy.wsgi.object_attributes import get_object_attributes
 from encproxy.wsgi.object_facts import FactsCache, ObjectFacts
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import WSGIApp, s3_error_boundary
@@ -61,6 +65,9 @@ CONDITIONAL_HEADERS = ("if-match", "if-none-match", "if-modified-since", "if-unm
 CIPHERTEXT_RESPONSE_HEADERS = {"content-length", "etag", "content-range", "accept-ranges",
                                "x-amz-mp-parts-count", "transfer-encoding", "content-md5"}
 LISTING_LOOKUP_THREADS = 8
+# Bodies from this size up are decrypted one batch ahead in a helper thread; below it,
+# starting the thread costs more than it saves.
+READ_AHEAD_FROM = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -78,25 +85,6 @@ def _sse_request_headers(environ: dict[str, Any]) -> list[str]:
                                                          "HTTP_X_AMZ_CHECKSUM_"))]
 
 
-class IterReader:
-    """``read(n)`` over an iterator of byte pieces (the encryptor's output)."""
-
-    def __init__(self, pieces: Iterable[bytes]) -> None:
-        self._pieces = iter(pieces)
-        self._buffer = b""
-        self._offset = 0
-
-    def read(self, n: int = -1) -> bytes:
-        if self._offset >= len(self._buffer):
-            self._buffer = next(self._pieces, b"")
-            self._offset = 0
-        if n < 0:
-            n = len(self._buffer) - self._offset
-        piece = self._buffer[self._offset:self._offset + n]
-        self._offset += len(piece)
-        return piece
-
-
 class EncryptionMiddleware:
     def __init__(self, app: WSGIApp, configs: BucketConfigStore, keys: KeyProvider,
                  policy: EncryptionPolicy, facts: FactsCache | None = None) -> None:
@@ -108,6 +96,9 @@ class EncryptionMiddleware:
         self._handle = s3_error_boundary(self.handle)
         self._lookups = ThreadPoolExecutor(LISTING_LOOKUP_THREADS,
                                            thread_name_prefix="encproxy-lookup")
+        self.multipart = MultipartUploads(self)
+        self.multipart_reads = multipart_reads.MultipartReads()
+        self.copies = Copies(self)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         req = S3Request.from_environ(environ)
@@ -184,7 +175,7 @@ class EncryptionMiddleware:
             raise errors.MetadataTooLarge(Size=str(used),
                                           MaxSizeAllowed=str(s3meta.MAX_USER_METADATA_BYTES))
 
-        md5 = hashlib.md5(usedforsecurity=False)
+        md5 = digests.md5_for(length)  # the plaintext ETag, hashed on the other core
         body = req.body
 
         def plaintext() -> Iterator[bytes]:
@@ -198,15 +189,19 @@ class EncryptionMiddleware:
                 yield piece
 
         encryptor = ObjectEncryptor(keys, length)
-        ciphertext = IterReader(copied(encryptor.encrypt(plaintext(), md5=md5.digest)))
+        ciphertext = subrequest.IterReader(copied(encryptor.encrypt(plaintext(), md5=md5.digest)))
         inner = subrequest.derived_environ(
             req.environ, drop=(*PLAINTEXT_BODY_HEADERS, *_header_names(_sse_request_headers(
                 req.environ))), headers=extra_meta, body=ciphertext,
             content_length=encryptor.ciphertext_size)
-        resp = subrequest.open_stream(self.app, inner)
-        resp_body = resp.read_all()
+        try:
+            resp = subrequest.open_stream(self.app, inner)
+            resp_body = resp.read_all()
+        finally:
+            digests.close(md5)
         if not 200 <= resp.status < 300:
             return _relay(resp, resp_body)
+        metrics.encrypted(length)
         etag = '"' + md5.hexdigest() + '"'
         if plan.mode == sse.MODE_SSE_C:
             etag = resp.header("etag") or etag
@@ -230,36 +225,30 @@ class EncryptionMiddleware:
                 "encproxy; use PUT.")
         return self._pass(req)
 
-    def _refuse_if_encrypting(self, req: S3Request, what: str) -> Response:
-        if self._plan(req) is not None:
-            raise errors.NotImplementedError_(
-                f"{what} with encryption is not supported by encproxy yet.")
-        return self._pass(req)
-
+    # -- multipart uploads (encrypted_multipart) and copies (encrypted_copy) -------------
     def op_CreateMultipartUpload(self, req: S3Request) -> Response:
-        return self._refuse_if_encrypting(req, "Multipart upload")
+        return self.multipart.create(req)
+
+    def op_UploadPart(self, req: S3Request) -> Response:
+        return metrics.encrypted_if_sse(self.multipart.upload_part(req), req.content_length(False))
+
+    def op_CompleteMultipartUpload(self, req: S3Request) -> Response:
+        return self.multipart.complete(req)
+
+    def op_AbortMultipartUpload(self, req: S3Request) -> Response:
+        return self.multipart.abort(req)
+
+    def op_ListParts(self, req: S3Request) -> Response:
+        return self.multipart.list_parts(req)
 
     def op_CopyObject(self, req: S3Request) -> Response:
-        source_bucket, source_key = _copy_source(req)
-        if self._stored_envelope(req, source_bucket, source_key) is not None:
-            raise errors.NotImplementedError_(
-                "Copying an encrypted object is not supported by encproxy yet.")
-        return self._refuse_if_encrypting(req, "CopyObject")
+        return self.copies.copy_object(req)
 
     def op_UploadPartCopy(self, req: S3Request) -> Response:
-        source_bucket, source_key = _copy_source(req)
-        if self._stored_envelope(req, source_bucket, source_key) is not None:
-            raise errors.NotImplementedError_(
-                "Copying an encrypted object is not supported by encproxy yet.")
-        return self._pass(req)
+        return self.copies.upload_part_copy(req)
 
-    def _stored_envelope(self, req: S3Request, bucket: str, key: str) -> str | None:
-        resp = subrequest.call(self.app, "HEAD", bucket, key, parent=req.environ)
-        if resp.status == 404:
-            return None  # the app below answers the copy with NoSuchKey/NoSuchBucket
-        if not resp.ok:
-            raise errors.ServiceUnavailable() if resp.status == 503 else errors.InternalError()
-        return resp.headers.get(ENVELOPE_HEADER)
+    def op_GetObjectAttributes(self, req: S3Request) -> Response:
+        return get_object_attributes(self, req)
 
     # -- reads --------------------------------------------------------------------------
     def op_GetObject(self, req: S3Request) -> Response:
@@ -305,9 +294,8 @@ class EncryptionMiddleware:
             raise errors.InvalidRequest(
                 "The encryption parameters are not applicable to this object.")
         if envelope.kind is not Kind.SINGLE:
-            log.error("object %s/%s: multipart envelope, not supported yet", bucket, key)
-            raise errors.NotImplementedError_("Reading encrypted multipart objects is not "
-                                              "supported by encproxy yet.")
+            return multipart_reads.respond(self, req, head, ranged, customer, first, envelope,
+                                           mode)
         stored_size = int(first.header("content-length") or "0")
         backend_etag = first.header("etag") or ""
         context_header = first.header(CONTEXT_HEADER)
@@ -328,7 +316,6 @@ class EncryptionMiddleware:
 
         size = decryptor.plaintext_size
         byte_range = None
-        parts_count = None
         if "partNumber" in req.query:
             number = req.int_param("partNumber", 1, 1, 10000)
             if "range" in req.headers:
@@ -336,7 +323,6 @@ class EncryptionMiddleware:
                                             "query parameter.")
             if number != 1:
                 raise errors.InvalidPartNumber()
-            parts_count = 1
             if size:
                 byte_range = parse_range(f"bytes=0-{size - 1}", size)
         else:
@@ -374,15 +360,19 @@ class EncryptionMiddleware:
         else:
             stream = first
             batches = decryptor.decrypt(stream.body)
-        return self._stream_response(batches, stream, status, headers, bucket, key)
+        return self._stream_response(batches, stream, status, headers, bucket, key,
+                                     size if byte_range is None else byte_range.length)
 
     def _stream_response(self, batches: Iterator[memoryview], stream: subrequest.StreamingResponse,
                          status: int, headers: list[tuple[str, str]], bucket: str,
-                         key: str) -> Response:
-        pieces = copied(batches)
+                         key: str, length: int) -> Response:
+        pieces: Iterator[bytes] = copied(metrics.count_decrypted(batches))
+        if length >= READ_AHEAD_FROM:
+            pieces = read_ahead(pieces)  # decrypt the next batch while this one is sent
         try:
             head_piece = next(pieces, None)  # faults found this early are S3 errors, not aborts
         except errors.IntegrityError as exc:
+            close_iterator(pieces)
             stream.close()
             self._integrity(bucket, key, exc)
             raise
@@ -397,6 +387,7 @@ class EncryptionMiddleware:
                 self._integrity(bucket, key, exc)
                 raise
             finally:
+                close_iterator(pieces)
                 stream.close()
 
         return Response(body(), status=status, headers=headers, direct_passthrough=True)
@@ -459,6 +450,7 @@ class EncryptionMiddleware:
 
     @staticmethod
     def _integrity(bucket: str, key: str, exc: errors.IntegrityError) -> None:
+        metrics.integrity_failure(type(exc).__name__)
         log.error("integrity failure on %s/%s: %s (%s)", bucket, key, type(exc).__name__,
                   exc.default_message)
 
@@ -514,6 +506,8 @@ class EncryptionMiddleware:
             envelope = Envelope.decode(value)
             mode = PROTECTION_MODE[envelope.protection]
             if envelope.kind is not Kind.SINGLE:
+                multipart_reads.learn(self, req.environ, req.bucket, key, envelope, mode,
+                                      resp.headers, listed_size, listed_etag)
                 return
             from encproxy.format.layout import plaintext_size
             size = plaintext_size(listed_size)
@@ -537,19 +531,14 @@ class EncryptionMiddleware:
                         type(exc).__name__)
 
 
+def close_iterator(pieces: Iterator[bytes]) -> None:
+    close = getattr(pieces, "close", None)
+    if close is not None:
+        close()
+
+
 def _header_names(environ_keys: Iterable[str]) -> list[str]:
     return [k[5:].replace("_", "-").lower() for k in environ_keys]
-
-
-def _copy_source(req: S3Request) -> tuple[str, str]:
-    raw = req.headers.get("x-amz-copy-source", "")
-    source = unquote(raw.partition("?")[0]).lstrip("/")
-    bucket, _, key = source.partition("/")
-    if not bucket or not key:
-        raise errors.InvalidArgument("Copy Source must mention the source bucket and key: "
-                                     "sourcebucket/sourcekey",
-                                     ArgumentName="x-amz-copy-source", ArgumentValue=raw)
-    return bucket, key
 
 
 def _relay(resp: subrequest.StreamingResponse, body: bytes) -> Response:

@@ -21,6 +21,7 @@ from encproxy.filestore.store import FileStore
 from encproxy.s3 import metadata, preconditions, xml
 from encproxy.s3.copy_source import parse_copy_source
 from encproxy.s3.dates import http_date, iso8601
+from encproxy.s3.multipart_xml import parse_complete
 from encproxy.s3.names import check_bucket_name, check_key
 from encproxy.s3.ranges import ByteRange, parse_copy_range, parse_range
 from encproxy.wsgi import environ as env
@@ -443,17 +444,7 @@ class FileStoreApp:
     def op_CompleteMultipartUpload(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
         upload_id = self._upload_id(req)
-        root_in = xml.parse(req.read_small_body(xml.MAX_REQUEST_XML))
-        if root_in.tag != "CompleteMultipartUpload":
-            raise errors.MalformedXML()
-        parts: list[tuple[int, str]] = []
-        for p in root_in.findall("Part"):
-            number, etag = xml.child_text(p, "PartNumber"), xml.child_text(p, "ETag")
-            if number is None or etag is None or not number.strip().isdigit():
-                raise errors.MalformedXML()
-            parts.append((int(number), etag.strip()))
-        if not parts:
-            raise errors.MalformedXML()
+        parts = parse_complete(req.read_small_body(xml.MAX_REQUEST_XML))
         record = self.store.complete_upload(req.bucket, req.key, upload_id, parts)
         root = xml.Node("CompleteMultipartUploadResult")
         host = req.headers.get("host", "localhost")

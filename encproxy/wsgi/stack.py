@@ -1,6 +1,7 @@
 """Assembles the WSGI stack from settings.
 
-    Gateway -> Authentication -> BucketEncryption -> Encryption -> backend app
+    Operations -> RequestLog -> Gateway -> Authentication -> BucketEncryption
+        -> Encryption -> backend app
 
 Each layer speaks plain S3 to the one below.  The bucket-configuration store
 talks to the backend app directly, so encproxy's own state is never encrypted
@@ -12,6 +13,7 @@ from encproxy.errors import ConfigError
 from encproxy.filestore.store import FileStore
 from encproxy.keys.factory import build_provider
 from encproxy.keys.provider import KeyProvider
+from encproxy.metrics import ObservedBackend, metered
 from encproxy.settings import Settings
 from encproxy.wsgi.auth import AuthenticationMiddleware
 from encproxy.wsgi.bucket_config import BucketConfigStore
@@ -19,7 +21,10 @@ from encproxy.wsgi.bucket_encryption import BucketEncryptionMiddleware
 from encproxy.wsgi.encryption import EncryptionMiddleware, EncryptionPolicy
 from encproxy.wsgi.filestore_app import FileStoreApp
 from encproxy.wsgi.gateway import Gateway
+from encproxy.wsgi.operations import outer_layers
 from encproxy.wsgi.responses import WSGIApp
+from encproxy.wsgi.s3backend_app import build_s3_backend
+from encproxy.wsgi.socket_input import SocketInputLayer
 
 
 def build_backend(settings: Settings) -> WSGIApp:
@@ -31,12 +36,14 @@ def build_backend(settings: Settings) -> WSGIApp:
         except OSError as exc:
             raise ConfigError("backend", "root", f"cannot use {root}: {exc.strerror}") from None
         return FileStoreApp(store, region=settings.get("server", "region"))
+    if kind == "s3":
+        return build_s3_backend(settings)
     raise AssertionError(f"backend type {kind!r} passed validation but has no builder")
 
 
 def build_app(settings: Settings, keys: KeyProvider | None = None) -> WSGIApp:
-    backend = build_backend(settings)
-    keys = keys or build_provider(settings)
+    backend = ObservedBackend(build_backend(settings))  # metrics: backend errors
+    keys = metered(keys or build_provider(settings))    # metrics: key-provider calls
     store = BucketConfigStore(backend, settings.get("backend", "internal_bucket"),
                               ttl=settings.get("encryption", "config_cache_seconds"))
     policy = EncryptionPolicy(
@@ -49,5 +56,7 @@ def build_app(settings: Settings, keys: KeyProvider | None = None) -> WSGIApp:
     credentials = dict(settings.credentials)
     auth = AuthenticationMiddleware(buckets, credentials.get,
                                     region=settings.get("server", "region"))
-    return Gateway(auth, settings.get("server", "hostnames"),
-                   client_timeout=settings.get("server", "client_timeout"))
+    gateway = Gateway(auth, settings.get("server", "hostnames"),
+                      client_timeout=settings.get("server", "client_timeout"))
+    # Outermost: large request bodies read straight from the socket (socket_input.py).
+    return SocketInputLayer(outer_layers(gateway, settings, backend, keys))

@@ -42,17 +42,24 @@ class SubResponse:
         return xml.child_text(root, "Code")
 
 
-def call(app: WSGIApp, method: str, bucket: str, key: str | None = None, query: str = "",
-         headers: dict[str, str] | None = None, body: bytes = b"",
-         parent: dict[str, Any] | None = None) -> SubResponse:
+def request_environ(parent: dict[str, Any] | None, method: str, bucket: str,
+                    key: str | None = None, query: str = "",
+                    headers: dict[str, str] | None = None, body: Any = None,
+                    length: int = 0) -> dict[str, Any]:
+    """A clean WSGI environ for ``method /bucket/key?query`` with exactly these headers.
+
+    Only the request id is taken from ``parent``: nothing the client sent (its
+    signature, checksums, SSE headers) reaches the app below unless named here.
+    """
     raw_path = "/" + bucket + ("/" + quote(key, safe="/~") if key is not None else "")
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": raw_path,
         "QUERY_STRING": query, "SERVER_NAME": "encproxy", "SERVER_PORT": "0",
         "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "encproxy",
-        "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
+        "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
+        "wsgi.input": body if body is not None else io.BytesIO(b""),
         "wsgi.errors": io.StringIO(), "wsgi.multithread": True, "wsgi.multiprocess": True,
-        "wsgi.run_once": False, "CONTENT_LENGTH": str(len(body)),
+        "wsgi.run_once": False, "CONTENT_LENGTH": str(length),
         env.BUCKET: bucket, env.KEY: key, env.RAW_PATH: raw_path, env.RAW_QUERY: query,
         env.REQUEST_ID: (parent or {}).get(env.REQUEST_ID, "subrequest"),
     }
@@ -61,7 +68,35 @@ def call(app: WSGIApp, method: str, bucket: str, key: str | None = None, query: 
             environ["CONTENT_TYPE"] = value
         else:
             environ["HTTP_" + name.upper().replace("-", "_")] = value
-    return run(app, environ)
+    return environ
+
+
+def call(app: WSGIApp, method: str, bucket: str, key: str | None = None, query: str = "",
+         headers: dict[str, str] | None = None, body: bytes = b"",
+         parent: dict[str, Any] | None = None) -> SubResponse:
+    """A request with a small body, its (small) answer read whole."""
+    return run(app, request_environ(parent, method, bucket, key, query, headers,
+                                    io.BytesIO(body), len(body)))
+
+
+class IterReader:
+    """``read(n)`` over an iterator of byte pieces (an encryptor's output), to be
+    a sub-request's ``wsgi.input``."""
+
+    def __init__(self, pieces: Iterable[bytes]) -> None:
+        self._pieces = iter(pieces)
+        self._buffer = b""
+        self._offset = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self._offset >= len(self._buffer):
+            self._buffer = next(self._pieces, b"")
+            self._offset = 0
+        if n < 0:
+            n = len(self._buffer) - self._offset
+        piece = self._buffer[self._offset:self._offset + n]
+        self._offset += len(piece)
+        return piece
 
 
 def run(app: WSGIApp, environ: dict[str, Any]) -> SubResponse:

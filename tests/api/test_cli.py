@@ -5,6 +5,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,9 @@ def test_aws_cli_sync_and_s3api(server, bucket, tmp_path):
     for name in ("a.txt", "sub/b.txt", "sub/deeper/c.txt"):
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_text(name * 100)
+        # sync compares mtimes with LastModified; stores that report whole seconds (moto,
+        # AWS itself) would see a file written in the same second as newer than its copy.
+        os.utime(tree / name, (time.time() - 10, time.time() - 10))
     aws(server, "s3", "sync", str(tree), f"s3://{bucket}/t")
     again = aws(server, "s3", "sync", str(tree), f"s3://{bucket}/t")
     assert again.stdout.strip() == ""  # nothing to transfer the second time

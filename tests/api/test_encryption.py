@@ -18,7 +18,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from support.backend_files import all_stored_bytes, read_stored, write_stored
+from support.backends import Stored
 from support.clients import make_client
 from support.server import start_server
 from test_buckets import code, status
@@ -47,14 +47,14 @@ def encrypted_bucket(s3, bucket):
     return bucket
 
 
-def assert_no_plaintext_in_backend(server) -> None:
-    assert MARKER not in all_stored_bytes(server.root)
+def assert_no_plaintext_in_backend(stored: Stored) -> None:
+    assert MARKER not in stored.all_bytes()
 
 
 # -- writes are encrypted, reads are transparent -------------------------------------------
 
 @pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 3 * 1024 * 1024 + 5])
-def test_bucket_default_round_trip(server, s3, encrypted_bucket, size):
+def test_bucket_default_round_trip(stored, s3, encrypted_bucket, size):
     data = marked(size)
     put = s3.put_object(Bucket=encrypted_bucket, Key="obj", Body=data, Metadata={"m": "v"})
     assert put["ETag"] == md5_etag(data)
@@ -70,13 +70,13 @@ def test_bucket_default_round_trip(server, s3, encrypted_bucket, size):
                     s3.list_objects(Bucket=encrypted_bucket)):
         entry = listing["Contents"][0]
         assert (entry["Size"], entry["ETag"]) == (size, md5_etag(data))
-    record, stored = read_stored(server.root, encrypted_bucket, "obj")
-    assert record.size > size and "encproxy" in record.meta.user_metadata
-    assert stored[:min(size, 64)] != data[:64] or size == 0
-    assert_no_plaintext_in_backend(server)
+    held = stored.read(encrypted_bucket, "obj")
+    assert len(held.body) > size and "encproxy" in held.user_metadata
+    assert held.body[:min(size, 64)] != data[:64] or size == 0
+    assert_no_plaintext_in_backend(stored)
 
 
-def test_request_headers_override_bucket_configuration(server, s3, encrypted_bucket):
+def test_request_headers_override_bucket_configuration(stored, s3, encrypted_bucket):
     data = marked(1000)
     put = s3.put_object(Bucket=encrypted_bucket, Key="kms", Body=data,
                         ServerSideEncryption="aws:kms", SSEKMSKeyId="alias/test-key")
@@ -84,10 +84,10 @@ def test_request_headers_override_bucket_configuration(server, s3, encrypted_buc
     head = s3.head_object(Bucket=encrypted_bucket, Key="kms")
     assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", "test-key")
     assert s3.get_object(Bucket=encrypted_bucket, Key="kms")["Body"].read() == data
-    assert_no_plaintext_in_backend(server)
+    assert_no_plaintext_in_backend(stored)
 
 
-def test_kms_bucket_configuration_and_context(server, s3, bucket):
+def test_kms_bucket_configuration_and_context(stored, s3, bucket):
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [{
         "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms",
                                                "KMSMasterKeyID": "other-key"}}]})
@@ -102,22 +102,22 @@ def test_kms_bucket_configuration_and_context(server, s3, bucket):
     assert got["Body"].read() == data
     assert got["ResponseMetadata"]["HTTPHeaders"]["x-amz-server-side-encryption-context"] \
         == context
-    assert_no_plaintext_in_backend(server)
+    assert_no_plaintext_in_backend(stored)
 
 
-def test_unencrypted_bucket_stores_as_sent_and_header_encrypts(server, s3, bucket):
+def test_unencrypted_bucket_stores_as_sent_and_header_encrypts(stored, s3, bucket):
     s3.put_object(Bucket=bucket, Key="plain", Body=b"as sent")
-    assert read_stored(server.root, bucket, "plain")[1] == b"as sent"
+    assert stored.read(bucket, "plain").body == b"as sent"
     assert "ServerSideEncryption" not in s3.head_object(Bucket=bucket, Key="plain")
     data = marked(5000)
     s3.put_object(Bucket=bucket, Key="asked", Body=data, ServerSideEncryption="AES256")
     assert s3.get_object(Bucket=bucket, Key="asked")["Body"].read() == data
-    assert_no_plaintext_in_backend(server)
+    assert_no_plaintext_in_backend(stored)
 
 
-def test_objects_written_before_encryption_are_served_as_they_are(server, s3, bucket):
+def test_objects_written_before_encryption_are_served_as_they_are(stored, s3, bucket):
     s3.put_object(Bucket=bucket, Key="old", Body=b"old plaintext object")
-    write_stored(server.root, bucket, "direct", b"written straight to the backend", {})
+    stored.write(bucket, "direct", b"written straight to the backend", {})
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=SSE_S3)
     assert s3.get_object(Bucket=bucket, Key="old")["Body"].read() == b"old plaintext object"
     got = s3.get_object(Bucket=bucket, Key="direct", Range="bytes=0-5")
@@ -194,7 +194,7 @@ def test_presigned_get_and_response_overrides(server, s3, encrypted_bucket):
 
 # -- SSE-C -----------------------------------------------------------------------------------
 
-def test_sse_c_round_trip_and_wrong_keys(server, s3, bucket):
+def test_sse_c_round_trip_and_wrong_keys(stored, s3, bucket):
     sse = customer_key()
     data = marked(100_000)
     put = s3.put_object(Bucket=bucket, Key="c", Body=data, **sse)
@@ -222,10 +222,10 @@ def test_sse_c_round_trip_and_wrong_keys(server, s3, bucket):
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="plain", **sse)
     assert code(exc) == "InvalidRequest"
-    assert_no_plaintext_in_backend(server)
+    assert_no_plaintext_in_backend(stored)
     # encproxy keeps nothing that reveals the key: not the key, not its MD5.
-    stored = all_stored_bytes(server.root)
-    assert sse["SSECustomerKey"] not in stored and key_md5.encode() not in stored
+    held = stored.all_bytes()
+    assert sse["SSECustomerKey"] not in held and key_md5.encode() not in held
 
 
 @pytest.mark.parametrize("kwargs,expected", [
@@ -276,14 +276,16 @@ def get_raw(server, bucket: str, key: str) -> tuple[int, bytes, bool]:
 
 
 @pytest.mark.parametrize("where", ["first-chunk", "late-chunk", "seal"])
-def test_flipped_byte_is_an_error_never_wrong_bytes(server, s3, encrypted_bucket, where):
+def test_flipped_byte_is_an_error_never_wrong_bytes(server, stored, s3, encrypted_bucket,
+                                                    where):
     data = marked(3 * 1024 * 1024)
     s3.put_object(Bucket=encrypted_bucket, Key="t", Body=data)
-    record, stored = read_stored(server.root, encrypted_bucket, "t")
-    offset = {"first-chunk": 100, "late-chunk": len(stored) - 70_000, "seal": len(stored) - 5}[where]
-    tampered = bytearray(stored)
+    held = stored.read(encrypted_bucket, "t")
+    size = len(held.body)
+    offset = {"first-chunk": 100, "late-chunk": size - 70_000, "seal": size - 5}[where]
+    tampered = bytearray(held.body)
     tampered[offset] ^= 0x01
-    write_stored(server.root, encrypted_bucket, "t", bytes(tampered), dict(record.meta.user_metadata))
+    stored.write(encrypted_bucket, "t", bytes(tampered), held.user_metadata)
     status_code, body, whole = get_raw(server, encrypted_bucket, "t")
     if status_code == 200:
         # Detected after the headers went out: the connection is cut short.
@@ -294,13 +296,12 @@ def test_flipped_byte_is_an_error_never_wrong_bytes(server, s3, encrypted_bucket
     assert "integrity failure on " + encrypted_bucket + "/t" in server.log_text()
 
 
-def test_truncated_object_is_an_error(server, s3, encrypted_bucket):
+def test_truncated_object_is_an_error(server, stored, s3, encrypted_bucket):
     data = marked(300_000)
     s3.put_object(Bucket=encrypted_bucket, Key="t", Body=data)
-    record, stored = read_stored(server.root, encrypted_bucket, "t")
+    held = stored.read(encrypted_bucket, "t")
     for cut in (16, 32, 65_552):  # tag, seal, a whole chunk record
-        write_stored(server.root, encrypted_bucket, "t", stored[:-cut],
-                     dict(record.meta.user_metadata))
+        stored.write(encrypted_bucket, "t", held.body[:-cut], held.user_metadata)
         status_code, body, whole = get_raw(server, encrypted_bucket, "t")
         assert status_code == 500 or not whole
         assert body != data
@@ -309,17 +310,15 @@ def test_truncated_object_is_an_error(server, s3, encrypted_bucket):
         assert status(exc) == 500
 
 
-def test_swapped_metadata_is_an_error(server, s3, encrypted_bucket):
+def test_swapped_metadata_is_an_error(server, stored, s3, encrypted_bucket):
     s3.put_object(Bucket=encrypted_bucket, Key="a", Body=marked(1000))
     s3.put_object(Bucket=encrypted_bucket, Key="b", Body=marked(1000))
-    record_a, _ = read_stored(server.root, encrypted_bucket, "a")
-    _, body_b = read_stored(server.root, encrypted_bucket, "b")
+    held_a, held_b = stored.read(encrypted_bucket, "a"), stored.read(encrypted_bucket, "b")
     # b's body under a's envelope; then a's whole object moved to b.
-    write_stored(server.root, encrypted_bucket, "b", body_b, dict(record_a.meta.user_metadata))
+    stored.write(encrypted_bucket, "b", held_b.body, held_a.user_metadata)
     status_code, body, _ = get_raw(server, encrypted_bucket, "b")
     assert status_code == 500 and MARKER not in body
-    _, body_a = read_stored(server.root, encrypted_bucket, "a")
-    write_stored(server.root, encrypted_bucket, "b", body_a, dict(record_a.meta.user_metadata))
+    stored.write(encrypted_bucket, "b", held_a.body, held_a.user_metadata)
     status_code, body, _ = get_raw(server, encrypted_bucket, "b")
     assert status_code == 500 and MARKER not in body
     assert f"integrity failure on {encrypted_bucket}/b" in server.log_text()
@@ -328,18 +327,19 @@ def test_swapped_metadata_is_an_error(server, s3, encrypted_bucket):
 # -- server-wide policy --------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def policy_servers(tmp_path_factory):
+def policy_servers(backend, tmp_path_factory):
     default_kms = start_server(tmp_path_factory.mktemp("default"),
-                               env={"ENCPROXY_ENCRYPTION_DEFAULT": "aws:kms"})
+                               env={**backend.server_env(),
+                                    "ENCPROXY_ENCRYPTION_DEFAULT": "aws:kms"})
     strict = start_server(tmp_path_factory.mktemp("strict"),
-                          env={"ENCPROXY_ENCRYPTION_REQUIRE": "true",
+                          env={**backend.server_env(), "ENCPROXY_ENCRYPTION_REQUIRE": "true",
                                "ENCPROXY_ENCRYPTION_ALLOW_INSECURE_SSE_C": "false"})
     yield default_kms, strict
     default_kms.stop()
     strict.stop()
 
 
-def test_server_default_encrypts_buckets_without_configuration(policy_servers):
+def test_server_default_encrypts_buckets_without_configuration(backend, policy_servers):
     server, _ = policy_servers
     s3 = make_client(server.endpoint)
     name = "dflt-" + uuid.uuid4().hex[:8]
@@ -350,7 +350,7 @@ def test_server_default_encrypts_buckets_without_configuration(policy_servers):
     assert s3.get_object(Bucket=name, Key="x")["Body"].read() == data
     s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=SSE_S3)
     assert s3.put_object(Bucket=name, Key="y", Body=b"y")["ServerSideEncryption"] == "AES256"
-    assert_no_plaintext_in_backend(server)
+    assert_no_plaintext_in_backend(Stored(backend, server.root))
 
 
 def test_require_refuses_unencrypted_writes_and_insecure_sse_c(policy_servers):
@@ -369,14 +369,3 @@ def test_require_refuses_unencrypted_writes_and_insecure_sse_c(policy_servers):
     s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=SSE_S3)
     assert s3.put_object(Bucket=name, Key="y", Body=b"ok")["ServerSideEncryption"] == "AES256"
 
-
-def test_refusals_until_multipart_and_copy_are_encrypted(s3, encrypted_bucket):
-    """Never a path to plaintext at rest or to unreadable copies: refused, not passed through."""
-    s3.put_object(Bucket=encrypted_bucket, Key="src", Body=b"x")
-    with pytest.raises(ClientError) as exc:
-        s3.create_multipart_upload(Bucket=encrypted_bucket, Key="mp")
-    assert code(exc) == "NotImplemented"
-    with pytest.raises(ClientError) as exc:
-        s3.copy_object(Bucket=encrypted_bucket, Key="dst",
-                       CopySource={"Bucket": encrypted_bucket, "Key": "src"})
-    assert code(exc) == "NotImplemented"

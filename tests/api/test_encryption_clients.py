@@ -8,7 +8,6 @@ import subprocess
 
 import pytest
 
-from support.backend_files import all_stored_bytes
 from support.server import ACCESS_KEY, SECRET_KEY
 from test_cli import aws
 
@@ -17,7 +16,7 @@ SSE_S3 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES
 RCLONE = shutil.which("rclone")
 
 
-def test_aws_cli_on_an_encrypted_bucket(server, s3, bucket, tmp_path):
+def test_aws_cli_on_an_encrypted_bucket(server, stored, s3, bucket, tmp_path):
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=SSE_S3)
     src = tmp_path / "small.bin"
     data = MARKER * 1000 + os.urandom(3000)
@@ -38,12 +37,12 @@ def test_aws_cli_on_an_encrypted_bucket(server, s3, bucket, tmp_path):
               "--output", "text")
     assert got.stdout.split() == ["aws:kms", "test-key"]
     assert (tmp_path / "kms.out").read_bytes() == data
-    assert MARKER not in all_stored_bytes(server.root)
+    assert MARKER not in stored.all_bytes()
 
 
 @pytest.mark.skipif(RCLONE is None, reason="RCLONE MISSING: scripts/test installs Debian's "
                     "rclone (scripts/test.d/40-clients.sh); install it to run this test")
-def test_rclone_copy_check_and_nothing_to_recopy(server, s3, bucket, tmp_path):
+def test_rclone_copy_check_and_nothing_to_recopy(server, stored, s3, bucket, tmp_path):
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=SSE_S3)
     tree = tmp_path / "tree"
     for name, size in (("a.txt", 10), ("dir/b.bin", 70_000), ("dir/deeper/c.bin", 1_500_000),
@@ -73,4 +72,4 @@ def test_rclone_copy_check_and_nothing_to_recopy(server, s3, bucket, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "Copied" not in again.stderr  # nothing was transferred the second time
     assert "There was nothing to transfer" in again.stderr or "Unchanged skipping" in again.stderr
-    assert MARKER not in all_stored_bytes(server.root)
+    assert MARKER not in stored.all_bytes()

@@ -1,6 +1,8 @@
 """ListObjects v1 and v2 through the real server with boto3."""
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import pytest
 
 KEYS = ["a", "a-b", "a/b", "a/c/d", "a/c/e", "b", "b/x", "z", "é", "ü/1"]
@@ -48,20 +50,22 @@ def test_prefix_and_delimiter(s3, filled, prefix, delimiter, keys, prefixes):
 
 @pytest.mark.parametrize("page_size", [1, 2, 3, 7])
 @pytest.mark.parametrize("delimiter", [None, "/"])
-def test_pagination_covers_everything(s3, filled, page_size, delimiter):
+def test_pagination_covers_everything(s3, filled, page_size, delimiter, quirks):
     extra = {"Delimiter": delimiter} if delimiter else {}
-    for op in ("list_objects_v2", "list_objects"):
-        keys, prefixes, pages = [], [], 0
-        for page in s3.get_paginator(op).paginate(Bucket=filled, PaginationConfig={
-                "PageSize": page_size}, **extra):
-            pages += 1
-            keys += [o["Key"] for o in page.get("Contents", [])]
-            prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
-            assert len(page.get("Contents", [])) + len(page.get("CommonPrefixes", [])) <= page_size
-        full = s3.list_objects_v2(Bucket=filled, **extra)
-        assert keys == [o["Key"] for o in full.get("Contents", [])]
-        assert prefixes == [p["Prefix"] for p in full.get("CommonPrefixes", [])]
-        assert pages >= (len(keys) + len(prefixes)) // page_size
+    with quirks.breaks("listing-delimiter-pagination") if delimiter else nullcontext():
+        for op in ("list_objects_v2", "list_objects"):
+            keys, prefixes, pages = [], [], 0
+            for page in s3.get_paginator(op).paginate(Bucket=filled, PaginationConfig={
+                    "PageSize": page_size}, **extra):
+                pages += 1
+                keys += [o["Key"] for o in page.get("Contents", [])]
+                prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+                assert len(page.get("Contents", [])) + \
+                    len(page.get("CommonPrefixes", [])) <= page_size
+            full = s3.list_objects_v2(Bucket=filled, **extra)
+            assert keys == [o["Key"] for o in full.get("Contents", [])]
+            assert prefixes == [p["Prefix"] for p in full.get("CommonPrefixes", [])]
+            assert pages >= (len(keys) + len(prefixes)) // page_size
 
 
 def test_start_after_and_marker(s3, filled):
@@ -72,13 +76,14 @@ def test_start_after_and_marker(s3, filled):
     assert [o["Key"] for o in got["Contents"]] == ["z", "é", "ü/1"]
 
 
-def test_max_keys_zero_and_truncation(s3, filled):
+def test_max_keys_zero_and_truncation(s3, filled, quirks):
     got = s3.list_objects_v2(Bucket=filled, MaxKeys=0)
     assert got["KeyCount"] == 0 and "Contents" not in got
     got = s3.list_objects_v2(Bucket=filled, MaxKeys=2)
     assert got["IsTruncated"] is True and got["NextContinuationToken"]
-    got = s3.list_objects(Bucket=filled, MaxKeys=2, Delimiter="/")
-    assert got["IsTruncated"] is True and got["NextMarker"] == "a-b"
+    with quirks.breaks("listing-delimiter-pagination"):
+        got = s3.list_objects(Bucket=filled, MaxKeys=2, Delimiter="/")
+        assert got["IsTruncated"] is True and got["NextMarker"] == "a-b"
 
 
 def test_encoding_type_url(s3, bucket):

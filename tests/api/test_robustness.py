@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from support.raw_s3 import Signed
 
 
-def test_disconnect_mid_upload_leaves_nothing(server, s3, bucket):
+def test_disconnect_mid_upload_leaves_nothing(server, s3, bucket, backend, backend_client):
     size = 8 * 1024 * 1024
     path = f"/{bucket}/partial"
     signed = Signed("PUT", server.endpoint + path, {"content-length": str(size)},
@@ -29,11 +29,16 @@ def test_disconnect_mid_upload_leaves_nothing(server, s3, bucket):
     with pytest.raises(ClientError) as exc:
         s3.head_object(Bucket=bucket, Key="partial")
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-    tmp = server.root / "tmp"
-    assert not tmp.exists() or not any(tmp.iterdir())
+    if backend.is_s3:
+        with pytest.raises(ClientError) as exc:
+            backend_client.head_object(Bucket=bucket, Key="partial")
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    else:
+        tmp = server.root / "tmp"
+        assert not tmp.exists() or not any(tmp.iterdir())
 
 
-def test_concurrent_uploads_to_one_key_leave_one_whole_version(s3, bucket):
+def test_concurrent_uploads_to_one_key_leave_one_whole_version(s3, bucket, quirks):
     bodies = [bytes([i]) * (4 * 1024 * 1024 + i) for i in range(6)]
     barrier = threading.Barrier(len(bodies))
 
@@ -41,12 +46,13 @@ def test_concurrent_uploads_to_one_key_leave_one_whole_version(s3, bucket):
         barrier.wait()
         return s3.put_object(Bucket=bucket, Key="contended", Body=body)["ETag"]
 
-    with ThreadPoolExecutor(len(bodies)) as pool:
-        list(pool.map(put, bodies))
-    got = s3.get_object(Bucket=bucket, Key="contended")
-    data = got["Body"].read()
-    assert data in bodies
-    assert got["ETag"] == '"' + hashlib.md5(data).hexdigest() + '"'
+    with quirks.breaks("concurrent-overwrite"):
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            list(pool.map(put, bodies))
+        got = s3.get_object(Bucket=bucket, Key="contended")
+        data = got["Body"].read()
+        assert data in bodies
+        assert got["ETag"] == '"' + hashlib.md5(data).hexdigest() + '"'
 
 
 def test_reader_keeps_its_version_while_overwritten(s3, bucket):

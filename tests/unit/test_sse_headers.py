@@ -37,9 +37,12 @@ def test_valid_forms():
 
 
 def test_copy_source_customer_key():
-    headers = {"x-amz-copy-source-" + k: v for k, v in SSE_C.items()}
-    assert parse_customer_key(headers, prefix="x-amz-copy-source-") == CustomerKey(KEY, KEY_MD5)
+    # S3's names: x-amz-copy-source-server-side-encryption-customer-algorithm, ...
+    headers = {k.replace("x-amz-", "x-amz-copy-source-", 1): v for k, v in SSE_C.items()}
+    assert "x-amz-copy-source-server-side-encryption-customer-key" in headers
+    assert parse_customer_key(headers, copy_source=True) == CustomerKey(KEY, KEY_MD5)
     assert parse_customer_key(headers) is None
+    assert parse_customer_key(SSE_C, copy_source=True) is None
 
 
 @pytest.mark.parametrize("headers,error,argument", [

@@ -1,0 +1,496 @@
+"""``encproxy rotate``: re-wrap data keys under a master key's current version (docs/OPERATIONS.md §6).
+
+::
+
+    encproxy rotate --bucket B [--prefix P] [--to-key K] [--dry-run]
+                    [--start-after KEY] [--workers N] [--no-progress] [--config PATH]
+
+For every object of the bucket (under the prefix) whose envelope
+(``x-amz-meta-encproxy``, docs/FORMAT.md §2) wraps its data key under anything
+but the target -- the current version of the object's own master key, or of
+``--to-key`` -- it unwraps the data key, wraps it again under the target, checks
+that the new envelope opens, and writes it with a **self-copy that replaces the
+metadata**: the body, the object id and the envelope tag stay byte for byte as
+they were, and every other piece of metadata and content header is passed
+through unchanged.  The copy is conditional on the backend ETag seen
+(``x-amz-copy-source-if-match``), so an object overwritten meanwhile is never
+clobbered: it is looked at again (a new object is normally current already).
+
+Every object stays readable at every moment: until the copy lands, the old
+envelope, under a version that still exists, is the object's; afterwards the new
+one is.  Only once a run reports nothing left under an old version may that
+version be retired (``encproxy keys retire``).
+
+It is idempotent and resumable: an object already under the target is counted
+and left alone, so running the command again finishes an interrupted run; after
+an interruption it also prints the ``--start-after`` key from which to resume
+without looking at the finished pages again.
+
+It works in-process on the backend itself (plain S3 requests through the
+backend app built from the config, as the encryption layer makes them), so it
+needs no running server and no client credentials, and it may run beside
+running servers.
+
+A multipart-format object cannot take a backend CopyObject, which would drop
+the ``-N`` of its ETag that listings need (FORMAT.md §3.4, §7.5): it is copied
+part by part instead (UploadPartCopy of each backend part's byte range to its own
+part number, into a new backend upload carrying the new envelope), so its bytes,
+part numbers and ETag stay as they were.  Completing that upload replaces the
+object, so the object's backend ETag is checked again just before, and the upload
+is abandoned if it changed; the window left is the few milliseconds between that
+check and the completion.
+
+Left alone, and counted with a reason:
+
+* SSE-C objects: their data key is wrapped under the customer's key, which
+  encproxy never has;
+* objects whose user-metadata names hold ``_``, which the WSGI sub-request
+  cannot carry unchanged;
+* objects whose data key was wrapped by another key provider;
+* multipart-format objects, if this build has no multipart reader
+  (``encproxy.wsgi.multipart_reads``).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote_plus
+
+from encproxy import errors
+from encproxy.crypto.keys import open_object, rewrap
+from encproxy.format.constants import METADATA_KEY, Kind, Protection
+from encproxy.format.envelope import Envelope
+from encproxy.format.errors import FormatError
+from encproxy.keys.blob import WrappedKey
+from encproxy.keys.provider import KeyInfo, KeyProvider
+from encproxy.progress import Progress
+from encproxy.s3 import sse, xml
+from encproxy.s3.metadata import CONTENT_HEADERS
+from encproxy.wsgi import subrequest
+from encproxy.wsgi.responses import WSGIApp
+
+log = logging.getLogger("encproxy.rotation")
+
+ENVELOPE_HEADER = "x-amz-meta-" + METADATA_KEY
+CONTEXT_HEADER = "x-amz-meta-" + METADATA_KEY + "-context"
+# Headers of a HEAD answer that a REPLACE copy must send again to keep them.
+KEPT_HEADERS = (*CONTENT_HEADERS, "x-amz-storage-class", "x-amz-website-redirect-location")
+PAGE = 1000
+MAX_LISTED_FAILURES = 20
+
+# Outcomes
+REWRAPPED = "rewrapped"
+WOULD_REWRAP = "would rewrap"
+CURRENT = "already current"
+PLAIN = "not encrypted"
+SKIPPED = "skipped"
+FAILED = "failed"
+VANISHED = "deleted meanwhile"
+
+SKIP_SSE_C = "SSE-C (the customer's key is not held by encproxy)"
+SKIP_MULTIPART = "multipart format (this build cannot read multipart layouts)"
+SKIP_UNDERSCORE = "user-metadata name with '_' (cannot be copied unchanged)"
+SKIP_FOREIGN = "data key wrapped by another key provider"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    reason: str = ""
+    wrapped_under: tuple[str, str] | None = None   # (key id, version) after this run
+
+
+@dataclass
+class Summary:
+    bucket: str
+    prefix: str
+    to_key: str | None
+    dry_run: bool
+    listed: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    in_use: Counter[tuple[str, str]] = field(default_factory=Counter)
+    resume_after: str | None = None     # the last key of the last finished page
+    interrupted: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, key: str, outcome: Outcome) -> None:
+        with self._lock:
+            self.counts[outcome.status] += 1
+            if outcome.status == SKIPPED:
+                self.skipped[outcome.reason] += 1
+            if outcome.status == FAILED:
+                self.failures.append((key, outcome.reason))
+            if outcome.wrapped_under is not None:
+                self.in_use[outcome.wrapped_under] += 1
+
+    @property
+    def failed(self) -> int:
+        return self.counts[FAILED]
+
+    def render(self) -> str:
+        where = f"s3://{self.bucket}/{self.prefix}"
+        target = f"key {self.to_key!r}" if self.to_key else "each object's own key"
+        lines = [f"rotate {where} -> {target}, current version"
+                 + ("  (dry run: nothing written)" if self.dry_run else "")]
+        rows = [("objects listed", self.listed),
+                (WOULD_REWRAP if self.dry_run else REWRAPPED,
+                 self.counts[WOULD_REWRAP if self.dry_run else REWRAPPED]),
+                (CURRENT, self.counts[CURRENT]), (PLAIN, self.counts[PLAIN]),
+                (VANISHED, self.counts[VANISHED]), (SKIPPED, self.counts[SKIPPED]),
+                (FAILED, self.counts[FAILED])]
+        width = max(len(r[0]) for r in rows)
+        for name, value in rows:
+            lines.append(f"  {name:<{width}}  {value:>8}")
+            if name == SKIPPED:
+                lines += [f"    {reason}: {n}" for reason, n in sorted(self.skipped.items())]
+        for key, reason in self.failures[:MAX_LISTED_FAILURES]:
+            lines.append(f"    failed: {key}: {reason}")
+        if len(self.failures) > MAX_LISTED_FAILURES:
+            lines.append(f"    ... and {len(self.failures) - MAX_LISTED_FAILURES} more "
+                         "(see the log)")
+        lines.append("master key versions these objects are wrapped under"
+                     + (" (before the run)" if self.dry_run else "") + ":")
+        if not self.in_use:
+            lines.append("  (none)")
+        for (key_id, version), n in sorted(self.in_use.items()):
+            lines.append(f"  {key_id} version {version or '(KMS-managed)'}: {n}")
+        if self.interrupted:
+            lines.append("interrupted" + (f"; resume with --start-after {self.resume_after!r}"
+                                          if self.resume_after else "; run it again"))
+        return "\n".join(lines)
+
+
+class Rotator:
+    """Re-wraps the objects of one bucket; see the module docstring."""
+
+    def __init__(self, backend: WSGIApp, keys: KeyProvider, *, to_key: str | None = None,
+                 dry_run: bool = False, internal_bucket: str | None = None) -> None:
+        self.backend = backend
+        self.keys = keys
+        self.to_key = keys.normalize(to_key) if to_key else None
+        self.dry_run = dry_run
+        self.internal_bucket = internal_bucket
+        self._targets: dict[str, KeyInfo] = {}
+        self._targets_lock = threading.Lock()
+        self._reads: Any = None  # the multipart layout reader, made when first needed
+        self._reads_lock = threading.Lock()
+        if self.to_key is not None:
+            self._target(self.to_key)  # KMS.NotFoundException now, not once per object
+
+    # -- the walk ----------------------------------------------------------------------
+    def run(self, bucket: str, prefix: str = "", start_after: str = "", workers: int = 4,
+            progress: Progress | None = None) -> Summary:
+        if bucket == self.internal_bucket:
+            raise errors.InvalidArgument("the internal bucket holds no client objects")
+        summary = Summary(bucket, prefix, self.to_key, self.dry_run)
+        progress = progress or Progress("rotate", enabled=False)
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="encproxy-rotate") as pool:
+            try:
+                for keys, more in self.pages(bucket, prefix, start_after):
+                    summary.listed += len(keys)
+                    progress.set_total(None if more else summary.listed)
+
+                    def one(key: str) -> None:
+                        summary.add(key, self.rotate_object(bucket, key))
+                        progress.advance()
+                    list(pool.map(one, keys))
+                    if keys:
+                        summary.resume_after = keys[-1]
+            except KeyboardInterrupt:
+                summary.interrupted = True
+                pool.shutdown(wait=True, cancel_futures=True)
+        return summary
+
+    def pages(self, bucket: str, prefix: str = "", start_after: str = ""
+              ) -> Iterator[tuple[list[str], bool]]:
+        """(keys of one page, whether more follow), through ListObjectsV2 on the backend."""
+        token = ""
+        while True:
+            query = f"list-type=2&encoding-type=url&max-keys={PAGE}"
+            if prefix:
+                query += "&prefix=" + quote(prefix, safe="")
+            if token:
+                query += "&continuation-token=" + quote(token, safe="")
+            elif start_after:
+                query += "&start-after=" + quote(start_after, safe="")
+            resp = subrequest.call(self.backend, "GET", bucket, query=query)
+            if resp.status == 404:
+                raise errors.NoSuchBucket(BucketName=bucket)
+            if not resp.ok:
+                raise errors.ServiceUnavailable(f"listing {bucket} failed: "
+                                                f"{resp.error_code() or resp.status}")
+            root = xml.parse(resp.body)
+            url = (xml.child_text(root, "EncodingType") or "") == "url"
+            keys = [xml.child_text(c, "Key") or "" for c in root.findall("Contents")]
+            keys = [unquote_plus(k) if url else k for k in keys]
+            more = (xml.child_text(root, "IsTruncated") or "").lower() == "true"
+            token = xml.child_text(root, "NextContinuationToken") or ""
+            yield keys, more
+            if not more or not token:
+                return
+
+    # -- one object --------------------------------------------------------------------
+    def rotate_object(self, bucket: str, key: str) -> Outcome:
+        try:
+            outcome = self._attempt(bucket, key)
+            if outcome is None:  # overwritten between our HEAD and our copy: look again
+                outcome = self._attempt(bucket, key) or Outcome(
+                    FAILED, "changed twice while being rotated; run again")
+        except Exception as exc:  # noqa: BLE001 - one object's failure never stops the run
+            reason = f"{exc.code}: {exc.message}" if isinstance(exc, errors.S3Error) \
+                else type(exc).__name__
+            outcome = Outcome(FAILED, reason)
+        if outcome.status == FAILED:
+            log.error("rotate %s/%s: %s", bucket, key, outcome.reason)
+        return outcome
+
+    def _target(self, key_id: str) -> KeyInfo:
+        with self._targets_lock:
+            info = self._targets.get(key_id)
+        if info is None:
+            info = self.keys.describe(key_id)
+            with self._targets_lock:
+                self._targets[key_id] = info
+        return info
+
+    def _attempt(self, bucket: str, key: str) -> Outcome | None:
+        head = subrequest.call(self.backend, "HEAD", bucket, key)
+        if head.status == 404:
+            return Outcome(VANISHED)
+        if not head.ok:
+            return Outcome(FAILED, f"HEAD answered {head.status}")
+        value = head.headers.get(ENVELOPE_HEADER)
+        if value is None:
+            return Outcome(PLAIN)
+        try:
+            envelope = Envelope.decode(value)
+        except (FormatError, errors.S3Error) as exc:
+            return Outcome(FAILED, f"envelope: {type(exc).__name__}")
+        if envelope.protection is Protection.SSE_C:
+            return Outcome(SKIPPED, SKIP_SSE_C)
+        try:
+            blob = WrappedKey.from_bytes(envelope.wrapped_key)
+        except errors.S3Error as exc:
+            return Outcome(FAILED, f"wrapped key: {type(exc).__name__}")
+        before = (blob.key_id, blob.key_version)
+        if blob.provider is not self.keys.kind:
+            return Outcome(SKIPPED, SKIP_FOREIGN, before)
+        target_id = self.to_key or self.keys.normalize(envelope.key_id)
+        info = self._target(target_id)
+        if envelope.key_id == target_id and blob.key_id == info.key_id and (
+                not info.managed_versions or blob.key_version == info.current_version):
+            return Outcome(CURRENT, wrapped_under=before)
+        multipart = envelope.kind is not Kind.SINGLE
+        if multipart and _multipart_support() is None:
+            return Outcome(SKIPPED, SKIP_MULTIPART, before)
+        if any("_" in name for name in head.headers if name.startswith("x-amz-meta-")):
+            return Outcome(SKIPPED, SKIP_UNDERSCORE, before)
+        etag = head.headers.get("etag")
+        if not etag:
+            return Outcome(FAILED, "the backend reported no ETag", before)
+        if self.dry_run:
+            return Outcome(WOULD_REWRAP, wrapped_under=before)
+
+        try:
+            if multipart:
+                return self._rewrite_multipart(bucket, key, head, envelope, target_id, etag,
+                                               before)
+            return self._rewrite(bucket, key, head, envelope, target_id, etag, before)
+        except Exception as exc:  # noqa: BLE001 - reported with the version still in use
+            reason = f"{exc.code}: {exc.message}" if isinstance(exc, errors.S3Error) \
+                else type(exc).__name__
+            return Outcome(FAILED, reason, before)
+
+    def _rewrite(self, bucket: str, key: str, head: subrequest.SubResponse, envelope: Envelope,
+                 target_id: str, etag: str, before: tuple[str, str]) -> Outcome | None:
+        """Re-wrap, check, and write the new envelope with the conditional self-copy."""
+        context_value = head.headers.get(CONTEXT_HEADER)
+        extra = sse.parse_context(context_value) if context_value else None
+        new = rewrap(self.keys, envelope, bucket, key, target_id, extra)
+        open_object(self.keys, new, bucket, key, extra)  # the new envelope opens, before it is written
+        after_blob = WrappedKey.from_bytes(new.wrapped_key)
+        after = (after_blob.key_id, after_blob.key_version)
+
+        headers = _kept_headers(head, new)
+        headers.update({"x-amz-copy-source": _copy_source(bucket, key),
+                        "x-amz-metadata-directive": "REPLACE",
+                        "x-amz-copy-source-if-match": etag})
+        copy = subrequest.call(self.backend, "PUT", bucket, key, headers=headers)
+        if copy.status == 412:
+            return None
+        if copy.status == 404:
+            return Outcome(VANISHED)
+        if not copy.ok:
+            return Outcome(FAILED, f"copy answered {copy.status} {copy.error_code() or ''}"
+                           .rstrip(), before)
+        result = xml.parse(copy.body) if copy.body.strip() else None
+        if result is None or result.tag.rpartition("}")[2] != "CopyObjectResult":
+            # S3 may answer a failed copy with 200 and an Error body.
+            code = xml.child_text(result, "Code") if result is not None else None
+            return Outcome(FAILED, f"copy failed: {code or 'no result'}", before)
+        copied_etag = xml.child_text(result, "ETag")
+        if copied_etag and copied_etag.strip('"') != etag.strip('"'):
+            log.warning("rotate %s/%s: the backend ETag changed from %s to %s on the self-copy",
+                        bucket, key, etag, copied_etag)
+        return Outcome(REWRAPPED, wrapped_under=after)
+
+
+    def _rewrite_multipart(self, bucket: str, key: str, head: subrequest.SubResponse,
+                           envelope: Envelope, target_id: str, etag: str,
+                           before: tuple[str, str]) -> Outcome | None:
+        """A multipart-format object keeps its backend parts: each is copied with
+        UploadPartCopy over its byte range to its own part number (FORMAT.md §3.4), into a
+        new backend upload that carries the new envelope. Bodies, part numbers and the
+        ``-N`` of the ETag stay as they were."""
+        support = _multipart_support()
+        assert support is not None
+        backend_parts, fetcher_class, reads_class, upload_query = support
+        parts = backend_parts(etag)
+        if parts is None:
+            return Outcome(FAILED, "multipart envelope without a multipart backend ETag",
+                           before)
+        context_value = head.headers.get(CONTEXT_HEADER)
+        extra = sse.parse_context(context_value) if context_value else None
+        objkeys = open_object(self.keys, envelope, bucket, key, extra)
+        new = rewrap(self.keys, envelope, bucket, key, target_id, extra)
+        open_object(self.keys, new, bucket, key, extra)
+        after_blob = WrappedKey.from_bytes(new.wrapped_key)
+        after = (after_blob.key_id, after_blob.key_version)
+        stored_size = int(head.headers.get("content-length") or "0")
+        with self._reads_lock:
+            if self._reads is None:
+                self._reads = reads_class()
+            reads = self._reads
+        fetcher = fetcher_class(self.backend, None, bucket, key, None, etag)
+        known = reads.layout(objkeys, stored_size, etag, fetcher, verify_all=True)
+        ranges = known.layout.backend_part_ranges(parts)
+        numbers = known.layout.backend_part_numbers(parts)
+
+        created = subrequest.call(self.backend, "POST", bucket, key, query="uploads",
+                                  headers=_kept_headers(head, new))
+        if not created.ok:
+            return Outcome(FAILED, f"CreateMultipartUpload answered {created.status}", before)
+        upload_id = xml.child_text(xml.parse(created.body), "UploadId") or ""
+        completed = False
+        try:
+            done = xml.Node("CompleteMultipartUpload")
+            for (start, stop), number in zip(ranges, numbers, strict=True):
+                part = subrequest.call(
+                    self.backend, "PUT", bucket, key, query=upload_query(upload_id, number),
+                    headers={"x-amz-copy-source": _copy_source(bucket, key),
+                             "x-amz-copy-source-range": f"bytes={start}-{stop - 1}",
+                             "x-amz-copy-source-if-match": etag})
+                if part.status == 412:
+                    return None
+                if not part.ok:
+                    return Outcome(FAILED, f"UploadPartCopy answered {part.status}", before)
+                part_etag = xml.child_text(xml.parse(part.body), "ETag") or ""
+                done.add("Part", [xml.Node("PartNumber", number), xml.Node("ETag", part_etag)])
+            # Completing replaces the object: make sure it is still the one we copied.
+            again = subrequest.call(self.backend, "HEAD", bucket, key)
+            if again.headers.get("etag") != etag:
+                return None
+            body = xml.render(done)
+            complete = subrequest.call(self.backend, "POST", bucket, key,
+                                       query=upload_query(upload_id),
+                                       headers={"content-type": "application/xml"}, body=body)
+            result = xml.parse(complete.body) if complete.body.strip() else None
+            if not complete.ok or result is None or \
+                    result.tag.rpartition("}")[2] != "CompleteMultipartUploadResult":
+                return Outcome(FAILED, f"CompleteMultipartUpload answered {complete.status}",
+                               before)
+            completed = True
+        finally:
+            if not completed:
+                subrequest.call(self.backend, "DELETE", bucket, key,
+                                query=upload_query(upload_id))
+        return Outcome(REWRAPPED, wrapped_under=after)
+
+
+def _copy_source(bucket: str, key: str) -> str:
+    return "/" + bucket + "/" + quote(key, safe="/~")
+
+
+def _kept_headers(head: subrequest.SubResponse, envelope: Envelope) -> dict[str, str]:
+    """What a REPLACE copy must send to keep the object's metadata, with ``envelope``."""
+    headers = {name: v for name, v in head.headers.items()
+               if (name.startswith("x-amz-meta-") or name in KEPT_HEADERS)
+               and name != ENVELOPE_HEADER}
+    headers[ENVELOPE_HEADER] = envelope.encode()
+    return headers
+
+
+def _multipart_support() -> tuple[Any, Any, Any, Any] | None:
+    """The multipart reader (layouts of multipart-format objects), where it exists."""
+    try:
+        from encproxy.wsgi.encrypted_multipart import upload_query
+        from encproxy.wsgi.multipart_reads import Fetcher, MultipartReads, backend_parts
+    except ImportError:
+        return None
+    return backend_parts, Fetcher, MultipartReads, upload_query
+
+
+# -- the command -------------------------------------------------------------------------
+def cmd_rotate(args: argparse.Namespace) -> int:
+    from encproxy.cli import load_settings
+    from encproxy.keys.factory import build_provider
+    from encproxy.wsgi.stack import build_backend
+    settings = load_settings(args.config)
+    backend = build_backend(settings)
+    keys = build_provider(settings, cache=False)
+    try:
+        try:
+            rotator = Rotator(backend, keys, to_key=args.to_key, dry_run=args.dry_run,
+                              internal_bucket=settings.get("backend", "internal_bucket"))
+            progress = Progress("rotate", enabled=None if args.progress else False)
+            with progress:
+                summary = rotator.run(args.bucket, args.prefix, args.start_after,
+                                      workers=args.workers, progress=progress)
+        except errors.S3Error as exc:
+            print(f"encproxy: rotate: {exc.code}: {exc.message}", file=sys.stderr)
+            return 1
+        print(summary.render())
+        return 1 if summary.failed or summary.interrupted else 0
+    finally:
+        keys.close()
+
+
+def add_rotate_parser(sub: Any) -> None:
+    """Register ``encproxy rotate`` on the top-level subparsers of ``encproxy.cli``."""
+    sp = sub.add_parser("rotate", help="re-wrap the data keys of a bucket's objects under the "
+                        "current master-key version (bodies are not re-encrypted)")
+    sp.add_argument("--bucket", required=True, metavar="B")
+    sp.add_argument("--prefix", default="", metavar="P", help="only keys that start with P")
+    sp.add_argument("--to-key", metavar="K",
+                    help="wrap under key K (its current version) instead of each object's own key")
+    sp.add_argument("--dry-run", action="store_true",
+                    help="report what would be re-wrapped; write nothing")
+    sp.add_argument("--start-after", default="", metavar="KEY",
+                    help="skip keys up to and including KEY (resume an interrupted run)")
+    sp.add_argument("--workers", type=_workers, default=4, metavar="N",
+                    help="objects handled at once (default 4)")
+    sp.add_argument("--no-progress", dest="progress", action="store_false",
+                    help="no progress bar (it is shown only on a terminal anyway)")
+    sp.add_argument("--config", metavar="PATH",
+                    help="ini file (default: $ENCPROXY_CONFIG, else conf/encproxy.ini)")
+    sp.set_defaults(func=cmd_rotate)
+
+
+def _workers(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("between 1 and 64")
+    return value
+
+
+__all__ = ["Outcome", "Rotator", "Summary", "add_rotate_parser", "cmd_rotate"]
+

@@ -1,0 +1,290 @@
+"""The HTTP client that reaches an S3 backend: pooled, re-signing, streaming.
+
+The only module of encproxy that imports ``requests`` (layer 3 of
+DESIGN.md).  One :class:`S3BackendClient` per worker process is shared by its
+threads: ``requests``' :class:`~requests.adapters.HTTPAdapter` keeps a
+thread-safe pool of keep-alive connections to the endpoint (``pool_size``).
+Requests are built and sent through the adapter directly, not through a
+``Session``: that skips per-call work a proxy does not need (cookies,
+redirects, environment proxies and ``.netrc``), and it leaves the path exactly
+as built (a ``Session`` would normalise ``..`` segments, which are legal in
+S3 keys).
+
+Bodies:
+
+* a streamed request body (:class:`BodySource`) is sent with an exact
+  ``Content-Length`` in pieces of about 1 MiB, and signed
+  ``UNSIGNED-PAYLOAD``; it is never sent ``Transfer-Encoding: chunked``.  If
+  the source fails (the client went away, or its body failed verification),
+  the connection to the backend is closed before the last byte, so the
+  backend discards the incomplete object; the source's own error is raised;
+* a small request body (``bytes``) is hashed and signed, and may be retried
+  once on a connection that turned out to be stale;
+* a response body is read in large pieces (:meth:`BackendResponse.pieces`);
+  a connection that breaks before ``Content-Length`` bytes arrived raises
+  :class:`BackendBroken` from the iterator, so that the WSGI server aborts
+  the client's connection instead of finishing a short body.
+
+A backend that cannot be reached, or that times out, is
+:class:`encproxy.errors.ServiceUnavailable`.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+
+from encproxy import errors, sigv4
+from encproxy.s3backend.forwarding import HOP_BY_HOP, Endpoint
+
+log = logging.getLogger("encproxy.s3backend")
+
+PIECE = 1 << 20
+USER_AGENT = "encproxy"
+#: Methods safe to send again when a pooled connection was found dead before any answer.
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """``[backend]`` options of ``type = s3``."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str = field(repr=False)
+    region: str = "us-east-1"
+    addressing: str = "path"
+    tls_verify: bool = True
+    ca_bundle: str | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    pool_size: int = 32
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class BackendBroken(Exception):
+    """The backend's connection failed while a response body was streaming.
+
+    Deliberately not an S3Error: it happens after the response started, when
+    nothing can be rendered any more; it propagates, and the server aborts the
+    client's connection.
+    """
+
+
+class BodySource:
+    """A request body of known length, streamed from ``read``: exactly ``length`` bytes.
+
+    An iterable with a length, which is what urllib3 sends piece by piece
+    under the ``Content-Length`` header encproxy sets.  The first failure of
+    ``read`` (or a body that ends early) is kept in :attr:`error` and ends the
+    upload; the backend never receives the last byte.
+    """
+
+    def __init__(self, source: Readable, length: int, piece: int = PIECE) -> None:
+        self.source = source
+        self.length = length
+        self.piece = piece
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[bytes]:
+        read, piece = self.source.read, self.piece
+        left = self.length - self.sent
+        try:
+            while left > 0:
+                data = read(min(left, piece))
+                if not data:
+                    raise errors.IncompleteBody()
+                if len(data) > left:
+                    data = data[:left]
+                left -= len(data)
+                self.sent += len(data)
+                yield data
+        except BaseException as exc:
+            if self.error is None and not isinstance(exc, GeneratorExit):
+                self.error = exc
+            raise
+
+
+class BackendResponse:
+    """A backend response whose body has not been read; close it when done."""
+
+    def __init__(self, response: requests.Response, method: str) -> None:
+        self._response = response
+        self._raw = response.raw
+        self.status: int = response.status_code
+        self.method = method
+        self._exhausted = False
+        self.headers: list[tuple[str, str]] = [
+            (name, value) for name, value in self._raw.headers.iteritems()
+            if name.lower() not in HOP_BY_HOP]
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.header("content-length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    def pieces(self, piece: int = PIECE) -> Iterator[bytes]:
+        """The body in pieces of up to ``piece`` bytes; BackendBroken if it ends early."""
+        expected = None if self.method == "HEAD" else self.content_length
+        read = self._raw.read
+        received = 0
+        try:
+            while True:
+                try:
+                    data = read(piece, decode_content=False)
+                except Exception as exc:
+                    raise BackendBroken(f"backend connection failed after {received} bytes "
+                                        f"of {expected}: {exc}") from exc
+                if not data:
+                    self._exhausted = True
+                    break
+                received += len(data)
+                yield data
+            if expected is not None and received != expected:
+                raise BackendBroken(f"backend body ended after {received} of {expected} bytes")
+        finally:
+            self.close()
+
+    def read_all(self, limit: int) -> bytes:
+        """The whole (small) body; BackendBroken if it is larger than ``limit``."""
+        chunks: list[bytes] = []
+        size = 0
+        for data in self.pieces():
+            size += len(data)
+            if size > limit:
+                self.close()
+                raise BackendBroken(f"backend response larger than {limit} bytes")
+            chunks.append(data)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        """Release the connection: back to the pool if the body was read, else closed."""
+        if not self._exhausted:
+            self._raw.close()  # unread bytes would corrupt the next response on it
+        self._raw.release_conn()
+
+
+class S3BackendClient:
+    """Sends S3 requests to one backend endpoint, signed with its credentials."""
+
+    def __init__(self, config: BackendConfig,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.config = config
+        self.endpoint = Endpoint.from_url(config.endpoint, config.addressing)
+        self.identity = sigv4.SigningIdentity(config.access_key, config.secret_key,
+                                              config.region)
+        self.clock = clock
+        self.verify: bool | str = (config.ca_bundle or True) if config.tls_verify else False
+        self.timeout = (config.connect_timeout, config.read_timeout)
+        # One endpoint, one pool; a busier moment opens extra connections (not pooled).
+        self.adapter = HTTPAdapter(pool_connections=4, pool_maxsize=config.pool_size,
+                                   max_retries=0, pool_block=False)
+
+    def close(self) -> None:
+        self.adapter.close()
+
+    def request(self, method: str, bucket: str | None, key: str | None, query: str = "",
+                headers: Mapping[str, str] | None = None,
+                body: bytes | BodySource | None = None) -> BackendResponse:
+        """Send one request and return the response once its headers arrived.
+
+        ``query`` is already encoded for the wire
+        (:func:`encproxy.s3backend.forwarding.forward_query`); ``headers`` are
+        sent as given (lower-case names), plus Host, Content-Length and the
+        signature.  Raises ServiceUnavailable if the backend cannot be reached
+        or times out, or the error of a failed :class:`BodySource`.
+        """
+        path, host = self.endpoint.target(bucket, key)
+        out = {name.lower(): value for name, value in (headers or {}).items()}
+        out["host"] = host
+        if isinstance(body, BodySource):
+            out["content-length"] = str(body.length)
+            payload_hash = sigv4.UNSIGNED_PAYLOAD
+        elif body is not None or method in ("PUT", "POST"):
+            data = body or b""
+            out["content-length"] = str(len(data))
+            payload_hash = hashlib.sha256(data).hexdigest()
+        else:
+            payload_hash = sigv4.EMPTY_SHA256
+        out.update(sigv4.sign(method, path, query, out, self.identity, self.clock(),
+                              payload_hash))
+        out["user-agent"] = USER_AGENT
+        prepared = requests.PreparedRequest()
+        prepared.method = method
+        prepared.url = self.endpoint.base_url + path + ("?" + query if query else "")
+        prepared.headers = CaseInsensitiveDict(out)
+        prepared.body = body
+        retry = method in IDEMPOTENT and not isinstance(body, BodySource)
+        started = time.monotonic()
+        while True:
+            try:
+                response = self.adapter.send(prepared, stream=True, timeout=self.timeout,
+                                             verify=self.verify, cert=None, proxies={})
+                return BackendResponse(response, method)
+            except requests.RequestException as exc:
+                if isinstance(body, BodySource) and body.error is not None:
+                    raise body.error from None
+                if retry and _stale_connection(exc):
+                    retry = False
+                    continue
+                elapsed = time.monotonic() - started
+                log.warning("backend %s %s%s failed after %.1f s: %s", method, host, path,
+                            elapsed, _describe(exc))
+                raise errors.ServiceUnavailable(
+                    "The storage backend is not available; please retry.") from None
+            except BaseException:
+                if isinstance(body, BodySource) and body.error is not None:
+                    raise body.error from None
+                raise
+
+
+def _stale_connection(exc: requests.RequestException) -> bool:
+    """A pooled keep-alive connection that the backend had closed: safe to try again.
+
+    The backend dropped the connection before answering (``RemoteDisconnected``,
+    a reset, a broken pipe); a refused or timed-out connection is not stale.
+    """
+    if isinstance(exc, (requests.Timeout, requests.exceptions.SSLError)):
+        return False
+    seen: list[BaseException] = []
+    todo: list[Any] = [exc]
+    while todo and len(seen) < 16:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or item in seen:
+            continue
+        if isinstance(item, (ConnectionResetError, BrokenPipeError)):
+            return True
+        seen.append(item)
+        todo.extend([*item.args, item.__cause__, item.__context__])
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connect timeout"
+    if isinstance(exc, requests.ReadTimeout):
+        return "read timeout"
+    reason: Any = exc.args[0] if exc.args else exc
+    return f"{type(exc).__name__}: {getattr(reason, 'reason', reason)}"

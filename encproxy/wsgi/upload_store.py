@@ -1,0 +1,227 @@
+"""Multipart uploads in progress, as encproxy keeps them: in the backend.
+
+S3 returns no metadata for an upload in progress, yet every UploadPart, on any
+replica, needs the upload's envelope (FORMAT.md §7.2).  At
+CreateMultipartUpload, once the backend has answered with the upload id, a
+small JSON **record** is written to encproxy's internal bucket::
+
+    uploads/<h>/record          h = SHA-256(bucket, key, upload id), hex
+    uploads/<h>/held/<part>/<salt>   copies of terminal segments (FORMAT.md §7.4)
+
+Every upload made through encproxy has a record, encrypted or not: an upload
+without one was not made by encproxy (or encproxy stopped between the
+backend's answer and the record), and encproxy writes no part into it, so no
+such upload can receive plaintext parts under an envelope.  Complete and Abort
+delete the record and the held copies.
+
+A record never changes while it exists, so each process caches it (bounded
+LRU).  Unwrapped data keys of uploads are cached for a short time only
+(``key_ttl``), and never for SSE-C, whose key every part request brings.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from encproxy import errors
+from encproxy.crypto.keys import ObjectKeys
+from encproxy.s3 import xml
+from encproxy.wsgi import backend_calls, subrequest
+from encproxy.wsgi.responses import WSGIApp
+
+log = logging.getLogger("encproxy.uploads")
+
+PREFIX = "uploads/"
+RECORD_VERSION = 1
+MAX_RECORDS = 10_000
+MAX_KEYS = 1_000
+KEY_TTL = 120.0
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    bucket: str
+    key: str
+    mode: str                       # none | AES256 | aws:kms | sse-c
+    envelope: str | None = None     # the x-amz-meta-encproxy value written at Create
+    key_id: str | None = None
+    context: str | None = None      # the client's x-amz-server-side-encryption-context
+
+    @property
+    def encrypted(self) -> bool:
+        return self.envelope is not None
+
+    def to_json(self) -> bytes:
+        return json.dumps({"v": RECORD_VERSION, **asdict(self)}, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> UploadRecord:
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            if data.pop("v") != RECORD_VERSION:
+                raise ValueError("record version")
+            return cls(**data)
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+            log.error("an upload record in the internal bucket is unreadable")
+            raise errors.InternalError() from None
+
+
+def upload_location(bucket: str, key: str, upload_id: str) -> str:
+    """``uploads/<h>/``: where everything encproxy keeps for one upload lives."""
+    digest = hashlib.sha256()
+    for part in (bucket, key, upload_id):
+        raw = part.encode("utf-8", "surrogatepass")
+        digest.update(len(raw).to_bytes(4, "big") + raw)
+    return PREFIX + digest.hexdigest() + "/"
+
+
+class UploadStore:
+    def __init__(self, app: WSGIApp, internal_bucket: str, key_ttl: float = KEY_TTL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.app = app
+        self.internal_bucket = internal_bucket
+        self.key_ttl = key_ttl
+        self.clock = clock
+        self._records: OrderedDict[str, UploadRecord] = OrderedDict()
+        self._keys: OrderedDict[str, tuple[float, ObjectKeys]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._bucket_ready = False
+
+    # -- records ------------------------------------------------------------------------
+    def put(self, upload_id: str, record: UploadRecord, parent: dict[str, Any] | None) -> None:
+        self._ensure_internal_bucket(parent)
+        where = upload_location(record.bucket, record.key, upload_id)
+        resp = subrequest.call(self.app, "PUT", self.internal_bucket, where + "record",
+                               headers={"content-type": "application/json"},
+                               body=record.to_json(), parent=parent)
+        if not resp.ok:
+            raise backend_calls.internal_failure(resp.status)
+        self._remember(where, record)
+
+    def get(self, bucket: str, key: str, upload_id: str,
+            parent: dict[str, Any] | None) -> UploadRecord | None:
+        where = upload_location(bucket, key, upload_id)
+        with self._lock:
+            record = self._records.get(where)
+            if record is not None:
+                self._records.move_to_end(where)
+                return record
+        resp = subrequest.call(self.app, "GET", self.internal_bucket, where + "record",
+                               parent=parent)
+        if resp.status == 404:
+            return None
+        if not resp.ok:
+            raise backend_calls.internal_failure(resp.status)
+        record = UploadRecord.from_json(resp.body)
+        if (record.bucket, record.key) != (bucket, key):
+            log.error("upload record at %s names another object", where)
+            raise errors.InternalError()
+        self._remember(where, record)
+        return record
+
+    def _remember(self, where: str, record: UploadRecord) -> None:
+        with self._lock:
+            self._records[where] = record
+            self._records.move_to_end(where)
+            while len(self._records) > MAX_RECORDS:
+                self._records.popitem(last=False)
+
+    def forget(self, bucket: str, key: str, upload_id: str,
+               parent: dict[str, Any] | None) -> None:
+        """Delete the record and every held copy (after Complete or Abort).
+
+        Best effort: what is left holds only ciphertext and the envelope, which
+        the completed object carries anyway; it is logged.
+        """
+        where = upload_location(bucket, key, upload_id)
+        with self._lock:
+            self._records.pop(where, None)
+            self._keys.pop(where, None)
+        try:
+            names = [n for n in self._list(where, parent) if n != where + "record"]
+            for name in names + [where + "record"]:
+                resp = subrequest.call(self.app, "DELETE", self.internal_bucket, name,
+                                       parent=parent)
+                if not resp.ok and resp.status != 404:
+                    raise backend_calls.internal_failure(resp.status)
+        except errors.S3Error as exc:
+            log.warning("could not delete what encproxy kept for upload %s of %s/%s: %s",
+                        upload_id, bucket, key, exc.code)
+
+    # -- held copies of terminal segments (FORMAT.md §7.4) ------------------------------
+    def held_key(self, bucket: str, key: str, upload_id: str, part_number: int,
+                 salt: bytes) -> str:
+        return (upload_location(bucket, key, upload_id)
+                + f"held/{part_number:05d}/{salt.hex()}")
+
+    def find_held(self, bucket: str, key: str, upload_id: str, part_number: int,
+                  etag: str, parent: dict[str, Any] | None) -> tuple[str, int] | None:
+        """The held copy of ``part_number`` whose stored bytes have this ETag: its name
+        in the internal bucket and its size."""
+        prefix = upload_location(bucket, key, upload_id) + f"held/{part_number:05d}/"
+        wanted = etag.strip('"')
+        for name, listed, size in self._list_with_etags(prefix, parent):
+            if listed.strip('"') == wanted:
+                return name, size
+        return None
+
+    def _list(self, prefix: str, parent: dict[str, Any] | None) -> list[str]:
+        return [name for name, _, _ in self._list_with_etags(prefix, parent)]
+
+    def _list_with_etags(self, prefix: str,
+                         parent: dict[str, Any] | None) -> Iterable[tuple[str, str, int]]:
+        token = None
+        while True:
+            query = "list-type=2&prefix=" + backend_calls.quote_param(prefix)
+            if token:
+                query += "&continuation-token=" + backend_calls.quote_param(token)
+            resp = subrequest.call(self.app, "GET", self.internal_bucket, query=query,
+                                   parent=parent)
+            if resp.status == 404:
+                return
+            if not resp.ok:
+                raise backend_calls.internal_failure(resp.status)
+            root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
+            for entry in root.findall("Contents"):
+                yield (xml.child_text(entry, "Key") or "", xml.child_text(entry, "ETag") or "",
+                       int(xml.child_text(entry, "Size") or "0"))
+            token = xml.child_text(root, "NextContinuationToken")
+            if (xml.child_text(root, "IsTruncated") or "") != "true" or not token:
+                return
+
+    # -- unwrapped keys ---------------------------------------------------------------
+    def cached_keys(self, bucket: str, key: str, upload_id: str) -> ObjectKeys | None:
+        where = upload_location(bucket, key, upload_id)
+        with self._lock:
+            entry = self._keys.get(where)
+            if entry is None:
+                return None
+            if self.clock() - entry[0] >= self.key_ttl:
+                del self._keys[where]
+                return None
+            return entry[1]
+
+    def cache_keys(self, bucket: str, key: str, upload_id: str, keys: ObjectKeys) -> None:
+        where = upload_location(bucket, key, upload_id)
+        with self._lock:
+            self._keys[where] = (self.clock(), keys)
+            self._keys.move_to_end(where)
+            while len(self._keys) > MAX_KEYS:
+                self._keys.popitem(last=False)
+
+    # -- the internal bucket -----------------------------------------------------------
+    def _ensure_internal_bucket(self, parent: dict[str, Any] | None) -> None:
+        if self._bucket_ready:
+            return
+        resp = subrequest.call(self.app, "PUT", self.internal_bucket, parent=parent)
+        if not resp.ok and resp.error_code() not in ("BucketAlreadyOwnedByYou",
+                                                     "BucketAlreadyExists"):
+            raise backend_calls.internal_failure(resp.status)
+        self._bucket_ready = True

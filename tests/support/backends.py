@@ -1,0 +1,180 @@
+"""The storage backends the API suite runs against: the file store, moto, Ceph RGW.
+
+moto and Ceph RGW are started by the project's own scripts
+(``scripts/services/moto``, ``scripts/services/ceph-rgw``), bounded in time,
+on 127.0.0.1, and stopped by PID.  A backend that cannot start raises
+RuntimeError with the script's output: the suite fails loudly, it never skips.
+"""
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = REPO / "scripts" / "services"
+MOTO_KEY, MOTO_SECRET = "moto-test-key", "moto-test-secret"
+
+# Known differences of each backend from AWS S3, with what encproxy does about them
+# (docs/BACKENDS.md). A test that takes a backend-specific branch names the quirk, and
+# the run summary lists every quirk exercised (conftest.py), so none goes unnoticed.
+PART_NUMBER_IGNORED = ("answers GET/HEAD ?partNumber=N with the whole object; encproxy "
+                       "refuses the part of a multipart object with NotImplemented rather "
+                       "than return the wrong bytes")
+QUIRKS: dict[str, dict[str, str]] = {
+    "moto": {
+        "part-number-ignored": "moto " + PART_NUMBER_IGNORED,
+        "listing-delimiter-pagination": "moto counts only keys, not common prefixes, "
+                                        "toward max-keys, and its NextMarker is not a key",
+        "newline-in-key": "moto's URL routing does not match a key containing a newline "
+                          "(NoSuchKey on PUT)",
+        "concurrent-overwrite": "moto fails concurrent PUTs of one key with 500 "
+                                "(ValueError: I/O operation on closed file)",
+        "uploads-delimiter-ignored": "moto ignores the delimiter of ListMultipartUploads "
+                                     "(no CommonPrefixes)",
+    },
+    "ceph": {
+        "part-number-ignored": "Ceph RGW " + PART_NUMBER_IGNORED,
+        "complete-omits-parts": "Ceph RGW refuses (InvalidPart) a CompleteMultipartUpload "
+                                "that leaves out parts which were uploaded",
+        "uploads-delimiter-ignored": "Ceph RGW's ListMultipartUploads with a delimiter leaves "
+                                     "out the rolled-up uploads' CommonPrefixes",
+    },
+}
+
+
+@dataclass
+class Backend:
+    kind: str                          # "file", "moto" or "ceph"
+    endpoint: str | None = None
+    access_key: str = ""
+    secret_key: str = ""
+    region: str = "us-east-1"
+    directory: Path | None = None
+    stop: Callable[[], None] = field(default=lambda: None, repr=False)
+
+    @property
+    def is_s3(self) -> bool:
+        return self.endpoint is not None
+
+    def quirk(self, name: str) -> str | None:
+        """The reason text if this backend has the named quirk."""
+        return QUIRKS.get(self.kind, {}).get(name)
+
+    def server_env(self, **options: str) -> dict[str, str]:
+        """Environment overrides that point an encproxy server at this backend."""
+        if not self.is_s3:
+            return {}
+        env = {"ENCPROXY_BACKEND_TYPE": "s3", "ENCPROXY_BACKEND_ENDPOINT": str(self.endpoint),
+               "ENCPROXY_BACKEND_ACCESS_KEY": self.access_key,
+               "ENCPROXY_BACKEND_SECRET_KEY": self.secret_key,
+               "ENCPROXY_BACKEND_REGION": self.region}
+        env.update({"ENCPROXY_BACKEND_" + k.upper(): v for k, v in options.items()})
+        return env
+
+    def client(self) -> Any:
+        """A boto3 client on the backend itself, bypassing encproxy."""
+        assert self.is_s3, "the file store has no S3 endpoint of its own"
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name=self.region,
+            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+
+def _run_service(script: str, *args: str, timeout: float) -> dict[str, str]:
+    try:
+        result = subprocess.run([str(SERVICES / script), *args], capture_output=True, text=True,
+                                timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"scripts/services/{script} {' '.join(args)} did not finish in "
+                           f"{timeout} s:\n{exc.stdout or ''}{exc.stderr or ''}") from None
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/services/{script} {' '.join(args)} failed "
+                           f"({result.returncode}):\n{result.stdout}{result.stderr}")
+    values = {}
+    for line in result.stdout.splitlines():
+        name, sep, value = line.partition("=")
+        if sep:
+            values[name] = value.strip('"')
+    return values
+
+
+def start_moto(directory: Path) -> Backend:
+    values = _run_service("moto", "start", str(directory), timeout=60)
+    return Backend("moto", values["MOTO_ENDPOINT"], MOTO_KEY, MOTO_SECRET, directory=directory,
+                   stop=lambda: _run_service("moto", "stop", str(directory), timeout=30) and None)
+
+
+def start_ceph(directory: Path) -> Backend:
+    values = _run_service("ceph-rgw", "start", str(directory), timeout=180)
+    return Backend("ceph", values["RGW_ENDPOINT"], values["RGW_ACCESS_KEY"],
+                   values["RGW_SECRET_KEY"], directory=directory,
+                   stop=lambda: _run_service("ceph-rgw", "stop", str(directory),
+                                             timeout=60) and None)
+
+
+def start_backend(kind: str, directory: Path) -> Backend:
+    if kind == "file":
+        return Backend("file")
+    if kind == "moto":
+        return start_moto(directory)
+    if kind == "ceph":
+        return start_ceph(directory)
+    raise ValueError(kind)
+
+
+# -- what a backend holds: the attacker's (and auditor's) view, for every backend kind ----
+@dataclass
+class StoredObject:
+    user_metadata: dict[str, str]
+    body: bytes
+
+
+class Stored:
+    """Read and write a backend's objects directly, bypassing encproxy.
+
+    The file store through its storage engine (``support.backend_files``), an S3
+    backend through boto3. For tests that check the backend never holds plaintext, and
+    that tamper with stored objects as someone with write access to the backend could.
+    """
+
+    def __init__(self, backend: Backend, root: Path) -> None:
+        self.backend = backend
+        self.root = root
+        self._client = backend.client() if backend.is_s3 else None
+
+    def read(self, bucket: str, key: str) -> StoredObject:
+        if self._client is None:
+            from support.backend_files import read_stored
+            record, body = read_stored(self.root, bucket, key)
+            return StoredObject(dict(record.meta.user_metadata), body)
+        got = self._client.get_object(Bucket=bucket, Key=key)
+        return StoredObject(dict(got["Metadata"]), got["Body"].read())
+
+    def write(self, bucket: str, key: str, body: bytes, user_metadata: dict[str, str]) -> None:
+        if self._client is None:
+            from support.backend_files import write_stored
+            write_stored(self.root, bucket, key, body, user_metadata)
+            return
+        self._client.put_object(Bucket=bucket, Key=key, Body=body, Metadata=user_metadata)
+
+    def all_bytes(self) -> bytes:
+        """Every stored body and every metadata name and value, concatenated."""
+        if self._client is None:
+            from support.backend_files import all_stored_bytes
+            return all_stored_bytes(self.root)
+        out = bytearray()
+        for bucket in self._client.list_buckets()["Buckets"]:
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                    Bucket=bucket["Name"]):
+                for entry in page.get("Contents", []):
+                    got = self._client.get_object(Bucket=bucket["Name"], Key=entry["Key"])
+                    for name, value in got["Metadata"].items():
+                        out += name.encode() + b"\0" + value.encode() + b"\0"
+                    out += got["Body"].read()
+        return bytes(out)

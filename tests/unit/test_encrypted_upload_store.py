@@ -1,0 +1,93 @@
+"""Upload records and held copies in the internal bucket, over the file store app."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from encproxy import errors
+from encproxy.crypto.keys import ObjectKeys
+from encproxy.filestore.store import FileStore
+from encproxy.format.constants import Kind, Suite
+from encproxy.wsgi import subrequest
+from encproxy.wsgi.filestore_app import FileStoreApp
+from encproxy.wsgi.upload_store import UploadRecord, UploadStore, upload_location
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> FileStoreApp:
+    return FileStoreApp(FileStore(tmp_path / "store"), region="us-east-1")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(app: FileStoreApp, clock: Clock) -> UploadStore:
+    return UploadStore(app, "encproxy-internal", key_ttl=10.0, clock=clock)
+
+
+RECORD = UploadRecord("bkt", "a/key", "aws:kms", "ZW52ZWxvcGU", "test-key", "e30=")
+
+
+def test_record_round_trip_and_cache(store: UploadStore, app: FileStoreApp):
+    assert store.get("bkt", "a/key", "u1", None) is None
+    store.put("u1", RECORD, None)
+    assert UploadRecord.from_json(RECORD.to_json()) == RECORD
+    fresh = UploadStore(app, "encproxy-internal")   # another process: reads the backend
+    assert fresh.get("bkt", "a/key", "u1", None) == RECORD
+    assert fresh.get("bkt", "a/key", "u2", None) is None
+    assert fresh.get("bkt", "other", "u1", None) is None   # bound to bucket and key
+    plain = UploadRecord("bkt", "p", "none")
+    store.put("u3", plain, None)
+    assert not fresh.get("bkt", "p", "u3", None).encrypted   # type: ignore[union-attr]
+
+
+def test_locations_do_not_collide():
+    seen = {upload_location(*t) for t in [("ab", "c", "u"), ("a", "bc", "u"), ("a", "b", "cu"),
+                                          ("a", "b/c", "u"), ("a/b", "c", "u")]}
+    assert len(seen) == 5 and all(s.startswith("uploads/") and s.endswith("/") for s in seen)
+
+
+def test_held_copies_are_found_by_etag_and_forgotten(store: UploadStore, app: FileStoreApp):
+    store.put("u1", RECORD, None)
+    etags = {}
+    for salt, body in ((b"\x01" * 16, b"first upload"), (b"\x02" * 16, b"second upload")):
+        name = store.held_key("bkt", "a/key", "u1", 7, salt)
+        resp = subrequest.call(app, "PUT", "encproxy-internal", name, body=body)
+        etags[body] = resp.headers["etag"]
+    found = store.find_held("bkt", "a/key", "u1", 7, etags[b"second upload"], None)
+    assert found == (store.held_key("bkt", "a/key", "u1", 7, b"\x02" * 16), 13)
+    assert store.find_held("bkt", "a/key", "u1", 8, etags[b"second upload"], None) is None
+    store.forget("bkt", "a/key", "u1", None)
+    resp = subrequest.call(app, "GET", "encproxy-internal", query="list-type=2&prefix=uploads/")
+    assert b"<Contents>" not in resp.body
+    assert UploadStore(app, "encproxy-internal").get("bkt", "a/key", "u1", None) is None
+
+
+def test_keys_are_cached_briefly(store: UploadStore, clock: Clock):
+    keys = ObjectKeys.generate(Kind.MULTIPART, Suite.AES256_GCM)
+    store.cache_keys("bkt", "k", "u", keys)
+    assert store.cached_keys("bkt", "k", "u") is keys
+    clock.now = 9.9
+    assert store.cached_keys("bkt", "k", "u") is keys
+    clock.now = 10.0
+    assert store.cached_keys("bkt", "k", "u") is None
+
+
+def test_an_unreadable_record_is_an_internal_error(store: UploadStore, app: FileStoreApp):
+    store.put("u1", RECORD, None)
+    where = upload_location("bkt", "a/key", "u9") + "record"
+    subrequest.call(app, "PUT", "encproxy-internal", where, body=b"{not json")
+    with pytest.raises(errors.InternalError):
+        store.get("bkt", "a/key", "u9", None)
