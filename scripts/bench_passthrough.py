@@ -7,11 +7,13 @@ For each backend (Ceph RGW, the one that counts, and moto), in one run:
 1. start it with the project's own script (scripts/services/ceph-rgw, .../moto);
 2. start ``encproxy serve`` on it (``[backend] type = s3``, objects stored as sent:
    ``[encryption] default = none``), gthread workers as shipped (2 x 8);
-3. one untimed warm-up PUT and GET on each side, then paired rounds: each round PUTs
-   then GETs one SIZE object directly on the backend
-   and through encproxy, in alternating order (so drift hits both sides alike); between
-   rounds the objects are deleted and, on Ceph, garbage-collected at once
-   (``radosgw-admin gc process``), so that RGW's collector never runs mid-transfer.
+3. one untimed warm-up PUT and GET on each side, then paired rounds. Each round PUTs
+   one SIZE object directly on the backend and one through encproxy (the order
+   alternates between rounds), waits 3 s for the backend to settle, then GETs them in
+   the order A B B A, each side's rate being the mean of its two reads, so that drift
+   within a round weighs on both sides alike. Between rounds the objects are deleted
+   and, on Ceph, garbage-collected at once (``radosgw-admin gc process``), so that
+   RGW's collector never runs mid-transfer.
 
 The client is the same for both sides and deliberately lean: one HTTP/1.1
 connection, SigV4 with ``UNSIGNED-PAYLOAD``, the body sent from memory in 1 MiB
@@ -46,6 +48,7 @@ from encproxy import sigv4
 
 MiB = 1 << 20
 PIECE = MiB
+SETTLE_SECONDS = 3
 CLIENT_KEY, CLIENT_SECRET = "bench-client", "bench-client-secret-0123"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -277,15 +280,21 @@ def run_backend(kind: str, size: int, rounds: int, data: memoryview, md5: str,
                     figures.cpu_put.append((cpu_seconds(proxy.pids()) - before) / gib)
                 else:
                     figures.direct_put.append(mbps)
-            for target, is_proxy in order:
+            # The backend is still busy for a moment after a large PUT (RGW's first GET
+            # then runs at half speed): settle, then read A B B A, so that drift within
+            # the round weighs on both sides alike.
+            time.sleep(SETTLE_SECONDS)
+            rates: dict[bool, list[float]] = {False: [], True: []}
+            cpus: list[float] = []
+            for target, is_proxy in order + order[::-1]:
                 before = cpu_seconds(proxy.pids())
                 seconds = get(target, f"/bench/{target.name}-{round_number}", size)
-                mbps = size / seconds / 1e6
+                rates[is_proxy].append(size / seconds / 1e6)
                 if is_proxy:
-                    figures.proxy_get.append(mbps)
-                    figures.cpu_get.append((cpu_seconds(proxy.pids()) - before) / gib)
-                else:
-                    figures.direct_get.append(mbps)
+                    cpus.append((cpu_seconds(proxy.pids()) - before) / gib)
+            figures.direct_get.append(statistics.mean(rates[False]))
+            figures.proxy_get.append(statistics.mean(rates[True]))
+            figures.cpu_get.append(statistics.mean(cpus))
             print(f"  {kind} round {round_number + 1}: PUT direct "
                   f"{figures.direct_put[-1]:.0f} / encproxy {figures.proxy_put[-1]:.0f} MB/s, "
                   f"GET direct {figures.direct_get[-1]:.0f} / encproxy "

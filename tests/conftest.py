@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from botocore.exceptions import ClientError
 
-from support.backends import Backend, Stored, start_backend
+from support.backends import INTERMITTENT, Backend, Stored, start_backend
 from support.clients import make_client
 from support.server import RunningServer, start_server
 
@@ -77,6 +77,8 @@ class Quirks:
             yield
         except (AssertionError, ClientError, subprocess.CalledProcessError):
             pytest.xfail(f"{self.backend.kind} quirk {name}: {reason}")
+        if (self.backend.kind, name) in INTERMITTENT:
+            return  # a race that did not happen this time: the assertions held
         pytest.fail(f"the known {self.backend.kind} quirk {name!r} did not show: update "
                     f"QUIRKS in tests/support/backends.py and docs/BACKENDS.md")
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from botocore.exceptions import ClientError
 
-from support.raw_s3 import Signed
+from support.raw_s3 import Signed, read_response
 
 
 def test_disconnect_mid_upload_leaves_nothing(server, s3, bucket, backend, backend_client):
@@ -73,25 +73,6 @@ def test_garbage_requests_get_xml_errors(server):
     resp = requests.get(f"{server.endpoint}/%ff%fe/key", timeout=10)
     assert resp.status_code in (400, 403)
     assert resp.content.startswith(b"<?xml")
-
-
-def read_response(sock: socket.socket) -> bytes:
-    """One whole HTTP response with a Content-Length: headers, then that many bytes."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        piece = sock.recv(65536)
-        if not piece:
-            return data
-        data += piece
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:")))
-    while len(body) < length:
-        piece = sock.recv(65536)
-        if not piece:
-            break
-        body += piece
-    return head + b"\r\n\r\n" + body
 
 
 def test_stalled_upload_times_out(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from support.clients import make_client
-from support.raw_s3 import Signed
+from support.raw_s3 import Signed, read_response
 from support.server import start_server
 
 MiB = 1024 * 1024
@@ -71,7 +71,7 @@ def test_large_upload_that_stalls_times_out_and_stores_nothing(tmp_path):
         sock.sendall(wire[:-MiB])  # headers and half the body, then silence
         sock.settimeout(30)
         started = time.monotonic()
-        reply = sock.recv(65536)
+        reply = read_response(sock)
         assert time.monotonic() - started < 20
         assert reply.startswith(b"HTTP/1.1 400") and b"<Code>RequestTimeout</Code>" in reply
         sock.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import socket
 import zlib
 from datetime import datetime, timezone
 from urllib.parse import quote, urlsplit
@@ -131,3 +132,22 @@ def put_aws_chunked(url: str, data: bytes, form: str, chunk: int = 64 * 1024,
     body = frame(signed)
     assert len(body) == int(headers["content-length"])
     return requests.put(url, data=body, headers=signed.headers, timeout=30)
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP response with a Content-Length: headers, then that many bytes."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        if not piece:
+            return data
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        body += piece
+    return head + b"\r\n\r\n" + body
