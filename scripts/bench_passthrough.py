@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from encproxy import sigv4
+from encproxy import sigv4  # noqa: E402
 
 MiB = 1 << 20
 PIECE = MiB
@@ -319,9 +319,9 @@ def run_backend(kind: str, size: int, rounds: int, data: memoryview, md5: str,
 
 def report(kind: str, f: Figures) -> str:
     med = statistics.median
-    put_ratio = med(p / d for p, d in zip(f.proxy_put, f.direct_put))
-    get_ratio = med(p / d for p, d in zip(f.proxy_get, f.direct_get))
-    spread = {op: ", ".join(f"{p / d:.0%}" for p, d in zip(proxied, direct))
+    put_ratio = med(p / d for p, d in zip(f.proxy_put, f.direct_put, strict=True))
+    get_ratio = med(p / d for p, d in zip(f.proxy_get, f.direct_get, strict=True))
+    spread = {op: ", ".join(f"{p / d:.0%}" for p, d in zip(proxied, direct, strict=True))
               for op, proxied, direct in (("PUT", f.proxy_put, f.direct_put),
                                           ("GET", f.proxy_get, f.direct_get))}
     return (f"| {kind} | PUT | {med(f.direct_put):.0f} | {med(f.proxy_put):.0f} | "

@@ -53,7 +53,7 @@ class SocketBody(io.RawIOBase):
         """Bytes of the body not yet read."""
         return int(self._reader.length)
 
-    def readinto(self, buffer: Any) -> int:  # type: ignore[override]
+    def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
         buffer[:len(data)] = data
         return len(data)
@@ -94,7 +94,7 @@ class SocketBody(io.RawIOBase):
 
     def _held(self, size: int) -> bytes:
         """Up to ``size`` bytes gunicorn read ahead; the rest (maybe the next request) stays."""
-        held = self._unreader.buf.getvalue()
+        held: bytes = self._unreader.buf.getvalue()
         if not held:
             return b""
         self._unreader.buf = io.BytesIO()

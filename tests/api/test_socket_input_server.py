@@ -9,7 +9,6 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-
 from support.clients import make_client
 from support.raw_s3 import Signed, read_response
 from support.server import start_server
