@@ -80,6 +80,7 @@ class ObjectEncryptor:
         self.keys = keys
         self.plaintext_size = plaintext_size
         self.ciphertext_size = ciphertext_size(plaintext_size)
+        self._etag_seal: bytes | None = None
 
     def encrypt(self, source: Source, md5: Callable[[], bytes] | None = None
                 ) -> Iterator[memoryview]:
@@ -104,8 +105,22 @@ class ObjectEncryptor:
         value = digest.digest() if digest else md5()  # type: ignore[misc]
         if len(value) != MD5_SIZE:
             raise ValueError("md5 must return 16 bytes")
-        out.put(cipher.seal(ETAG_SEAL_INDEX, _seal_aad(self.keys, self.plaintext_size), value))
+        self._etag_seal = cipher.seal(ETAG_SEAL_INDEX, _seal_aad(self.keys, self.plaintext_size),
+                                      value)
+        out.put(self._etag_seal)
         yield out.take()
+
+    def fingerprint(self) -> bytes:
+        """16 bytes that tell this ciphertext apart from any other, once encrypted.
+
+        The MD5 of the ETag seal, the body's last bytes: the seal is made under a
+        fresh data key, so two writes never share it, and it already commits to
+        the plaintext MD5.  A store may keep it as the object's own ETag instead
+        of hashing the whole ciphertext (docs/ENCRYPTION.md, "ETags").
+        """
+        if self._etag_seal is None:
+            raise ValueError("the object is not completely encrypted yet")
+        return hashlib.md5(self._etag_seal, usedforsecurity=False).digest()
 
 
 class ObjectDecryptor:

@@ -15,7 +15,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from operator import attrgetter
 
 from encproxy.errors import (
@@ -36,6 +36,14 @@ log = logging.getLogger("encproxy.filestore")
 
 def md5_hash() -> hashlib._Hash:
     return hashlib.md5(usedforsecurity=False)
+
+
+def _fingerprint(digest_of: Callable[[], bytes] | None) -> bytes:
+    assert digest_of is not None
+    digest = digest_of()
+    if len(digest) != 16:
+        raise InternalError("A stored digest must be 16 bytes.")
+    return digest
 
 
 def check_length(length: int) -> int:
@@ -172,10 +180,14 @@ class ObjectStore:
 
     # -- objects --------------------------------------------------------------------
     def put_object(self, bucket: str, key: str, body: BodyReader, length: int,
-                   meta: ObjectMeta | None = None) -> ObjectRecord:
+                   meta: ObjectMeta | None = None,
+                   digest_of: Callable[[], bytes] | None = None) -> ObjectRecord:
         """Store exactly ``length`` bytes of ``body`` under ``key``, atomically.
 
-        Streams in 1 MiB pieces and computes the MD5 (the ETag) on the way.  If
+        Streams in 1 MiB pieces and computes the MD5 (the ETag) on the way, unless
+        ``digest_of`` is given: then it is called once the body is read and its 16
+        bytes are kept instead (the fingerprint of a sealed object, whose ciphertext
+        needs no MD5: environ.STORED_DIGEST).  If
         the body raises, that exception propagates; if it ends early,
         IncompleteBody; either way nothing becomes visible and the temp file is
         removed.  Concurrent writers to one key: the last rename wins, whole.
@@ -186,17 +198,20 @@ class ObjectStore:
         meta = ObjectMeta() if meta is None else meta
         self.require_bucket(bucket)
         record = sf.encode_fields(sf.object_fields(key, meta, None))
-        md5 = digests.md5_for(length)  # hashed beside the write, on the other core
+        # hashed beside the write, on the other core
+        md5 = digests.md5_for(length) if digest_of is None else None
         try:
             with TempFile(self.layout.tmp, "put") as tf:
                 tf.write(sf.encode_fixed(len(record), length, sf.EMPTY_MD5, 0.0))
                 tf.write(record)
                 receive(body, length, tf, md5)
-                digest, now = md5.digest(), time.time()
+                digest = md5.digest() if md5 is not None else _fingerprint(digest_of)
+                now = time.time()
                 tf.pwrite(sf.encode_fixed(len(record), length, digest, now), 0)
                 self._commit_object(tf, bucket, loc)
         finally:
-            digests.close(md5)
+            if md5 is not None:
+                digests.close(md5)
         return ObjectRecord(key=key, size=length, etag=etags.md5_etag(digest), last_modified=now,
                             meta=meta, part_sizes=None)
 

@@ -41,8 +41,8 @@ class BodyReader(Protocol):
     def read(self, n: int, /) -> bytes: ...
 
 
-def receive(body: BodyReader, length: int, out: TempFile, md5: Digest) -> None:
-    """Copy exactly ``length`` bytes of ``body`` into ``out``, hashing them.
+def receive(body: BodyReader, length: int, out: TempFile, md5: Digest | None) -> None:
+    """Copy exactly ``length`` bytes of ``body`` into ``out``, hashing them into ``md5``.
 
     A body that ends early raises IncompleteBody.  A reader that returns more
     than it was asked for breaks its contract and raises InternalError rather
@@ -60,7 +60,8 @@ def receive(body: BodyReader, length: int, out: TempFile, md5: Digest) -> None:
         n = len(piece)
         if n > want:
             raise InternalError("The request body returned more bytes than asked for.")
-        md5.update(piece)
+        if md5 is not None:
+            md5.update(piece)
         out.write(piece)
         remaining -= n
 

@@ -194,6 +194,7 @@ class EncryptionMiddleware:
             req.environ, drop=(*PLAINTEXT_BODY_HEADERS, *_header_names(_sse_request_headers(
                 req.environ))), headers=extra_meta, body=ciphertext,
             content_length=encryptor.ciphertext_size)
+        inner[env.STORED_DIGEST] = encryptor.fingerprint  # the file store needs no MD5 of it
         try:
             resp = subrequest.open_stream(self.app, inner)
             resp_body = resp.read_all()

@@ -13,3 +13,8 @@ RAW_PATH = "encproxy.raw_path"        # the path exactly as the client sent it
 RAW_QUERY = "encproxy.raw_query"      # the query string exactly as sent
 ACCESS_KEY = "encproxy.access_key"    # set by authentication: who is calling
 BODY_CHECKSUMS = "encproxy.body_checksums"  # filled by the verified body at EOF
+# Set by the encryption layer on the PUT of a sealed single-part object: a callable
+# giving, once the body is read, the 16 bytes the embedded store keeps as the ETag
+# instead of the ciphertext's MD5 (ObjectEncryptor.fingerprint).  S3 backends make
+# their own ETags and ignore it.
+STORED_DIGEST = "encproxy.stored_digest"

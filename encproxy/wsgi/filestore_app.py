@@ -243,7 +243,8 @@ class FileStoreApp:
         assert req.bucket is not None and req.key is not None
         meta = self._meta_from_request(req)
         length = self._put_length(req)
-        record = self.store.put_object(req.bucket, req.key, req.body, length, meta)
+        record = self.store.put_object(req.bucket, req.key, req.body, length, meta,
+                                       digest_of=req.environ.get(env.STORED_DIGEST))
         return Response(b"", status=200,
                         headers={"ETag": _quoted(record.etag), **self._checksum_headers(req)})
 

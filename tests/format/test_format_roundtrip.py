@@ -33,6 +33,7 @@ from encproxy.errors import IncompleteBody
 from encproxy.format.constants import (
     CHUNK_CIPHERTEXT_SIZE,
     CHUNK_SIZE,
+    ETAG_SEAL_SIZE,
     MAX_PART_NUMBER,
     MIN_PART_SIZE,
     SEGMENT_HEADER_SIZE,
@@ -153,6 +154,20 @@ def test_md5_from_caller_and_copied_stream() -> None:
         [plaintext], md5=lambda: md5)))
     dec = ObjectDecryptor(keys, len(body))
     assert join(dec.decrypt([body])) == plaintext and dec.etag_md5 == md5
+
+
+@pytest.mark.parametrize("suite", list(Suite), ids=lambda s: s.label)
+def test_fingerprint_is_the_md5_of_the_seal_and_new_for_every_write(suite: Suite) -> None:
+    plaintext = rand_bytes(C + 3, 9)
+    prints = []
+    for _ in range(2):
+        enc = ObjectEncryptor(ObjectKeys.generate(Kind.SINGLE, suite), len(plaintext))
+        with pytest.raises(ValueError):
+            enc.fingerprint()  # not before the seal exists
+        body = join(enc.encrypt([plaintext]))
+        assert enc.fingerprint() == hashlib.md5(body[-ETAG_SEAL_SIZE:]).digest()
+        prints.append(enc.fingerprint())
+    assert prints[0] != prints[1]  # same plaintext, fresh data keys
 
 
 @pytest.mark.parametrize("suite", list(Suite), ids=lambda s: s.label)

@@ -137,6 +137,7 @@ def start_backend(kind: str, directory: Path) -> Backend:
 class StoredObject:
     user_metadata: dict[str, str]
     body: bytes
+    etag: str = ""     # the backend's own ETag, unquoted
 
 
 class Stored:
@@ -156,9 +157,9 @@ class Stored:
         if self._client is None:
             from support.backend_files import read_stored
             record, body = read_stored(self.root, bucket, key)
-            return StoredObject(dict(record.meta.user_metadata), body)
+            return StoredObject(dict(record.meta.user_metadata), body, record.etag)
         got = self._client.get_object(Bucket=bucket, Key=key)
-        return StoredObject(dict(got["Metadata"]), got["Body"].read())
+        return StoredObject(dict(got["Metadata"]), got["Body"].read(), got["ETag"].strip('"'))
 
     def write(self, bucket: str, key: str, body: bytes, user_metadata: dict[str, str]) -> None:
         if self._client is None:

@@ -240,6 +240,23 @@ def test_round_trip_with_metadata(store: FileStore) -> None:
         assert body.read() == b"hello world"
 
 
+def test_a_given_digest_is_kept_as_the_etag_without_hashing(store: FileStore,
+                                                             monkeypatch) -> None:
+    """A sealed object's fingerprint replaces the MD5 (environ.STORED_DIGEST)."""
+    calls = []
+    monkeypatch.setattr(store_module.digests, "md5_for", lambda n: calls.append(n))
+    data = b"ciphertext" * 1000
+    given = bytes(range(16))
+    record = store.put_object("bucket", "sealed", Body(data), len(data),
+                              digest_of=lambda: given)
+    assert record.etag == given.hex() and calls == []
+    assert store.head_object("bucket", "sealed").etag == given.hex()
+    assert get(store, "sealed") == data
+    with pytest.raises(errors.InternalError):
+        store.put_object("bucket", "bad", Body(b"x"), 1, digest_of=lambda: b"short")
+    assert [r.key for r in store.list_objects("bucket").contents] == ["sealed"]
+
+
 def test_empty_object(store: FileStore) -> None:
     record = put(store, "empty", b"")
     assert record.etag == "d41d8cd98f00b204e9800998ecf8427e"
