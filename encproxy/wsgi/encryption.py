@@ -68,6 +68,9 @@ LISTING_LOOKUP_THREADS = 8
 # Bodies from this size up are decrypted one batch ahead in a helper thread; below it,
 # starting the thread costs more than it saves.
 READ_AHEAD_FROM = 2 * 1024 * 1024
+# Stored bodies up to this size are read whole by a GET that has not yet learnt the
+# object's ETag: the sealed MD5 comes with them, instead of by a second backend request.
+WHOLE_BODY_UP_TO = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -269,10 +272,16 @@ class EncryptionMiddleware:
         first = subrequest.open_stream(self.app, subrequest.derived_environ(
             req.environ, method="HEAD" if head or ranged else "GET", drop=drop, query=query))
         if first.status >= 300 or first.header(ENVELOPE_HEADER) is None:
-            first.close()
             if customer is not None and first.status < 300:
+                first.close()
                 raise errors.InvalidRequest(
                     "The encryption parameters are not applicable to this object.")
+            if not ranged and customer is None and \
+                    not any(name in req.headers for name in CONDITIONAL_HEADERS):
+                # The first request was the client's own, unchanged: its answer is the
+                # answer (an object stored as sent, or an error), with no second request.
+                return Response(first.body, status=first.status, headers=first.headers)
+            first.close()
             return self._pass(req)
         try:
             return self._read_encrypted(req, head, ranged, customer, first, query)
@@ -307,7 +316,11 @@ class EncryptionMiddleware:
         except errors.IntegrityError as exc:
             self._integrity(bucket, key, exc)
             raise
-        etag = self._etag(req, decryptor, mode, backend_etag, stored_size)
+        whole = None
+        if not head and not ranged and stored_size <= WHOLE_BODY_UP_TO and \
+                mode != sse.MODE_SSE_C and self.facts.get(backend_etag, stored_size) is None:
+            whole = first.read_all(limit=stored_size)
+        etag = self._etag(req, decryptor, mode, backend_etag, stored_size, whole)
         last_modified = parse_http_date(first.header("last-modified") or "") or 0.0
         try:
             preconditions.check(req.headers, etag, last_modified)
@@ -360,7 +373,7 @@ class EncryptionMiddleware:
                 decryptor.decrypt_range(plan, stream.body)
         else:
             stream = first
-            batches = decryptor.decrypt(stream.body)
+            batches = decryptor.decrypt(stream.body if whole is None else [whole])
         return self._stream_response(batches, stream, status, headers, bucket, key,
                                      size if byte_range is None else byte_range.length)
 
@@ -429,16 +442,21 @@ class EncryptionMiddleware:
             raise
 
     def _etag(self, req: S3Request, decryptor: ObjectDecryptor, mode: str, backend_etag: str,
-              stored_size: int) -> str:
-        """The client-visible ETag: the sealed plaintext MD5 (SSE-C: the backend's)."""
+              stored_size: int, whole: bytes | None = None) -> str:
+        """The client-visible ETag: the sealed plaintext MD5 (SSE-C: the backend's).
+
+        ``whole``: the stored body, if it was read already; else the seal is fetched.
+        """
         if mode == sse.MODE_SSE_C:
             return backend_etag
         facts = self.facts.get(backend_etag, stored_size)
         if facts is not None:
             return facts.etag
         start, stop = decryptor.etag_seal_range
-        stream = self._fetch(req, "", (start, stop - 1), backend_etag)
-        seal = stream.read_all(limit=64)
+        if whole is not None:
+            seal = whole[start:stop]
+        else:
+            seal = self._fetch(req, "", (start, stop - 1), backend_etag).read_all(limit=64)
         try:
             etag = '"' + decryptor.open_etag_seal(seal).hex() + '"'
         except errors.IntegrityError as exc:

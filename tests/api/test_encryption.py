@@ -76,6 +76,22 @@ def test_bucket_default_round_trip(stored, s3, encrypted_bucket, size):
     assert_no_plaintext_in_backend(stored)
 
 
+def test_backend_etag_names_the_ciphertext_and_is_new_for_every_write(backend, stored, s3,
+                                                                      encrypted_bucket):
+    """The file store keeps the seal's fingerprint instead of hashing the ciphertext
+    (docs/ENCRYPTION.md, "ETags"); S3 backends keep their MD5 of it."""
+    data = marked(200_000)
+    held = []
+    for _ in range(2):
+        assert s3.put_object(Bucket=encrypted_bucket, Key="twice", Body=data)["ETag"] == \
+            md5_etag(data)
+        held.append(stored.read(encrypted_bucket, "twice"))
+        expected = held[-1].body if backend.is_s3 else held[-1].body[-32:]
+        assert held[-1].etag == hashlib.md5(expected).hexdigest()
+    assert held[0].etag != held[1].etag
+    assert s3.head_object(Bucket=encrypted_bucket, Key="twice")["ETag"] == md5_etag(data)
+
+
 def test_request_headers_override_bucket_configuration(stored, s3, encrypted_bucket):
     data = marked(1000)
     put = s3.put_object(Bucket=encrypted_bucket, Key="kms", Body=data,
@@ -275,14 +291,17 @@ def get_raw(server, bucket: str, key: str) -> tuple[int, bytes, bool]:
     return resp.status, body, whole
 
 
+# 200 kB: read whole with its seal (WHOLE_BODY_UP_TO); 3 MiB: the seal fetched by a range.
+@pytest.mark.parametrize("size", [200_000, 3 * 1024 * 1024])
 @pytest.mark.parametrize("where", ["first-chunk", "late-chunk", "seal"])
 def test_flipped_byte_is_an_error_never_wrong_bytes(server, stored, s3, encrypted_bucket,
-                                                    where):
-    data = marked(3 * 1024 * 1024)
+                                                    where, size):
+    data = marked(size)
     s3.put_object(Bucket=encrypted_bucket, Key="t", Body=data)
     held = stored.read(encrypted_bucket, "t")
-    size = len(held.body)
-    offset = {"first-chunk": 100, "late-chunk": size - 70_000, "seal": size - 5}[where]
+    stored_size = len(held.body)
+    offset = {"first-chunk": 100, "late-chunk": stored_size - 70_000,
+              "seal": stored_size - 5}[where]
     tampered = bytearray(held.body)
     tampered[offset] ^= 0x01
     stored.write(encrypted_bucket, "t", bytes(tampered), held.user_metadata)
