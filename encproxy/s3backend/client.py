@@ -145,15 +145,18 @@ class BackendResponse:
         value = self.header("content-length")
         return int(value) if value is not None and value.isdigit() else None
 
-    def pieces(self, piece: int = PIECE) -> Iterator[bytes]:
-        """The body in pieces of up to ``piece`` bytes; BackendBroken if it ends early."""
+    def pieces(self, piece: int = PIECE, first: int | None = None) -> Iterator[bytes]:
+        """The body in pieces of up to ``piece`` bytes (the first up to ``first``);
+        BackendBroken if it ends early."""
         expected = None if self.method == "HEAD" else self.content_length
         read = self._raw.read
         received = 0
+        size = first or piece
         try:
             while True:
                 try:
-                    data = read(piece, decode_content=False)
+                    data = read(size, decode_content=False)
+                    size = piece
                 except Exception as exc:
                     raise BackendBroken(f"backend connection failed after {received} bytes "
                                         f"of {expected}: {exc}") from exc

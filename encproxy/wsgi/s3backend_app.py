@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
@@ -54,6 +54,9 @@ log = logging.getLogger("encproxy.s3backend")
 
 MAX_PUT_SIZE = 5 * 1024**3
 MAX_DELETE_OBJECTS = 1000
+# What is read of a body before the response starts (a reader above may only want the
+# headers: the encryption layer looks at an object's metadata first).
+FIRST_PIECE = 64 * 1024
 MAX_ERROR_BODY = 64 * 1024
 MAX_RESULT_BODY = 8 * 1024 * 1024
 # Elements of a backend's error body that describe the backend, not the request.
@@ -130,8 +133,19 @@ class S3BackendApp:
         if req.method == "HEAD" or resp.status in (204, 304):
             resp.close()
             return Response(None, status=status or resp.status, headers=headers)
-        return Response(resp.pieces(), status=status or resp.status, headers=headers,
-                        direct_passthrough=True)
+        # The first piece is read now: a backend that breaks before sending any of the
+        # body is a 503 the client can read. Once the response has started, a break can
+        # only abort the connection (BackendBroken propagates from the iterator).
+        pieces = resp.pieces(first=FIRST_PIECE)
+        try:
+            first = next(pieces, b"")
+        except BackendBroken as exc:
+            log.warning("backend answer to %s %s broke before its body: %s", req.method,
+                        req.environ.get(env.RAW_PATH), exc)
+            raise errors.ServiceUnavailable(
+                "The storage backend failed while answering; please retry.") from None
+        return Response(_prepend(first, pieces), status=status or resp.status,
+                        headers=headers, direct_passthrough=True)
 
     def _read_result(self, req: S3Request, resp: BackendResponse) -> Any:
         """A small XML success body, parsed; an ``<Error>`` inside a 200 (S3 sends those
@@ -536,6 +550,17 @@ class S3BackendApp:
         root.add("Key", req.key)
         root.add("ETag", _quoted(etag) if etag else "")
         return xml_response(root, environ=req.environ, headers=dict(self._result_headers(resp)))
+
+
+def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        if first:
+            yield first
+        yield from rest
+    finally:
+        close = getattr(rest, "close", None)
+        if close is not None:
+            close()
 
 
 def _quoted(etag: str) -> str:

@@ -2,8 +2,8 @@
 
 Put between encproxy and its S3 backend, it forwards bytes both ways until told to cut
 a connection after so many bytes of a request (encproxy's upload dies mid-body) or of
-a response (the backend dies mid-GET). A cut is a reset (SO_LINGER 0), as when a
-process is killed, on both sides.
+a response (the backend dies mid-GET). A cut ends the connection as a killed process's
+would: with FIN towards encproxy mid-response, with a reset (SO_LINGER 0) mid-request.
 """
 from __future__ import annotations
 
@@ -48,12 +48,15 @@ class CuttingProxy:
                 _reset(client)
                 continue
             cut = Cut(self.cut.request_after, self.cut.response_after)
-            threading.Thread(target=self._pump, args=(client, upstream, cut.request_after),
+            threading.Thread(target=self._pump,
+                             args=(client, upstream, cut.request_after, False),
                              daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, cut.response_after),
+            threading.Thread(target=self._pump,
+                             args=(upstream, client, cut.response_after, True),
                              daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, cut_after: int | None) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, cut_after: int | None,
+              graceful: bool) -> None:
         moved = 0
         try:
             while True:
@@ -66,13 +69,27 @@ class CuttingProxy:
                     with self._lock:
                         self.cuts += 1
                     _reset(source)
-                    _reset(sink)
+                    # A killed process's socket ends with FIN when it had nothing unread
+                    # (a backend killed mid-GET), with RST when it had (mid-PUT); an RST
+                    # would also make the kernel drop what encproxy has not read yet.
+                    if graceful:
+                        _finish(sink)
+                    else:
+                        _reset(sink)
                     return
                 sink.sendall(data)
                 moved += len(data)
         except OSError:
             _reset(source)
             _reset(sink)
+
+
+def _finish(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
 
 
 def _reset(sock: socket.socket) -> None:

@@ -59,11 +59,12 @@ class FakeResponse:
         value = self.header("content-length")
         return int(value) if value is not None else None
 
-    def pieces(self, piece: int = 1 << 20) -> Iterator[bytes]:
+    def pieces(self, piece: int = 1 << 20, first: int | None = None) -> Iterator[bytes]:
         body = self.answer.body
         try:
             if self.answer.broken_after is not None:
-                yield body[:self.answer.broken_after]
+                if self.answer.broken_after:
+                    yield body[:self.answer.broken_after]
                 raise BackendBroken("cut")
             for i in range(0, len(body), piece):
                 yield body[i:i + piece]
@@ -360,3 +361,10 @@ def test_broken_backend_body_propagates_to_the_server():
     with pytest.raises(BackendBroken):
         next(pieces)
     assert started == ["200 OK"]
+
+
+def test_break_before_the_first_byte_is_a_503():
+    backend = ScriptedClient(Answer(200, [("Content-Length", "10")], b"0123456789",
+                                    broken_after=0))
+    resp = call(S3BackendApp(backend, "us-east-1"), "GET", "/bkt/k")
+    assert resp.status_code == 503 and error_code(resp) == "ServiceUnavailable"

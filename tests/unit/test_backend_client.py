@@ -324,3 +324,10 @@ def test_hop_by_hop_response_headers_are_dropped(fake):
     names = {k.lower() for k, _ in resp.headers}
     resp.close()
     assert "keep-alive" not in names and "x-amz-meta-a" in names
+
+
+def test_first_piece_can_be_small(fake):
+    data = b"y" * (2 * MiB)
+    backend = fake(lambda seen, sock: reply(sock, body=data))
+    pieces = list(backend.client().request("GET", "bkt", "k", "").pieces(first=65536))
+    assert len(pieces[0]) == 65536 and b"".join(pieces) == data
