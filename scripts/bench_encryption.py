@@ -1,23 +1,30 @@
 """Benchmark of transparent encryption through the real server (run: scripts/bench-encryption).
 
-In one run, against one encproxy server (gunicorn, as users run it):
+For each backend named by ``--backends`` (default: the embedded file store, then
+Ceph RGW started by scripts/services/ceph-rgw), one encproxy server (gunicorn, as
+users run it, workers and threads as shipped) and, in one run, these setups:
 
-* encrypted:   a bucket with default encryption (SSE-S3);
+* encrypted:   a bucket with default encryption (SSE-S3), through encproxy;
 * unencrypted: a bucket without, through the same server;
-* direct:      the backend without encproxy, where the backend has its own S3
-               endpoint (not the embedded file store).
+* direct:      the backend itself, without encproxy (S3 backends only: the file
+               store has no endpoint of its own).
 
-It measures PUT and GET of one large object (MB/s), PUT and GET of 4 KiB objects
-(ops/s, p50 and p99 latency, several client threads), listing 1,000 objects
-(first listing and repeated listings), and the peak RSS of the gunicorn worker
-that served the large transfers.  Repetitions alternate between setups, and the
-ratios compare medians taken in the same run, as DESIGN.md §5 advises.
+It measures PUT and GET of one large object (MB/s), the aws CLI's ``s3 cp`` of the
+same size up and down, PUT and GET of 4 KiB objects (ops/s, p50 and p99 latency,
+several client threads), listing 1,000 objects (first listing and repeated
+listings), and the peak RSS of the gunicorn workers during the large transfers.
+
+Repetitions rotate the order of the setups; the 4 KiB rounds run after the large
+transfers have been flushed to disk (``sync``), in alternating order, so that
+neither setup pays for the other's writeback.  The ratios compare medians taken in
+the same run, as DESIGN.md §5 advises.
 """
 from __future__ import annotations
 
 import argparse
 import http.client
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -26,12 +33,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from support.backends import Backend, start_backend  # noqa: E402
 from support.raw_s3 import Signed  # noqa: E402  (the tests' independent SigV4 signer)
-from support.server import RunningServer, start_server  # noqa: E402
+from support.server import ACCESS_KEY, SECRET_KEY, RunningServer, start_server  # noqa: E402
 
 MiB = 1 << 20
 SSE_S3 = (b"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault>"
@@ -45,6 +54,8 @@ class Endpoint:
     host: str
     port: int
     bucket: str
+    access_key: str = ACCESS_KEY
+    secret_key: str = SECRET_KEY
 
     @property
     def base(self) -> str:
@@ -55,9 +66,9 @@ def aws_cli_copy(ep: Endpoint, source: Path, workdir: Path) -> tuple[float, floa
     """``aws s3 cp`` up and down with the CLI's default settings (8 MiB multipart parts,
     10 concurrent requests, parallel ranged GETs down); seconds for each."""
     import subprocess
-    from support.server import ACCESS_KEY, SECRET_KEY
     aws = str(Path(sys.executable).with_name("aws"))
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": ep.access_key,
+           "AWS_SECRET_ACCESS_KEY": ep.secret_key,
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
            "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
     times = []
@@ -91,7 +102,8 @@ def request(ep: Endpoint, method: str, path: str, *, length: int = 0,
             conn: http.client.HTTPConnection | None = None) -> tuple[int, int]:
     """One signed request; returns (status, bytes read).  The body is drained and dropped."""
     headers = {"content-length": str(length)} if length or method == "PUT" else {}
-    signed = Signed(method, ep.base + path, headers, "UNSIGNED-PAYLOAD")
+    signed = Signed(method, ep.base + path, headers, "UNSIGNED-PAYLOAD", ep.access_key,
+                    ep.secret_key)
     own = conn is None
     conn = conn or http.client.HTTPConnection(ep.host, ep.port, timeout=600)
     conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
@@ -156,6 +168,7 @@ def large(ep: Endpoint, size: int, res: Results, pids: list[int] | None) -> None
     res.get_mbs.append(size / get / 1e6)
     if pids:
         res.peak_rss_mib = max(res.peak_rss_mib, peak_rss_mib(pids))
+    assert request(ep, "DELETE", f"/{ep.bucket}/large")[0] == 204  # frees an in-memory backend
 
 
 def small(ep: Endpoint, count: int, threads: int, res: Results, prefix: str) -> None:
@@ -187,14 +200,12 @@ def small(ep: Endpoint, count: int, threads: int, res: Results, prefix: str) -> 
             w.join()
         elapsed = time.perf_counter() - started
         ops = count / elapsed
-        ordered = sorted(lat[method])
-        p50, p99 = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99) - 1]
         if method == "PUT":
             res.small_put_ops.append(ops)
-            res.small_put_lat = [p50 * 1000, p99 * 1000]
+            res.small_put_lat.extend(lat[method])
         else:
             res.small_get_ops.append(ops)
-            res.small_get_lat = [p50 * 1000, p99 * 1000]
+            res.small_get_lat.extend(lat[method])
 
 
 def listing(ep: Endpoint, res: Results, prefix: str, warm: int = 6, repeats: int = 6) -> None:
@@ -213,77 +224,131 @@ def listing(ep: Endpoint, res: Results, prefix: str, warm: int = 6, repeats: int
         res.list_next_ms.append((time.perf_counter() - started) * 1000)
 
 
+def p50_p99_ms(latencies: list[float]) -> str:
+    ordered = sorted(latencies)
+    return f"{ordered[len(ordered) // 2] * 1000:.1f}/{ordered[int(len(ordered) * 0.99)] * 1000:.1f}"
+
+
 def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="bench-encryption", description=__doc__.split("\n")[0])
-    parser.add_argument("--size-mib", type=int, default=1024, help="large object size")
-    parser.add_argument("--small", type=int, default=1000,
-                        help="4 KiB objects per setup (also the listing size)")
-    parser.add_argument("--threads", type=int, default=4, help="client threads for 4 KiB ops")
-    parser.add_argument("--reps", type=int, default=3, help="paired repetitions")
-    args = parser.parse_args()
-
-    workdir = Path(tempfile.mkdtemp(prefix="bench-encryption-"))
-    # The production default for the configuration cache (the tests turn it off).
-    server = start_server(workdir / "server", env={"ENCPROXY_ENCRYPTION_CONFIG_CACHE_SECONDS": "5"})
+def run_backend(kind: str, args: argparse.Namespace, workdir: Path,
+                source: Path) -> dict[str, Results]:
+    """Every setup on one backend; the results by setup name."""
+    directory = workdir / kind
+    directory.mkdir()
+    if kind == "ceph":
+        # Room for the large objects and for what RGW's garbage collector has not freed yet.
+        os.environ.setdefault("CEPH_RGW_MEMSTORE_BYTES", str(max(6 << 30, 6 * args.size_mib * MiB)))
+    backend: Backend = start_backend(kind, directory / "backend")
+    server = None
     try:
+        # The production default for the configuration cache (the tests turn it off).
+        server = start_server(directory / "server", env={
+            "ENCPROXY_ENCRYPTION_CONFIG_CACHE_SECONDS": "5", **backend.server_env()})
         enc = Endpoint("encrypted", "127.0.0.1", server.port, "bench-enc")
         plain = Endpoint("unencrypted", "127.0.0.1", server.port, "bench-plain")
-        for ep in (enc, plain):
-            assert request(ep, "PUT", f"/{ep.bucket}")[0] == 200
+        setups = [enc, plain]
+        if backend.is_s3:
+            assert backend.endpoint is not None
+            parts = urlsplit(backend.endpoint)
+            setups.append(Endpoint("direct", parts.hostname or "127.0.0.1", parts.port or 80,
+                                   "bench-direct", backend.access_key, backend.secret_key))
+        for ep in setups:
+            assert request(ep, "PUT", f"/{ep.bucket}")[0] == 200, f"{ep.name}: create bucket"
         assert request(enc, "PUT", f"/{enc.bucket}?encryption", length=len(SSE_S3),
                        send=lambda c: c.send(SSE_S3))[0] == 200
-        setups = [enc, plain]
         results = {ep.name: Results() for ep in setups}
         pids = worker_pids(server)
         size = args.size_mib * MiB
-        source = workdir / "cli-source.bin"
-        with source.open("wb") as f:
-            for _ in range(args.size_mib):
-                f.write(os.urandom(MiB))
         for rep in range(args.reps):
-            for ep in (setups if rep % 2 == 0 else setups[::-1]):
-                large(ep, size, results[ep.name], pids)
-                small(ep, args.small, args.threads, results[ep.name], prefix=f"s{rep}-")
+            order = setups[rep % len(setups):] + setups[:rep % len(setups)]
+            for ep in order:
+                large(ep, size, results[ep.name], pids if ep.name != "direct" else None)
                 up, down = aws_cli_copy(ep, source, workdir)
                 results[ep.name].cli_up_mbs.append(size / up / 1e6)
                 results[ep.name].cli_down_mbs.append(size / down / 1e6)
+                print(f"  {kind} rep {rep + 1} {ep.name}: large PUT "
+                      f"{results[ep.name].put_mbs[-1]:.0f}, GET {results[ep.name].get_mbs[-1]:.0f}"
+                      f" MB/s; aws s3 cp up {results[ep.name].cli_up_mbs[-1]:.0f}, down "
+                      f"{results[ep.name].cli_down_mbs[-1]:.0f} MB/s", flush=True)
+            os.sync()  # the large transfers' writeback must not land in the 4 KiB rounds
+            for turn, ep in enumerate(order + order[::-1]):
+                small(ep, args.small, args.threads, results[ep.name],
+                      prefix=f"s{rep}-{turn // len(order)}-")
+            print(f"  {kind} rep {rep + 1} 4 KiB PUT/GET ops/s: " + ", ".join(
+                f"{ep.name} {med(results[ep.name].small_put_ops[-2:]):.0f}/"
+                f"{med(results[ep.name].small_get_ops[-2:]):.0f}" for ep in setups), flush=True)
         for ep in setups:
-            listing(ep, results[ep.name], prefix="s0-")
+            listing(ep, results[ep.name], prefix="s0-0-")
+        return results
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
+        backend.stop()
 
+
+def report(kind: str, args: argparse.Namespace, results: dict[str, Results]) -> None:
     e, p = results["encrypted"], results["unencrypted"]
-    print(f"bench-encryption: {args.size_mib} MiB object, {args.small} x 4 KiB objects with "
-          f"{args.threads} client threads, {args.reps} paired repetitions, file store backend, "
-          f"{os.cpu_count()} CPUs; medians")
+    d = results.get("direct")
+    print(f"\n{kind}: {args.size_mib} MiB object, {args.small} x 4 KiB objects with "
+          f"{args.threads} client threads, {args.reps} repetitions, {os.cpu_count()} CPUs; "
+          f"medians; ratio = encrypted / unencrypted through encproxy")
     rows = [
-        ("large PUT (MB/s)", med(e.put_mbs), med(p.put_mbs), 60),
-        ("large GET (MB/s)", med(e.get_mbs), med(p.get_mbs), 70),
-        ("4 KiB PUT (ops/s)", med(e.small_put_ops), med(p.small_put_ops), 70),
-        ("4 KiB GET (ops/s)", med(e.small_get_ops), med(p.small_get_ops), 70),
-        ("aws s3 cp up (MB/s)", med(e.cli_up_mbs), med(p.cli_up_mbs), 60),
-        ("aws s3 cp down (MB/s)", med(e.cli_down_mbs), med(p.cli_down_mbs), 60),
+        ("large PUT (MB/s)", "put_mbs", 60),
+        ("large GET (MB/s)", "get_mbs", 70),
+        ("4 KiB PUT (ops/s)", "small_put_ops", 70),
+        ("4 KiB GET (ops/s)", "small_get_ops", 70),
+        ("aws s3 cp up (MB/s)", "cli_up_mbs", 60),
+        ("aws s3 cp down (MB/s)", "cli_down_mbs", 60),
     ]
-    print(f"{'':22}{'encrypted':>12}{'unencrypted':>13}{'ratio':>8}{'target':>8}")
-    for name, ev, pv, target in rows:
+    print(f"{'':22}{'encrypted':>12}{'unencrypted':>13}{'direct':>9}{'ratio':>8}{'target':>8}")
+    for name, attr, target in rows:
+        ev, pv = med(getattr(e, attr)), med(getattr(p, attr))
+        dv = f"{med(getattr(d, attr)):9.0f}" if d else f"{'-':>9}"
         ratio = 100 * ev / pv
-        print(f"{name:22}{ev:12.0f}{pv:13.0f}{ratio:7.1f}%{'>=' + str(target) + '%':>8}"
+        print(f"{name:22}{ev:12.0f}{pv:13.0f}{dv}{ratio:7.1f}%{'>=' + str(target) + '%':>8}"
               f"{'' if ratio >= target else '  BELOW TARGET'}")
-    print(f"{'4 KiB PUT p50/p99 ms':22}{e.small_put_lat[0]:6.1f}/{e.small_put_lat[1]:<5.1f}"
-          f"{p.small_put_lat[0]:7.1f}/{p.small_put_lat[1]:<5.1f}")
-    print(f"{'4 KiB GET p50/p99 ms':22}{e.small_get_lat[0]:6.1f}/{e.small_get_lat[1]:<5.1f}"
-          f"{p.small_get_lat[0]:7.1f}/{p.small_get_lat[1]:<5.1f}")
-    print(f"{f'list {args.small}: first (ms)':22}{e.list_first_ms:12.0f}{p.list_first_ms:13.0f}")
+    for op, attr in (("PUT", "small_put_lat"), ("GET", "small_get_lat")):
+        cells = [p50_p99_ms(getattr(r, attr)) for r in (e, p)]
+        cells.append(p50_p99_ms(getattr(d, attr)) if d else "-")
+        print(f"{'4 KiB ' + op + ' p50/p99 ms':22}{cells[0]:>12}{cells[1]:>13}{cells[2]:>9}")
+    print(f"{f'list {args.small}: first (ms)':22}{e.list_first_ms:12.0f}{p.list_first_ms:13.0f}"
+          + (f"{d.list_first_ms:9.0f}" if d else f"{'-':>9}"))
     nxt = 100 * med(e.list_next_ms) / med(p.list_next_ms)
-    print(f"{f'list {args.small}: next (ms)':22}{med(e.list_next_ms):12.0f}{med(p.list_next_ms):13.0f}"
-          f"{nxt / 100:7.2f}x{'<=2x':>8}{'' if nxt <= 200 else '  ABOVE TARGET'}")
+    print(f"{f'list {args.small}: next (ms)':22}{med(e.list_next_ms):12.0f}"
+          f"{med(p.list_next_ms):13.0f}" + (f"{med(d.list_next_ms):9.0f}" if d else f"{'-':>9}")
+          + f"{nxt / 100:7.2f}x{'<=2x':>8}{'' if nxt <= 200 else '  ABOVE TARGET'}")
     rss = max(e.peak_rss_mib, p.peak_rss_mib)
     print(f"worker peak RSS during the large transfers: {rss:.0f} MiB (target <= 100 MiB)"
           f"{'' if rss <= 100 else '  ABOVE TARGET'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench-encryption", description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", default="file,ceph",
+                        help="comma-separated: file, ceph, moto (default: file,ceph)")
+    parser.add_argument("--size-mib", type=int, default=1024, help="large object size")
+    parser.add_argument("--small", type=int, default=1000,
+                        help="4 KiB objects per round (also the listing size)")
+    parser.add_argument("--threads", type=int, default=4, help="client threads for 4 KiB ops")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-encryption-"))
+    source = workdir / "cli-source.bin"
+    with source.open("wb") as f:
+        for _ in range(args.size_mib):
+            f.write(os.urandom(MiB))
+    all_results = {}
+    try:
+        for kind in args.backends.split(","):
+            all_results[kind] = run_backend(kind, args, workdir, source)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for kind, results in all_results.items():
+        report(kind, args, results)
     return 0
 
 

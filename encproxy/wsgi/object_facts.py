@@ -1,7 +1,8 @@
 """What encproxy has learnt about stored objects, keyed by what can never change meaning.
 
 A backend ETag names one stored body for good (it is the MD5 of the ciphertext,
-or of the part MD5s), so the facts derived from it (is it encrypted, its
+or of the part MD5s; on the embedded store, a sealed object's fingerprint, unique per
+write), so the facts derived from it (is it encrypted, its
 plaintext size, its client-visible ETag) are immutable and can be cached for as
 long as memory allows.  Listings use this to avoid a lookup per object on every
 page (DESIGN.md §3).
