@@ -37,10 +37,10 @@ import base64
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from encproxy import errors
-from encproxy.s3.names import check_bucket_name, check_key
+from encproxy.s3.copy_source import CopySource
 from encproxy.s3.operations import (
     BUCKET_CONFIG_SUBRESOURCES,
     OBJECT_BODY_SUBRESOURCES,
@@ -301,39 +301,12 @@ class Endpoint:
 
 # -- copy sources --------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class CopySource:
-    bucket: str
-    key: str
-    version_id: str | None = None
-
-    def encode(self) -> str:
-        """The ``x-amz-copy-source`` header value, canonically encoded."""
-        value = self.bucket + "/" + quote_key(self.key)
-        if self.version_id is not None:
-            value += "?versionId=" + uri_encode(self.version_id.encode("utf-8"))
-        return value
-
-
-def parse_copy_source(raw: str) -> CopySource:
-    """``x-amz-copy-source`` (``[/]bucket/key[?versionId=V]``, URL-encoded), validated."""
-    source, _, query = raw.partition("?")
-    decoded = unquote(source).lstrip("/")
-    bucket, _, key = decoded.partition("/")
-    if not bucket or not key:
-        raise errors.InvalidArgument("Copy Source must mention the source bucket and key: "
-                                     "sourcebucket/sourcekey",
-                                     ArgumentName="x-amz-copy-source", ArgumentValue=raw)
-    version = None
-    if query:
-        name, _, value = query.partition("=")
-        if name != "versionId":
-            raise errors.InvalidArgument("Unsupported copy source parameter.",
-                                         ArgumentName="x-amz-copy-source", ArgumentValue=raw)
-        version = unquote(value)
-    check_bucket_name(bucket)
-    check_key(key)
-    return CopySource(bucket, key, version)
+def encode_copy_source(source: CopySource) -> str:
+    """The ``x-amz-copy-source`` header value for the backend, canonically encoded."""
+    value = source.bucket + "/" + quote_key(source.key)
+    if source.version_id is not None:
+        value += "?versionId=" + uri_encode(source.version_id.encode("utf-8"))
+    return value
 
 
 # -- responses -----------------------------------------------------------------------

@@ -34,6 +34,7 @@ from werkzeug.wrappers import Response
 from encproxy import errors
 from encproxy.errors import ConfigError
 from encproxy.s3 import metadata, preconditions, xml
+from encproxy.s3.copy_source import CopySource, parse_copy_source
 from encproxy.s3.dates import parse_http_date
 from encproxy.s3.names import check_bucket_name
 from encproxy.s3.ranges import parse_copy_range
@@ -110,8 +111,8 @@ class S3BackendApp:
               headers: dict[str, str] | None = None) -> BackendResponse:
         out = forwarding.forward_headers(req.headers)
         if "x-amz-copy-source" in req.headers:
-            out["x-amz-copy-source"] = forwarding.parse_copy_source(
-                req.headers["x-amz-copy-source"]).encode()
+            out["x-amz-copy-source"] = forwarding.encode_copy_source(
+                parse_copy_source(req.headers["x-amz-copy-source"]))
         if isinstance(body, bytes) and body:
             # Whatever digest the client sent described its body; this one is ours.
             out["content-md5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
@@ -434,7 +435,7 @@ class S3BackendApp:
                                          ArgumentName="x-amz-metadata-directive",
                                          ArgumentValue=directive)
         self._check_metadata(req)
-        source = forwarding.parse_copy_source(req.headers["x-amz-copy-source"])
+        source = parse_copy_source(req.headers["x-amz-copy-source"])
         if directive == "COPY" and (source.bucket, source.key) == (req.bucket, req.key) and \
                 source.version_id is None and not any(
                     h in req.headers for h in ("x-amz-storage-class",
@@ -447,7 +448,7 @@ class S3BackendApp:
             self._check_source(req, source)
         return self._copy_result(req, self._send(req))
 
-    def _check_source(self, req: S3Request, source: forwarding.CopySource) -> int:
+    def _check_source(self, req: S3Request, source: CopySource) -> int:
         """The copy source's size, after checking ``x-amz-copy-source-if-*`` on it.
 
         Ceph RGW and moto ignore those conditions; encproxy evaluates them
@@ -503,7 +504,7 @@ class S3BackendApp:
     def op_UploadPartCopy(self, req: S3Request) -> Response:
         self._part_number(req)
         self._upload_id(req)
-        source = forwarding.parse_copy_source(req.headers["x-amz-copy-source"])
+        source = parse_copy_source(req.headers["x-amz-copy-source"])
         size = self._check_source(req, source)
         if "x-amz-copy-source-range" in req.headers:
             parse_copy_range(req.headers["x-amz-copy-source-range"], size)
