@@ -28,7 +28,7 @@ Why it is shaped this way:
 * :meth:`AwsChunkedDecoder.read` returns ``b""`` only once the whole framing,
   every signature, the trailer checksum and the decoded length have been
   verified, so a consumer that holds back its last bytes until it sees EOF
-  (``encproxy.wsgi.body.VerifiedBody``) never releases a complete bad body.
+  (``encproxy.wsgi.auth.body.VerifiedBody``) never releases a complete bad body.
 
 Errors: truncation is ``IncompleteBody`` (S3: "The request body terminated
 unexpectedly"), broken framing and bad trailers ``InvalidRequest``, a bad

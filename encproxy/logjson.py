@@ -8,7 +8,7 @@ SIGHUP (which re-reads the ini) applies a changed level or format.
 * Every line but the access log goes to stderr: JSON by default
   (``{"time", "level", "logger", "pid", "message"[, "exception"]}``), or text.
 * The access log (logger ``encproxy.access``, written by
-  :mod:`encproxy.wsgi.access_log`) goes to stdout, one JSON object per line, in
+  :mod:`encproxy.wsgi.edge.access_log`) goes to stdout, one JSON object per line, in
   both formats.
 
 Redaction is a second line of defence: encproxy never passes secrets to a logger,

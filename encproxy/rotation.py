@@ -48,7 +48,7 @@ Left alone, and counted with a reason:
   cannot carry unchanged;
 * objects whose data key was wrapped by another key provider;
 * multipart-format objects, if this build has no multipart reader
-  (``encproxy.wsgi.multipart_reads``).
+  (``encproxy.wsgi.encryption.multipart_reads``).
 """
 from __future__ import annotations
 
@@ -432,8 +432,8 @@ def _kept_headers(head: subrequest.SubResponse, envelope: Envelope) -> dict[str,
 def _multipart_support() -> tuple[Any, Any, Any, Any] | None:
     """The multipart reader (layouts of multipart-format objects), where it exists."""
     try:
-        from encproxy.wsgi.encrypted_multipart import upload_query
-        from encproxy.wsgi.multipart_reads import Fetcher, MultipartReads, backend_parts
+        from encproxy.wsgi.encryption.uploads import upload_query
+        from encproxy.wsgi.encryption.multipart_reads import Fetcher, MultipartReads, backend_parts
     except ImportError:
         return None
     return backend_parts, Fetcher, MultipartReads, upload_query

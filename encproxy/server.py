@@ -86,7 +86,7 @@ class EncproxyApplication(BaseApplication):  # type: ignore[misc]
             "keepalive": s.get("server", "keepalive"),
             "loglevel": s.get("server", "log_level"),
             "errorlog": "-",
-            "accesslog": None,  # encproxy writes its own (encproxy.wsgi.access_log)
+            "accesslog": None,  # encproxy writes its own (encproxy.wsgi.edge.access_log)
             "logconfig_dict": logjson.logging_config(
                 s.get("server", "log_level"), s.get("server", "log_format"),
                 s.get("server", "access_log")),

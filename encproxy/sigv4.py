@@ -24,7 +24,7 @@ S3 specifics that differ from the generic SigV4 test suite, and why:
   keys) and does not double-encode;
 * the payload hash line is the value of ``x-amz-content-sha256`` (or
   ``UNSIGNED-PAYLOAD`` for a presigned URL), never computed here: the body
-  is checked while it streams (``encproxy.wsgi.body``).
+  is checked while it streams (``encproxy.wsgi.auth.body``).
 
 Outgoing requests (to an S3 backend) are signed by :func:`sign`, the mirror
 image of :func:`verify`, from the same four steps.

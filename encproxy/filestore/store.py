@@ -1,6 +1,6 @@
 """The embedded S3 store: buckets, objects and multipart uploads in a local directory.
 
-This is the storage engine under ``encproxy.wsgi.filestore_app``; it speaks
+This is the storage engine under ``encproxy.wsgi.apps.filestore``; it speaks
 Python, not HTTP, and raises the S3 errors of ``encproxy.errors``.
 
 Correctness never rests on in-process locks: gunicorn runs several processes

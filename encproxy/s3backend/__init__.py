@@ -3,5 +3,5 @@
 ``forwarding`` holds the pure rules (which operations go through, which
 headers and query parameters, how paths are encoded); ``client`` is the HTTP
 client that reaches the backend, the only code in encproxy that imports
-``requests``.  The WSGI app on top is ``encproxy.wsgi.s3backend_app``.
+``requests``.  The WSGI app on top is ``encproxy.wsgi.apps.s3backend``.
 """

@@ -1,6 +1,6 @@
 """Names of the WSGI environ keys that encproxy's layers share.
 
-The outermost layer (``encproxy.wsgi.gateway``) resolves addressing once and
+The outermost layer (``encproxy.wsgi.edge.gateway``) resolves addressing once and
 stores the result here, so that every inner layer (authentication, encryption,
 backend apps) sees the same bucket, key and raw request target.
 """

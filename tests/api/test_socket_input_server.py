@@ -1,4 +1,4 @@
-"""Large request bodies read straight from the socket (encproxy.wsgi.socket_input),
+"""Large request bodies read straight from the socket (encproxy.wsgi.edge.socket_input),
 through the real server: keep-alive, pipelining, stalls and disconnects."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""encproxy.wsgi.s3backend_app over a scripted backend: what it sends, how it answers.
+"""encproxy.wsgi.apps.s3backend over a scripted backend: what it sends, how it answers.
 
 The backend client is replaced by a script of canned answers, so each test shows the
 exact requests the app makes and how it turns the backend's answers (including the
@@ -20,7 +20,7 @@ from werkzeug.test import Client
 from encproxy.s3backend import forwarding
 from encproxy.s3backend.client import BackendBroken, BodySource
 from encproxy.wsgi import environ as env
-from encproxy.wsgi.s3backend_app import S3BackendApp
+from encproxy.wsgi.apps.s3backend import S3BackendApp
 
 
 @dataclass

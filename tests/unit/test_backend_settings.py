@@ -7,7 +7,7 @@ import pytest
 
 from encproxy.errors import ConfigError
 from encproxy.settings import load
-from encproxy.wsgi.s3backend_app import S3BackendApp, build_s3_backend
+from encproxy.wsgi.apps.s3backend import S3BackendApp, build_s3_backend
 
 BASE = """
 [credentials]

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from encproxy.settings import load, load_file
-from encproxy.wsgi.operations import HEALTH, METRICS, READY
+from encproxy.wsgi.edge.operations import HEALTH, METRICS, READY
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = sorted((REPO / "conf" / "k8s").glob("*.yaml"))

@@ -17,7 +17,7 @@ from encproxy.crypto.multipart import PartEncryptor, build_trailer
 from encproxy.format.constants import Kind, Suite
 from encproxy.format.errors import FormatError
 from encproxy.format.layout import Trailer, plan_completion
-from encproxy.wsgi.multipart_reads import MultipartReads, backend_parts
+from encproxy.wsgi.encryption.multipart_reads import MultipartReads, backend_parts
 
 MiB = 1 << 20
 

@@ -10,8 +10,8 @@ from encproxy.crypto.keys import ObjectKeys
 from encproxy.filestore.store import FileStore
 from encproxy.format.constants import Kind, Suite
 from encproxy.wsgi import subrequest
-from encproxy.wsgi.filestore_app import FileStoreApp
-from encproxy.wsgi.upload_store import UploadRecord, UploadStore, upload_location
+from encproxy.wsgi.apps.filestore import FileStoreApp
+from encproxy.wsgi.encryption.upload_store import UploadRecord, UploadStore, upload_location
 
 
 class Clock:

@@ -18,8 +18,8 @@ from encproxy.keys.provider import KeyInfo
 from encproxy.logjson import AccessFormatter, JsonFormatter, TextFormatter, redact
 from encproxy.settings import load
 from encproxy.wsgi import environ as env
-from encproxy.wsgi.access_log import CountingInput, RequestLog
-from encproxy.wsgi.operations import OperationsLayer, ReadinessChecks
+from encproxy.wsgi.edge.access_log import CountingInput, RequestLog
+from encproxy.wsgi.edge.operations import OperationsLayer, ReadinessChecks
 
 
 def call(app, path="/", method="GET", headers=None, body=b"", remote="127.0.0.1",

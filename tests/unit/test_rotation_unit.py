@@ -32,7 +32,7 @@ from encproxy.rotation import (
     WOULD_REWRAP,
     Rotator,
 )
-from encproxy.wsgi.filestore_app import FileStoreApp
+from encproxy.wsgi.apps.filestore import FileStoreApp
 
 BUCKET = "rot-bucket"
 

@@ -1,4 +1,4 @@
-"""encproxy.wsgi.socket_input against gunicorn's real parser, over a real socket pair.
+"""encproxy.wsgi.edge.socket_input against gunicorn's real parser, over a real socket pair.
 
 The fast reader leans on gunicorn internals (its Body, LengthReader and unreader), so
 these tests drive gunicorn's own RequestParser: the body must come out whole, a
@@ -16,7 +16,7 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.http.parser import RequestParser
 
-from encproxy.wsgi.socket_input import MIN_LENGTH, SocketBody, SocketInputLayer, _applies
+from encproxy.wsgi.edge.socket_input import MIN_LENGTH, SocketBody, SocketInputLayer, _applies
 
 MiB = 1 << 20
 

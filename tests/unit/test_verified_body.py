@@ -1,4 +1,4 @@
-"""encproxy.wsgi.body.VerifiedBody, and the AuthenticationMiddleware that installs it.
+"""encproxy.wsgi.auth.body.VerifiedBody, and the AuthenticationMiddleware that installs it.
 
 The property that matters most: a consumer streaming a bad body never gets
 its final bytes -- the read that would deliver them raises instead.
@@ -32,8 +32,8 @@ from werkzeug.wrappers import Response
 
 from encproxy import checksums, errors, sigv4
 from encproxy.wsgi import environ as env
-from encproxy.wsgi.auth import AuthenticationMiddleware, strip_aws_chunked
-from encproxy.wsgi.body import BodySpec, VerifiedBody, verify_empty_body
+from encproxy.wsgi.auth.middleware import AuthenticationMiddleware, strip_aws_chunked
+from encproxy.wsgi.auth.body import BodySpec, VerifiedBody, verify_empty_body
 from encproxy.wsgi.responses import s3_error_boundary
 from test_awschunked import (DOC_CHUNK_SIGNATURES, DOC_SECRET, DOC_TRAILER,
                              DOC_TRAILER_CHUNK_SIGNATURES, DOC_TRAILER_SIGNATURE, SIGNED,

@@ -19,7 +19,7 @@ from encproxy.keys.provider import KeyProvider
 from encproxy.s3 import xml
 from encproxy.s3.bucket_encryption import MAX_BODY, BucketEncryption, parse_configuration
 from encproxy.wsgi import subrequest
-from encproxy.wsgi.bucket_config import BucketConfigStore
+from encproxy.wsgi.buckets.config_store import BucketConfigStore
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import WSGIApp, s3_error_boundary, xml_response
 

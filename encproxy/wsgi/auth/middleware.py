@@ -5,7 +5,7 @@ and badly signed requests with the S3 error AWS would send, and otherwise
 calls ``app`` with an environ in which:
 
 * ``encproxy.access_key`` (``environ.ACCESS_KEY``) names the caller;
-* ``wsgi.input`` is a :class:`~encproxy.wsgi.body.VerifiedBody` when the
+* ``wsgi.input`` is a :class:`~encproxy.wsgi.auth.body.VerifiedBody` when the
   request has a body: ``aws-chunked`` framing removed, signatures and digests
   checked as it streams, the final bytes withheld until they all pass;
   ``wsgi.input_terminated`` is set, since that stream ends by itself;
@@ -33,7 +33,7 @@ from werkzeug.wrappers import Response
 
 from encproxy import sigv4
 from encproxy.wsgi import environ as env
-from encproxy.wsgi.body import IO_SIZE, BodySpec, VerifiedBody, verify_empty_body
+from encproxy.wsgi.auth.body import IO_SIZE, BodySpec, VerifiedBody, verify_empty_body
 from encproxy.wsgi.responses import WSGIApp, s3_error_boundary
 
 Clock = Callable[[], datetime]

@@ -1,7 +1,7 @@
 """The embedded file store as a WSGI app that speaks plain S3.
 
 It trusts its caller: authentication and body verification happen in the
-layers above (``encproxy.wsgi.auth``), which hand it a verified body stream.
+layers above (``encproxy.wsgi.auth.middleware``), which hand it a verified body stream.
 Storage itself is ``encproxy.filestore``; this module only maps S3 requests
 onto it and renders S3 responses.
 """

@@ -39,12 +39,12 @@ from encproxy.s3.dates import parse_http_date
 from encproxy.s3.ranges import parse_range
 from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
-from encproxy.wsgi import multipart_reads
-from encproxy.wsgi.bucket_config import BucketConfigStore
-from encproxy.wsgi.encrypted_copy import Copies
-from encproxy.wsgi.encrypted_multipart import MultipartUploads
-from encproxy.wsgi.object_attributes import get_object_attributes
-from encproxy.wsgi.object_facts import FactsCache, ObjectFacts
+from encproxy.wsgi.encryption import multipart_reads
+from encproxy.wsgi.buckets.config_store import BucketConfigStore
+from encproxy.wsgi.encryption.copies import Copies
+from encproxy.wsgi.encryption.uploads import MultipartUploads
+from encproxy.wsgi.encryption.attributes import get_object_attributes
+from encproxy.wsgi.encryption.facts import FactsCache, ObjectFacts
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import WSGIApp, s3_error_boundary
 

@@ -17,12 +17,12 @@ from werkzeug.wrappers import Response
 
 from encproxy import errors
 from encproxy.s3 import sse, xml
-from encproxy.wsgi.multipart_reads import backend_parts
+from encproxy.wsgi.encryption.multipart_reads import backend_parts
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import xml_response
 
 if TYPE_CHECKING:
-    from encproxy.wsgi.encryption import EncryptionMiddleware
+    from encproxy.wsgi.encryption.middleware import EncryptionMiddleware
 
 ATTRIBUTES = ("ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize")
 

@@ -60,11 +60,11 @@ from encproxy.s3 import preconditions, sse
 from encproxy.s3.dates import parse_http_date
 from encproxy.s3.ranges import ByteRange, parse_range
 from encproxy.wsgi import backend_calls, subrequest
-from encproxy.wsgi.object_facts import ObjectFacts
+from encproxy.wsgi.encryption.facts import ObjectFacts
 from encproxy.wsgi.responses import WSGIApp
 
 if TYPE_CHECKING:
-    from encproxy.wsgi.encryption import EncryptionMiddleware
+    from encproxy.wsgi.encryption.middleware import EncryptionMiddleware
     from encproxy.wsgi.request import S3Request
 
 log = logging.getLogger("encproxy.multipart")

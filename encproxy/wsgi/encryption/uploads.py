@@ -55,13 +55,13 @@ from encproxy.s3 import sse, xml
 from encproxy.s3.multipart_xml import parse_complete
 from encproxy.wsgi import backend_calls, subrequest
 from encproxy.wsgi import environ as env
-from encproxy.wsgi.object_facts import ObjectFacts
+from encproxy.wsgi.encryption.facts import ObjectFacts
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import xml_response
-from encproxy.wsgi.upload_store import UploadRecord, UploadStore
+from encproxy.wsgi.encryption.upload_store import UploadRecord, UploadStore
 
 if TYPE_CHECKING:
-    from encproxy.wsgi.encryption import EncryptionMiddleware
+    from encproxy.wsgi.encryption.middleware import EncryptionMiddleware
 
 log = logging.getLogger("encproxy.multipart")
 

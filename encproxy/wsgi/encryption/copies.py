@@ -47,7 +47,7 @@ from encproxy.s3.dates import iso8601, parse_http_date
 from encproxy.s3.copy_source import parse_copy_source
 from encproxy.s3.ranges import ByteRange, parse_copy_range
 from encproxy.wsgi import backend_calls, subrequest
-from encproxy.wsgi.encrypted_multipart import (
+from encproxy.wsgi.encryption.uploads import (
     CONTEXT_HEADER,
     ENVELOPE_HEADER,
     PROTECTION_MODES,
@@ -56,13 +56,13 @@ from encproxy.wsgi.encrypted_multipart import (
     upload_id_of,
     upload_query,
 )
-from encproxy.wsgi.multipart_reads import Fetcher, backend_parts
-from encproxy.wsgi.object_facts import ObjectFacts
+from encproxy.wsgi.encryption.multipart_reads import Fetcher, backend_parts
+from encproxy.wsgi.encryption.facts import ObjectFacts
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import xml_response
 
 if TYPE_CHECKING:
-    from encproxy.wsgi.encryption import EncryptionMiddleware
+    from encproxy.wsgi.encryption.middleware import EncryptionMiddleware
 
 log = logging.getLogger("encproxy.copy")
 

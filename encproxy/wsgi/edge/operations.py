@@ -183,7 +183,7 @@ def _json(start_response: Callable[..., Any], status: int, doc: dict[str, Any], 
 def outer_layers(gateway: WSGIApp, settings: Any, backend: WSGIApp,
                  keys: KeyProvider) -> WSGIApp:
     """``OperationsLayer(RequestLog(gateway))`` from ``[server]`` settings (stack.py)."""
-    from encproxy.wsgi.access_log import RequestLog
+    from encproxy.wsgi.edge.access_log import RequestLog
     server = lambda option: settings.get("server", option)  # noqa: E731
     checks = ReadinessChecks(backend, keys, settings.get("keys", "default_key"),
                              settings.get("backend", "internal_bucket"), server("ready_timeout"))
