@@ -1,42 +1,31 @@
-"""The ``encproxy`` command line."""
+"""The ``encproxy`` command line.
+
+``main`` parses the arguments, loads the settings once (``--config``) and calls the
+command with them: every command is ``func(settings, args) -> exit status``.
+"""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
+from collections.abc import Callable
 
 from encproxy.errors import ConfigError
-from encproxy.settings import Settings, load_file
+from encproxy.settings import Settings, config_path, load_settings
 
-DEFAULT_CONFIG = Path("conf/encproxy.ini")
-
-
-def config_path(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    if os.environ.get("ENCPROXY_CONFIG"):
-        return Path(os.environ["ENCPROXY_CONFIG"])
-    return DEFAULT_CONFIG
+Command = Callable[[Settings, argparse.Namespace], int]
 
 
-def load_settings(arg: str | None) -> Settings:
-    return load_file(config_path(arg))
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from encproxy.keys.factory import check_provider
     from encproxy.server import serve
-    settings = load_settings(args.config)
     check_provider(settings)  # key files private, provider reachable, default_key exists
     serve(settings, config_path(args.config))  # the path: SIGHUP reads it again
     return 0
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    from encproxy.wsgi.stack import build_app
+def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     from encproxy.keys.factory import check_provider
-    settings = load_settings(args.config)
+    from encproxy.wsgi.stack import build_app
     build_app(settings)
     from encproxy.server import check_tls
     check_tls(settings)  # the certificate and key load together
@@ -69,8 +58,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    func: Command = args.func
     try:
-        return int(args.func(args))
+        return int(func(load_settings(args.config), args))
     except ConfigError as exc:
         print(f"encproxy: {exc}", file=sys.stderr)
         return 2

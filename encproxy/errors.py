@@ -43,129 +43,407 @@ class S3Error(EncproxyError):
         super().__init__(f"{self.code}: {self.message}")
 
 
-def _leaf(name: str, status: int, message: str, code: str | None = None) -> type[S3Error]:
-    cls = type(name, (S3Error,), {
-        "code": code or name, "status": status, "default_message": message,
-        "__doc__": f"S3 error {code or name} ({status}).",
-    })
-    return cls
-
-
 # -- authentication and request shape -------------------------------------------------
-AccessDenied = _leaf("AccessDenied", 403, "Access Denied")
-InvalidAccessKeyId = _leaf(
-    "InvalidAccessKeyId", 403,
-    "The AWS Access Key Id you provided does not exist in our records.")
-SignatureDoesNotMatch = _leaf(
-    "SignatureDoesNotMatch", 403,
-    "The request signature we calculated does not match the signature you provided. "
-    "Check your key and signing method.")
-RequestTimeTooSkewed = _leaf(
-    "RequestTimeTooSkewed", 403,
-    "The difference between the request time and the current time is too large.")
-AuthorizationHeaderMalformed = _leaf(
-    "AuthorizationHeaderMalformed", 400, "The authorization header is malformed.")
-AuthorizationQueryParametersError = _leaf(
-    "AuthorizationQueryParametersError", 400,
-    "Query-string authentication parameters are malformed.")
-XAmzContentSHA256Mismatch = _leaf(
-    "XAmzContentSHA256Mismatch", 400,
-    "The provided 'x-amz-content-sha256' header does not match what was computed.")
-BadDigest = _leaf("BadDigest", 400,
-                  "The Content-MD5 or checksum you specified did not match what we received.")
-InvalidDigest = _leaf("InvalidDigest", 400, "The Content-MD5 or checksum you specified is not valid.")
-InvalidRequest = _leaf("InvalidRequest", 400, "Invalid Request")
-InvalidArgument = _leaf("InvalidArgument", 400, "Invalid Argument")
-InvalidURI = _leaf("InvalidURI", 400, "Couldn't parse the specified URI.")
-MalformedXML = _leaf(
-    "MalformedXML", 400,
-    "The XML you provided was not well-formed or did not validate against our published schema.")
-IncompleteBody = _leaf(
-    "IncompleteBody", 400,
-    "You did not provide the number of bytes specified by the Content-Length HTTP header.")
-MissingContentLength = _leaf("MissingContentLength", 411,
-                             "You must provide the Content-Length HTTP header.")
-RequestTimeout = _leaf(
-    "RequestTimeout", 400,
-    "Your socket connection to the server was not read from or written to within the "
-    "timeout period.")
-EntityTooLarge = _leaf("EntityTooLarge", 400,
-                       "Your proposed upload exceeds the maximum allowed object size.")
-KeyTooLongError = _leaf("KeyTooLongError", 400, "Your key is too long.")
-MetadataTooLarge = _leaf("MetadataTooLarge", 400,
-                         "Your metadata headers exceed the maximum allowed metadata size.")
-MethodNotAllowed = _leaf("MethodNotAllowed", 405,
-                         "The specified method is not allowed against this resource.")
-NotImplementedError_ = _leaf(
-    "NotImplemented", 501,
-    "A header or operation you provided implies functionality that is not implemented.",
-    code="NotImplemented")
-InvalidStorageClass = _leaf("InvalidStorageClass", 400,
-                            "The storage class you specified is not valid.")
+class AccessDenied(S3Error):
+    """S3 error AccessDenied (403)."""
 
-InvalidEncryptionAlgorithmError = _leaf(
-    "InvalidEncryptionAlgorithmError", 400,
-    "The Encryption request you specified is not valid. Supported value: AES256.")
+    code = "AccessDenied"
+    status = 403
+    default_message = "Access Denied"
+
+
+class InvalidAccessKeyId(S3Error):
+    """S3 error InvalidAccessKeyId (403)."""
+
+    code = "InvalidAccessKeyId"
+    status = 403
+    default_message = "The AWS Access Key Id you provided does not exist in our records."
+
+
+class SignatureDoesNotMatch(S3Error):
+    """S3 error SignatureDoesNotMatch (403)."""
+
+    code = "SignatureDoesNotMatch"
+    status = 403
+    default_message = (
+        "The request signature we calculated does not match the signature you provided. Check "
+        "your key and signing method."
+    )
+
+
+class RequestTimeTooSkewed(S3Error):
+    """S3 error RequestTimeTooSkewed (403)."""
+
+    code = "RequestTimeTooSkewed"
+    status = 403
+    default_message = "The difference between the request time and the current time is too large."
+
+
+class AuthorizationHeaderMalformed(S3Error):
+    """S3 error AuthorizationHeaderMalformed (400)."""
+
+    code = "AuthorizationHeaderMalformed"
+    status = 400
+    default_message = "The authorization header is malformed."
+
+
+class AuthorizationQueryParametersError(S3Error):
+    """S3 error AuthorizationQueryParametersError (400)."""
+
+    code = "AuthorizationQueryParametersError"
+    status = 400
+    default_message = "Query-string authentication parameters are malformed."
+
+
+class XAmzContentSHA256Mismatch(S3Error):
+    """S3 error XAmzContentSHA256Mismatch (400)."""
+
+    code = "XAmzContentSHA256Mismatch"
+    status = 400
+    default_message = (
+        "The provided 'x-amz-content-sha256' header does not match what was computed."
+    )
+
+
+class BadDigest(S3Error):
+    """S3 error BadDigest (400)."""
+
+    code = "BadDigest"
+    status = 400
+    default_message = "The Content-MD5 or checksum you specified did not match what we received."
+
+
+class InvalidDigest(S3Error):
+    """S3 error InvalidDigest (400)."""
+
+    code = "InvalidDigest"
+    status = 400
+    default_message = "The Content-MD5 or checksum you specified is not valid."
+
+
+class InvalidRequest(S3Error):
+    """S3 error InvalidRequest (400)."""
+
+    code = "InvalidRequest"
+    status = 400
+    default_message = "Invalid Request"
+
+
+class InvalidArgument(S3Error):
+    """S3 error InvalidArgument (400)."""
+
+    code = "InvalidArgument"
+    status = 400
+    default_message = "Invalid Argument"
+
+
+class InvalidURI(S3Error):
+    """S3 error InvalidURI (400)."""
+
+    code = "InvalidURI"
+    status = 400
+    default_message = "Couldn't parse the specified URI."
+
+
+class MalformedXML(S3Error):
+    """S3 error MalformedXML (400)."""
+
+    code = "MalformedXML"
+    status = 400
+    default_message = (
+        "The XML you provided was not well-formed or did not validate against our published "
+        "schema."
+    )
+
+
+class IncompleteBody(S3Error):
+    """S3 error IncompleteBody (400)."""
+
+    code = "IncompleteBody"
+    status = 400
+    default_message = (
+        "You did not provide the number of bytes specified by the Content-Length HTTP header."
+    )
+
+
+class MissingContentLength(S3Error):
+    """S3 error MissingContentLength (411)."""
+
+    code = "MissingContentLength"
+    status = 411
+    default_message = "You must provide the Content-Length HTTP header."
+
+
+class RequestTimeout(S3Error):
+    """S3 error RequestTimeout (400)."""
+
+    code = "RequestTimeout"
+    status = 400
+    default_message = (
+        "Your socket connection to the server was not read from or written to within the timeout "
+        "period."
+    )
+
+
+class EntityTooLarge(S3Error):
+    """S3 error EntityTooLarge (400)."""
+
+    code = "EntityTooLarge"
+    status = 400
+    default_message = "Your proposed upload exceeds the maximum allowed object size."
+
+
+class KeyTooLongError(S3Error):
+    """S3 error KeyTooLongError (400)."""
+
+    code = "KeyTooLongError"
+    status = 400
+    default_message = "Your key is too long."
+
+
+class MetadataTooLarge(S3Error):
+    """S3 error MetadataTooLarge (400)."""
+
+    code = "MetadataTooLarge"
+    status = 400
+    default_message = "Your metadata headers exceed the maximum allowed metadata size."
+
+
+class MethodNotAllowed(S3Error):
+    """S3 error MethodNotAllowed (405)."""
+
+    code = "MethodNotAllowed"
+    status = 405
+    default_message = "The specified method is not allowed against this resource."
+
+
+class NotImplementedError_(S3Error):
+    """S3 error NotImplemented (501)."""
+
+    code = "NotImplemented"
+    status = 501
+    default_message = (
+        "A header or operation you provided implies functionality that is not implemented."
+    )
+
+
+# The class's own name is S3's code, as it always was (in logs and metrics).
+NotImplementedError_.__name__ = NotImplementedError_.__qualname__ = "NotImplemented"
+
+
+class InvalidStorageClass(S3Error):
+    """S3 error InvalidStorageClass (400)."""
+
+    code = "InvalidStorageClass"
+    status = 400
+    default_message = "The storage class you specified is not valid."
+
+
+class InvalidEncryptionAlgorithmError(S3Error):
+    """S3 error InvalidEncryptionAlgorithmError (400)."""
+
+    code = "InvalidEncryptionAlgorithmError"
+    status = 400
+    default_message = "The Encryption request you specified is not valid. Supported value: AES256."
+
 
 # -- buckets -------------------------------------------------------------------------
-ServerSideEncryptionConfigurationNotFoundError = _leaf(
-    "ServerSideEncryptionConfigurationNotFoundError", 404,
-    "The server side encryption configuration was not found")
-MaxMessageLengthExceeded = _leaf("MaxMessageLengthExceeded", 400, "Your request was too big.")
-InvalidBucketName = _leaf("InvalidBucketName", 400, "The specified bucket is not valid.")
-NoSuchBucket = _leaf("NoSuchBucket", 404, "The specified bucket does not exist")
-BucketAlreadyOwnedByYou = _leaf(
-    "BucketAlreadyOwnedByYou", 409,
-    "Your previous request to create the named bucket succeeded and you already own it.")
-BucketNotEmpty = _leaf("BucketNotEmpty", 409,
-                       "The bucket you tried to delete is not empty")
-IllegalLocationConstraintException = _leaf(
-    "IllegalLocationConstraintException", 400,
-    "The specified location-constraint is not valid.")
+class ServerSideEncryptionConfigurationNotFoundError(S3Error):
+    """S3 error ServerSideEncryptionConfigurationNotFoundError (404)."""
+
+    code = "ServerSideEncryptionConfigurationNotFoundError"
+    status = 404
+    default_message = "The server side encryption configuration was not found"
+
+
+class MaxMessageLengthExceeded(S3Error):
+    """S3 error MaxMessageLengthExceeded (400)."""
+
+    code = "MaxMessageLengthExceeded"
+    status = 400
+    default_message = "Your request was too big."
+
+
+class InvalidBucketName(S3Error):
+    """S3 error InvalidBucketName (400)."""
+
+    code = "InvalidBucketName"
+    status = 400
+    default_message = "The specified bucket is not valid."
+
+
+class NoSuchBucket(S3Error):
+    """S3 error NoSuchBucket (404)."""
+
+    code = "NoSuchBucket"
+    status = 404
+    default_message = "The specified bucket does not exist"
+
+
+class BucketAlreadyOwnedByYou(S3Error):
+    """S3 error BucketAlreadyOwnedByYou (409)."""
+
+    code = "BucketAlreadyOwnedByYou"
+    status = 409
+    default_message = (
+        "Your previous request to create the named bucket succeeded and you already own it."
+    )
+
+
+class BucketNotEmpty(S3Error):
+    """S3 error BucketNotEmpty (409)."""
+
+    code = "BucketNotEmpty"
+    status = 409
+    default_message = "The bucket you tried to delete is not empty"
+
+
+class IllegalLocationConstraintException(S3Error):
+    """S3 error IllegalLocationConstraintException (400)."""
+
+    code = "IllegalLocationConstraintException"
+    status = 400
+    default_message = "The specified location-constraint is not valid."
+
 
 # -- objects -------------------------------------------------------------------------
-NoSuchKey = _leaf("NoSuchKey", 404, "The specified key does not exist.")
-InvalidRange = _leaf("InvalidRange", 416, "The requested range is not satisfiable")
-InvalidPartNumber = _leaf("InvalidPartNumber", 416, "The requested partnumber is not satisfiable")
-NoSuchVersion = _leaf("NoSuchVersion", 404,
-                      "The specified version does not exist.")
-PreconditionFailed = _leaf("PreconditionFailed", 412,
-                           "At least one of the pre-conditions you specified did not hold")
+class NoSuchKey(S3Error):
+    """S3 error NoSuchKey (404)."""
+
+    code = "NoSuchKey"
+    status = 404
+    default_message = "The specified key does not exist."
+
+
+class InvalidRange(S3Error):
+    """S3 error InvalidRange (416)."""
+
+    code = "InvalidRange"
+    status = 416
+    default_message = "The requested range is not satisfiable"
+
+
+class InvalidPartNumber(S3Error):
+    """S3 error InvalidPartNumber (416)."""
+
+    code = "InvalidPartNumber"
+    status = 416
+    default_message = "The requested partnumber is not satisfiable"
+
+
+class NoSuchVersion(S3Error):
+    """S3 error NoSuchVersion (404)."""
+
+    code = "NoSuchVersion"
+    status = 404
+    default_message = "The specified version does not exist."
+
+
+class PreconditionFailed(S3Error):
+    """S3 error PreconditionFailed (412)."""
+
+    code = "PreconditionFailed"
+    status = 412
+    default_message = "At least one of the pre-conditions you specified did not hold"
+
 
 # -- multipart -----------------------------------------------------------------------
-NoSuchUpload = _leaf(
-    "NoSuchUpload", 404,
-    "The specified multipart upload does not exist. The upload ID might be invalid, or "
-    "the multipart upload might have been aborted or completed.")
-InvalidPart = _leaf(
-    "InvalidPart", 400,
-    "One or more of the specified parts could not be found. The part might not have been "
-    "uploaded, or the specified entity tag might not have matched the part's entity tag.")
-InvalidPartOrder = _leaf(
-    "InvalidPartOrder", 400,
-    "The list of parts was not in ascending order. Parts must be ordered by part number.")
-EntityTooSmall = _leaf(
-    "EntityTooSmall", 400,
-    "Your proposed upload is smaller than the minimum allowed object size.")
+class NoSuchUpload(S3Error):
+    """S3 error NoSuchUpload (404)."""
+
+    code = "NoSuchUpload"
+    status = 404
+    default_message = (
+        "The specified multipart upload does not exist. The upload ID might be invalid, or the "
+        "multipart upload might have been aborted or completed."
+    )
+
+
+class InvalidPart(S3Error):
+    """S3 error InvalidPart (400)."""
+
+    code = "InvalidPart"
+    status = 400
+    default_message = (
+        "One or more of the specified parts could not be found. The part might not have been "
+        "uploaded, or the specified entity tag might not have matched the part's entity tag."
+    )
+
+
+class InvalidPartOrder(S3Error):
+    """S3 error InvalidPartOrder (400)."""
+
+    code = "InvalidPartOrder"
+    status = 400
+    default_message = (
+        "The list of parts was not in ascending order. Parts must be ordered by part number."
+    )
+
+
+class EntityTooSmall(S3Error):
+    """S3 error EntityTooSmall (400)."""
+
+    code = "EntityTooSmall"
+    status = 400
+    default_message = "Your proposed upload is smaller than the minimum allowed object size."
+
 
 # -- service -------------------------------------------------------------------------
-InternalError = _leaf("InternalError", 500,
-                      "We encountered an internal error. Please try again.")
-ServiceUnavailable = _leaf("ServiceUnavailable", 503,
-                           "Please reduce your request rate.")
-SlowDown = _leaf("SlowDown", 503, "Please reduce your request rate.")
+class InternalError(S3Error):
+    """S3 error InternalError (500)."""
+
+    code = "InternalError"
+    status = 500
+    default_message = "We encountered an internal error. Please try again."
+
+
+class ServiceUnavailable(S3Error):
+    """S3 error ServiceUnavailable (503)."""
+
+    code = "ServiceUnavailable"
+    status = 503
+    default_message = "Please reduce your request rate."
+
+
+class SlowDown(S3Error):
+    """S3 error SlowDown (503)."""
+
+    code = "SlowDown"
+    status = 503
+    default_message = "Please reduce your request rate."
+
 
 # -- key providers (docs/KEYS.md §5): the codes S3 answers for SSE-KMS ---------------
-KMSNotFound = _leaf("KMSNotFound", 400, "The specified KMS key does not exist.",
-                    code="KMS.NotFoundException")
-KMSDisabled = _leaf("KMSDisabled", 400, "The specified KMS key is disabled.",
-                    code="KMS.DisabledException")
-KMSInvalidState = _leaf("KMSInvalidState", 400,
-                        "The specified KMS key is not in a state that allows this operation.",
-                        code="KMS.KMSInvalidStateException")
-KeyProviderUnavailable = _leaf(
-    "KeyProviderUnavailable", 503,
-    "The key management service is unavailable. Please try again.", code="ServiceUnavailable")
+class KMSNotFound(S3Error):
+    """S3 error KMS.NotFoundException (400)."""
+
+    code = "KMS.NotFoundException"
+    status = 400
+    default_message = "The specified KMS key does not exist."
+
+
+class KMSDisabled(S3Error):
+    """S3 error KMS.DisabledException (400)."""
+
+    code = "KMS.DisabledException"
+    status = 400
+    default_message = "The specified KMS key is disabled."
+
+
+class KMSInvalidState(S3Error):
+    """S3 error KMS.KMSInvalidStateException (400)."""
+
+    code = "KMS.KMSInvalidStateException"
+    status = 400
+    default_message = "The specified KMS key is not in a state that allows this operation."
+
+
+class KeyProviderUnavailable(S3Error):
+    """S3 error ServiceUnavailable (503)."""
+
+    code = "ServiceUnavailable"
+    status = 503
+    default_message = "The key management service is unavailable. Please try again."
 
 
 class NotModified(S3Error):
@@ -222,7 +500,11 @@ def relayed(code: str, status: int, message: str | None = None, **fields: str) -
                 _RELAYED.setdefault((value.code, value.status), value)
     cls = _RELAYED.get((code, status))
     if cls is None:
-        cls = _leaf("Relayed" + code, status, message or code, code=code)
+        # A code only the backend knows: a leaf made at run time, as no declaration can be.
+        cls = type("Relayed" + code, (S3Error,), {
+            "code": code, "status": status, "default_message": message or code,
+            "__doc__": f"S3 error {code} ({status}).",
+        })
         if len(_RELAYED) < _MAX_RELAYED_CLASSES:
             _RELAYED[(code, status)] = cls
     return cls(message or None, **fields)

@@ -30,10 +30,15 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 from encproxy.keys.provider import Context, DataKey, KeyInfo, KeyProvider
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+#: A WSGI application (the same shape as ``encproxy.wsgi.responses.WSGIApp``).
+_WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -174,18 +179,19 @@ class MeteredProvider(KeyProvider):
 
     def __init__(self, inner: KeyProvider) -> None:
         self.inner = inner
-        self.kind = inner.kind  # type: ignore[misc]
+        self.kind = inner.kind
 
     def __repr__(self) -> str:
         return f"MeteredProvider({self.inner!r})"
 
-    def _call(self, call: str, func: Any, *args: Any) -> Any:
+    def _call(self, call: str, func: Callable[_P, _T], *args: _P.args,
+              **kwargs: _P.kwargs) -> _T:
         m = _m()
         provider = self.inner.name
         m.kp_calls.labels(provider, call).inc()
         started = time.monotonic()
         try:
-            return func(*args)
+            return func(*args, **kwargs)
         except Exception as exc:
             m.kp_errors.labels(provider, call, getattr(exc, "code", type(exc).__name__)).inc()
             raise
@@ -196,20 +202,19 @@ class MeteredProvider(KeyProvider):
         return self.inner.normalize(key_id)
 
     def generate_data_key(self, key_id: str, context: Context) -> DataKey:
-        return self._call("generate_data_key", self.inner.generate_data_key, key_id,  # type: ignore[no-any-return]
-                          context)
+        return self._call("generate_data_key", self.inner.generate_data_key, key_id, context)
 
     def wrap(self, key_id: str, data_key: bytes, context: Context) -> bytes:
-        return self._call("wrap", self.inner.wrap, key_id, data_key, context)  # type: ignore[no-any-return]
+        return self._call("wrap", self.inner.wrap, key_id, data_key, context)
 
     def unwrap(self, blob: bytes, context: Context) -> bytes:
-        return self._call("unwrap", self.inner.unwrap, blob, context)  # type: ignore[no-any-return]
+        return self._call("unwrap", self.inner.unwrap, blob, context)
 
     def describe(self, key_id: str) -> KeyInfo:
-        return self._call("describe", self.inner.describe, key_id)  # type: ignore[no-any-return]
+        return self._call("describe", self.inner.describe, key_id)
 
     def key_exists(self, key_id: str) -> bool:
-        return self._call("key_exists", self.inner.key_exists, key_id)  # type: ignore[no-any-return]
+        return self._call("key_exists", self.inner.key_exists, key_id)
 
     def versions(self, key_id: str) -> tuple[str, ...]:
         return self.describe(key_id).versions
@@ -233,7 +238,7 @@ class ObservedBackend:
     (client requests, the encryption layer's sub-requests, the configuration store's).
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: _WSGIApp) -> None:
         self.app = app
 
     def __getattr__(self, name: str) -> Any:  # the backend's own attributes (store, ...)

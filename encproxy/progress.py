@@ -76,7 +76,7 @@ class Progress:
             self.stream.flush()
             self.enabled = False
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,4 +1,6 @@
-"""``encproxy rotate``: re-wrap data keys under a master key's current version (docs/OPERATIONS.md §6).
+"""``encproxy rotate``: re-wrap data keys under a master key's current version.
+
+See docs/OPERATIONS.md §6.
 
 ::
 
@@ -46,9 +48,7 @@ Left alone, and counted with a reason:
   encproxy never has;
 * objects whose user-metadata names hold ``_``, which the WSGI sub-request
   cannot carry unchanged;
-* objects whose data key was wrapped by another key provider;
-* multipart-format objects, if this build has no multipart reader
-  (``encproxy.wsgi.encryption.multipart_reads``).
+* objects whose data key was wrapped by another key provider.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ from urllib.parse import quote, unquote_plus
 
 from encproxy import errors
 from encproxy.crypto.keys import open_object, rewrap
-from encproxy.format.constants import METADATA_KEY, Kind, Protection
+from encproxy.format.constants import Kind, Protection
 from encproxy.format.envelope import Envelope
 from encproxy.format.errors import FormatError
 from encproxy.keys.blob import WrappedKey
@@ -73,13 +73,16 @@ from encproxy.keys.provider import KeyInfo, KeyProvider
 from encproxy.progress import Progress
 from encproxy.s3 import sse, xml
 from encproxy.s3.metadata import CONTENT_HEADERS
+from encproxy.settings import Settings
 from encproxy.wsgi import subrequest
+from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER
+from encproxy.wsgi.encryption.layouts import LayoutReader, backend_parts
+from encproxy.wsgi.encryption.part_copy import copy_parts
+from encproxy.wsgi.encryption.streaming import Fetcher
 from encproxy.wsgi.responses import WSGIApp
 
 log = logging.getLogger("encproxy.rotation")
 
-ENVELOPE_HEADER = "x-amz-meta-" + METADATA_KEY
-CONTEXT_HEADER = "x-amz-meta-" + METADATA_KEY + "-context"
 # Headers of a HEAD answer that a REPLACE copy must send again to keep them.
 KEPT_HEADERS = (*CONTENT_HEADERS, "x-amz-storage-class", "x-amz-website-redirect-location")
 PAGE = 1000
@@ -95,7 +98,6 @@ FAILED = "failed"
 VANISHED = "deleted meanwhile"
 
 SKIP_SSE_C = "SSE-C (the customer's key is not held by encproxy)"
-SKIP_MULTIPART = "multipart format (this build cannot read multipart layouts)"
 SKIP_UNDERSCORE = "user-metadata name with '_' (cannot be copied unchanged)"
 SKIP_FOREIGN = "data key wrapped by another key provider"
 
@@ -181,8 +183,7 @@ class Rotator:
         self.internal_bucket = internal_bucket
         self._targets: dict[str, KeyInfo] = {}
         self._targets_lock = threading.Lock()
-        self._reads: Any = None  # the multipart layout reader, made when first needed
-        self._reads_lock = threading.Lock()
+        self._layouts = LayoutReader()
         if self.to_key is not None:
             self._target(self.to_key)  # KMS.NotFoundException now, not once per object
 
@@ -222,7 +223,7 @@ class Rotator:
                 query += "&continuation-token=" + quote(token, safe="")
             elif start_after:
                 query += "&start-after=" + quote(start_after, safe="")
-            resp = subrequest.call(self.backend, "GET", bucket, query=query)
+            resp = subrequest.request(self.backend, None, "GET", bucket, query=query)
             if resp.status == 404:
                 raise errors.NoSuchBucket(BucketName=bucket)
             if not resp.ok:
@@ -263,7 +264,7 @@ class Rotator:
         return info
 
     def _attempt(self, bucket: str, key: str) -> Outcome | None:
-        head = subrequest.call(self.backend, "HEAD", bucket, key)
+        head = subrequest.request(self.backend, None, "HEAD", bucket, key)
         if head.status == 404:
             return Outcome(VANISHED)
         if not head.ok:
@@ -290,8 +291,6 @@ class Rotator:
                 not info.managed_versions or blob.key_version == info.current_version):
             return Outcome(CURRENT, wrapped_under=before)
         multipart = envelope.kind is not Kind.SINGLE
-        if multipart and _multipart_support() is None:
-            return Outcome(SKIPPED, SKIP_MULTIPART, before)
         if any("_" in name for name in head.headers if name.startswith("x-amz-meta-")):
             return Outcome(SKIPPED, SKIP_UNDERSCORE, before)
         etag = head.headers.get("etag")
@@ -316,7 +315,7 @@ class Rotator:
         context_value = head.headers.get(CONTEXT_HEADER)
         extra = sse.parse_context(context_value) if context_value else None
         new = rewrap(self.keys, envelope, bucket, key, target_id, extra)
-        open_object(self.keys, new, bucket, key, extra)  # the new envelope opens, before it is written
+        open_object(self.keys, new, bucket, key, extra)  # it opens before it is written
         after_blob = WrappedKey.from_bytes(new.wrapped_key)
         after = (after_blob.key_id, after_blob.key_version)
 
@@ -324,7 +323,7 @@ class Rotator:
         headers.update({"x-amz-copy-source": _copy_source(bucket, key),
                         "x-amz-metadata-directive": "REPLACE",
                         "x-amz-copy-source-if-match": etag})
-        copy = subrequest.call(self.backend, "PUT", bucket, key, headers=headers)
+        copy = subrequest.request(self.backend, None, "PUT", bucket, key, headers=headers)
         if copy.status == 412:
             return None
         if copy.status == 404:
@@ -351,9 +350,6 @@ class Rotator:
         UploadPartCopy over its byte range to its own part number (FORMAT.md §3.4), into a
         new backend upload that carries the new envelope. Bodies, part numbers and the
         ``-N`` of the ETag stay as they were."""
-        support = _multipart_support()
-        assert support is not None
-        backend_parts, fetcher_class, reads_class, upload_query = support
         parts = backend_parts(etag)
         if parts is None:
             return Outcome(FAILED, "multipart envelope without a multipart backend ETag",
@@ -366,53 +362,24 @@ class Rotator:
         after_blob = WrappedKey.from_bytes(new.wrapped_key)
         after = (after_blob.key_id, after_blob.key_version)
         stored_size = int(head.headers.get("content-length") or "0")
-        with self._reads_lock:
-            if self._reads is None:
-                self._reads = reads_class()
-            reads = self._reads
-        fetcher = fetcher_class(self.backend, None, bucket, key, None, etag)
-        known = reads.layout(objkeys, stored_size, etag, fetcher, verify_all=True)
-        ranges = known.layout.backend_part_ranges(parts)
-        numbers = known.layout.backend_part_numbers(parts)
+        fetcher = Fetcher(self.backend, None, bucket, key, None, etag)
+        known = self._layouts.layout(objkeys, stored_size, etag, fetcher, verify_all=True)
 
-        created = subrequest.call(self.backend, "POST", bucket, key, query="uploads",
-                                  headers=_kept_headers(head, new))
-        if not created.ok:
-            return Outcome(FAILED, f"CreateMultipartUpload answered {created.status}", before)
-        upload_id = xml.child_text(xml.parse(created.body), "UploadId") or ""
-        completed = False
-        try:
-            done = xml.Node("CompleteMultipartUpload")
-            for (start, stop), number in zip(ranges, numbers, strict=True):
-                part = subrequest.call(
-                    self.backend, "PUT", bucket, key, query=upload_query(upload_id, number),
-                    headers={"x-amz-copy-source": _copy_source(bucket, key),
-                             "x-amz-copy-source-range": f"bytes={start}-{stop - 1}",
-                             "x-amz-copy-source-if-match": etag})
-                if part.status == 412:
-                    return None
-                if not part.ok:
-                    return Outcome(FAILED, f"UploadPartCopy answered {part.status}", before)
-                part_etag = xml.child_text(xml.parse(part.body), "ETag") or ""
-                done.add("Part", [xml.Node("PartNumber", number), xml.Node("ETag", part_etag)])
+        def still_current() -> None:
             # Completing replaces the object: make sure it is still the one we copied.
-            again = subrequest.call(self.backend, "HEAD", bucket, key)
+            again = subrequest.request(self.backend, None, "HEAD", bucket, key)
             if again.headers.get("etag") != etag:
-                return None
-            body = xml.render(done)
-            complete = subrequest.call(self.backend, "POST", bucket, key,
-                                       query=upload_query(upload_id),
-                                       headers={"content-type": "application/xml"}, body=body)
-            result = xml.parse(complete.body) if complete.body.strip() else None
-            if not complete.ok or result is None or \
-                    result.tag.rpartition("}")[2] != "CompleteMultipartUploadResult":
-                return Outcome(FAILED, f"CompleteMultipartUpload answered {complete.status}",
-                               before)
-            completed = True
-        finally:
-            if not completed:
-                subrequest.call(self.backend, "DELETE", bucket, key,
-                                query=upload_query(upload_id))
+                raise errors.PreconditionFailed()
+
+        try:
+            copy_parts(self.backend, None, bucket, key, source=_copy_source(bucket, key),
+                       source_etag=etag, ranges=known.layout.backend_part_ranges(parts),
+                       numbers=known.layout.backend_part_numbers(parts),
+                       headers=_kept_headers(head, new), before_complete=still_current)
+        except errors.S3Error as exc:
+            if exc.status == 412:
+                return None     # overwritten meanwhile: look again
+            return Outcome(FAILED, f"multipart copy failed: {exc.code}", before)
         return Outcome(REWRAPPED, wrapped_under=after)
 
 
@@ -429,22 +396,9 @@ def _kept_headers(head: subrequest.SubResponse, envelope: Envelope) -> dict[str,
     return headers
 
 
-def _multipart_support() -> tuple[Any, Any, Any, Any] | None:
-    """The multipart reader (layouts of multipart-format objects), where it exists."""
-    try:
-        from encproxy.wsgi.encryption.uploads import upload_query
-        from encproxy.wsgi.encryption.multipart_reads import Fetcher, MultipartReads, backend_parts
-    except ImportError:
-        return None
-    return backend_parts, Fetcher, MultipartReads, upload_query
-
-
-# -- the command -------------------------------------------------------------------------
-def cmd_rotate(args: argparse.Namespace) -> int:
-    from encproxy.cli import load_settings
+def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
     from encproxy.keys.factory import build_provider
     from encproxy.wsgi.stack import build_backend
-    settings = load_settings(args.config)
     backend = build_backend(settings)
     keys = build_provider(settings, cache=False)
     try:

@@ -61,7 +61,7 @@ def check_settings(settings: Settings) -> None:
     check_provider(settings)
 
 
-class EncproxyApplication(BaseApplication):  # type: ignore[misc]
+class EncproxyApplication(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
     def __init__(self, settings: Settings, config_path: Path | None = None) -> None:
         self.settings = settings
         self.config_path = config_path

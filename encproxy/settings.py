@@ -5,7 +5,9 @@ are applied on top, and every value is validated before anything starts.  A
 problem raises :class:`encproxy.errors.ConfigError` naming the section, the
 option and the problem; the CLI turns that into one line and exit status 2.
 
-Pure module: reading the file is the caller's job (``load`` takes text).
+``load`` is pure (it takes text); ``load_file`` reads a file and ``load_settings`` finds
+it the way the command line does (``--config``, else ``$ENCPROXY_CONFIG``, else
+``conf/encproxy.ini``).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Any
 from encproxy.errors import ConfigError
 
 ENV_PREFIX = "ENCPROXY_"
+DEFAULT_CONFIG = Path("conf/encproxy.ini")
 ACCESS_KEY_RE = re.compile(r"^[A-Za-z0-9_+=,.@-]{3,128}$")
 MIN_SECRET_LENGTH = 8
 
@@ -328,9 +331,15 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
     return found
 
 
+class _CaseSensitiveParser(configparser.ConfigParser):
+    """Option names as written: access keys (``[credentials]``) are case-sensitive."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 def load(text: str, base_dir: Path, environ: Mapping[str, str] | None = None) -> Settings:
-    parser = configparser.ConfigParser(interpolation=None, strict=True)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]  # access keys are case-sensitive
+    parser = _CaseSensitiveParser(interpolation=None, strict=True)
     try:
         parser.read_string(text)
     except configparser.Error as exc:
@@ -427,3 +436,17 @@ def load_file(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
     except OSError as exc:
         raise ConfigError("file", None, f"cannot read {path}: {exc.strerror}") from None
     return load(text, path.resolve().parent, environ)
+
+
+def config_path(arg: str | None) -> Path:
+    """The config file: ``arg`` (``--config``), else ``$ENCPROXY_CONFIG``, else the default."""
+    if arg:
+        return Path(arg)
+    if os.environ.get("ENCPROXY_CONFIG"):
+        return Path(os.environ["ENCPROXY_CONFIG"])
+    return DEFAULT_CONFIG
+
+
+def load_settings(arg: str | None) -> Settings:
+    """The settings of the config file that ``arg`` (``--config``) names, or the default one."""
+    return load_file(config_path(arg))

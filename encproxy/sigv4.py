@@ -41,7 +41,7 @@ import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from urllib.parse import quote, unquote_to_bytes
@@ -250,7 +250,7 @@ def _parse_amz_date(value: str) -> datetime | None:
     if not _AMZ_DATE_RE.match(value):
         return None
     try:
-        return datetime.strptime(value, AMZ_DATE_FORMAT).replace(tzinfo=timezone.utc)
+        return datetime.strptime(value, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -405,7 +405,7 @@ def parse_presigned_query(params: Mapping[str, str]) -> AuthParams:
 
 
 def classify_payload_hash(value: str) -> str:
-    """Validate ``x-amz-content-sha256``: a known literal, or 64 hex digits (returned lower-case)."""
+    """Validate ``x-amz-content-sha256``: a known literal, or 64 hex digits (lower-cased)."""
     if value in (UNSIGNED_PAYLOAD, *STREAMING_PAYLOADS):
         return value
     if _SHA256_RE.match(value):
@@ -443,7 +443,7 @@ class VerifiedRequest:
 
 
 def _fmt_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _header_timestamp(headers: Mapping[str, str]) -> tuple[str, datetime]:
@@ -457,10 +457,10 @@ def _header_timestamp(headers: Mapping[str, str]) -> tuple[str, datetime]:
         except (TypeError, ValueError, IndexError):
             moment = None
         if moment is not None and moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
     if moment is None:
         raise errors.AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     return moment.strftime(AMZ_DATE_FORMAT), moment
 
 
@@ -571,7 +571,7 @@ def verify(method: str, raw_path: str | bytes, raw_query: str | bytes,
     claimed = classify_payload_hash(claimed.strip())
 
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     _check_time(params, request_time, now)
     _check_headers_signed(lower, params.signed_headers)
 
@@ -622,8 +622,8 @@ def sign(method: str, raw_path: str | bytes, raw_query: str | bytes,
     of the body or ``UNSIGNED-PAYLOAD``.
     """
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
-    timestamp = now.astimezone(timezone.utc).strftime(AMZ_DATE_FORMAT)
+        now = now.replace(tzinfo=UTC)
+    timestamp = now.astimezone(UTC).strftime(AMZ_DATE_FORMAT)
     added = {"x-amz-date": timestamp, "x-amz-content-sha256": payload_hash}
     lower = {name.lower(): value for name, value in headers.items()}
     lower.update(added)

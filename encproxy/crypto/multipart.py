@@ -387,12 +387,14 @@ class MultipartDecryptor:
         out = Batch(BATCH_CHUNKS * CHUNK_SIZE)
         for piece in plan.pieces:
             span = piece.span
+            raw: bytes | memoryview
             if piece.header_inline:
                 raw = src.take(SEGMENT_HEADER_SIZE)
                 if len(raw) != SEGMENT_HEADER_SIZE:
                     raise CiphertextTruncated()
             else:
-                raw = first_header  # type: ignore[assignment]
+                assert first_header is not None  # checked by decrypt_range (plan.needs_header)
+                raw = first_header
             header, cipher = open_segment_header(self.keys, raw, part_number=span.part_number)
             if header.trailer or header.plaintext_size != span.plaintext_size:
                 raise SegmentLayoutMismatch()

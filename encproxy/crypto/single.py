@@ -26,9 +26,9 @@ from encproxy.crypto.keys import ObjectKeys
 from encproxy.crypto.stream import (
     BATCH_CHUNKS,
     READ_SIZE,
-    batch_for,
     ByteSource,
     Source,
+    batch_for,
     decrypt_chunks,
     encrypt_chunks,
     trimmed,
@@ -96,13 +96,16 @@ class ObjectEncryptor:
         src = ByteSource(source, READ_SIZE)
         out = batch_for(chunk_count(self.plaintext_size), CHUNK_CIPHERTEXT_SIZE,
                         slack=ETAG_SEAL_SIZE)
-        digest = hashlib.md5(usedforsecurity=False) if md5 is None else None
+        digest = None
+        if md5 is None:
+            digest = hashlib.md5(usedforsecurity=False)
+            md5 = digest.digest
         yield from encrypt_chunks(cipher, AadPacker(self.keys.suite, Domain.CHUNK, 0),
                                   self.plaintext_size, src, out,
                                   observe=digest.update if digest else None)
         if not src.at_end():
             raise IncompleteBody()
-        value = digest.digest() if digest else md5()  # type: ignore[misc]
+        value = md5()
         if len(value) != MD5_SIZE:
             raise ValueError("md5 must return 16 bytes")
         self._etag_seal = cipher.seal(ETAG_SEAL_INDEX, _seal_aad(self.keys, self.plaintext_size),

@@ -45,7 +45,7 @@ Source = Iterable[Buffer] | SupportsReadinto | SupportsRead
 class ByteSource:
     """Exact-size views over a source of bytes; memory bounded by two buffers."""
 
-    __slots__ = ("_cur", "_pos", "_staging", "_fetch", "_eof", "_buf", "_reader")
+    __slots__ = ("_cur", "_pos", "_staging", "_fetch", "_eof", "_buf")
 
     def __init__(self, source: Source, read_size: int = READ_SIZE) -> None:
         self._cur = memoryview(b"")
@@ -53,19 +53,20 @@ class ByteSource:
         self._staging = bytearray(0)
         self._eof = False
         self._buf = bytearray(0)
-        self._reader: object = source
+        self._fetch: Callable[[], memoryview | None]
         if hasattr(source, "readinto"):
             self._buf = bytearray(read_size)
-            self._fetch: Callable[[], memoryview | None] = self._fetch_readinto
+            readinto: Callable[[memoryview], int | None] = source.readinto
+            self._fetch = lambda: self._fetch_readinto(readinto)
         elif hasattr(source, "read"):
-            self._fetch = lambda: self._fetch_read(read_size)
+            read: Callable[[int], bytes] = source.read
+            self._fetch = lambda: self._fetch_read(read, read_size)
         else:
             iterator = iter(source)
             self._fetch = lambda: self._fetch_iter(iterator)
 
-    def _fetch_readinto(self) -> memoryview | None:
+    def _fetch_readinto(self, readinto: Callable[[memoryview], int | None]) -> memoryview | None:
         buf = memoryview(self._buf)
-        readinto = self._reader.readinto  # type: ignore[attr-defined]
         filled = 0
         while filled < len(buf):
             got = readinto(buf[filled:])
@@ -74,8 +75,8 @@ class ByteSource:
             filled += got
         return buf[:filled] if filled else None
 
-    def _fetch_read(self, size: int) -> memoryview | None:
-        data = self._reader.read(size)  # type: ignore[attr-defined]
+    def _fetch_read(self, read: Callable[[int], bytes], size: int) -> memoryview | None:
+        data = read(size)
         return memoryview(data).cast("B") if data else None
 
     @staticmethod

@@ -15,24 +15,47 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from operator import attrgetter
 
-from encproxy.errors import (
-    EntityTooSmall, InternalError, InvalidPart, InvalidPartOrder, InvalidRange, MalformedXML,
-    NoSuchBucket, NoSuchUpload,
-)
 from encproxy import digests
+from encproxy.errors import (
+    EntityTooSmall,
+    InternalError,
+    InvalidPart,
+    InvalidPartOrder,
+    InvalidRange,
+    MalformedXML,
+    NoSuchBucket,
+    NoSuchUpload,
+)
 from encproxy.filestore import etag as etags
 from encproxy.filestore import storefile as sf
 from encproxy.filestore.atomic import TempFile, fsync_dir, make_staging_dir
 from encproxy.filestore.layout import (
-    MAX_PART_NUMBER, UPLOAD_RECORD, check_key, check_part_number, check_text, new_upload_id,
-    part_file_name, part_number_of, tmp_prefix,
+    MAX_PART_NUMBER,
+    UPLOAD_RECORD,
+    check_key,
+    check_part_number,
+    check_text,
+    new_upload_id,
+    part_file_name,
+    part_number_of,
+    tmp_prefix,
 )
 from encproxy.filestore.listing import paginate
 from encproxy.filestore.objects import (
-    ObjectStore, check_length, check_max, fsync_dir_if_exists, md5_hash, open_read,
+    ObjectStore,
+    check_length,
+    check_max,
+    fsync_dir_if_exists,
+    md5_hash,
+    open_read,
 )
 from encproxy.filestore.records import (
-    ObjectMeta, ObjectRecord, PartListResult, PartRecord, UploadListResult, UploadRecord,
+    ObjectMeta,
+    ObjectRecord,
+    PartListResult,
+    PartRecord,
+    UploadListResult,
+    UploadRecord,
 )
 from encproxy.filestore.streams import BodyReader, copy_range, receive
 

@@ -18,11 +18,15 @@ import time
 from collections.abc import Callable, Iterator
 from operator import attrgetter
 
+from encproxy import digests
 from encproxy.errors import (
-    BucketAlreadyOwnedByYou, BucketNotEmpty, InternalError, InvalidArgument, NoSuchBucket,
+    BucketAlreadyOwnedByYou,
+    BucketNotEmpty,
+    InternalError,
+    InvalidArgument,
+    NoSuchBucket,
     NoSuchKey,
 )
-from encproxy import digests
 from encproxy.filestore import etag as etags
 from encproxy.filestore import storefile as sf
 from encproxy.filestore.atomic import TempFile, fsync_dir, make_staging_dir, mkdir_durable

@@ -18,13 +18,13 @@ from encproxy.digests import Digest
 from encproxy.errors import IncompleteBody, InternalError
 from encproxy.filestore.atomic import TempFile
 from encproxy.filestore.storefile import corrupt
+from encproxy.io_sizes import PIECE
 
 if TYPE_CHECKING:
     from hashlib import _Hash
 
     from _typeshed import WriteableBuffer
 
-PIECE = 1 << 20
 # copy_file_range cannot serve this pair of files: fall back to read/write.
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF,
                    errno.EPERM}

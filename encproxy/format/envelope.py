@@ -147,7 +147,7 @@ class Envelope:
         ``x-amz-meta-`` prefix, any case)."""
         for name, value in metadata.items():
             lname = name.lower()
-            if lname == METADATA_KEY or lname == METADATA_HEADER:
+            if lname in (METADATA_KEY, METADATA_HEADER):
                 return cls.decode(value)
         raise EnvelopeMissing()
 

@@ -34,7 +34,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -70,7 +70,7 @@ def sign(method: str, url: str, headers: Mapping[str, str], body: bytes, *, acce
     :func:`sigv4.signing_key` and :func:`sigv4.signature`.
     """
     parts = urlsplit(url)
-    timestamp = now.astimezone(timezone.utc).strftime(sigv4.AMZ_DATE_FORMAT)
+    timestamp = now.astimezone(UTC).strftime(sigv4.AMZ_DATE_FORMAT)
     lower = {k.lower(): v for k, v in headers.items()}
     lower["host"] = parts.netloc
     lower["x-amz-date"] = timestamp
@@ -131,7 +131,7 @@ class AwsKmsProvider(BaseProvider):
         self._session_token = session_token
         self._timeouts = (connect_timeout, timeout)
         self._verify: bool | str = ca_file or True
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._local = threading.local()
 
     def __repr__(self) -> str:
@@ -276,7 +276,7 @@ class AwsKmsProvider(BaseProvider):
             key_id=str(meta.get("Arn") or key_id), current_version=VERSION_PLACEHOLDER,
             versions=(VERSION_PLACEHOLDER,),
             enabled=bool(meta.get("Enabled")) and meta.get("KeyState", "Enabled") == "Enabled",
-            created=(datetime.fromtimestamp(float(created), timezone.utc)
+            created=(datetime.fromtimestamp(float(created), UTC)
                      if isinstance(created, (int, float)) else None),
             managed_versions=False)
 

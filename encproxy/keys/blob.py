@@ -108,7 +108,8 @@ class WrappedKey:
     @classmethod
     def from_bytes(cls, raw: bytes) -> WrappedKey:
         """Decode a blob; any defect is :class:`KeyUnwrapFailed` (reason ``malformed``)."""
-        if not isinstance(raw, (bytes, bytearray, memoryview)) or not 9 <= len(raw) <= MAX_BLOB_SIZE:
+        if not isinstance(raw, (bytes, bytearray, memoryview)) or \
+                not 9 <= len(raw) <= MAX_BLOB_SIZE:
             raise _malformed()
         raw = bytes(raw)
         version, provider, algorithm = raw[0], raw[1], raw[2]

@@ -9,18 +9,17 @@ memory for up to ``cache_ttl`` after its request ended, and a key disabled or
 deleted in the provider keeps working for cached objects until their entries expire.
 ``wrap`` and ``generate_data_key`` are never cached: every object gets a fresh data key.
 
-No file or network I/O; no third-party imports.
+No file or network I/O; no third-party imports; the LRU is ``encproxy.lru``'s.
 """
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from encproxy.keys.blob import encode_context
 from encproxy.keys.provider import Context, DataKey, KeyInfo, KeyProvider
+from encproxy.lru import LRU
 
 
 class DataKeyCache:
@@ -32,9 +31,7 @@ class DataKeyCache:
             raise ValueError("a cache needs at least one entry and a positive TTL")
         self.entries = entries
         self.ttl = ttl
-        self._clock = clock
-        self._items: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._items: LRU[bytes, bytes] = LRU(entries, ttl=ttl, clock=clock)
 
     def __repr__(self) -> str:
         return f"DataKeyCache(entries={self.entries}, ttl={self.ttl}, size={len(self._items)})"
@@ -51,28 +48,13 @@ class DataKeyCache:
         return h.digest()
 
     def get(self, digest: bytes) -> bytes | None:
-        now = self._clock()
-        with self._lock:
-            hit = self._items.get(digest)
-            if hit is None:
-                return None
-            if now - hit[0] >= self.ttl:
-                del self._items[digest]
-                return None
-            self._items.move_to_end(digest)
-            return hit[1]
+        return self._items.get(digest)
 
     def put(self, digest: bytes, data_key: bytes) -> None:
-        now = self._clock()
-        with self._lock:
-            self._items[digest] = (now, data_key)
-            self._items.move_to_end(digest)
-            while len(self._items) > self.entries:
-                self._items.popitem(last=False)
+        self._items.put(digest, data_key)
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+        self._items.clear()
 
 
 class CachingProvider(KeyProvider):
@@ -81,7 +63,7 @@ class CachingProvider(KeyProvider):
     def __init__(self, inner: KeyProvider, entries: int, ttl: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.inner = inner
-        self.kind = inner.kind  # type: ignore[misc]
+        self.kind = inner.kind
         self.cache = DataKeyCache(entries, ttl, clock)
 
     def __repr__(self) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from encproxy import errors
 from encproxy.keys.provider import KeyAdmin, KeyAdminError, KeyInfo, KeyProvider
+from encproxy.settings import Settings
 
 _KMS_HINT = ("with provider = awskms, keys are managed in KMS itself "
              "(aws kms create-key, create-alias, rotate-key-on-demand)")
@@ -41,13 +42,11 @@ def _fmt(info: KeyInfo) -> str:
            f"current {info.current_version}"
 
 
-def _run(args: argparse.Namespace, body: Callable[[KeyProvider, Any], int]) -> int:
-    from encproxy.cli import load_settings
+def _run(settings: Settings, body: Callable[[KeyProvider], int]) -> int:
     from encproxy.keys.factory import build_provider
-    settings = load_settings(args.config)
     provider = build_provider(settings, cache=False)
     try:
-        return body(provider, settings)
+        return body(provider)
     except KeyAdminError as exc:
         return _fail(str(exc))
     except errors.KMSNotFound as exc:
@@ -58,8 +57,8 @@ def _run(args: argparse.Namespace, body: Callable[[KeyProvider, Any], int]) -> i
         provider.close()
 
 
-def cmd_create(args: argparse.Namespace) -> int:
-    def body(provider: KeyProvider, settings: Any) -> int:
+def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
+    def body(provider: KeyProvider) -> int:
         admin = _admin(provider)
         if admin is None:
             return _fail(_KMS_HINT)
@@ -68,21 +67,21 @@ def cmd_create(args: argparse.Namespace) -> int:
             return 0
         print(f"created {_fmt(admin.create_key(args.name))}")
         return 0
-    return _run(args, body)
+    return _run(settings, body)
 
 
-def cmd_rotate(args: argparse.Namespace) -> int:
-    def body(provider: KeyProvider, settings: Any) -> int:
+def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    def body(provider: KeyProvider) -> int:
         admin = _admin(provider)
         if admin is None:
             return _fail(_KMS_HINT)
         print(f"rotated {_fmt(admin.rotate_key(args.name))}")
         return 0
-    return _run(args, body)
+    return _run(settings, body)
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    def body(provider: KeyProvider, settings: Any) -> int:
+def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+    def body(provider: KeyProvider) -> int:
         admin = _admin(provider)
         if admin is None:
             return _fail(_KMS_HINT)
@@ -92,24 +91,24 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows.append((info.key_id, ",".join(info.versions), info.current_version, created))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         for row in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[3])
         return 0
-    return _run(args, body)
+    return _run(settings, body)
 
 
-def cmd_retire(args: argparse.Namespace) -> int:
-    def body(provider: KeyProvider, settings: Any) -> int:
+def cmd_retire(settings: Settings, args: argparse.Namespace) -> int:
+    def body(provider: KeyProvider) -> int:
         admin = _admin(provider)
         if admin is None:
             return _fail(_KMS_HINT)
         info = admin.retire_version(args.name, args.version)
         print(f"retired version {args.version} of {_fmt(info)}")
         return 0
-    return _run(args, body)
+    return _run(settings, body)
 
 
-def cmd_ensure_default(args: argparse.Namespace) -> int:
-    def body(provider: KeyProvider, settings: Any) -> int:
+def cmd_ensure_default(settings: Settings, args: argparse.Namespace) -> int:
+    def body(provider: KeyProvider) -> int:
         name = settings.get("keys", "default_key")
         if provider.key_exists(name):
             return 0
@@ -121,7 +120,7 @@ def cmd_ensure_default(args: argparse.Namespace) -> int:
                          f"provider (create it with: encproxy keys create {name})")
         print(f"created default {_fmt(admin.create_key(name))}")
         return 0
-    return _run(args, body)
+    return _run(settings, body)
 
 
 def add_keys_parser(sub: Any) -> None:

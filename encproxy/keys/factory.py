@@ -9,6 +9,8 @@ can be built (key files are private, certificates load), it can be reached, and
 """
 from __future__ import annotations
 
+from typing import Any
+
 from encproxy import errors
 from encproxy.errors import ConfigError
 from encproxy.keys.provider import KeyInfo, KeyProvider
@@ -22,7 +24,10 @@ def _opt_path(settings: Settings, option: str) -> str:
 def build_provider(settings: Settings, *, cache: bool = True) -> KeyProvider:
     """The configured provider (wrapped in the data-key cache if ``cache_entries`` > 0)."""
     kind = settings.get("keys", "provider")
-    get = lambda option: settings.get("keys", option)  # noqa: E731
+
+    def get(option: str) -> Any:
+        return settings.get("keys", option)
+
     ttl = get("metadata_ttl")
     provider: KeyProvider
     if kind == "local":

@@ -36,8 +36,9 @@ import struct
 import threading
 import time
 import warnings
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from encproxy import errors
@@ -81,10 +82,10 @@ def _import_kmip() -> Any:
 
     class K:  # a namespace of what this module uses
         pass
-    for name, value in dict(attributes=attributes, enums=enums, objects=objects,
-                            contents=contents, messages=messages, payloads=payloads,
-                            BytearrayStream=BytearrayStream,
-                            factory=AttributeFactory()).items():
+    for name, value in {"attributes": attributes, "enums": enums, "objects": objects,
+                        "contents": contents, "messages": messages, "payloads": payloads,
+                        "BytearrayStream": BytearrayStream,
+                        "factory": AttributeFactory()}.items():
         setattr(K, name, value)
     return K
 
@@ -190,10 +191,8 @@ class KmipProvider(BaseProvider, KeyAdmin):
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None and conn.pid == os.getpid():
-            try:
+            with suppress(OSError):
                 conn.sock.close()
-            except OSError:
-                pass
 
     def close(self) -> None:
         self._drop()
@@ -294,7 +293,7 @@ class KmipProvider(BaseProvider, KeyAdmin):
             raise not_found(key_id)
         active = [v for v in versions if v.active]
         current = (active or versions)[-1]
-        created = (datetime.fromtimestamp(current.initial_date, timezone.utc)
+        created = (datetime.fromtimestamp(current.initial_date, UTC)
                    if current.initial_date else None)
         return KeyInfo(key_id, current.uid, tuple(v.uid for v in versions), bool(active),
                        created)

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -66,7 +66,8 @@ from encproxy.keys.provider import (
 MASTER_KEY_SIZE = 32
 FILE_FORMAT = 1
 MAX_KEY_FILE_SIZE = 4096
-_FILE_RE = re.compile(r"(?P<id>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})\.v(?P<version>[1-9][0-9]{0,8})\.key\Z")
+_FILE_RE = re.compile(
+    r"(?P<id>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})\.v(?P<version>[1-9][0-9]{0,8})\.key\Z")
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def key_file_name(key_id: str, version: int) -> str:
 
 
 def _fmt_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _BadKeyFile(Exception):
@@ -116,7 +117,7 @@ def _read_key_file(directory: Path, name: str) -> _Key:
         doc = json.loads(raw)
         material = base64.b64decode(doc["material"], validate=True)
         created = datetime.strptime(doc["created"], "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=timezone.utc) if doc.get("created") else None
+            tzinfo=UTC) if doc.get("created") else None
         ok = (doc.get("encproxy_key") == FILE_FORMAT and doc.get("key_id") == m["id"]
               and doc.get("version") == int(m["version"]) and len(material) == MASTER_KEY_SIZE)
     except (ValueError, KeyError, TypeError, binascii.Error):
@@ -187,11 +188,11 @@ class LocalKeyring(BaseProvider, KeyAdmin):
                 ident = (m["id"], int(m["version"])) if m else None
                 known = self._keys.get(ident) if ident else None
                 try:
-                    if known is not None:
+                    if ident is not None and known is not None:
                         mode = os.lstat(self.directory / name).st_mode
                         if not stat.S_ISREG(mode) or mode & 0o077:
                             raise _BadKeyFile(f"{self.directory / name}: mode or type changed")
-                        found[ident] = known  # type: ignore[index]
+                        found[ident] = known
                     else:
                         key = _read_key_file(self.directory, name)
                         found[(key.key_id, key.version)] = key
@@ -362,7 +363,7 @@ class LocalKeyring(BaseProvider, KeyAdmin):
         except _BadKeyFile as exc:
             raise ConfigError("keys", "keyring", str(exc)) from None
         doc = {"encproxy_key": FILE_FORMAT, "key_id": key_id, "version": version,
-               "created": _fmt_time(datetime.now(timezone.utc)),
+               "created": _fmt_time(datetime.now(UTC)),
                "material": base64.b64encode(os.urandom(MASTER_KEY_SIZE)).decode("ascii")}
         tmp = self.directory / f".tmp-{key_id}.{os.getpid()}.{os.urandom(6).hex()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)

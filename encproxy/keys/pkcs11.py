@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +103,8 @@ class _TokenPool:
 
 
 def _close_quietly(session: Any) -> None:
-    try:
+    with suppress(Exception):  # a broken session is being dropped anyway
         session.close()
-    except Exception:  # noqa: BLE001 - a broken session is being dropped anyway
-        pass
 
 
 _pools: dict[tuple[int, str, str], _TokenPool] = {}
@@ -123,10 +121,8 @@ def _pool(p11: Any, module: str, label: str, pin: str) -> _TokenPool:
         lib = p11.lib(module)
         if _initialized_pid.setdefault(module, pid) != pid:
             # A forked child: PKCS#11 requires C_Initialize again in the new process.
-            try:
+            with suppress(p11.exceptions.PKCS11Error):
                 lib.finalize()
-            except p11.exceptions.PKCS11Error:
-                pass
             lib.initialize()
             _initialized_pid[module] = pid
         for key in [k for k in _pools if k[0] != pid]:

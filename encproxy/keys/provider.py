@@ -38,7 +38,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
 from encproxy import errors
 from encproxy.keys.blob import ProviderKind, WrappedKey, check_context
@@ -78,7 +78,8 @@ class KeyInfo:
 class KeyProvider(ABC):
     """A custodian of master keys (see the module docstring)."""
 
-    kind: ClassVar[ProviderKind]
+    # Set by each provider class; wrappers (cache, metrics) take their inner provider's.
+    kind: ProviderKind
 
     @property
     def name(self) -> str:
@@ -114,7 +115,7 @@ class KeyProvider(ABC):
     def current_version(self, key_id: str) -> str:
         return self.describe(key_id).current_version
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: most providers hold nothing to release
         """Release connections and sessions. The provider may be used again afterwards."""
 
 

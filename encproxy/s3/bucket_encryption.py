@@ -42,14 +42,15 @@ class BucketEncryption:
                           sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "BucketEncryption":
+    def from_json(cls, data: bytes) -> BucketEncryption:
         """The stored form; anything unexpected is an internal error, never a guess."""
         try:
             obj: Any = json.loads(data)
             if obj.get("version") != STORED_VERSION or obj["algorithm"] not in ALGORITHMS:
                 raise ValueError("unknown version or algorithm")
             key_id = obj.get("kms_key_id")
-            if key_id is not None and (not isinstance(key_id, str) or obj["algorithm"] != "aws:kms"):
+            if key_id is not None and (not isinstance(key_id, str)
+                                       or obj["algorithm"] != "aws:kms"):
                 raise ValueError("bad key id")
             return cls(obj["algorithm"], key_id, bool(obj.get("bucket_key_enabled", False)))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import email.utils
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def http_date(epoch: float) -> str:
@@ -12,7 +12,7 @@ def http_date(epoch: float) -> str:
 
 def iso8601(epoch: float) -> str:
     """The XML timestamp form: ``2009-10-12T17:50:30.000Z``."""
-    dt = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    dt = datetime.fromtimestamp(epoch, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
@@ -25,5 +25,5 @@ def parse_http_date(text: str) -> float | None:
     if dt is None:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()

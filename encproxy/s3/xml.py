@@ -40,12 +40,12 @@ class Node:
         elif value is not None:
             self.text = str(value)
 
-    def add(self, tag: str, value: object = None) -> "Node":
+    def add(self, tag: str, value: object = None) -> Node:
         child = Node(tag, value)
         self.children.append(child)
         return child
 
-    def extend(self, nodes: Iterable["Node"]) -> "Node":
+    def extend(self, nodes: Iterable[Node]) -> Node:
         self.children.extend(nodes)
         return self
 
@@ -61,14 +61,16 @@ def render(root: Node, namespace: str | None = S3_NS) -> bytes:
     el = root._element()
     if namespace:
         el.set("xmlns", namespace)
-    return XML_DECLARATION + ET.tostring(el, encoding="utf-8", xml_declaration=False)
+    body: bytes = ET.tostring(el, encoding="utf-8", xml_declaration=False)
+    return XML_DECLARATION + body
 
 
 def render_element(el: ET.Element, namespace: str | None = S3_NS) -> bytes:
     """Re-render a parsed (namespace-stripped) element, e.g. after filtering it."""
     if namespace:
         el.set("xmlns", namespace)
-    return XML_DECLARATION + ET.tostring(el, encoding="utf-8", xml_declaration=False)
+    body: bytes = ET.tostring(el, encoding="utf-8", xml_declaration=False)
+    return XML_DECLARATION + body
 
 
 def fields(tag: str, values: Mapping[str, object]) -> Node:

@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import requests
@@ -43,11 +43,11 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from encproxy import errors, sigv4
+from encproxy.io_sizes import PIECE
 from encproxy.s3backend.forwarding import HOP_BY_HOP, Endpoint
 
 log = logging.getLogger("encproxy.s3backend")
 
-PIECE = 1 << 20
 USER_AGENT = "encproxy"
 #: Methods safe to send again when a pooled connection was found dead before any answer.
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
@@ -193,7 +193,7 @@ class S3BackendClient:
     """Sends S3 requests to one backend endpoint, signed with its credentials."""
 
     def __init__(self, config: BackendConfig,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.config = config
         self.endpoint = Endpoint.from_url(config.endpoint, config.addressing)
         self.identity = sigv4.SigningIdentity(config.access_key, config.secret_key,

@@ -12,6 +12,7 @@ KEY = "encproxy.key"                  # str | None, decoded UTF-8 object key
 RAW_PATH = "encproxy.raw_path"        # the path exactly as the client sent it
 RAW_QUERY = "encproxy.raw_query"      # the query string exactly as sent
 ACCESS_KEY = "encproxy.access_key"    # set by authentication: who is calling
+REQUEST = "encproxy.request"          # the S3Request parsed from this environ (request.py)
 BODY_CHECKSUMS = "encproxy.body_checksums"  # filled by the verified body at EOF
 # Set by the encryption layer on the PUT of a sealed single-part object: a callable
 # giving, once the body is read, the 16 bytes the embedded store keeps as the ETag

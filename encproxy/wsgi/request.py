@@ -21,7 +21,22 @@ class S3Request:
     operation: str | None
 
     @classmethod
-    def from_environ(cls, environ: dict[str, Any]) -> "S3Request":
+    def of(cls, environ: dict[str, Any]) -> S3Request:
+        """The request ``environ`` describes, parsed once and kept in it.
+
+        A layer that changes the request in ``environ`` (authentication installs the
+        verified body and its decoded length) parses it again with ``from_environ``.
+        Sub-requests are built as new environs, so a request kept in a copied
+        environ is never taken for the copy's.
+        """
+        kept = environ.get(env.REQUEST)
+        if isinstance(kept, S3Request) and kept.environ is environ:
+            return kept
+        return cls.from_environ(environ)
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, Any]) -> S3Request:
+        """Parse ``environ`` (and keep the result in it for ``of``)."""
         query: dict[str, str] = {}
         for name, value in parse_qsl(environ.get(env.RAW_QUERY, ""), keep_blank_values=True):
             query.setdefault(name, value)
@@ -34,8 +49,10 @@ class S3Request:
                 headers[name.replace("_", "-").lower()] = environ[name]
         method = environ["REQUEST_METHOD"].upper()
         bucket, key = environ.get(env.BUCKET), environ.get(env.KEY)
-        return cls(environ, method, bucket, key, query, headers,
-                   classify(method, bucket, key, query, headers))
+        req = cls(environ, method, bucket, key, query, headers,
+                  classify(method, bucket, key, query, headers))
+        environ[env.REQUEST] = req
+        return req
 
     @property
     def body(self) -> Any:
@@ -53,7 +70,8 @@ class S3Request:
             raise errors.InvalidArgument("Content-Length is not a number",
                                          ArgumentName="Content-Length") from None
         if value < 0:
-            raise errors.InvalidArgument("Content-Length is negative", ArgumentName="Content-Length")
+            raise errors.InvalidArgument("Content-Length is negative",
+                                         ArgumentName="Content-Length")
         return value
 
     def read_small_body(self, limit: int) -> bytes:
@@ -79,6 +97,7 @@ class S3Request:
             raise errors.InvalidArgument(f"Provided {name} not an integer or within integer range",
                                          ArgumentName=name, ArgumentValue=text) from None
         if value < lo:
-            raise errors.InvalidArgument(f"Argument {name} must be an integer between {lo} and {hi}",
-                                         ArgumentName=name, ArgumentValue=text)
+            raise errors.InvalidArgument(
+                f"Argument {name} must be an integer between {lo} and {hi}",
+                ArgumentName=name, ArgumentValue=text)
         return min(value, hi)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from werkzeug.wrappers import Response
@@ -75,3 +75,12 @@ def s3_error_boundary(handler: Callable[[dict[str, Any]], Response]) -> WSGIApp:
             response = error_response(errors.InternalError(), environ)
         return response(environ, start_response)
     return app
+
+
+def relayed(status: int, headers: Iterable[tuple[str, str]] | Mapping[str, str], body: bytes,
+            extra: Mapping[str, str] | None = None) -> Response:
+    """A response of the app below, read whole, passed on (with ``extra`` headers)."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    out = [(k, v) for k, v in pairs if k.lower() != "content-length"]
+    out += list((extra or {}).items())
+    return Response(body, status=status, headers=out)

@@ -15,16 +15,17 @@ from encproxy.keys.factory import build_provider
 from encproxy.keys.provider import KeyProvider
 from encproxy.metrics import ObservedBackend, metered
 from encproxy.settings import Settings
+from encproxy.wsgi.apps.filestore import FileStoreApp
+from encproxy.wsgi.apps.s3backend import build_s3_backend
 from encproxy.wsgi.auth.middleware import AuthenticationMiddleware
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
 from encproxy.wsgi.buckets.middleware import BucketEncryptionMiddleware
-from encproxy.wsgi.encryption.middleware import EncryptionMiddleware, EncryptionPolicy
-from encproxy.wsgi.apps.filestore import FileStoreApp
 from encproxy.wsgi.edge.gateway import Gateway
 from encproxy.wsgi.edge.operations import outer_layers
-from encproxy.wsgi.responses import WSGIApp
-from encproxy.wsgi.apps.s3backend import build_s3_backend
 from encproxy.wsgi.edge.socket_input import SocketInputLayer
+from encproxy.wsgi.encryption.middleware import EncryptionMiddleware
+from encproxy.wsgi.encryption.policy import EncryptionPolicy
+from encproxy.wsgi.responses import WSGIApp
 
 
 def build_backend(settings: Settings) -> WSGIApp:

@@ -1,20 +1,38 @@
-"""Plain S3 requests from a middleware to the app below it.
+"""Plain S3 requests from a layer to the app below it: the one sub-request API.
 
-Middleware keeps its own state (bucket configurations, upload envelopes) in the
+Middleware keeps its own state (bucket configurations, upload records) in the
 backend through the same WSGI interface clients use, so it works over any
-backend app.  Sub-request bodies are small (XML, JSON): they are read whole.
+backend app; the encryption layer also sends ciphertext and reads ranges this
+way.  Two kinds of request:
+
+* **clean** (``request``, ``stream``): built from scratch; only the headers named
+  by the caller reach the app below, never the client's (its signature,
+  checksums, SSE headers), so nothing the client said about its plaintext is
+  applied to ciphertext.  Only the request id is taken from the parent request.
+* **derived** (``derived_environ``, then ``run`` or ``open_stream``): the client's
+  own request with named headers changed, for the operations encproxy relays.
+
+``request``/``run`` read the (small: XML, JSON) answer whole; ``stream`` and
+``open_stream`` leave the body to the caller, who must close it.
 """
 from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from encproxy import errors
+from encproxy.s3 import xml
 from encproxy.wsgi import environ as env
 from encproxy.wsgi.responses import WSGIApp
+
+Environ = dict[str, Any]
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
 
 # Sub-responses are XML or JSON; ListBuckets of 10,000 buckets is about 1.5 MiB.
 MAX_SUBRESPONSE = 8 * 1024 * 1024
@@ -34,7 +52,6 @@ class SubResponse:
         """The S3 error code of an error body, if it has one."""
         if self.ok or not self.body:
             return None
-        from encproxy.s3 import xml
         try:
             root = xml.parse(self.body)
         except errors.S3Error:
@@ -71,12 +88,58 @@ def request_environ(parent: dict[str, Any] | None, method: str, bucket: str,
     return environ
 
 
-def call(app: WSGIApp, method: str, bucket: str, key: str | None = None, query: str = "",
-         headers: dict[str, str] | None = None, body: bytes = b"",
-         parent: dict[str, Any] | None = None) -> SubResponse:
-    """A request with a small body, its (small) answer read whole."""
-    return run(app, request_environ(parent, method, bucket, key, query, headers,
-                                    io.BytesIO(body), len(body)))
+def request(app: WSGIApp, parent: Environ | None, method: str, bucket: str,
+            key: str | None = None, query: str = "", headers: dict[str, str] | None = None,
+            body: bytes | Readable | None = None, length: int | None = None) -> SubResponse:
+    """A clean request; its (small) answer read whole.  ``body``: bytes, or a reader of
+    ``length`` bytes."""
+    return run(app, _clean(parent, method, bucket, key, query, headers, body, length))
+
+
+def stream(app: WSGIApp, parent: Environ | None, method: str, bucket: str,
+           key: str | None = None, query: str = "", headers: dict[str, str] | None = None,
+           body: bytes | Readable | None = None, length: int | None = None
+           ) -> StreamingResponse:
+    """A clean request; its answer's body left unread, for the caller to stream and close."""
+    return open_stream(app, _clean(parent, method, bucket, key, query, headers, body, length))
+
+
+def _clean(parent: Environ | None, method: str, bucket: str, key: str | None, query: str,
+           headers: dict[str, str] | None, body: bytes | Readable | None,
+           length: int | None) -> Environ:
+    if body is None:
+        return request_environ(parent, method, bucket, key, query, headers)
+    if isinstance(body, bytes):
+        return request_environ(parent, method, bucket, key, query, headers,
+                               io.BytesIO(body), len(body))
+    if length is None:
+        raise ValueError("a streamed sub-request body needs its length")
+    return request_environ(parent, method, bucket, key, query, headers, body, length)
+
+
+def failure(status: int, body: bytes) -> errors.S3Error:
+    """The app below answered an error to a request made for the client: the same
+    error for the client (its code, status and message)."""
+    code, message = None, None
+    if body:
+        try:
+            root = xml.parse(body, max_size=MAX_SUBRESPONSE)
+            code, message = xml.child_text(root, "Code"), xml.child_text(root, "Message")
+        except errors.S3Error:
+            pass
+    if not code:
+        return internal_failure(status)
+    return errors.relayed(code, status, message or None)
+
+
+def internal_failure(status: int) -> errors.S3Error:
+    """The app below failed a request made for encproxy's own bookkeeping."""
+    return errors.ServiceUnavailable() if status == 503 else errors.InternalError()
+
+
+def quote_param(value: str) -> str:
+    """A query parameter value, percent-encoded as S3 signs it."""
+    return quote(value, safe="-_.~")
 
 
 class IterReader:
@@ -200,10 +263,10 @@ def derived_environ(environ: dict[str, Any], *, method: str | None = None,
     """
     new = dict(environ)
     for name in drop:
-        key = _environ_key(name)
+        key = environ_key(name)
         new.pop(key, None)
     for name, value in (headers or {}).items():
-        new[_environ_key(name)] = value
+        new[environ_key(name)] = value
     if method is not None:
         new["REQUEST_METHOD"] = method
     if query is not None:
@@ -216,6 +279,7 @@ def derived_environ(environ: dict[str, Any], *, method: str | None = None,
     return new
 
 
-def _environ_key(name: str) -> str:
+def environ_key(name: str) -> str:
+    """The WSGI environ key of request header ``name``."""
     upper = name.upper().replace("-", "_")
     return upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper

@@ -51,4 +51,5 @@ def test_scripts_serve_with_shipped_config(tmp_path):
         assert key_files and all(p.stat().st_mode & 0o077 == 0 for p in key_files)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        # gunicorn may take the shipped graceful_timeout (30 s) to let workers finish.
+        proc.wait(timeout=45)

@@ -28,7 +28,6 @@ PART_NUMBER_IGNORED = ("answers GET/HEAD ?partNumber=N with the whole object; en
                        "than return the wrong bytes")
 QUIRKS: dict[str, dict[str, str]] = {
     "moto": {
-        "part-number-ignored": "moto " + PART_NUMBER_IGNORED,
         "listing-delimiter-pagination": "moto counts only keys, not common prefixes, "
                                         "toward max-keys, and its NextMarker is not a key",
         "newline-in-key": "moto's URL routing does not match a key containing a newline "

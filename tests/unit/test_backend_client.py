@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from encproxy import errors, sigv4
+from encproxy.io_sizes import PIECE
 from encproxy.s3backend.client import (
-    PIECE,
     BackendBroken,
     BackendConfig,
     BodySource,

@@ -17,7 +17,7 @@ from encproxy.crypto.multipart import PartEncryptor, build_trailer
 from encproxy.format.constants import Kind, Suite
 from encproxy.format.errors import FormatError
 from encproxy.format.layout import Trailer, plan_completion
-from encproxy.wsgi.encryption.multipart_reads import MultipartReads, backend_parts
+from encproxy.wsgi.encryption.layouts import LayoutReader, backend_parts
 
 MiB = 1 << 20
 
@@ -63,7 +63,7 @@ def stored(sizes: list[int], numbers: list[int] | None = None
     return keys, body, b"".join(parts), f'"{"0" * 32}-{plan.backend_parts}"'
 
 
-def read_range(reads: MultipartReads, keys: ObjectKeys, body: bytes, etag: str,
+def read_range(reads: LayoutReader, keys: ObjectKeys, body: bytes, etag: str,
                fetcher: FakeFetcher, first: int, last: int) -> bytes:
     batches, stream = reads.decrypt_range(keys, len(body), etag, fetcher, first, last)
     try:
@@ -88,7 +88,7 @@ def test_backend_parts(etag, parts):
 ], ids=["predicted", "wrong-prediction", "indexed", "trailer"])
 def test_ranges_are_right_whatever_the_layout(sizes):
     keys, body, plaintext, etag = stored(sizes)
-    reads = MultipartReads()
+    reads = LayoutReader()
     fetcher = FakeFetcher(body)
     assert reads.plaintext_size(lambda: keys, len(body), etag, fetcher) == len(plaintext)
     rnd = random.Random(str(sizes))
@@ -104,7 +104,7 @@ def test_ranges_are_right_whatever_the_layout(sizes):
 
 def test_a_range_fetches_only_what_covers_it():
     keys, body, plaintext, etag = stored([8 * MiB] * 4 + [MiB])
-    reads = MultipartReads()
+    reads = LayoutReader()
     fetcher = FakeFetcher(body)
     reads.plaintext_size(lambda: keys, len(body), etag, fetcher)
     assert fetcher.ranges == []          # the size of a regular layout is arithmetic
@@ -122,7 +122,7 @@ def test_a_wrong_prediction_never_fails_half_way():
     """Parts 5, 6, 2 MiB look like 5, 5, 3 MiB from part 1's header and the listing; a range
     across parts 2 and 3 is checked before a byte is sent, and served from the walked layout."""
     keys, body, plaintext, etag = stored([5 * MiB, 6 * MiB, 2 * MiB])
-    reads = MultipartReads()
+    reads = LayoutReader()
     fetcher = FakeFetcher(body)
     first, last = 5 * MiB + 100, 13 * MiB - 1
     batches, stream = reads.decrypt_range(keys, len(body), etag, fetcher, first, last)
@@ -134,7 +134,7 @@ def test_a_wrong_prediction_never_fails_half_way():
 
 def test_gaps_come_from_the_index():
     keys, body, plaintext, etag = stored([5 * MiB, 5 * MiB, 100], numbers=[2, 7, 9])
-    reads = MultipartReads()
+    reads = LayoutReader()
     fetcher = FakeFetcher(body)
     known = reads.layout(keys, len(body), etag, fetcher)
     assert known.authoritative and known.layout.trailer is Trailer.INDEXED
@@ -147,22 +147,22 @@ def test_gaps_come_from_the_index():
 def test_tampered_headers_are_integrity_errors():
     keys, body, _, etag = stored([5 * MiB, 5 * MiB, 3 * MiB])
     other_keys, *_ = stored([10])
-    reads = MultipartReads()
+    reads = LayoutReader()
     with pytest.raises(FormatError):
         reads.layout(other_keys, len(body), etag, FakeFetcher(body))   # another upload's key
     swapped = bytearray(body)
     seg = 52 + 5 * MiB + 16 * 80
     swapped[:seg], swapped[seg:2 * seg] = body[seg:2 * seg], body[:seg]
     with pytest.raises(FormatError):
-        read_range(MultipartReads(), keys, bytes(swapped), etag, FakeFetcher(bytes(swapped)),
+        read_range(LayoutReader(), keys, bytes(swapped), etag, FakeFetcher(bytes(swapped)),
                    0, 10)
 
 
 def test_the_cache_is_bounded_by_parts():
-    reads = MultipartReads(max_cached_parts=5)
+    reads = LayoutReader(max_cached_parts=5)
     for i in range(4):
         keys, body, _, _ = stored([5 * MiB, 1000])
         etag = f'"{i:032x}-2"'
         reads.layout(keys, len(body), etag, FakeFetcher(body), verify_all=True)
-    assert reads._cached_parts <= 5
+    assert reads.cached_parts <= 5
     assert reads.cached(len(body), etag) is not None

@@ -64,13 +64,13 @@ def test_held_copies_are_found_by_etag_and_forgotten(store: UploadStore, app: Fi
     etags = {}
     for salt, body in ((b"\x01" * 16, b"first upload"), (b"\x02" * 16, b"second upload")):
         name = store.held_key("bkt", "a/key", "u1", 7, salt)
-        resp = subrequest.call(app, "PUT", "encproxy-internal", name, body=body)
+        resp = subrequest.request(app, None, "PUT", "encproxy-internal", name, body=body)
         etags[body] = resp.headers["etag"]
     found = store.find_held("bkt", "a/key", "u1", 7, etags[b"second upload"], None)
     assert found == (store.held_key("bkt", "a/key", "u1", 7, b"\x02" * 16), 13)
     assert store.find_held("bkt", "a/key", "u1", 8, etags[b"second upload"], None) is None
     store.forget("bkt", "a/key", "u1", None)
-    resp = subrequest.call(app, "GET", "encproxy-internal", query="list-type=2&prefix=uploads/")
+    resp = subrequest.request(app, None, "GET", "encproxy-internal", query="list-type=2&prefix=uploads/")
     assert b"<Contents>" not in resp.body
     assert UploadStore(app, "encproxy-internal").get("bkt", "a/key", "u1", None) is None
 
@@ -88,6 +88,6 @@ def test_keys_are_cached_briefly(store: UploadStore, clock: Clock):
 def test_an_unreadable_record_is_an_internal_error(store: UploadStore, app: FileStoreApp):
     store.put("u1", RECORD, None)
     where = upload_location("bkt", "a/key", "u9") + "record"
-    subrequest.call(app, "PUT", "encproxy-internal", where, body=b"{not json")
+    subrequest.request(app, None, "PUT", "encproxy-internal", where, body=b"{not json")
     with pytest.raises(errors.InternalError):
         store.get("bkt", "a/key", "u9", None)

@@ -25,7 +25,6 @@ from encproxy.rotation import (
     FAILED,
     PLAIN,
     REWRAPPED,
-    SKIP_MULTIPART,
     SKIP_SSE_C,
     SKIPPED,
     VANISHED,
@@ -137,11 +136,8 @@ def test_to_key_moves_objects_to_another_key(world):
         == "k1"
 
 
-def test_sse_c_multipart_and_plaintext_are_reported(world, monkeypatch):
-    import encproxy.rotation as rotation
-    monkeypatch.setattr(rotation, "_multipart_support", lambda: None)  # no multipart reader
+def test_sse_c_and_plaintext_are_reported(world):
     world.put("enc", b"e")
-    world.put("mp", b"m", kind=Kind.MULTIPART)
     world.store.put_object(BUCKET, "plain", io.BytesIO(b"p"), 1, ObjectMeta())
     # An SSE-C object: its envelope says so (the rotator never needs its key).
     world.put("ssec", b"c", protection=Protection.SSE_C)
@@ -149,10 +145,10 @@ def test_sse_c_multipart_and_plaintext_are_reported(world, monkeypatch):
     summary = Rotator(world.app, world.keys).run(BUCKET)
     assert summary.counts[REWRAPPED] == 1
     assert summary.counts[PLAIN] == 1
-    assert summary.skipped == {SKIP_MULTIPART: 1, SKIP_SSE_C: 1}
-    assert dict(summary.in_use) == {("k1", "2"): 1, ("k1", "1"): 1}  # the multipart one
+    assert summary.skipped == {SKIP_SSE_C: 1}
+    assert dict(summary.in_use) == {("k1", "2"): 1}
     text = summary.render()
-    assert SKIP_MULTIPART in text and "k1 version 1: 1" in text
+    assert SKIP_SSE_C in text and "k1 version 2: 1" in text
 
 
 def test_a_concurrent_overwrite_is_never_clobbered(world):

@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 from encproxy import errors
 from encproxy.filestore.records import ObjectMeta, ObjectRecord
 from encproxy.filestore.store import FileStore
+from encproxy.io_sizes import PIECE
 from encproxy.s3 import metadata, preconditions, xml
 from encproxy.s3.copy_source import parse_copy_source
 from encproxy.s3.dates import http_date, iso8601
@@ -28,7 +29,6 @@ from encproxy.wsgi import environ as env
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import s3_error_boundary, xml_response
 
-PIECE = 1 << 20
 MAX_PUT_SIZE = 5 * 1024**3
 MAX_DELETE_OBJECTS = 1000
 OWNER_ID = hashlib.sha256(b"encproxy-owner").hexdigest()
@@ -61,9 +61,10 @@ class FileStoreApp:
 
     # -- dispatch -------------------------------------------------------------------
     def handle(self, environ: dict[str, Any]) -> Response:
-        req = S3Request.from_environ(environ)
+        req = S3Request.of(environ)
         op = req.operation
-        handler = getattr(self, "op_" + op, None) if op else None
+        handler: Callable[[S3Request], Response] | None = \
+            getattr(self, "op_" + op, None) if op else None
         if handler is None:
             if op is None and req.method not in ("GET", "PUT", "POST", "DELETE", "HEAD"):
                 raise errors.MethodNotAllowed(Method=req.method, ResourceType="OBJECT")
@@ -266,7 +267,8 @@ class FileStoreApp:
                                 "Last-Modified": http_date(record.last_modified)})
             raise
 
-    def _part_range(self, req: S3Request, record: ObjectRecord) -> tuple[ByteRange | None, int | None]:
+    def _part_range(self, req: S3Request,
+                    record: ObjectRecord) -> tuple[ByteRange | None, int | None]:
         if "partNumber" not in req.query:
             return None, None
         number = req.int_param("partNumber", 1, 1, 10000)

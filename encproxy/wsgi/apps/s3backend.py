@@ -87,7 +87,7 @@ class S3BackendApp:
 
     # -- dispatch -------------------------------------------------------------------
     def handle(self, environ: dict[str, Any]) -> Response:
-        req = S3Request.from_environ(environ)
+        req = S3Request.of(environ)
         op = req.operation
         kind = forwarding.disposition(op)
         if kind == forwarding.REFUSE:

@@ -30,9 +30,13 @@ import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from encproxy import checksums, errors, sigv4
 from encproxy.awschunked import AwsChunkedDecoder, ChunkSigning
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 IO_SIZE = 1024 * 1024
 MAX_READ = 16 * 1024 * 1024
@@ -221,9 +225,10 @@ class VerifiedBody(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[:len(data)] = data
         return len(data)
 
     def readall(self) -> bytes:

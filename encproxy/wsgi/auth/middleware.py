@@ -25,7 +25,7 @@ sets), never against the decoded ``PATH_INFO``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -40,7 +40,7 @@ Clock = Callable[[], datetime]
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def wire_bytes(value: str) -> bytes:
@@ -141,6 +141,7 @@ class AuthenticationMiddleware:
                                 self.clock(), region=self.region)
         self._install_body(environ, headers, verified)
         environ[env.ACCESS_KEY] = verified.access_key
+        environ.pop(env.REQUEST, None)  # the body and its length changed: parse again
         return verified
 
     def _install_body(self, environ: dict[str, Any], headers: dict[str, str],

@@ -8,18 +8,24 @@ entries live at most ``ttl`` seconds, which bounds how stale a replica can be.
 """
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from encproxy import errors
+from encproxy.lru import LRU
 from encproxy.s3.bucket_encryption import BucketEncryption
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.responses import WSGIApp
 
 PREFIX = "bucket-encryption/"
+
+
+class _Missing:
+    """Not in the cache (None is a cached answer: no configuration)."""
+
+
+_MISSING = _Missing()
 MAX_CACHED = 10_000
 
 
@@ -30,32 +36,28 @@ class BucketConfigStore:
         self.internal_bucket = internal_bucket
         self.ttl = ttl
         self.clock = clock
-        self._cache: OrderedDict[str, tuple[float, BucketEncryption | None]] = OrderedDict()
-        self._lock = threading.Lock()
+        # None cached too: "this bucket has no configuration" is also worth not asking again.
+        self._cache: LRU[str, BucketEncryption | None] = LRU(MAX_CACHED, ttl=ttl, clock=clock)
         self._bucket_ready = False
 
     # -- cache ------------------------------------------------------------------------
     def _cached(self, bucket: str) -> tuple[bool, BucketEncryption | None]:
-        with self._lock:
-            entry = self._cache.get(bucket)
-            if entry is None or self.clock() - entry[0] >= self.ttl:
-                return False, None
-            return True, entry[1]
+        found = self._cache.get(bucket, _MISSING)
+        if found is _MISSING:
+            return False, None
+        assert not isinstance(found, _Missing)
+        return True, found
 
     def _remember(self, bucket: str, config: BucketEncryption | None) -> None:
-        with self._lock:
-            self._cache[bucket] = (self.clock(), config)
-            self._cache.move_to_end(bucket)
-            while len(self._cache) > MAX_CACHED:
-                self._cache.popitem(last=False)
+        self._cache.put(bucket, config)
 
     # -- storage ----------------------------------------------------------------------
     def get(self, bucket: str, parent: dict[str, Any] | None = None) -> BucketEncryption | None:
         hit, config = self._cached(bucket)
         if hit:
             return config
-        resp = subrequest.call(self.app, "GET", self.internal_bucket, PREFIX + bucket,
-                               parent=parent)
+        resp = subrequest.request(self.app, parent, "GET", self.internal_bucket,
+                                  PREFIX + bucket)
         if resp.status == 404:
             config = None
         elif resp.ok:
@@ -68,16 +70,16 @@ class BucketConfigStore:
     def put(self, bucket: str, config: BucketEncryption,
             parent: dict[str, Any] | None = None) -> None:
         self._ensure_internal_bucket(parent)
-        resp = subrequest.call(self.app, "PUT", self.internal_bucket, PREFIX + bucket,
-                               headers={"content-type": "application/json"},
-                               body=config.to_json(), parent=parent)
+        resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket, PREFIX + bucket,
+                                  headers={"content-type": "application/json"},
+                                  body=config.to_json())
         if not resp.ok:
             raise _backend_failure(resp)
         self._remember(bucket, config)
 
     def delete(self, bucket: str, parent: dict[str, Any] | None = None) -> None:
-        resp = subrequest.call(self.app, "DELETE", self.internal_bucket, PREFIX + bucket,
-                               parent=parent)
+        resp = subrequest.request(self.app, parent, "DELETE", self.internal_bucket,
+                                  PREFIX + bucket)
         if not resp.ok and resp.status != 404:
             raise _backend_failure(resp)
         self._remember(bucket, None)
@@ -85,7 +87,7 @@ class BucketConfigStore:
     def _ensure_internal_bucket(self, parent: dict[str, Any] | None) -> None:
         if self._bucket_ready:
             return
-        resp = subrequest.call(self.app, "PUT", self.internal_bucket, parent=parent)
+        resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket)
         if not resp.ok and resp.error_code() not in ("BucketAlreadyOwnedByYou",
                                                      "BucketAlreadyExists"):
             raise _backend_failure(resp)

@@ -33,8 +33,9 @@ class BucketEncryptionMiddleware:
         self.keys = keys
         self._native = s3_error_boundary(self.handle)
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        req = S3Request.from_environ(environ)
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        req = S3Request.of(environ)
         if req.bucket == self.store.internal_bucket or req.operation in (
                 "PutBucketEncryption", "GetBucketEncryption", "DeleteBucketEncryption",
                 "ListBuckets", "DeleteBucket", "CreateBucket"):
@@ -42,16 +43,17 @@ class BucketEncryptionMiddleware:
         return self.app(environ, start_response)
 
     def handle(self, environ: dict[str, Any]) -> Response:
-        req = S3Request.from_environ(environ)
+        req = S3Request.of(environ)
         if req.bucket == self.store.internal_bucket:
             raise errors.AccessDenied()
         assert req.operation is not None
-        return getattr(self, "op_" + req.operation)(req)
+        handler: Callable[[S3Request], Response] = getattr(self, "op_" + req.operation)
+        return handler(req)
 
     # -- the subresource --------------------------------------------------------------
     def _require_bucket(self, req: S3Request) -> str:
         assert req.bucket is not None
-        resp = subrequest.call(self.app, "HEAD", req.bucket, parent=req.environ)
+        resp = subrequest.request(self.app, req.environ, "HEAD", req.bucket)
         if resp.status == 404:
             raise errors.NoSuchBucket(BucketName=req.bucket)
         if not resp.ok:

@@ -90,7 +90,7 @@ def operation_of(environ: dict[str, Any]) -> str:
         return "unknown"
     try:
         from encproxy.wsgi.request import S3Request
-        return S3Request.from_environ(environ).operation or "unknown"
+        return S3Request.of(environ).operation or "unknown"
     except Exception:
         return "unknown"
 

@@ -27,7 +27,8 @@ class Gateway:
         self.suffixes = tuple(sorted(("." + h.lower() for h in hostnames), key=len,
                                      reverse=True))
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
         rid = new_request_id()
         environ[env.REQUEST_ID] = rid
 
@@ -35,7 +36,9 @@ class Gateway:
             if not any(k.lower() == "x-amz-request-id" for k, _ in headers):
                 headers.append(("x-amz-request-id", rid))
             headers.append(("x-amz-id-2", rid))
-            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+            if exc_info:
+                return start_response(status, headers, exc_info)
+            return start_response(status, headers)
 
         sock = environ.get("gunicorn.socket")
         if sock is not None and self.client_timeout:

@@ -64,7 +64,7 @@ class ReadinessChecks:
         self._running: dict[str, Future[str]] = {}
 
     def _backend(self) -> str:
-        resp = subrequest.call(self.backend, "HEAD", self.internal_bucket)
+        resp = subrequest.request(self.backend, None, "HEAD", self.internal_bucket)
         if resp.status >= 500:
             return resp.headers.get("x-amz-error-code") or f"HTTP {resp.status}"
         return "ok"
@@ -139,7 +139,7 @@ class OperationsLayer:
                                             "paths": list(PATHS)}, method)
 
     def _reserved_path(self, environ: dict[str, Any]) -> str | None:
-        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or \
+        raw: str = environ.get("RAW_URI") or environ.get("REQUEST_URI") or \
             environ.get("PATH_INFO", "")
         if "://" in raw[:10]:  # absolute-form request target
             raw = "/" + raw.split("://", 1)[1].partition("/")[2]
@@ -184,7 +184,10 @@ def outer_layers(gateway: WSGIApp, settings: Any, backend: WSGIApp,
                  keys: KeyProvider) -> WSGIApp:
     """``OperationsLayer(RequestLog(gateway))`` from ``[server]`` settings (stack.py)."""
     from encproxy.wsgi.edge.access_log import RequestLog
-    server = lambda option: settings.get("server", option)  # noqa: E731
+
+    def server(option: str) -> Any:
+        return settings.get("server", option)
+
     checks = ReadinessChecks(backend, keys, settings.get("keys", "default_key"),
                              settings.get("backend", "internal_bucket"), server("ready_timeout"))
     logged = RequestLog(gateway, access_log=server("access_log"),

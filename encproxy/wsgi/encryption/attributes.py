@@ -11,18 +11,16 @@ so ``Checksum`` is never returned.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from werkzeug.wrappers import Response
 
 from encproxy import errors
 from encproxy.s3 import sse, xml
-from encproxy.wsgi.encryption.multipart_reads import backend_parts
+from encproxy.wsgi.encryption import integrity
+from encproxy.wsgi.encryption.context import EncryptionContext
+from encproxy.wsgi.encryption.layouts import backend_parts
+from encproxy.wsgi.encryption.sources import Source, open_source
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import xml_response
-
-if TYPE_CHECKING:
-    from encproxy.wsgi.encryption.middleware import EncryptionMiddleware
 
 ATTRIBUTES = ("ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize")
 
@@ -37,7 +35,7 @@ def _int_header(req: S3Request, name: str, default: int) -> int:
     return int(text)
 
 
-def get_object_attributes(mw: EncryptionMiddleware, req: S3Request) -> Response:
+def get_object_attributes(ctx: EncryptionContext, req: S3Request) -> Response:
     assert req.bucket is not None and req.key is not None
     wanted = [a.strip() for a in req.headers.get("x-amz-object-attributes", "").split(",")
               if a.strip()]
@@ -52,13 +50,13 @@ def get_object_attributes(mw: EncryptionMiddleware, req: S3Request) -> Response:
     max_parts = min(_int_header(req, "x-amz-max-parts", 1000), 1000)
     marker = _int_header(req, "x-amz-part-number-marker", 0)
     customer = sse.parse_customer_key(req.headers)
-    src = mw.copies.open(req, req.bucket, req.key, req.query.get("versionId"), customer)
+    src = open_source(ctx, req, req.bucket, req.key, req.query.get("versionId"), customer)
 
     root = xml.Node("GetObjectAttributesResponse")
     if "ETag" in wanted:
         root.add("ETag", src.etag.strip('"'))
     if "ObjectParts" in wanted:
-        parts = _parts(mw, src)
+        parts = _parts(ctx, src)
         if parts is not None:
             total, sizes = parts
             node = root.add("ObjectParts")
@@ -81,22 +79,21 @@ def get_object_attributes(mw: EncryptionMiddleware, req: S3Request) -> Response:
     headers = {"Last-Modified": src.headers.get("last-modified", "")}
     if "x-amz-version-id" in src.headers:
         headers["x-amz-version-id"] = src.headers["x-amz-version-id"]
-    if src.encrypted:
+    if src.envelope is not None:
         headers.update(sse.response_headers(src.mode, src.envelope.key_id,
                                             customer.key_md5 if customer else None))
     return xml_response(root, environ=req.environ, headers=headers)
 
 
-def _parts(mw: EncryptionMiddleware, src: Any) -> tuple[int, list[tuple[int, int]] | None] | None:
+def _parts(ctx: EncryptionContext, src: Source
+           ) -> tuple[int, list[tuple[int, int]] | None] | None:
     """(total part count, [(part number, size)] or None when unknown), or None for an
     object that was not uploaded in parts."""
     if src.multipart:
-        try:
-            known = mw.multipart_reads.layout(src.keys, src.stored_size, src.backend_etag,
-                                              src.fetcher, verify_all=True)
-        except errors.IntegrityError as exc:
-            mw._integrity(src.bucket, src.key, exc)
-            raise
+        assert src.keys is not None
+        with integrity.reported(src.bucket, src.key):
+            known = ctx.layouts.layout(src.keys, src.stored_size, src.backend_etag,
+                                       src.fetcher, verify_all=True)
         layout = known.layout
         return layout.parts, list(zip(layout.part_numbers, layout.part_sizes, strict=True))
     if src.encrypted:

@@ -9,9 +9,9 @@ page (DESIGN.md §3).
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
+
+from encproxy.lru import LRU
 
 
 @dataclass(frozen=True)
@@ -26,21 +26,10 @@ class ObjectFacts:
 class FactsCache:
     def __init__(self, max_entries: int = 100_000) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, int], ObjectFacts] = OrderedDict()
-        self._lock = threading.Lock()
+        self._entries: LRU[tuple[str, int], ObjectFacts] = LRU(max_entries)
 
     def get(self, backend_etag: str, stored_size: int) -> ObjectFacts | None:
-        key = (backend_etag.strip('"'), stored_size)
-        with self._lock:
-            facts = self._entries.get(key)
-            if facts is not None:
-                self._entries.move_to_end(key)
-            return facts
+        return self._entries.get((backend_etag.strip('"'), stored_size))
 
     def put(self, backend_etag: str, stored_size: int, facts: ObjectFacts) -> None:
-        key = (backend_etag.strip('"'), stored_size)
-        with self._lock:
-            self._entries[key] = facts
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+        self._entries.put((backend_etag.strip('"'), stored_size), facts)

@@ -23,17 +23,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from encproxy import errors
 from encproxy.crypto.keys import ObjectKeys
+from encproxy.lru import LRU
 from encproxy.s3 import xml
-from encproxy.wsgi import backend_calls, subrequest
+from encproxy.wsgi import subrequest
 from encproxy.wsgi.responses import WSGIApp
 
 log = logging.getLogger("encproxy.uploads")
@@ -89,49 +88,38 @@ class UploadStore:
         self.internal_bucket = internal_bucket
         self.key_ttl = key_ttl
         self.clock = clock
-        self._records: OrderedDict[str, UploadRecord] = OrderedDict()
-        self._keys: OrderedDict[str, tuple[float, ObjectKeys]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._records: LRU[str, UploadRecord] = LRU(MAX_RECORDS)
+        self._keys: LRU[str, ObjectKeys] = LRU(MAX_KEYS, ttl=key_ttl, clock=clock)
         self._bucket_ready = False
 
     # -- records ------------------------------------------------------------------------
     def put(self, upload_id: str, record: UploadRecord, parent: dict[str, Any] | None) -> None:
         self._ensure_internal_bucket(parent)
         where = upload_location(record.bucket, record.key, upload_id)
-        resp = subrequest.call(self.app, "PUT", self.internal_bucket, where + "record",
-                               headers={"content-type": "application/json"},
-                               body=record.to_json(), parent=parent)
+        resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket,
+                                  where + "record", headers={"content-type": "application/json"},
+                                  body=record.to_json())
         if not resp.ok:
-            raise backend_calls.internal_failure(resp.status)
-        self._remember(where, record)
+            raise subrequest.internal_failure(resp.status)
+        self._records.put(where, record)
 
     def get(self, bucket: str, key: str, upload_id: str,
             parent: dict[str, Any] | None) -> UploadRecord | None:
         where = upload_location(bucket, key, upload_id)
-        with self._lock:
-            record = self._records.get(where)
-            if record is not None:
-                self._records.move_to_end(where)
-                return record
-        resp = subrequest.call(self.app, "GET", self.internal_bucket, where + "record",
-                               parent=parent)
+        record = self._records.get(where)
+        if record is not None:
+            return record
+        resp = subrequest.request(self.app, parent, "GET", self.internal_bucket, where + "record")
         if resp.status == 404:
             return None
         if not resp.ok:
-            raise backend_calls.internal_failure(resp.status)
+            raise subrequest.internal_failure(resp.status)
         record = UploadRecord.from_json(resp.body)
         if (record.bucket, record.key) != (bucket, key):
             log.error("upload record at %s names another object", where)
             raise errors.InternalError()
-        self._remember(where, record)
+        self._records.put(where, record)
         return record
-
-    def _remember(self, where: str, record: UploadRecord) -> None:
-        with self._lock:
-            self._records[where] = record
-            self._records.move_to_end(where)
-            while len(self._records) > MAX_RECORDS:
-                self._records.popitem(last=False)
 
     def forget(self, bucket: str, key: str, upload_id: str,
                parent: dict[str, Any] | None) -> None:
@@ -141,16 +129,14 @@ class UploadStore:
         the completed object carries anyway; it is logged.
         """
         where = upload_location(bucket, key, upload_id)
-        with self._lock:
-            self._records.pop(where, None)
-            self._keys.pop(where, None)
+        self._records.pop(where)
+        self._keys.pop(where)
         try:
             names = [n for n in self._list(where, parent) if n != where + "record"]
             for name in names + [where + "record"]:
-                resp = subrequest.call(self.app, "DELETE", self.internal_bucket, name,
-                                       parent=parent)
+                resp = subrequest.request(self.app, parent, "DELETE", self.internal_bucket, name)
                 if not resp.ok and resp.status != 404:
-                    raise backend_calls.internal_failure(resp.status)
+                    raise subrequest.internal_failure(resp.status)
         except errors.S3Error as exc:
             log.warning("could not delete what encproxy kept for upload %s of %s/%s: %s",
                         upload_id, bucket, key, exc.code)
@@ -179,15 +165,14 @@ class UploadStore:
                          parent: dict[str, Any] | None) -> Iterable[tuple[str, str, int]]:
         token = None
         while True:
-            query = "list-type=2&prefix=" + backend_calls.quote_param(prefix)
+            query = "list-type=2&prefix=" + subrequest.quote_param(prefix)
             if token:
-                query += "&continuation-token=" + backend_calls.quote_param(token)
-            resp = subrequest.call(self.app, "GET", self.internal_bucket, query=query,
-                                   parent=parent)
+                query += "&continuation-token=" + subrequest.quote_param(token)
+            resp = subrequest.request(self.app, parent, "GET", self.internal_bucket, query=query)
             if resp.status == 404:
                 return
             if not resp.ok:
-                raise backend_calls.internal_failure(resp.status)
+                raise subrequest.internal_failure(resp.status)
             root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
             for entry in root.findall("Contents"):
                 yield (xml.child_text(entry, "Key") or "", xml.child_text(entry, "ETag") or "",
@@ -198,30 +183,17 @@ class UploadStore:
 
     # -- unwrapped keys ---------------------------------------------------------------
     def cached_keys(self, bucket: str, key: str, upload_id: str) -> ObjectKeys | None:
-        where = upload_location(bucket, key, upload_id)
-        with self._lock:
-            entry = self._keys.get(where)
-            if entry is None:
-                return None
-            if self.clock() - entry[0] >= self.key_ttl:
-                del self._keys[where]
-                return None
-            return entry[1]
+        return self._keys.get(upload_location(bucket, key, upload_id))
 
     def cache_keys(self, bucket: str, key: str, upload_id: str, keys: ObjectKeys) -> None:
-        where = upload_location(bucket, key, upload_id)
-        with self._lock:
-            self._keys[where] = (self.clock(), keys)
-            self._keys.move_to_end(where)
-            while len(self._keys) > MAX_KEYS:
-                self._keys.popitem(last=False)
+        self._keys.put(upload_location(bucket, key, upload_id), keys)
 
     # -- the internal bucket -----------------------------------------------------------
     def _ensure_internal_bucket(self, parent: dict[str, Any] | None) -> None:
         if self._bucket_ready:
             return
-        resp = subrequest.call(self.app, "PUT", self.internal_bucket, parent=parent)
+        resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket)
         if not resp.ok and resp.error_code() not in ("BucketAlreadyOwnedByYou",
                                                      "BucketAlreadyExists"):
-            raise backend_calls.internal_failure(resp.status)
+            raise subrequest.internal_failure(resp.status)
         self._bucket_ready = True

@@ -26,23 +26,23 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from werkzeug.wrappers import Response
 
 from encproxy import errors
-from encproxy.crypto.customer_keys import KEY_ID as SSE_C_KEY_ID
 from encproxy.crypto.customer_keys import CustomerKeyWrapper
-from encproxy.crypto.keys import ObjectKeys, new_object, open_object
+from encproxy.crypto.keys import ObjectKeys, open_object
 from encproxy.crypto.multipart import PartEncryptor, build_trailer
 from encproxy.crypto.stream import copied
-from encproxy.format.constants import Kind, Protection
-from encproxy.format.envelope import Envelope, metadata_size
+from encproxy.format.constants import Kind
+from encproxy.format.envelope import Envelope
 from encproxy.format.errors import CiphertextSizeInvalid
 from encproxy.format.layout import (
+    CompletionPlan,
     Trailer,
     check_part,
     check_part_numbers,
@@ -53,53 +53,23 @@ from encproxy.format.layout import (
 from encproxy.s3 import metadata as s3meta
 from encproxy.s3 import sse, xml
 from encproxy.s3.multipart_xml import parse_complete
-from encproxy.wsgi import backend_calls, subrequest
 from encproxy.wsgi import environ as env
+from encproxy.wsgi import subrequest
+from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.facts import ObjectFacts
-from encproxy.wsgi.request import S3Request
-from encproxy.wsgi.responses import xml_response
+from encproxy.wsgi.encryption.headers import (
+    check_metadata_budget,
+    client_only_removed,
+    refuse_reserved_metadata,
+    stored_metadata,
+)
+from encproxy.wsgi.encryption.part_copy import complete_upload, upload_query
+from encproxy.wsgi.encryption.streaming import read_exactly
 from encproxy.wsgi.encryption.upload_store import UploadRecord, UploadStore
-
-if TYPE_CHECKING:
-    from encproxy.wsgi.encryption.middleware import EncryptionMiddleware
+from encproxy.wsgi.request import S3Request
+from encproxy.wsgi.responses import relayed, xml_response
 
 log = logging.getLogger("encproxy.multipart")
-
-PIECE = 1 << 20
-ENVELOPE_HEADER = "x-amz-meta-encproxy"
-CONTEXT_HEADER = "x-amz-meta-encproxy-context"
-# Environ keys of request headers that describe the client's plaintext or ask the
-# backend to encrypt: never sent with ciphertext.
-CLIENT_ONLY_ENVIRON = ("HTTP_X_AMZ_SERVER_SIDE_ENCRYPTION", "HTTP_X_AMZ_CHECKSUM_",
-                       "HTTP_CONTENT_MD5", "HTTP_X_AMZ_SDK_CHECKSUM_ALGORITHM",
-                       "HTTP_X_AMZ_TRAILER", "HTTP_X_AMZ_DECODED_CONTENT_LENGTH")
-PROTECTION_MODES = {sse.MODE_SSE_S3: Protection.SSE_S3, sse.MODE_SSE_KMS: Protection.SSE_KMS,
-                    sse.MODE_SSE_C: Protection.SSE_C}
-INSECURE_SSE_C = ("Requests specifying Server Side Encryption with Customer provided keys "
-                  "must be made over a secure connection.")
-
-
-def read_exactly(body: Any, length: int) -> Iterator[bytes]:
-    """The client's body, ``length`` bytes in pieces; IncompleteBody if it ends early."""
-    left = length
-    while left > 0:
-        piece = body.read(min(PIECE, left))
-        if not piece:
-            raise errors.IncompleteBody()
-        left -= len(piece)
-        yield piece
-
-
-def client_only_removed(environ: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in environ.items() if not k.startswith(CLIENT_ONLY_ENVIRON)}
-
-
-def relay(resp: subrequest.StreamingResponse | subrequest.SubResponse, body: bytes,
-          extra: dict[str, str] | None = None) -> Response:
-    headers = resp.headers.items() if isinstance(resp.headers, dict) else resp.headers
-    out = [(k, v) for k, v in headers if k.lower() != "content-length"]
-    out += list((extra or {}).items())
-    return Response(body, status=resp.status, headers=out)
 
 
 def part_number(req: S3Request) -> int:
@@ -117,56 +87,38 @@ def upload_id_of(req: S3Request) -> str:
     return upload_id
 
 
-def upload_query(upload_id: str, number: int | None = None) -> str:
-    query = "uploadId=" + backend_calls.quote_param(upload_id)
-    return query if number is None else f"partNumber={number}&" + query
-
-
 class MultipartUploads:
-    def __init__(self, mw: EncryptionMiddleware) -> None:
-        self.mw = mw
-        self.app = mw.app
-        self.store = UploadStore(mw.app, mw.configs.internal_bucket)
+    def __init__(self, ctx: EncryptionContext, store: UploadStore) -> None:
+        self.ctx = ctx
+        self.app = ctx.app
+        self.store = store
 
     # -- CreateMultipartUpload -----------------------------------------------------------
     def create(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
-        mw = self.mw
-        if ENVELOPE_HEADER in req.headers or CONTEXT_HEADER in req.headers:
-            raise errors.InvalidArgument(f"The metadata name {ENVELOPE_HEADER} is reserved "
-                                         "by encproxy.", ArgumentName=ENVELOPE_HEADER)
-        plan = mw._plan(req)
+        refuse_reserved_metadata(req.headers)
+        plan = self.ctx.plan(req)
         if plan is None:
             resp = subrequest.open_stream(self.app, req.environ)
             body = resp.read_all()
             if 200 <= resp.status < 300:
                 self._record(req, body, UploadRecord(req.bucket, req.key, sse.MODE_NONE))
-            return relay(resp, body)
-        key_id = SSE_C_KEY_ID if plan.mode == sse.MODE_SSE_C else \
-            mw.keys.normalize(plan.key_id or mw.policy.default_key)
-        try:
-            keys, envelope = new_object(
-                mw._wrapper(plan.mode, plan.customer), key_id, req.bucket, req.key,
-                kind=Kind.MULTIPART, protection=PROTECTION_MODES[plan.mode],
-                extra_context=plan.context)
-        except ValueError:
-            raise errors.InvalidArgument("The encryption context may not redefine encproxy's "
-                                         "own fields.", ArgumentName=sse.SSE_CONTEXT) from None
+            return relayed(resp.status, resp.headers, body)
+        key_id = self.ctx.key_id(plan)
+        keys, envelope = self.ctx.new_keys(plan, req.bucket, req.key, Kind.MULTIPART)
         context = req.headers.get(sse.SSE_CONTEXT) if plan.context is not None else None
-        extra_meta = {ENVELOPE_HEADER: envelope.encode()}
-        if context is not None:
-            extra_meta[CONTEXT_HEADER] = context
         check_metadata_budget(s3meta.user_metadata(req.headers), envelope, context)
-        inner = subrequest.derived_environ(client_only_removed(req.environ), headers=extra_meta)
+        inner = subrequest.derived_environ(client_only_removed(req.environ),
+                                           headers=stored_metadata(envelope, context))
         resp = subrequest.open_stream(self.app, inner)
         body = resp.read_all()
         if not 200 <= resp.status < 300:
-            return relay(resp, body)
+            return relayed(resp.status, resp.headers, body)
         upload_id = self._record(req, body, UploadRecord(
             req.bucket, req.key, plan.mode, envelope.encode(), key_id, context))
         if plan.mode != sse.MODE_SSE_C:
             self.store.cache_keys(req.bucket, req.key, upload_id, keys)
-        return relay(resp, body, sse.response_headers(
+        return relayed(resp.status, resp.headers, body, sse.response_headers(
             plan.mode, key_id, plan.customer.key_md5 if plan.customer else None, context))
 
     def _record(self, req: S3Request, body: bytes, record: UploadRecord) -> str:
@@ -178,7 +130,7 @@ class MultipartUploads:
         try:
             self.store.put(upload_id, record, req.environ)
         except BaseException:
-            backend_calls.call(self.app, req.environ, "DELETE", record.bucket, record.key,
+            subrequest.request(self.app, req.environ, "DELETE", record.bucket, record.key,
                                upload_query(upload_id))
             raise
         return upload_id
@@ -196,16 +148,15 @@ class MultipartUploads:
                  record: UploadRecord, customer: sse.CustomerKey | None) -> ObjectKeys:
         """The upload's keys; SSE-C uploads need the same customer key on every request."""
         assert record.envelope is not None
-        if customer is not None and not self.mw.policy.allow_insecure_sse_c \
-                and req.environ.get("wsgi.url_scheme") != "https":
-            raise errors.InvalidRequest(INSECURE_SSE_C)
+        if customer is not None:
+            self.ctx.refuse_insecure_sse_c(req)
         envelope = Envelope.decode(record.envelope)
-        extra = sse.parse_context(record.context) if record.context else None
         if record.mode == sse.MODE_SSE_C:
             if customer is None:
                 raise errors.InvalidRequest(
                     "The multipart upload initiate requested encryption. Subsequent part "
                     "requests must include the appropriate encryption parameters.")
+            extra = sse.parse_context(record.context) if record.context else None
             return open_object(CustomerKeyWrapper(customer.key), envelope, bucket, key, extra)
         if customer is not None:
             raise errors.InvalidRequest(
@@ -213,7 +164,7 @@ class MultipartUploads:
                 "provided keys; the encryption parameters are not applicable.")
         keys = self.store.cached_keys(bucket, key, upload_id)
         if keys is None:
-            keys = self.mw._open(envelope, bucket, key, None, extra)
+            keys = self.ctx.open_keys(envelope, bucket, key, None, record.context)
             self.store.cache_keys(bucket, key, upload_id, keys)
         return keys
 
@@ -228,7 +179,7 @@ class MultipartUploads:
             if customer is not None or sse.SSE in req.headers:
                 raise errors.InvalidRequest("The encryption parameters are not applicable to "
                                             "this multipart upload.")
-            return self.mw._pass(req)
+            return self.ctx.pass_through(req)
         keys = self.keys_for(req, req.bucket, req.key, upload_id, record, customer)
         length = req.content_length()
         try:
@@ -259,17 +210,17 @@ class MultipartUploads:
         # A terminal part may have to be re-uploaded with the trailer at Complete (held
         # tail): keep a copy, then have the backend copy it into the upload.
         held = self.store.held_key(bucket, key, upload_id, number, encryptor.header.salt)
-        resp = backend_calls.call(self.app, parent, "PUT", self.store.internal_bucket, held,
+        resp = subrequest.request(self.app, parent, "PUT", self.store.internal_bucket, held,
                                   headers={"content-type": "application/octet-stream"},
                                   body=ciphertext, length=encryptor.ciphertext_size)
         if not resp.ok:
-            raise backend_calls.failure(resp.status, resp.body)
+            raise subrequest.failure(resp.status, resp.body)
         source = "/" + quote(self.store.internal_bucket + "/" + held, safe="/~")
-        resp = backend_calls.call(self.app, parent, "PUT", bucket, key,
+        resp = subrequest.request(self.app, parent, "PUT", bucket, key,
                                   upload_query(upload_id, number),
                                   headers={"x-amz-copy-source": source})
         if not resp.ok:
-            raise backend_calls.failure(resp.status, resp.body)
+            raise subrequest.failure(resp.status, resp.body)
         etag = xml.child_text(xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE), "ETag")
         if not etag:
             raise errors.InternalError()
@@ -279,10 +230,10 @@ class MultipartUploads:
                  number: int, body: Any, length: int) -> str:
         if isinstance(body, bytes):
             body = io.BytesIO(body)
-        resp = backend_calls.call(self.app, parent, "PUT", bucket, key,
+        resp = subrequest.request(self.app, parent, "PUT", bucket, key,
                                   upload_query(upload_id, number), body=body, length=length)
         if not resp.ok:
-            raise backend_calls.failure(resp.status, resp.body)
+            raise subrequest.failure(resp.status, resp.body)
         etag = resp.headers.get("etag")
         if not etag:
             raise errors.InternalError()
@@ -299,12 +250,42 @@ class MultipartUploads:
             body = resp.read_all()
             if record is not None and 200 <= resp.status < 300 and b"<Error>" not in body:
                 self.store.forget(bucket, key, upload_id, req.environ)
-            return relay(resp, body)
+            return relayed(resp.status, resp.headers, body)
         chosen = parse_complete(req.read_small_body(xml.MAX_REQUEST_XML))
         numbers = [n for n, _ in chosen]
         check_part_numbers(numbers)
         customer = sse.parse_customer_key(req.headers)
         stored = self.backend_parts(req.environ, bucket, key, upload_id)
+        etags, sizes, retried_tail = self._chosen_parts(req, upload_id, chosen, stored)
+        plan = plan_completion(numbers, sizes, can_rewrite_last_part=True)
+        if retried_tail and not plan.held_tail:
+            last, etag = chosen[-1]
+            raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(last), ETag=etag)
+        if plan.trailer is not Trailer.NONE:
+            self._seal(req, upload_id, record, customer, plan, etags, numbers[-1], sizes[-1])
+        done = complete_upload(self.app, req.environ, bucket, key, upload_id,
+                               [(n, etags[n]) for n in plan.backend_part_numbers])
+        etag = xml.child_text(xml.parse(done.body, max_size=subrequest.MAX_SUBRESPONSE),
+                              "ETag") or ""
+        self.store.forget(bucket, key, upload_id, req.environ)
+        self.ctx.facts.put(etag, plan.layout.ciphertext_size, ObjectFacts(
+            True, plan.layout.plaintext_size, etag, record.mode, record.key_id))
+        root = xml.Node("CompleteMultipartUploadResult")
+        host = req.headers.get("host", "localhost")
+        root.add("Location", f"http://{host}/{bucket}/{quote(key)}")
+        root.add("Bucket", bucket)
+        root.add("Key", key)
+        root.add("ETag", etag)
+        headers = {k: v for k, v in done.headers.items() if k in ("x-amz-version-id",)}
+        headers.update(self.sse_headers(record, customer))
+        return xml_response(root, environ=req.environ, headers=headers)
+
+    def _chosen_parts(self, req: S3Request, upload_id: str, chosen: list[tuple[int, str]],
+                      stored: dict[int, tuple[str, int]]
+                      ) -> tuple[dict[int, str], list[int], bool]:
+        """The client's list checked against the backend's parts: the backend ETag and
+        plaintext size of each, and whether the last is the held copy of a retried tail."""
+        assert req.bucket is not None and req.key is not None
         sizes = []
         retried_tail = False
         for position, (number, etag) in enumerate(chosen):
@@ -314,7 +295,7 @@ class MultipartUploads:
                 # The last part of a Complete that failed after its held tail was uploaded
                 # has another ETag now; the client's is its held copy's.
                 held = None if position < len(chosen) - 1 else self.store.find_held(
-                    bucket, key, upload_id, number, etag, req.environ)
+                    req.bucket, req.key, upload_id, number, etag, req.environ)
                 if held is None:
                     raise invalid
                 part, retried_tail = (etag, held[1]), True
@@ -322,56 +303,33 @@ class MultipartUploads:
                 sizes.append(segment_plaintext_size(part[1]))
             except CiphertextSizeInvalid:   # not a segment (a trailer a failed Complete left)
                 raise invalid from None
-        plan = plan_completion(numbers, sizes, can_rewrite_last_part=True)
-        if retried_tail and not plan.held_tail:
-            last, etag = chosen[-1]
-            raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(last), ETag=etag)
-        etags = {n: stored[n][0] for n in numbers[:-1]}
-        etags[numbers[-1]] = chosen[-1][1] if retried_tail else stored[numbers[-1]][0]
-        if plan.trailer is not Trailer.NONE:
-            if record.mode == sse.MODE_SSE_C and customer is None:
-                raise errors.InvalidRequest(
-                    "This multipart upload uses SSE-C and its completion must seal the end of "
-                    "the object with the upload's key: send the "
-                    "x-amz-server-side-encryption-customer-* headers with "
-                    "CompleteMultipartUpload.")
-            keys = self.keys_for(req, bucket, key, upload_id, record, customer)
-            trailer = build_trailer(keys, plan)
-            if plan.trailer_in_own_part:
-                number = plan.trailer_number
-                assert number is not None
-                etags[number] = self.put_part(req.environ, bucket, key, upload_id, number,
-                                              trailer, len(trailer))
-            else:
-                last = numbers[-1]
-                etags[last] = self.held_tail(req.environ, bucket, key, upload_id, last,
-                                             etags[last], sizes[-1], trailer)
-        out = xml.Node("CompleteMultipartUpload")
-        for number in plan.backend_part_numbers:
-            out.add("Part", [xml.Node("PartNumber", number), xml.Node("ETag", etags[number])])
-        request = xml.render(out)
-        resp = backend_calls.call(self.app, req.environ, "POST", bucket, key,
-                                  upload_query(upload_id),
-                                  headers={"content-type": "application/xml"},
-                                  body=io.BytesIO(request), length=len(request))
-        if not resp.ok:
-            raise backend_calls.failure(resp.status, resp.body)
-        result = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
-        if result.tag == "Error":
-            raise backend_calls.failure(500, resp.body)
-        etag = xml.child_text(result, "ETag") or ""
-        self.store.forget(bucket, key, upload_id, req.environ)
-        self.mw.facts.put(etag, plan.layout.ciphertext_size, ObjectFacts(
-            True, plan.layout.plaintext_size, etag, record.mode, record.key_id))
-        root = xml.Node("CompleteMultipartUploadResult")
-        host = req.headers.get("host", "localhost")
-        root.add("Location", f"http://{host}/{bucket}/{quote(key)}")
-        root.add("Bucket", bucket)
-        root.add("Key", key)
-        root.add("ETag", etag)
-        headers = {k: v for k, v in resp.headers.items() if k in ("x-amz-version-id",)}
-        headers.update(self.sse_headers(record, customer))
-        return xml_response(root, environ=req.environ, headers=headers)
+        etags = {number: stored[number][0] for number, _ in chosen[:-1]}
+        last, last_etag = chosen[-1]
+        etags[last] = last_etag if retried_tail else stored[last][0]
+        return etags, sizes, retried_tail
+
+    def _seal(self, req: S3Request, upload_id: str, record: UploadRecord,
+              customer: sse.CustomerKey | None, plan: CompletionPlan, etags: dict[int, str],
+              last: int, last_size: int) -> None:
+        """Upload the completion's trailer (its own part, or the held tail): ``etags``
+        gets the backend ETag of the part it went into."""
+        assert req.bucket is not None and req.key is not None
+        if record.mode == sse.MODE_SSE_C and customer is None:
+            raise errors.InvalidRequest(
+                "This multipart upload uses SSE-C and its completion must seal the end of "
+                "the object with the upload's key: send the "
+                "x-amz-server-side-encryption-customer-* headers with "
+                "CompleteMultipartUpload.")
+        keys = self.keys_for(req, req.bucket, req.key, upload_id, record, customer)
+        trailer = build_trailer(keys, plan)
+        if plan.trailer_in_own_part:
+            number = plan.trailer_number
+            assert number is not None
+            etags[number] = self.put_part(req.environ, req.bucket, req.key, upload_id, number,
+                                          trailer, len(trailer))
+        else:
+            etags[last] = self.held_tail(req.environ, req.bucket, req.key, upload_id, last,
+                                         etags[last], last_size, trailer)
 
     def backend_parts(self, parent: dict[str, Any], bucket: str, key: str,
                       upload_id: str) -> dict[int, tuple[str, int]]:
@@ -379,10 +337,10 @@ class MultipartUploads:
         parts: dict[int, tuple[str, int]] = {}
         marker = 0
         while True:
-            resp = backend_calls.call(self.app, parent, "GET", bucket, key,
+            resp = subrequest.request(self.app, parent, "GET", bucket, key,
                                       upload_query(upload_id) + f"&part-number-marker={marker}")
             if not resp.ok:
-                raise backend_calls.failure(resp.status, resp.body)
+                raise subrequest.failure(resp.status, resp.body)
             root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
             for p in root.findall("Part"):
                 number = int(xml.child_text(p, "PartNumber") or "0")
@@ -403,12 +361,12 @@ class MultipartUploads:
             log.error("upload %s of %s/%s: no held copy of part %d with ETag %s", upload_id,
                       bucket, key, number, etag)
             raise errors.InternalError()
-        resp = backend_calls.open_stream(self.app, parent, "GET", self.store.internal_bucket,
+        resp = subrequest.stream(self.app, parent, "GET", self.store.internal_bucket,
                                          found[0], headers={"If-Match": etag})
         size = segment_size(plaintext_size)
         if resp.status != 200 or int(resp.header("content-length") or "-1") != size:
             resp.close()
-            raise backend_calls.internal_failure(resp.status)
+            raise subrequest.internal_failure(resp.status)
         try:
             body = subrequest.IterReader(chain((bytes(p) for p in resp.body), [trailer]))
             return self.put_part(parent, bucket, key, upload_id, number, body,
@@ -423,18 +381,18 @@ class MultipartUploads:
         body = resp.read_all()
         if 200 <= resp.status < 300 or resp.status == 404:
             self.store.forget(req.bucket, req.key, req.query.get("uploadId", ""), req.environ)
-        return relay(resp, body)
+        return relayed(resp.status, resp.headers, body)
 
     def list_parts(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
         upload_id = upload_id_of(req)
         record = self.store.get(req.bucket, req.key, upload_id, req.environ)
         if record is None or not record.encrypted:
-            return self.mw._pass(req)
+            return self.ctx.pass_through(req)
         resp = subrequest.open_stream(self.app, client_only_removed(req.environ))
         body = resp.read_all()
         if resp.status != 200:
-            return relay(resp, body)
+            return relayed(resp.status, resp.headers, body)
         root = xml.parse(body, max_size=subrequest.MAX_SUBRESPONSE)
         for part in root.findall("Part"):
             size = part.find("Size")
@@ -449,13 +407,3 @@ class MultipartUploads:
         return Response(xml.render_element(root), status=200,
                         headers=[(k, v) for k, v in resp.headers
                                  if k.lower() not in ("content-length",)])
-
-
-def check_metadata_budget(user_meta: dict[str, str], envelope: Envelope,
-                          context: str | None) -> None:
-    used = sum(len(k) + len(v) for k, v in user_meta.items()) + metadata_size(envelope)
-    if context is not None:
-        used += len(CONTEXT_HEADER) - len("x-amz-meta-") + len(context)
-    if used > s3meta.MAX_USER_METADATA_BYTES:
-        raise errors.MetadataTooLarge(Size=str(used),
-                                      MaxSizeAllowed=str(s3meta.MAX_USER_METADATA_BYTES))

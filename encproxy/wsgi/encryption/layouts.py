@@ -21,17 +21,12 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from werkzeug.wrappers import Response
-
-from encproxy import errors
-from encproxy.crypto.keys import ObjectKeys, open_object
+from encproxy.crypto.keys import ObjectKeys
 from encproxy.crypto.multipart import (
     MultipartDecryptor,
     layout_from_headers,
@@ -40,10 +35,8 @@ from encproxy.crypto.multipart import (
     walk_step,
 )
 from encproxy.format.constants import MAX_PART_NUMBER, SEGMENT_HEADER_SIZE
-from encproxy.format.envelope import Envelope
 from encproxy.format.errors import (
     CiphertextSizeInvalid,
-    CiphertextTruncated,
     FormatError,
     SegmentLayoutMismatch,
 )
@@ -56,27 +49,15 @@ from encproxy.format.layout import (
     predict_layout,
 )
 from encproxy.format.segment import SegmentHeader
-from encproxy.s3 import preconditions, sse
-from encproxy.s3.dates import parse_http_date
-from encproxy.s3.ranges import ByteRange, parse_range
-from encproxy.wsgi import backend_calls, subrequest
-from encproxy.wsgi.encryption.facts import ObjectFacts
-from encproxy.wsgi.responses import WSGIApp
-
-if TYPE_CHECKING:
-    from encproxy.wsgi.encryption.middleware import EncryptionMiddleware
-    from encproxy.wsgi.request import S3Request
+from encproxy.lru import LRU
+from encproxy.wsgi import subrequest
+from encproxy.wsgi.encryption.streaming import Fetcher
 
 log = logging.getLogger("encproxy.multipart")
 
 _ETAG_PARTS = re.compile(r'^"?[0-9A-Fa-f]{32}-(\d{1,5})"?$')
 MAX_CACHED_PARTS = 100_000
 HEADER_THREADS = 4
-ENVELOPE_HEADER = "x-amz-meta-encproxy"
-CONTEXT_HEADER = "x-amz-meta-encproxy-context"
-# Headers of a backend response that describe the stored ciphertext, not what the client sees.
-CIPHERTEXT_RESPONSE_HEADERS = {"content-length", "etag", "content-range", "accept-ranges",
-                               "x-amz-mp-parts-count", "transfer-encoding", "content-md5"}
 
 
 def backend_parts(etag: str) -> int | None:
@@ -86,43 +67,6 @@ def backend_parts(etag: str) -> int | None:
         return None
     n = int(m.group(1))
     return n if 1 <= n <= MAX_PART_NUMBER else None
-
-
-class Fetcher:
-    """Ranged reads of one stored object, pinned to its backend ETag (If-Match):
-    an object replaced between two reads is never mixed with its successor."""
-
-    def __init__(self, app: WSGIApp, parent: dict[str, Any] | None, bucket: str, key: str,
-                 version_id: str | None, etag: str) -> None:
-        self.app, self.parent, self.bucket, self.key = app, parent, bucket, key
-        self.query = ("versionId=" + backend_calls.quote_param(version_id)) if version_id else ""
-        self.etag = etag
-
-    def stream(self, start: int | None = None, stop: int | None = None
-               ) -> subrequest.StreamingResponse:
-        """Bytes ``[start, stop)`` (the whole object without a range), as a stream."""
-        headers = {"If-Match": self.etag} if self.etag else {}
-        if start is not None and stop is not None:
-            if stop <= start:
-                raise ValueError("empty range")
-            headers["Range"] = f"bytes={start}-{stop - 1}"
-        resp = backend_calls.open_stream(self.app, self.parent, "GET", self.bucket, self.key,
-                                         self.query, headers)
-        if resp.status == 412:
-            resp.close()
-            raise errors.ServiceUnavailable("The object changed while it was being read; "
-                                            "please retry.")
-        if resp.status >= 300:
-            resp.close()
-            raise backend_calls.internal_failure(resp.status)
-        return resp
-
-    def read(self, start: int, stop: int) -> bytes:
-        """Bytes ``[start, stop)`` (small: headers, an index)."""
-        data = self.stream(start, stop).read_all(limit=stop - start)
-        if len(data) != stop - start:
-            raise CiphertextTruncated()
-        return data
 
 
 @dataclass
@@ -152,12 +96,11 @@ class KnownLayout:
             return None
 
 
-class MultipartReads:
+class LayoutReader:
     def __init__(self, max_cached_parts: int = MAX_CACHED_PARTS) -> None:
         self.max_cached_parts = max_cached_parts
-        self._cache: OrderedDict[tuple[str, int], KnownLayout] = OrderedDict()
-        self._cached_parts = 0
-        self._lock = threading.Lock()
+        self._cache: LRU[tuple[str, int], KnownLayout] = LRU(
+            max_cached_parts, weigh=lambda known: known.layout.parts)
         self._pool = ThreadPoolExecutor(HEADER_THREADS, thread_name_prefix="encproxy-headers")
 
     # -- sizes -------------------------------------------------------------------------
@@ -172,24 +115,17 @@ class MultipartReads:
         return self.layout(keys(), stored_size, etag, fetcher).layout.plaintext_size
 
     # -- layouts -----------------------------------------------------------------------
-    def cached(self, stored_size: int, etag: str) -> KnownLayout | None:
-        with self._lock:
-            known = self._cache.get((etag.strip('"'), stored_size))
-            if known is not None:
-                self._cache.move_to_end((etag.strip('"'), stored_size))
-            return known
+    @property
+    def cached_parts(self) -> int:
+        """How many parts the cached layouts hold together (what the cache is bounded by)."""
+        return self._cache.weight
 
-    def _remember(self, stored_size: int, etag: str, known: KnownLayout) -> None:
-        ident = (etag.strip('"'), stored_size)
-        with self._lock:
-            old = self._cache.pop(ident, None)
-            if old is not None:
-                self._cached_parts -= old.layout.parts
-            self._cache[ident] = known
-            self._cached_parts += known.layout.parts
-            while self._cached_parts > self.max_cached_parts and len(self._cache) > 1:
-                _, evicted = self._cache.popitem(last=False)
-                self._cached_parts -= evicted.layout.parts
+    def cached(self, stored_size: int, etag: str) -> KnownLayout | None:
+        return self._cache.get((etag.strip('"'), stored_size))
+
+    def remember(self, stored_size: int, etag: str, known: KnownLayout) -> None:
+        """Cache ``known`` as the layout of the stored body (ETag, size)."""
+        self._cache.put((etag.strip('"'), stored_size), known)
 
     def layout(self, keys: ObjectKeys, stored_size: int, etag: str, fetcher: Fetcher,
                verify: Sequence[int] | None = None, *, verify_all: bool = False) -> KnownLayout:
@@ -199,7 +135,7 @@ class MultipartReads:
         known = self.cached(stored_size, etag)
         if known is None:
             known = self._discover(keys, stored_size, etag, fetcher)
-            self._remember(stored_size, etag, known)
+            self.remember(stored_size, etag, known)
         if known.authoritative:
             return known
         positions = range(known.layout.parts) if verify_all else (verify or ())
@@ -211,7 +147,7 @@ class MultipartReads:
                 log.info("object %s/%s: predicted layout is wrong (%s); walking its headers",
                          fetcher.bucket, fetcher.key, type(exc).__name__)
                 known = self._walked(keys, stored_size, backend_parts(etag), fetcher)
-                self._remember(stored_size, etag, known)
+                self.remember(stored_size, etag, known)
         return known
 
     def _discover(self, keys: ObjectKeys, stored_size: int, etag: str,
@@ -317,128 +253,3 @@ class MultipartReads:
                 layout = None
         decryptor = MultipartDecryptor(keys, stored_size, layout=layout)
         return decryptor.decrypt(body, plaintext_size=plaintext_size)
-
-
-# -- GetObject and HeadObject of an encrypted multipart object ------------------------------
-
-def respond(mw: EncryptionMiddleware, req: S3Request, head: bool, ranged: bool,
-            customer: sse.CustomerKey | None, first: subrequest.StreamingResponse,
-            envelope: Envelope, mode: str) -> Response:
-    """The client's answer to GET/HEAD (a range, ``partNumber``, or the whole object).
-
-    ``first`` is the backend's answer to the HEAD (ranges, ``partNumber``) or GET
-    (whole object) that the middleware made for this request.
-    """
-    bucket, key = req.bucket, req.key
-    stored_size = int(first.header("content-length") or "0")
-    etag = first.header("etag") or ""
-    context_header = first.header(CONTEXT_HEADER)
-    extra = sse.parse_context(context_header) if context_header else None
-    keys = mw._open(envelope, bucket, key, customer, extra)
-    reads: MultipartReads = mw.multipart_reads
-    fetcher = Fetcher(mw.app, req.environ, bucket, key, req.query.get("versionId"), etag)
-    try:
-        size = reads.plaintext_size(lambda: keys, stored_size, etag, fetcher)
-        mw.facts.put(etag, stored_size, ObjectFacts(True, size, etag, mode, envelope.key_id))
-        last_modified = parse_http_date(first.header("last-modified") or "") or 0.0
-        try:
-            preconditions.check(req.headers, etag, last_modified)
-        except errors.NotModified as exc:
-            exc.headers.update({"ETag": etag,
-                                "Last-Modified": first.header("last-modified") or ""})
-            raise
-        byte_range, parts_count = None, None
-        if "partNumber" in req.query:
-            number = req.int_param("partNumber", 1, 1, 10000)
-            if "range" in req.headers:
-                raise errors.InvalidRequest("Cannot specify both Range header and partNumber "
-                                            "query parameter.")
-            known = reads.layout(keys, stored_size, etag, fetcher)
-            position = known.position(number)
-            if position is None:
-                raise errors.InvalidPartNumber()
-            known = reads.layout(keys, stored_size, etag, fetcher, [position])
-            position = known.position(number)
-            if position is None:
-                raise errors.InvalidPartNumber()
-            span = known.layout.spans[position]
-            parts_count = known.layout.parts
-            if span.plaintext_size:
-                byte_range = ByteRange(span.plaintext_offset,
-                                       span.plaintext_offset + span.plaintext_size - 1, size)
-        else:
-            byte_range = parse_range(req.headers.get("range"), size)
-    except errors.IntegrityError as exc:
-        mw._integrity(bucket, key, exc)
-        raise
-
-    headers = client_headers(first.headers)
-    headers += [("ETag", etag), ("Accept-Ranges", "bytes")]
-    headers += list(sse.response_headers(mode, envelope.key_id,
-                                         customer.key_md5 if customer else None,
-                                         context_header).items())
-    if parts_count is not None:
-        headers.append(("x-amz-mp-parts-count", str(parts_count)))
-    status = 200
-    if byte_range is not None:
-        status = 206
-        headers.append(("Content-Range", byte_range.content_range()))
-    length = size if byte_range is None else byte_range.length
-    if parts_count is not None and byte_range is None:
-        length = 0
-    headers.append(("Content-Length", str(length)))
-    if head or length == 0 and parts_count is not None:
-        first.close()
-        return Response(None if head else b"", status=status, headers=headers)
-
-    try:
-        if byte_range is not None:
-            first.close()
-            batches, stream = reads.decrypt_range(keys, stored_size, etag, fetcher,
-                                                  byte_range.first, byte_range.last)
-        else:
-            if ranged:   # the first answer was a HEAD
-                first.close()
-                stream = fetcher.stream()
-            else:
-                stream = first
-            batches = reads.decrypt_all(keys, stored_size, etag, fetcher, stream.body, size)
-    except errors.IntegrityError as exc:
-        mw._integrity(bucket, key, exc)
-        raise
-    return mw._stream_response(batches, stream, status, headers, bucket, key, length)
-
-
-
-def client_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """A backend object response's headers that describe the object as the client
-    sees it (no ciphertext sizes, envelope, or backend encryption claims)."""
-    return [(k, v) for k, v in headers
-            if k.lower() not in CIPHERTEXT_RESPONSE_HEADERS
-            and not k.lower().startswith((ENVELOPE_HEADER, "x-amz-server-side-encryption",
-                                          "x-amz-checksum-"))]
-
-
-def learn(mw: EncryptionMiddleware, parent: dict[str, Any], bucket: str, key: str,
-          envelope: Envelope, mode: str, headers: dict[str, str], stored_size: int,
-          etag: str) -> None:
-    """A listing met this encrypted multipart object: cache its plaintext size.
-
-    A regular layout's size is arithmetic on the listing; an indexed one reads the
-    index once.  An SSE-C object's index cannot be read without the customer's
-    key: until a GET or HEAD with the key (or its Complete) on this replica has
-    cached its size, the listing reports what the backend listed.
-    """
-    n = backend_parts(etag)
-    size = multipart_plaintext_size(stored_size, n) if n is not None else None
-    if size is None:
-        if mode == sse.MODE_SSE_C:
-            log.info("listing %s: the size of %s needs its index, which needs the SSE-C key",
-                     bucket, key)
-            return
-        context = headers.get(CONTEXT_HEADER)
-        keys = open_object(mw.keys, envelope, bucket, key,
-                           sse.parse_context(context) if context else None)
-        fetcher = Fetcher(mw.app, parent, bucket, key, None, etag)
-        size = mw.multipart_reads.plaintext_size(lambda: keys, stored_size, etag, fetcher)
-    mw.facts.put(etag, stored_size, ObjectFacts(True, size, etag, mode, envelope.key_id))

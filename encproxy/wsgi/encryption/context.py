@@ -1,0 +1,138 @@
+"""What every part of the encryption layer works with, and the operations they share.
+
+``EncryptionContext`` is built once per middleware and handed explicitly to each
+helper (single-part reads and writes, listings, uploads, copies, attributes):
+the app below, the bucket configurations, the key provider, the policy, and the
+caches of what has been learnt about stored objects.  Its methods are the
+decisions and key operations that several operations make the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from werkzeug.wrappers import Response
+
+from encproxy import errors
+from encproxy.crypto.customer_keys import KEY_ID as SSE_C_KEY_ID
+from encproxy.crypto.customer_keys import CustomerKeyWrapper
+from encproxy.crypto.keys import KeyWrapper, ObjectKeys, new_object, open_object, rebind
+from encproxy.format.constants import Kind
+from encproxy.format.envelope import Envelope
+from encproxy.keys.provider import KeyProvider
+from encproxy.s3 import sse
+from encproxy.wsgi.buckets.config_store import BucketConfigStore
+from encproxy.wsgi.encryption import integrity
+from encproxy.wsgi.encryption.facts import FactsCache
+from encproxy.wsgi.encryption.headers import mode_of, protection_of
+from encproxy.wsgi.encryption.layouts import LayoutReader
+from encproxy.wsgi.encryption.policy import EncryptionPolicy
+from encproxy.wsgi.request import S3Request
+from encproxy.wsgi.responses import WSGIApp
+
+INSECURE_SSE_C = ("Requests specifying Server Side Encryption with Customer provided keys "
+                  "must be made over a secure connection.")
+
+
+@dataclass(frozen=True)
+class EncryptionContext:
+    app: WSGIApp                    # the S3 app below: file store, S3 backend, any other
+    configs: BucketConfigStore
+    keys: KeyProvider
+    policy: EncryptionPolicy
+    facts: FactsCache
+    layouts: LayoutReader
+
+    @property
+    def internal_bucket(self) -> str:
+        return self.configs.internal_bucket
+
+    def pass_through(self, req: S3Request) -> Response:
+        """Hand the request to the app below unchanged."""
+        return Response.from_app(self.app, req.environ)
+
+    # -- deciding ---------------------------------------------------------------------
+    def refuse_insecure_sse_c(self, req: S3Request) -> None:
+        if not self.policy.allow_insecure_sse_c and req.environ.get("wsgi.url_scheme") != "https":
+            raise errors.InvalidRequest(INSECURE_SSE_C)
+
+    def plan(self, req: S3Request) -> sse.WritePlan | None:
+        """How a write to ``req.bucket`` is stored: None means as sent (plaintext)."""
+        assert req.bucket is not None
+        requested = sse.parse_request(req.headers)
+        if requested.customer is not None:
+            self.refuse_insecure_sse_c(req)
+        config = self.configs.get(req.bucket, parent=req.environ)
+        plan = sse.decide_write(requested, config.algorithm if config else None,
+                                config.kms_key_id if config else None, self.policy.default,
+                                self.policy.default_key)
+        if plan is None and self.policy.require:
+            raise errors.AccessDenied("encproxy is configured to refuse writes that would be "
+                                      "stored unencrypted ([encryption] require = true).")
+        return plan
+
+    def key_id(self, plan: sse.WritePlan) -> str:
+        """The key id recorded for a write: the master key's, or SSE-C's marker."""
+        if plan.mode == sse.MODE_SSE_C:
+            return SSE_C_KEY_ID
+        return self.keys.normalize(plan.key_id or self.policy.default_key)
+
+    # -- keys -------------------------------------------------------------------------
+    def wrapper(self, mode: str, customer: sse.CustomerKey | None) -> KeyWrapper:
+        """What wraps data keys of ``mode``: the customer's key for SSE-C, else the provider."""
+        if mode == sse.MODE_SSE_C:
+            if customer is None:
+                raise errors.InvalidRequest(
+                    "The object was stored using a form of Server Side Encryption. The correct "
+                    "parameters must be provided to retrieve the object.")
+            return CustomerKeyWrapper(customer.key)
+        return self.keys
+
+    def new_keys(self, plan: sse.WritePlan, bucket: str, key: str,
+                 kind: Kind) -> tuple[ObjectKeys, Envelope]:
+        """A fresh data key for a new object or upload, and its envelope."""
+        try:
+            return new_object(self.wrapper(plan.mode, plan.customer), self.key_id(plan),
+                              bucket, key, kind=kind, protection=protection_of(plan.mode),
+                              extra_context=plan.context)
+        except ValueError:
+            raise _context_redefined() from None
+
+    def rebound(self, keys: ObjectKeys, plan: sse.WritePlan, bucket: str, key: str) -> Envelope:
+        """An envelope binding the data key of ``keys`` to a byte-for-byte copy at bucket/key."""
+        try:
+            return rebind(self.wrapper(plan.mode, plan.customer), keys, self.key_id(plan),
+                          bucket, key, protection_of(plan.mode), plan.context)
+        except ValueError:
+            raise _context_redefined() from None
+
+    def decode_envelope(self, value: str, bucket: str, key: str) -> Envelope:
+        with integrity.reported(bucket, key):
+            return Envelope.decode(value)
+
+    def open_keys(self, envelope: Envelope, bucket: str, key: str,
+                  customer: sse.CustomerKey | None, context: str | None) -> ObjectKeys:
+        """Unwrap and verify the data key of the object stored at bucket/key.
+
+        ``context``: the stored SSE-KMS context header, if any.
+        """
+        wrapper = self.wrapper(mode_of(envelope.protection), customer)
+        extra = sse.parse_context(context) if context else None
+        with integrity.reported(bucket, key):
+            return open_object(wrapper, envelope, bucket, key, extra)
+
+
+def _context_redefined() -> errors.S3Error:
+    return errors.InvalidArgument("The encryption context may not redefine encproxy's own "
+                                  "fields.", ArgumentName=sse.SSE_CONTEXT)
+
+
+def check_customer_matches(mode: str, customer: sse.CustomerKey | None) -> None:
+    """An SSE-C object needs its key; any other object refuses one."""
+    if mode == sse.MODE_SSE_C and customer is None:
+        raise errors.InvalidRequest(
+            "The object was stored using a form of Server Side Encryption. The correct "
+            "parameters must be provided to retrieve the object.")
+    if mode != sse.MODE_SSE_C and customer is not None:
+        raise errors.InvalidRequest("The encryption parameters are not applicable to this "
+                                    "object.")
+

@@ -1,0 +1,136 @@
+"""ListObjects (v1, v2) and ListObjectVersions: plaintext sizes and ETags.
+
+Listings carry no metadata, so the facts of an encrypted object (its plaintext
+size and client-visible ETag) come from the facts cache, keyed by backend ETag
+and stored size, which never change meaning.  Objects not in the cache are
+looked up once (HEAD, then the sealed ETag or the multipart layout), several at
+a time, and the listing reports them as the client sees them.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import unquote_plus
+
+from werkzeug.wrappers import Response
+
+from encproxy import errors
+from encproxy.crypto.keys import open_object
+from encproxy.crypto.single import ObjectDecryptor
+from encproxy.format.constants import Kind
+from encproxy.format.envelope import Envelope
+from encproxy.format.errors import FormatError
+from encproxy.format.layout import multipart_plaintext_size, plaintext_size
+from encproxy.s3 import sse, xml
+from encproxy.wsgi import subrequest
+from encproxy.wsgi.encryption.context import EncryptionContext
+from encproxy.wsgi.encryption.facts import ObjectFacts
+from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER, mode_of
+from encproxy.wsgi.encryption.layouts import backend_parts
+from encproxy.wsgi.encryption.reads import client_etag
+from encproxy.wsgi.encryption.streaming import Fetcher
+from encproxy.wsgi.request import S3Request
+from encproxy.wsgi.responses import relayed
+
+log = logging.getLogger("encproxy.encryption")
+
+LOOKUP_THREADS = 8
+
+
+class Listings:
+    def __init__(self, ctx: EncryptionContext, threads: int = LOOKUP_THREADS) -> None:
+        self.ctx = ctx
+        self._lookups = ThreadPoolExecutor(threads, thread_name_prefix="encproxy-lookup")
+
+    def respond(self, req: S3Request, entry_tag: str) -> Response:
+        """The backend's listing, with ``entry_tag`` entries as the client sees them."""
+        assert req.bucket is not None
+        resp = subrequest.open_stream(self.ctx.app, req.environ)
+        body = resp.read_all()
+        if resp.status != 200:
+            return relayed(resp.status, resp.headers, body)
+        root = xml.parse(body)
+        url_encoded = (xml.child_text(root, "EncodingType") or "") == "url"
+        entries = [e for e in root.findall(entry_tag)
+                   if e.find("ETag") is not None and e.find("Size") is not None]
+        facts = self.ctx.facts
+        missing = [e for e in entries if facts.get(*_identity(e)) is None]
+        if missing:
+            list(self._lookups.map(lambda e: self._learn(req, e, url_encoded), missing))
+        for e in entries:
+            known = facts.get(*_identity(e))
+            if known is not None and known.encrypted:
+                e.find("ETag").text = known.etag  # type: ignore[union-attr]
+                e.find("Size").text = str(known.plaintext_size)  # type: ignore[union-attr]
+        return relayed(200, resp.headers, xml.render_element(root))
+
+    def _learn(self, req: S3Request, entry: Any, url_encoded: bool) -> None:
+        """Look one listed object up (HEAD, then its sealed ETag) and cache the facts."""
+        assert req.bucket is not None
+        name = xml.child_text(entry, "Key") or ""
+        key = unquote_plus(name) if url_encoded else name
+        listed_etag, listed_size = _identity(entry)
+        resp = subrequest.request(self.ctx.app, req.environ, "HEAD", req.bucket, key)
+        if not resp.ok or resp.headers.get("etag", "").strip('"') != listed_etag.strip('"'):
+            return  # gone or replaced since the listing: report it as listed
+        value = resp.headers.get(ENVELOPE_HEADER)
+        if value is None:
+            self.ctx.facts.put(listed_etag, listed_size,
+                               ObjectFacts(False, listed_size, listed_etag))
+            return
+        try:
+            envelope = Envelope.decode(value)
+            if envelope.kind is not Kind.SINGLE:
+                self._learn_multipart(req.environ, req.bucket, key, envelope, resp.headers,
+                                      listed_size, listed_etag)
+            else:
+                self._learn_single(req.environ, req.bucket, key, envelope, resp.headers,
+                                   listed_size, listed_etag)
+        except (FormatError, errors.S3Error) as exc:
+            log.warning("listing %s: cannot read the envelope of %s: %s", req.bucket, key,
+                        type(exc).__name__)
+
+    def _learn_single(self, parent: dict[str, Any], bucket: str, key: str, envelope: Envelope,
+                      headers: dict[str, str], stored_size: int, etag: str) -> None:
+        mode = mode_of(envelope.protection)
+        if mode == sse.MODE_SSE_C:
+            self.ctx.facts.put(etag, stored_size, ObjectFacts(
+                True, plaintext_size(stored_size), etag, mode))
+            return
+        keys = open_object(self.ctx.keys, envelope, bucket, key, _context(headers))
+        decryptor = ObjectDecryptor(keys, stored_size)
+        fetcher = Fetcher(self.ctx.app, parent, bucket, key, None, etag)
+        client_etag(self.ctx, decryptor, mode, fetcher, stored_size)
+
+    def _learn_multipart(self, parent: dict[str, Any], bucket: str, key: str,
+                         envelope: Envelope, headers: dict[str, str], stored_size: int,
+                         etag: str) -> None:
+        """A regular layout's size is arithmetic on the listing; an indexed one reads the
+        index once.  An SSE-C object's index cannot be read without the customer's
+        key: until a GET or HEAD with the key (or its Complete) on this replica has
+        cached its size, the listing reports what the backend listed.
+        """
+        mode = mode_of(envelope.protection)
+        n = backend_parts(etag)
+        size = multipart_plaintext_size(stored_size, n) if n is not None else None
+        if size is None:
+            if mode == sse.MODE_SSE_C:
+                log.info("listing %s: the size of %s needs its index, which needs the SSE-C "
+                         "key", bucket, key)
+                return
+            keys = open_object(self.ctx.keys, envelope, bucket, key, _context(headers))
+            fetcher = Fetcher(self.ctx.app, parent, bucket, key, None, etag)
+            size = self.ctx.layouts.plaintext_size(lambda: keys, stored_size, etag, fetcher)
+        self.ctx.facts.put(etag, stored_size, ObjectFacts(True, size, etag, mode,
+                                                          envelope.key_id))
+
+
+def _identity(entry: Any) -> tuple[str, int]:
+    """A listing entry's backend ETag and stored size: what its facts are cached by."""
+    return xml.child_text(entry, "ETag") or "", int(xml.child_text(entry, "Size") or "0")
+
+
+def _context(headers: dict[str, str]) -> dict[str, str] | None:
+    value = headers.get(CONTEXT_HEADER)
+    return sse.parse_context(value) if value else None

@@ -1,0 +1,97 @@
+"""PutObject (and POST Object) under encryption: single-part writes.
+
+A write that is to be encrypted (request headers, else the bucket's default,
+else the server's) reaches the app below as ciphertext of computable length,
+with the object's envelope in its metadata; the client gets the plaintext MD5
+as its ETag, sealed in the object so that no plaintext digest is stored in the
+clear (docs/FORMAT.md §2, §6).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from werkzeug.wrappers import Response
+
+from encproxy import digests, errors, metrics
+from encproxy.crypto.single import ObjectEncryptor
+from encproxy.crypto.stream import copied
+from encproxy.format.constants import Kind
+from encproxy.format.layout import check_single_size
+from encproxy.s3 import metadata as s3meta
+from encproxy.s3 import sse
+from encproxy.wsgi import environ as env
+from encproxy.wsgi import subrequest
+from encproxy.wsgi.encryption.context import EncryptionContext
+from encproxy.wsgi.encryption.facts import ObjectFacts
+from encproxy.wsgi.encryption.headers import (
+    check_metadata_budget,
+    client_only_removed,
+    refuse_reserved_metadata,
+    stored_metadata,
+)
+from encproxy.wsgi.encryption.streaming import read_exactly
+from encproxy.wsgi.request import S3Request
+from encproxy.wsgi.responses import relayed
+
+
+def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
+    assert req.bucket is not None and req.key is not None
+    refuse_reserved_metadata(req.headers)
+    plan = ctx.plan(req)
+    if plan is None:
+        return ctx.pass_through(req)
+    length = req.content_length()
+    try:
+        check_single_size(length)
+    except errors.S3Error:
+        raise errors.EntityTooLarge(ProposedSize=str(length)) from None
+    keys, envelope = ctx.new_keys(plan, req.bucket, req.key, Kind.SINGLE)
+    context = req.headers[sse.SSE_CONTEXT] if plan.context is not None else None
+    check_metadata_budget(s3meta.user_metadata(req.headers), envelope, context)
+
+    md5 = digests.md5_for(length)  # the plaintext ETag, hashed on the other core
+
+    def plaintext() -> Iterator[bytes]:
+        for piece in read_exactly(req.body, length):
+            md5.update(piece)
+            yield piece
+
+    encryptor = ObjectEncryptor(keys, length)
+    ciphertext = subrequest.IterReader(copied(encryptor.encrypt(plaintext(), md5=md5.digest)))
+    inner = subrequest.derived_environ(
+        client_only_removed(req.environ), headers=stored_metadata(envelope, context),
+        body=ciphertext, content_length=encryptor.ciphertext_size)
+    inner[env.STORED_DIGEST] = encryptor.fingerprint  # the file store needs no MD5 of it
+    try:
+        resp = subrequest.open_stream(ctx.app, inner)
+        resp_body = resp.read_all()
+    finally:
+        digests.close(md5)
+    if not 200 <= resp.status < 300:
+        return relayed(resp.status, resp.headers, resp_body)
+    metrics.encrypted(length)
+    backend_etag = resp.header("etag")
+    etag = '"' + md5.hexdigest() + '"'
+    if plan.mode == sse.MODE_SSE_C:
+        etag = backend_etag or etag
+    key_id = ctx.key_id(plan)
+    if backend_etag:
+        ctx.facts.put(backend_etag, encryptor.ciphertext_size, ObjectFacts(
+            True, length, etag, plan.mode, key_id))
+    headers = {"ETag": etag, **sse.response_headers(
+        plan.mode, key_id, plan.customer.key_md5 if plan.customer else None,
+        req.headers.get(sse.SSE_CONTEXT))}
+    for alg, value in (req.environ.get(env.BODY_CHECKSUMS) or {}).items():
+        headers[f"x-amz-checksum-{alg}"] = value
+    return Response(b"", status=200, headers=headers)
+
+
+def post_object(ctx: EncryptionContext, req: S3Request) -> Response:
+    assert req.bucket is not None
+    config = ctx.configs.get(req.bucket, parent=req.environ)
+    if config is not None or ctx.policy.default != sse.MODE_NONE or ctx.policy.require:
+        raise errors.NotImplementedError_(
+            "POST Object uploads into a bucket that encrypts are not supported by "
+            "encproxy; use PUT.")
+    return ctx.pass_through(req)
+
