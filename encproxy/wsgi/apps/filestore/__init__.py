@@ -1,0 +1,13 @@
+"""The embedded file store as a WSGI app that speaks plain S3: ``FileStoreApp``.
+
+It trusts its caller: authentication and body verification happen in the
+layers above (``encproxy.wsgi.auth.middleware``), which hand it a verified body stream.
+Storage itself is ``encproxy.filestore``; this package only maps S3 requests
+onto it and renders S3 responses.
+
+Start at app.py (the dispatch); the operations are in buckets.py (buckets and
+object listings), objects.py and multipart.py; common.py holds what they share.
+"""
+from encproxy.wsgi.apps.filestore.app import FileStoreApp
+
+__all__ = ["FileStoreApp"]

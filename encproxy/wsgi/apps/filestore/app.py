@@ -1,0 +1,43 @@
+"""``FileStoreApp``: the dispatch from an S3 operation to its ``op_<Operation>`` method.
+
+The operations themselves are the mixins of buckets.py, objects.py and multipart.py.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from encproxy import errors
+from encproxy.filestore.store import FileStore
+from encproxy.s3.names import check_bucket_name
+from encproxy.wsgi.apps.filestore.buckets import BucketOperations
+from encproxy.wsgi.apps.filestore.multipart import MultipartOperations
+from encproxy.wsgi.apps.filestore.objects import ObjectOperations
+from encproxy.wsgi.request import S3Request
+from encproxy.wsgi.responses import s3_error_boundary
+
+
+class FileStoreApp(BucketOperations, ObjectOperations, MultipartOperations):
+    def __init__(self, store: FileStore, region: str) -> None:
+        self.store = store
+        self.region = region
+        self._app = s3_error_boundary(self.handle)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        return self._app(environ, start_response)
+
+    def handle(self, environ: dict[str, Any]) -> Response:
+        req = S3Request.of(environ)
+        op = req.operation
+        handler: Callable[[S3Request], Response] | None = \
+            getattr(self, "op_" + op, None) if op else None
+        if handler is None:
+            if op is None and req.method not in ("GET", "PUT", "POST", "DELETE", "HEAD"):
+                raise errors.MethodNotAllowed(Method=req.method, ResourceType="OBJECT")
+            raise errors.NotImplementedError_(
+                f"encproxy's file store does not implement {op or 'this request'}.")
+        if req.bucket is not None and op != "CreateBucket":
+            check_bucket_name(req.bucket)
+        return handler(req)

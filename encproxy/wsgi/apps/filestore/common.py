@@ -1,0 +1,106 @@
+"""What the file store's operations share: request checks and pieces of answers."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from urllib.parse import quote
+
+from encproxy import errors
+from encproxy.filestore.records import ObjectMeta, ObjectRecord
+from encproxy.filestore.store import FileStore
+from encproxy.s3 import metadata, preconditions, xml
+from encproxy.s3.copy_source import parse_copy_source
+from encproxy.wsgi import environ as env
+from encproxy.wsgi.request import S3Request
+
+MAX_PUT_SIZE = 5 * 1024**3
+OWNER_ID = hashlib.sha256(b"encproxy-owner").hexdigest()
+OWNER_NAME = "encproxy"
+# Canned ACLs that mean what the file store does anyway; anything else is refused.
+HARMLESS_ACLS = {"private", "bucket-owner-full-control"}
+# Request headers for features the file store does not offer: refusing them is
+# honest, ignoring them would silently drop what the client asked for.
+UNSUPPORTED_WRITE_HEADERS = (
+    "x-amz-tagging", "x-amz-website-redirect-location", "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold",
+    "x-amz-server-side-encryption", "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-grant-read", "x-amz-grant-write",
+    "x-amz-grant-read-acp", "x-amz-grant-write-acp", "x-amz-grant-full-control",
+)
+
+
+# -- answers ---------------------------------------------------------------------------
+def quoted(etag: str) -> str:
+    return '"' + etag.strip('"') + '"'
+
+
+def owner_nodes() -> list[xml.Node]:
+    """The children of an ``Owner`` (or ``Initiator``) element: there is one owner."""
+    return [xml.Node("ID", OWNER_ID), xml.Node("DisplayName", OWNER_NAME)]
+
+
+def checksum_headers(req: S3Request) -> dict[str, str]:
+    sums = req.environ.get(env.BODY_CHECKSUMS) or {}
+    return {f"x-amz-checksum-{alg}": value for alg, value in sums.items()}
+
+
+# -- writes ----------------------------------------------------------------------------
+def refuse_acl(req: S3Request) -> None:
+    acl = req.headers.get("x-amz-acl")
+    if acl is not None and acl not in HARMLESS_ACLS:
+        raise errors.NotImplementedError_(
+            f"The canned ACL {acl!r} is not supported by encproxy's file store.",
+            Header="x-amz-acl")
+
+
+def meta_from_request(req: S3Request) -> ObjectMeta:
+    for name in UNSUPPORTED_WRITE_HEADERS:
+        if name in req.headers:
+            raise errors.NotImplementedError_(
+                f"The {name} header is not supported by encproxy's file store.",
+                Header=name)
+    refuse_acl(req)
+    return ObjectMeta(content_headers=metadata.content_headers(req.headers),
+                      user_metadata=metadata.user_metadata(req.headers),
+                      storage_class=metadata.storage_class(req.headers))
+
+
+def put_length(req: S3Request) -> int:
+    length = req.content_length()
+    if length > MAX_PUT_SIZE:
+        raise errors.EntityTooLarge(ProposedSize=str(length), MaxSizeAllowed=str(MAX_PUT_SIZE))
+    return length
+
+
+def copy_source(store: FileStore, req: S3Request) -> tuple[str, str, ObjectRecord]:
+    """The bucket, key and record of ``x-amz-copy-source``, its conditions checked."""
+    source = parse_copy_source(req.headers["x-amz-copy-source"])
+    if source.version_id is not None and source.version_id != "null":
+        raise errors.NoSuchVersion(Key=source.key, VersionId=source.version_id)
+    bucket, key = source.bucket, source.key
+    record = store.head_object(bucket, key)
+    preconditions.check(req.headers, record.etag, record.last_modified,
+                        prefix="x-amz-copy-source-if-")
+    return bucket, key, record
+
+
+# -- listings --------------------------------------------------------------------------
+def list_params(req: S3Request) -> tuple[str, str | None, int, bool]:
+    """Prefix, delimiter, max-keys and whether keys are URL-encoded."""
+    encoding = req.query.get("encoding-type")
+    if encoding is not None and encoding != "url":
+        raise errors.InvalidArgument("Invalid Encoding Method specified in Request",
+                                     ArgumentName="encoding-type", ArgumentValue=encoding)
+    max_keys = req.int_param("max-keys", 1000, 0, 1000)
+    delimiter = req.query.get("delimiter") or None
+    return req.query.get("prefix", ""), delimiter, max_keys, encoding == "url"
+
+
+def encoder(url: bool) -> Callable[[str], str]:
+    if not url:
+        return lambda s: s
+    return lambda s: quote(s, safe="/")  # S3's encoding-type=url keeps '/'
+
+
+def common_prefixes(prefixes: list[str], enc: Callable[[str], str]) -> list[xml.Node]:
+    return [xml.Node("CommonPrefixes", xml.Node("Prefix", enc(p))) for p in prefixes]

@@ -1,0 +1,159 @@
+"""The file store's multipart upload operations, their listings included."""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from werkzeug.wrappers import Response
+
+from encproxy import errors
+from encproxy.filestore.store import FileStore
+from encproxy.s3 import xml
+from encproxy.s3.dates import iso8601
+from encproxy.s3.multipart_xml import parse_complete
+from encproxy.s3.ranges import parse_copy_range
+from encproxy.wsgi.apps.filestore.common import (
+    checksum_headers,
+    common_prefixes,
+    copy_source,
+    encoder,
+    list_params,
+    meta_from_request,
+    owner_nodes,
+    put_length,
+    quoted,
+)
+from encproxy.wsgi.request import S3Request
+from encproxy.wsgi.responses import xml_response
+
+
+class MultipartOperations:
+    store: FileStore
+
+    def op_CreateMultipartUpload(self, req: S3Request) -> Response:
+        assert req.bucket is not None and req.key is not None
+        meta = meta_from_request(req)
+        upload_id = self.store.create_upload(req.bucket, req.key, meta)
+        root = xml.Node("InitiateMultipartUploadResult")
+        root.add("Bucket", req.bucket)
+        root.add("Key", req.key)
+        root.add("UploadId", upload_id)
+        return xml_response(root, environ=req.environ)
+
+    def op_UploadPart(self, req: S3Request) -> Response:
+        assert req.bucket is not None and req.key is not None
+        number = _part_number(req)
+        upload_id = _upload_id(req)
+        length = put_length(req)
+        part = self.store.upload_part(req.bucket, req.key, upload_id, number, req.body, length)
+        return Response(b"", status=200,
+                        headers={"ETag": quoted(part.etag), **checksum_headers(req)})
+
+    def op_UploadPartCopy(self, req: S3Request) -> Response:
+        assert req.bucket is not None and req.key is not None
+        number = _part_number(req)
+        upload_id = _upload_id(req)
+        src_bucket, src_key, src = copy_source(self.store, req)
+        header = req.headers.get("x-amz-copy-source-range")
+        byte_range = parse_copy_range(header, src.size) if header else None
+        part = self.store.upload_part_copy(
+            req.bucket, req.key, upload_id, number, src_bucket, src_key,
+            None if byte_range is None else (byte_range.first, byte_range.last))
+        root = xml.Node("CopyPartResult")
+        root.add("LastModified", iso8601(part.last_modified))
+        root.add("ETag", quoted(part.etag))
+        return xml_response(root, environ=req.environ)
+
+    def op_CompleteMultipartUpload(self, req: S3Request) -> Response:
+        assert req.bucket is not None and req.key is not None
+        upload_id = _upload_id(req)
+        parts = parse_complete(req.read_small_body(xml.MAX_REQUEST_XML))
+        record = self.store.complete_upload(req.bucket, req.key, upload_id, parts)
+        root = xml.Node("CompleteMultipartUploadResult")
+        host = req.headers.get("host", "localhost")
+        root.add("Location", f"http://{host}/{req.bucket}/{quote(req.key)}")
+        root.add("Bucket", req.bucket)
+        root.add("Key", req.key)
+        root.add("ETag", quoted(record.etag))
+        return xml_response(root, environ=req.environ)
+
+    def op_AbortMultipartUpload(self, req: S3Request) -> Response:
+        assert req.bucket is not None and req.key is not None
+        self.store.abort_upload(req.bucket, req.key, _upload_id(req))
+        return Response(b"", status=204)
+
+    def op_ListParts(self, req: S3Request) -> Response:
+        assert req.bucket is not None and req.key is not None
+        upload_id = _upload_id(req)
+        max_parts = req.int_param("max-parts", 1000, 0, 1000)
+        marker = req.int_param("part-number-marker", 0, 0, 10000)
+        listing = self.store.list_parts(req.bucket, req.key, upload_id,
+                                        part_number_marker=marker, max_parts=max_parts)
+        root = xml.Node("ListPartsResult")
+        root.add("Bucket", req.bucket)
+        root.add("Key", req.key)
+        root.add("UploadId", upload_id)
+        root.add("Initiator", owner_nodes())
+        root.add("Owner", owner_nodes())
+        root.add("StorageClass", listing.upload.meta.storage_class)
+        root.add("PartNumberMarker", marker)
+        if listing.next_marker is not None:
+            root.add("NextPartNumberMarker", listing.next_marker)
+        root.add("MaxParts", max_parts)
+        root.add("IsTruncated", listing.is_truncated)
+        for part in listing.parts:
+            root.add("Part", [xml.Node("PartNumber", part.number),
+                              xml.Node("LastModified", iso8601(part.last_modified)),
+                              xml.Node("ETag", quoted(part.etag)),
+                              xml.Node("Size", part.size)])
+        return xml_response(root, environ=req.environ)
+
+    def op_ListMultipartUploads(self, req: S3Request) -> Response:
+        assert req.bucket is not None
+        prefix, delimiter, _, url = list_params(req)
+        max_uploads = req.int_param("max-uploads", 1000, 0, 1000)
+        key_marker = req.query.get("key-marker", "")
+        id_marker = req.query.get("upload-id-marker", "") if key_marker else ""
+        listing = self.store.list_uploads(req.bucket, prefix=prefix, delimiter=delimiter,
+                                          key_marker=key_marker or None,
+                                          upload_id_marker=id_marker or None,
+                                          max_uploads=max_uploads)
+        enc = encoder(url)
+        root = xml.Node("ListMultipartUploadsResult")
+        root.add("Bucket", req.bucket)
+        root.add("KeyMarker", enc(key_marker))
+        root.add("UploadIdMarker", id_marker)
+        if listing.is_truncated:
+            root.add("NextKeyMarker", enc(listing.next_key_marker or ""))
+            root.add("NextUploadIdMarker", listing.next_upload_id_marker or "")
+        if delimiter:
+            root.add("Delimiter", enc(delimiter))
+        root.add("Prefix", enc(prefix))
+        root.add("MaxUploads", max_uploads)
+        root.add("IsTruncated", listing.is_truncated)
+        for up in listing.uploads:
+            root.add("Upload", [
+                xml.Node("Key", enc(up.key)), xml.Node("UploadId", up.upload_id),
+                xml.Node("Initiator", owner_nodes()),
+                xml.Node("Owner", owner_nodes()),
+                xml.Node("StorageClass", up.meta.storage_class),
+                xml.Node("Initiated", iso8601(up.initiated))])
+        root.extend(common_prefixes(listing.common_prefixes, enc))
+        if url:
+            root.add("EncodingType", "url")
+        return xml_response(root, environ=req.environ)
+
+
+def _upload_id(req: S3Request) -> str:
+    upload_id = req.query.get("uploadId", "")
+    if not upload_id:
+        raise errors.NoSuchUpload(UploadId=upload_id)
+    return upload_id
+
+
+def _part_number(req: S3Request) -> int:
+    text = req.query.get("partNumber", "")
+    if not text.isdigit() or not 1 <= int(text) <= 10000:
+        raise errors.InvalidArgument("Part number must be an integer between 1 and 10000, "
+                                     "inclusive", ArgumentName="partNumber",
+                                     ArgumentValue=text)
+    return int(text)

@@ -1,0 +1,196 @@
+"""The file store's object operations: writes, reads (ranges, parts, conditions), deletes
+and copies."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from encproxy import errors
+from encproxy.filestore.records import ObjectMeta, ObjectRecord
+from encproxy.filestore.store import FileStore
+from encproxy.io_sizes import PIECE
+from encproxy.s3 import metadata, preconditions, xml
+from encproxy.s3.dates import http_date, iso8601
+from encproxy.s3.names import check_key
+from encproxy.s3.ranges import ByteRange, parse_range
+from encproxy.wsgi import environ as env
+from encproxy.wsgi.apps.filestore.common import (
+    checksum_headers,
+    copy_source,
+    meta_from_request,
+    put_length,
+    quoted,
+)
+from encproxy.wsgi.request import S3Request
+from encproxy.wsgi.responses import xml_response
+
+MAX_DELETE_OBJECTS = 1000
+
+
+class ObjectOperations:
+    store: FileStore
+
+    def op_PutObject(self, req: S3Request) -> Response:
+        assert req.bucket is not None and req.key is not None
+        meta = meta_from_request(req)
+        length = put_length(req)
+        record = self.store.put_object(req.bucket, req.key, req.body, length, meta,
+                                       digest_of=req.environ.get(env.STORED_DIGEST))
+        return Response(b"", status=200,
+                        headers={"ETag": quoted(record.etag), **checksum_headers(req)})
+
+    def _read(self, req: S3Request, head: bool) -> Response:
+        assert req.bucket is not None and req.key is not None
+        if "versionId" in req.query and req.query["versionId"] != "null":
+            raise errors.NoSuchVersion(Key=req.key, VersionId=req.query["versionId"])
+        record, reader = self.store.open_object(req.bucket, req.key)
+        try:
+            _check_conditions(req, record)
+            byte_range, parts_count = _part_range(req, record)
+            if parts_count is None:
+                byte_range = parse_range(req.headers.get("range"), record.size)
+        except BaseException:
+            reader.close()
+            raise
+        headers = _object_headers(record)
+        if parts_count is not None and record.part_sizes:
+            headers.append(("x-amz-mp-parts-count", str(parts_count)))
+        for param, header in metadata.RESPONSE_OVERRIDES.items():
+            if param in req.query:
+                headers = [(k, v) for k, v in headers if k.lower() != header.lower()]
+                headers.append((header, req.query[param]))
+        first, length = (0, record.size) if byte_range is None else (byte_range.first,
+                                                                      byte_range.length)
+        status = 200
+        if byte_range is not None:
+            status = 206
+            headers.append(("Content-Range", byte_range.content_range()))
+        headers.append(("Content-Length", str(length)))
+        if head:
+            reader.close()
+            return Response(None, status=status, headers=headers)
+        return Response(_stream(reader, first, length), status=status, headers=headers,
+                        direct_passthrough=True)
+
+    def op_GetObject(self, req: S3Request) -> Response:
+        return self._read(req, head=False)
+
+    def op_HeadObject(self, req: S3Request) -> Response:
+        return self._read(req, head=True)
+
+    def op_DeleteObject(self, req: S3Request) -> Response:
+        assert req.bucket is not None and req.key is not None
+        self.store.delete_object(req.bucket, req.key)
+        return Response(b"", status=204)
+
+    def op_DeleteObjects(self, req: S3Request) -> Response:
+        assert req.bucket is not None
+        if not ("content-md5" in req.headers or "x-amz-trailer" in req.headers
+                or any(h.startswith("x-amz-checksum-") for h in req.headers)):
+            raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
+        root_in = xml.parse(req.read_small_body(xml.MAX_REQUEST_XML))
+        if root_in.tag != "Delete":
+            raise errors.MalformedXML()
+        objects = root_in.findall("Object")
+        if not objects or len(objects) > MAX_DELETE_OBJECTS:
+            raise errors.MalformedXML()
+        quiet = (xml.child_text(root_in, "Quiet") or "").strip().lower() == "true"
+        self.store.require_bucket(req.bucket)
+        out = xml.Node("DeleteResult")
+        for obj in objects:
+            key = xml.child_text(obj, "Key")
+            if key is None:
+                raise errors.MalformedXML()
+            try:
+                check_key(key)
+                if not key:
+                    raise errors.InvalidArgument("Key must not be empty", ArgumentName="Key")
+                self.store.delete_object(req.bucket, key)
+            except errors.S3Error as exc:
+                out.add("Error", [xml.Node("Key", key), xml.Node("Code", exc.code),
+                                  xml.Node("Message", exc.message)])
+                continue
+            if not quiet:
+                out.add("Deleted", xml.Node("Key", key))
+        return xml_response(out, environ=req.environ)
+
+    def op_CopyObject(self, req: S3Request) -> Response:
+        assert req.bucket is not None and req.key is not None
+        directive = req.headers.get("x-amz-metadata-directive", "COPY")
+        if directive not in ("COPY", "REPLACE"):
+            raise errors.InvalidArgument("Unknown metadata directive.",
+                                         ArgumentName="x-amz-metadata-directive",
+                                         ArgumentValue=directive)
+        meta = meta_from_request(req)
+        src_bucket, src_key, src = copy_source(self.store, req)
+        if directive == "COPY":
+            if (src_bucket, src_key) == (req.bucket, req.key) and \
+                    "x-amz-storage-class" not in req.headers:
+                raise errors.InvalidRequest(
+                    "This copy request is illegal because it is trying to copy an object to "
+                    "itself without changing the object's metadata, storage class, website "
+                    "redirect location or encryption attributes.")
+            meta = ObjectMeta(content_headers=src.meta.content_headers,
+                              user_metadata=src.meta.user_metadata,
+                              storage_class=metadata.storage_class(req.headers)
+                              if "x-amz-storage-class" in req.headers else src.meta.storage_class)
+        record = self.store.copy_object(src_bucket, src_key, req.bucket, req.key, meta)
+        root = xml.Node("CopyObjectResult")
+        root.add("LastModified", iso8601(record.last_modified))
+        root.add("ETag", quoted(record.etag))
+        return xml_response(root, environ=req.environ)
+
+
+def _object_headers(record: ObjectRecord) -> list[tuple[str, str]]:
+    headers = [("ETag", quoted(record.etag)),
+               ("Last-Modified", http_date(record.last_modified)),
+               ("Accept-Ranges", "bytes")]
+    headers.extend(metadata.response_headers(record.meta.content_headers,
+                                             record.meta.user_metadata))
+    if record.meta.storage_class != "STANDARD":
+        headers.append(("x-amz-storage-class", record.meta.storage_class))
+    return headers
+
+
+def _check_conditions(req: S3Request, record: ObjectRecord) -> None:
+    try:
+        preconditions.check(req.headers, record.etag, record.last_modified)
+    except errors.NotModified as exc:
+        exc.headers.update({"ETag": quoted(record.etag),
+                            "Last-Modified": http_date(record.last_modified)})
+        raise
+
+
+def _part_range(req: S3Request, record: ObjectRecord) -> tuple[ByteRange | None, int | None]:
+    """The bytes of ``?partNumber`` and the object's parts count; (None, None) without it."""
+    if "partNumber" not in req.query:
+        return None, None
+    number = req.int_param("partNumber", 1, 1, 10000)
+    if "range" in req.headers:
+        raise errors.InvalidRequest("Cannot specify both Range header and partNumber query "
+                                    "parameter.")
+    sizes = record.part_sizes or (record.size,)
+    if number > len(sizes):
+        raise errors.InvalidPartNumber()
+    first = sum(sizes[: number - 1])
+    size = sizes[number - 1]
+    if size == 0:
+        return None, len(sizes)
+    return ByteRange(first, first + size - 1, record.size), len(sizes)
+
+
+def _stream(reader: Any, first: int, length: int) -> Iterator[bytes]:
+    try:
+        reader.seek(first)
+        left = length
+        while left > 0:
+            piece = reader.read(min(PIECE, left))
+            if not piece:
+                # The file shrank under us: abort rather than send a short body.
+                raise OSError("object body ended early")
+            left -= len(piece)
+            yield piece
+    finally:
+        reader.close()

@@ -1,0 +1,72 @@
+"""``S3BackendApp``: the dispatch (refuse, check, an ``op_<Operation>`` method, or plain
+forwarding), and ``build_s3_backend``, the app built from settings."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from encproxy import errors
+from encproxy.errors import ConfigError
+from encproxy.s3.names import check_bucket_name
+from encproxy.s3backend import forwarding
+from encproxy.s3backend.client import BackendConfig, S3BackendClient
+from encproxy.settings import Settings
+from encproxy.wsgi.apps.s3backend.buckets import BucketOperations
+from encproxy.wsgi.apps.s3backend.multipart import MultipartOperations
+from encproxy.wsgi.apps.s3backend.objects import ObjectOperations
+from encproxy.wsgi.apps.s3backend.relay import relay, send, small_body
+from encproxy.wsgi.request import S3Request
+from encproxy.wsgi.responses import s3_error_boundary
+
+
+class S3BackendApp(BucketOperations, ObjectOperations, MultipartOperations):
+    def __init__(self, client: S3BackendClient, region: str) -> None:
+        self.client = client
+        self.region = region
+        self._app = s3_error_boundary(self.handle)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        return self._app(environ, start_response)
+
+    def handle(self, environ: dict[str, Any]) -> Response:
+        req = S3Request.of(environ)
+        op = req.operation
+        kind = forwarding.disposition(op)
+        if kind == forwarding.REFUSE:
+            if op is None and req.method not in ("GET", "PUT", "POST", "DELETE", "HEAD"):
+                raise errors.MethodNotAllowed(Method=req.method, ResourceType="OBJECT")
+            raise forwarding.refusal(op)
+        assert op is not None
+        forwarding.check_parameters(op, req.query)
+        if req.bucket is not None and op != "CreateBucket":
+            check_bucket_name(req.bucket)
+        handler: Callable[[S3Request], Response] | None = getattr(self, "op_" + op, None)
+        if handler is not None:
+            return handler(req)
+        if op in forwarding.VERBATIM_BODIES:
+            return relay(req, send(self.client, req, body=small_body(req)))
+        return relay(req, send(self.client, req))
+
+
+def build_s3_backend(settings: Settings) -> S3BackendApp:
+    """The app for ``[backend] type = s3``; ConfigError for a CA bundle it cannot read."""
+    ca_bundle = None
+    if settings.get("backend", "ca_bundle"):
+        path = settings.path("backend", "ca_bundle")
+        if not path.is_file():
+            raise ConfigError("backend", "ca_bundle", f"cannot read {path}")
+        ca_bundle = str(path)
+    config = BackendConfig(
+        endpoint=settings.get("backend", "endpoint"),
+        access_key=settings.get("backend", "access_key"),
+        secret_key=settings.get("backend", "secret_key"),
+        region=settings.get("backend", "region"),
+        addressing=settings.get("backend", "addressing"),
+        tls_verify=settings.get("backend", "tls_verify"),
+        ca_bundle=ca_bundle,
+        connect_timeout=settings.get("backend", "connect_timeout"),
+        read_timeout=settings.get("backend", "read_timeout"),
+        pool_size=settings.get("backend", "pool_size"))
+    return S3BackendApp(S3BackendClient(config), region=settings.get("server", "region"))
