@@ -196,6 +196,32 @@ def parse_trailer_declaration(value: str) -> str:
     return checksum_algorithm(names[0])
 
 
+SDK_ALGORITHM_HEADER = "x-amz-sdk-checksum-algorithm"
+
+
+def check_sdk_algorithm(value: str, sent: str | None) -> None:
+    """Check ``x-amz-sdk-checksum-algorithm`` against the checksum the request carries.
+
+    ``sent`` is the algorithm of the ``x-amz-checksum-*`` header or of the
+    ``x-amz-trailer`` declaration (None: neither).  As S3: a declaration with
+    no checksum is InvalidRequest, one naming another algorithm than the value
+    sent is BadDigest (the value cannot be the digest the SDK said it
+    computed), and a name S3 does not know is InvalidRequest.
+    """
+    algorithm = value.strip().lower()
+    if algorithm not in DIGEST_SIZES and algorithm not in UNSUPPORTED_ALGORITHMS:
+        raise errors.InvalidRequest(f"Value for {SDK_ALGORITHM_HEADER} header is invalid.")
+    if sent is None:
+        raise errors.InvalidRequest(
+            f"{SDK_ALGORITHM_HEADER} specified, but no corresponding {CHECKSUM_HEADER_PREFIX}* "
+            "or x-amz-trailer headers were found.")
+    if sent != algorithm:
+        raise errors.BadDigest(
+            f"The {display_name(algorithm)} you specified did not match the calculated "
+            f"checksum: the request carries {CHECKSUM_HEADER_PREFIX}{sent}, not "
+            f"{CHECKSUM_HEADER_PREFIX}{algorithm}.")
+
+
 # -- verification ---------------------------------------------------------------------
 
 class DigestSet:

@@ -75,6 +75,7 @@ from encproxy.s3 import sse, xml
 from encproxy.s3.metadata import CONTENT_HEADERS
 from encproxy.settings import Settings
 from encproxy.wsgi import subrequest
+from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER
 from encproxy.wsgi.encryption.layouts import LayoutReader, backend_parts
 from encproxy.wsgi.encryption.part_copy import copy_parts
@@ -285,9 +286,15 @@ class Rotator:
         before = (blob.key_id, blob.key_version)
         if blob.provider is not self.keys.kind:
             return Outcome(SKIPPED, SKIP_FOREIGN, before)
-        target_id = self.to_key or self.keys.normalize(envelope.key_id)
+        try:
+            key_id = self._authenticated_key_id(bucket, key, head, envelope)
+        except FormatError as exc:
+            return Outcome(FAILED, f"envelope: {type(exc).__name__}", before)
+        except errors.S3Error as exc:   # the provider refused to unwrap
+            return Outcome(FAILED, f"{exc.code}: {exc.message}", before)
+        target_id = self.to_key or self.keys.normalize(key_id)
         info = self._target(target_id)
-        if envelope.key_id == target_id and blob.key_id == info.key_id and (
+        if key_id == target_id and blob.key_id == info.key_id and (
                 not info.managed_versions or blob.key_version == info.current_version):
             return Outcome(CURRENT, wrapped_under=before)
         multipart = envelope.kind is not Kind.SINGLE
@@ -308,6 +315,18 @@ class Rotator:
             reason = f"{exc.code}: {exc.message}" if isinstance(exc, errors.S3Error) \
                 else type(exc).__name__
             return Outcome(FAILED, reason, before)
+
+    def _authenticated_key_id(self, bucket: str, key: str, head: subrequest.SubResponse,
+                              envelope: Envelope) -> str:
+        """The object's key id from authenticated data only: the data key is unwrapped
+        (which authenticates the wrapped key's naming of its master key) and the
+        envelope's key-id field must agree with it (``integrity.authenticated_key_id``).
+        A forged key-id field can thus neither choose the target nor hide an object."""
+        context_value = head.headers.get(CONTEXT_HEADER)
+        extra = sse.parse_context(context_value) if context_value else None
+        with integrity.reported(bucket, key):
+            open_object(self.keys, envelope, bucket, key, extra)
+            return integrity.authenticated_key_id(envelope)
 
     def _rewrite(self, bucket: str, key: str, head: subrequest.SubResponse, envelope: Envelope,
                  target_id: str, etag: str, before: tuple[str, str]) -> Outcome | None:
@@ -363,7 +382,7 @@ class Rotator:
         after = (after_blob.key_id, after_blob.key_version)
         stored_size = int(head.headers.get("content-length") or "0")
         fetcher = Fetcher(self.backend, None, bucket, key, None, etag)
-        known = self._layouts.layout(objkeys, stored_size, etag, fetcher, verify_all=True)
+        known = self._layouts.layout(objkeys, stored_size, etag, fetcher)
 
         def still_current() -> None:
             # Completing replaces the object: make sure it is still the one we copied.

@@ -31,6 +31,8 @@ from gunicorn.app.base import BaseApplication
 from encproxy import logjson, metrics
 from encproxy.errors import ConfigError
 from encproxy.settings import Settings, load_file
+from encproxy.worker import EncproxyWorker
+from encproxy.wsgi.buckets.generation import RUNTIME_DIR_ENV
 from encproxy.wsgi.stack import build_app
 
 log = logging.getLogger("encproxy.server")
@@ -78,7 +80,8 @@ class EncproxyApplication(BaseApplication):  # type: ignore[misc]  # gunicorn is
         tls = check_tls(s)
         for name, value in {
             "bind": [bind],
-            "worker_class": "gthread",
+            # gthread, hardened against slow clients (encproxy.worker).
+            "worker_class": EncproxyWorker,
             "workers": s.get("server", "workers"),
             "threads": s.get("server", "threads"),
             "timeout": s.get("server", "timeout"),
@@ -142,6 +145,8 @@ def serve(settings: Settings, config_path: Path | None = None) -> None:
     master = os.getpid()
     directory = _metrics_dir()
     os.environ[metrics.MULTIPROC_ENV] = directory  # before any worker forks
+    # Per-start runtime files shared by the workers (bucket-configuration generation).
+    os.environ[RUNTIME_DIR_ENV] = directory
     try:
         EncproxyApplication(settings, config_path.resolve() if config_path else None).run()
     finally:

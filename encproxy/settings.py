@@ -196,6 +196,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("server", "client_timeout", "60", _int_range(1, 3600),
            "Seconds a client may stay silent in the middle of sending a request body; "
            "then the request fails with RequestTimeout and nothing is stored."),
+    # Slow-client defence (docs/OPERATIONS.md §4, encproxy/worker.py).
+    Option("server", "header_timeout", "10", _positive_float,
+           "Seconds a client has to send a request's line and headers, from connecting (or "
+           "from the first byte of a later request on a kept-alive connection); then it "
+           "gets RequestTimeout and the connection is closed. No thread waits for a head."),
+    Option("server", "body_timeout", "30", _positive_float,
+           "Seconds every request body gets before body_min_rate counts: a body must have "
+           "arrived within body_timeout + (bytes so far) / body_min_rate seconds of its "
+           "head, else RequestTimeout and the connection is closed."),
+    Option("server", "body_min_rate", "4KiB", _size(1024**3),
+           "Bytes per second a request body must average beyond its body_timeout allowance "
+           "(bytes, or with a unit: K, KiB, M, MiB)."),
     Option("server", "hostnames", "localhost", _hostnames,
            "Comma-separated host names of this service; a request to BUCKET.<hostname> is "
            "virtual-hosted-style, anything else is path-style."),
@@ -265,6 +277,9 @@ OPTIONS: tuple[Option, ...] = (
            "Where master keys live: local, pkcs11, kmip or awskms."),
     Option("keys", "default_key", "default", _key_id,
            "The key for SSEAlgorithm AES256 and for aws:kms without a key id."),
+    Option("keys", "records_key", "", _text,
+           "The key that wraps the records root key, which authenticates encproxy's own "
+           "records in the internal bucket (docs/FORMAT.md §14). Empty: default_key."),
     Option("keys", "keyring", "../var/keys", _path, "provider=local: the key directory."),
     Option("keys", "metadata_ttl", "30", _non_negative_float,
            "Seconds a key's current version is remembered (how soon a rotation is seen)."),

@@ -21,6 +21,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from encproxy.crypto.keys import ObjectKeys, hkdf_expand, hkdf_extract  # noqa: E402
 from encproxy.crypto.multipart import PartEncryptor, build_trailer  # noqa: E402
+from encproxy.crypto.records import (  # noqa: E402
+    PURPOSE_BUCKET_CONFIG,
+    PURPOSE_HELD,
+    PURPOSE_UPLOAD,
+    RECORD_VERSION,
+    mac_input,
+    purpose_key,
+    record_tag,
+    root_id,
+    root_wrap_context,
+    seal_record,
+)
 from encproxy.crypto.single import ObjectEncryptor  # noqa: E402
 from encproxy.crypto.suites import record_cipher  # noqa: E402
 from encproxy.format.constants import (  # noqa: E402
@@ -169,6 +181,35 @@ def record_vectors() -> list[dict[str, Any]]:
     return rows
 
 
+def authenticated_record_vectors() -> dict[str, Any]:
+    """Records encproxy keeps in the internal bucket (FORMAT.md §14): root key -> purpose
+    keys -> MAC input, tag and stored form."""
+    root = hashlib.sha256(b"encproxy vector records root").digest()
+    blob = bytes(range(1, 61))   # a provider's wrapped blob of the root: opaque here
+    root_name = root_id(blob)
+    cases = [
+        (PURPOSE_UPLOAD, "bkt", "dir/object \u00e9.bin", "upload-id-1",
+         b'{"context": null, "envelope": "AQID", "key_id": "default", "mode": "AES256"}'),
+        (PURPOSE_HELD, "bkt", "k", "2~x", b'{"etag": "abc", "part": 9, "salt": "00", "size": 1}'),
+        (PURPOSE_BUCKET_CONFIG, "my-bucket", "", None,
+         b'{"algorithm": "aws:kms", "bucket_key_enabled": false, "kms_key_id": "test-key", '
+         b'"version": 1}'),
+        (PURPOSE_UPLOAD, "", "", "", b""),
+    ]
+    rows = []
+    for purpose, bucket, key, upload_id, body in cases:
+        mac_key = purpose_key(root, purpose)
+        rows.append({"purpose": purpose, "bucket": bucket, "key": key, "upload_id": upload_id,
+                     "body_hex": body.hex(), "purpose_key": mac_key.hex(),
+                     "mac_input": mac_input(purpose, bucket, key, upload_id, body).hex(),
+                     "tag": record_tag(mac_key, purpose, bucket, key, upload_id, body).hex(),
+                     "stored_hex": seal_record(mac_key, root_name, purpose, bucket, key,
+                                               upload_id, body).hex()})
+    return {"record_version": RECORD_VERSION, "root_key": root.hex(),
+            "root_blob": blob.hex(), "root_id": root_name,
+            "root_wrap_context": root_wrap_context("encproxy-internal"), "vectors": rows}
+
+
 def build() -> dict[str, dict[str, Any]]:
     single = [single_vector(seed, suite, size)
               for suite in Suite
@@ -194,6 +235,7 @@ def build() -> dict[str, dict[str, Any]]:
         "single.json": {**header, "vectors": single},
         "multipart.json": {**header, "vectors": multipart},
         "records.json": {**header, "vectors": record_vectors()},
+        "authenticated_records.json": authenticated_record_vectors(),
     }
 
 

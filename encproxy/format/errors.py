@@ -157,3 +157,30 @@ DECODE_ERRORS: tuple[type[FormatError], ...] = (
     EtagSealAuthenticationFailed, IndexMalformed, IndexAuthenticationFailed,
     CiphertextTruncated, CiphertextTrailingData,
 )
+
+
+# -- encproxy's own records in the internal bucket (FORMAT.md §14) -----------------------------
+
+class RecordMalformed(FormatError):
+    """A record encproxy keeps in the backend (upload record, held-copy reference, bucket
+    configuration) is not an authenticated record of this version: unreadable, or an old
+    unauthenticated (v1) record."""
+
+    reason = "record-malformed"
+    default_message = "A record encproxy keeps in the backend is malformed or unauthenticated."
+
+
+class RecordAuthenticationFailed(FormatError):
+    """A record's MAC does not verify for what it describes: altered, forged, or moved to
+    another bucket, key, upload or purpose."""
+
+    reason = "record-authentication"
+    default_message = "A record encproxy keeps in the backend failed authentication."
+
+
+class RecordsRootInvalid(FormatError):
+    """The stored records root key is wrapped under another master key than the configured
+    one, or does not unwrap."""
+
+    reason = "records-root"
+    default_message = "The records root key in the backend is not valid."

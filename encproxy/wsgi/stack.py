@@ -18,8 +18,10 @@ from encproxy.settings import Settings
 from encproxy.wsgi.apps.filestore import FileStoreApp
 from encproxy.wsgi.apps.s3backend import build_s3_backend
 from encproxy.wsgi.auth.middleware import AuthenticationMiddleware
+from encproxy.wsgi.buckets import generation
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
 from encproxy.wsgi.buckets.middleware import BucketEncryptionMiddleware
+from encproxy.wsgi.buckets.records import RecordKeys
 from encproxy.wsgi.edge.gateway import Gateway
 from encproxy.wsgi.edge.operations import outer_layers
 from encproxy.wsgi.edge.socket_input import SocketInputLayer
@@ -45,8 +47,14 @@ def build_backend(settings: Settings) -> WSGIApp:
 def build_app(settings: Settings, keys: KeyProvider | None = None) -> WSGIApp:
     backend = ObservedBackend(build_backend(settings))  # metrics: backend errors
     keys = metered(keys or build_provider(settings))    # metrics: key-provider calls
-    store = BucketConfigStore(backend, settings.get("backend", "internal_bucket"),
-                              ttl=settings.get("encryption", "config_cache_seconds"))
+    internal = settings.get("backend", "internal_bucket")
+    # Records in the internal bucket are authenticated under a key wrapped by this master key.
+    records_key = keys.normalize(settings.get("keys", "records_key")
+                                 or settings.get("keys", "default_key"))
+    store = BucketConfigStore(backend, internal,
+                              ttl=settings.get("encryption", "config_cache_seconds"),
+                              records=RecordKeys(backend, internal, keys, records_key),
+                              generation=generation.from_environment())
     policy = EncryptionPolicy(
         default=settings.get("encryption", "default"),
         require=settings.get("encryption", "require"),

@@ -30,6 +30,7 @@ from encproxy.filestore.store import FileStore
 from encproxy.keys.local import LocalKeyring
 from encproxy.wsgi.apps.filestore import FileStoreApp
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
+from encproxy.wsgi.buckets.records import RecordKeys
 from encproxy.wsgi.edge.gateway import Gateway
 from encproxy.wsgi.encryption.middleware import EncryptionMiddleware, EncryptionPolicy
 
@@ -195,7 +196,8 @@ def build_stack(root: Path, **policy: Any) -> Stack:
             store.create_bucket(bucket)
     backend = FileStoreApp(store, region=REGION)
     recorder = Recorder(backend)
-    configs = BucketConfigStore(recorder, INTERNAL_BUCKET, ttl=60.0)
+    configs = BucketConfigStore(recorder, INTERNAL_BUCKET, ttl=60.0,
+                                records=RecordKeys(recorder, INTERNAL_BUCKET, keys, KEY_ID))
     options: dict[str, Any] = {"allow_insecure_sse_c": True, "default_key": KEY_ID, **policy}
     middleware = EncryptionMiddleware(recorder, configs, keys, EncryptionPolicy(**options))
     return Stack(root, store, backend, recorder, configs, keys, middleware,

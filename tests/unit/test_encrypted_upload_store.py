@@ -11,6 +11,8 @@ from encproxy.filestore.store import FileStore
 from encproxy.format.constants import Kind, Suite
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.apps.filestore import FileStoreApp
+from encproxy.keys.local import LocalKeyring
+from encproxy.wsgi.buckets.records import RecordKeys
 from encproxy.wsgi.encryption.upload_store import UploadRecord, UploadStore, upload_location
 
 
@@ -33,18 +35,31 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(app: FileStoreApp, clock: Clock) -> UploadStore:
-    return UploadStore(app, "encproxy-internal", key_ttl=10.0, clock=clock)
+def records(app: FileStoreApp, tmp_path: Path) -> RecordKeys:
+    keyring = LocalKeyring(tmp_path / "keys")
+    keyring.create_key("records")
+    return RecordKeys(app, "encproxy-internal", keyring, "records")
+
+
+@pytest.fixture
+def store(app: FileStoreApp, clock: Clock, records: RecordKeys) -> UploadStore:
+    return UploadStore(app, "encproxy-internal", records, key_ttl=10.0, clock=clock)
 
 
 RECORD = UploadRecord("bkt", "a/key", "aws:kms", "ZW52ZWxvcGU", "test-key", "e30=")
 
 
-def test_record_round_trip_and_cache(store: UploadStore, app: FileStoreApp):
+def fresh_records(records: RecordKeys) -> RecordKeys:
+    """The same records key, as another process has it (nothing cached)."""
+    return RecordKeys(records.app, records.internal_bucket, records.keys, records.key_id)
+
+
+def test_record_round_trip_and_cache(store: UploadStore, app: FileStoreApp,
+                                     records: RecordKeys):
     assert store.get("bkt", "a/key", "u1", None) is None
     store.put("u1", RECORD, None)
     assert UploadRecord.from_json(RECORD.to_json()) == RECORD
-    fresh = UploadStore(app, "encproxy-internal")   # another process: reads the backend
+    fresh = UploadStore(app, "encproxy-internal", fresh_records(records))   # another process: reads the backend
     assert fresh.get("bkt", "a/key", "u1", None) == RECORD
     assert fresh.get("bkt", "a/key", "u2", None) is None
     assert fresh.get("bkt", "other", "u1", None) is None   # bound to bucket and key
@@ -59,20 +74,23 @@ def test_locations_do_not_collide():
     assert len(seen) == 5 and all(s.startswith("uploads/") and s.endswith("/") for s in seen)
 
 
-def test_held_copies_are_found_by_etag_and_forgotten(store: UploadStore, app: FileStoreApp):
+def test_held_copies_are_found_by_etag_and_forgotten(store: UploadStore, app: FileStoreApp,
+                                                     records: RecordKeys):
     store.put("u1", RECORD, None)
     etags = {}
     for salt, body in ((b"\x01" * 16, b"first upload"), (b"\x02" * 16, b"second upload")):
         name = store.held_key("bkt", "a/key", "u1", 7, salt)
         resp = subrequest.request(app, None, "PUT", "encproxy-internal", name, body=body)
         etags[body] = resp.headers["etag"]
+        store.remember_held("bkt", "a/key", "u1", 7, salt, etags[body], len(body), None)
     found = store.find_held("bkt", "a/key", "u1", 7, etags[b"second upload"], None)
-    assert found == (store.held_key("bkt", "a/key", "u1", 7, b"\x02" * 16), 13)
+    assert found == (store.held_key("bkt", "a/key", "u1", 7, b"\x02" * 16), 13, b"\x02" * 16)
     assert store.find_held("bkt", "a/key", "u1", 8, etags[b"second upload"], None) is None
     store.forget("bkt", "a/key", "u1", None)
     resp = subrequest.request(app, None, "GET", "encproxy-internal", query="list-type=2&prefix=uploads/")
     assert b"<Contents>" not in resp.body
-    assert UploadStore(app, "encproxy-internal").get("bkt", "a/key", "u1", None) is None
+    assert UploadStore(app, "encproxy-internal", fresh_records(records)).get(
+        "bkt", "a/key", "u1", None) is None
 
 
 def test_keys_are_cached_briefly(store: UploadStore, clock: Clock):
@@ -89,5 +107,6 @@ def test_an_unreadable_record_is_an_internal_error(store: UploadStore, app: File
     store.put("u1", RECORD, None)
     where = upload_location("bkt", "a/key", "u9") + "record"
     subrequest.request(app, None, "PUT", "encproxy-internal", where, body=b"{not json")
-    with pytest.raises(errors.InternalError):
+    with pytest.raises(errors.IntegrityError) as caught:   # the client sees InternalError
         store.get("bkt", "a/key", "u9", None)
+    assert caught.value.code == "InternalError"

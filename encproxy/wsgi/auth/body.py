@@ -129,6 +129,11 @@ class BodySpec:
                 raise errors.InvalidRequest(
                     "Expecting a single x-amz-checksum- header. "
                     "Multiple checksum Types are not allowed.")
+        if checksums.SDK_ALGORITHM_HEADER in headers:
+            # The SDK says which digest it sent; a missing or different one means the
+            # body would go unchecked against what the client meant to claim.
+            checksums.check_sdk_algorithm(headers[checksums.SDK_ALGORITHM_HEADER],
+                                          checksum.algorithm if checksum else trailer)
         return cls(content_length=content_length, payload_hash=payload_hash,
                    decoded_length=decoded_length, content_md5=content_md5,
                    checksum=checksum, trailer=trailer)

@@ -12,7 +12,9 @@ gunicorn's own reader when anything does not look as expected:
 
 * ``wsgi.input`` is gunicorn's ``Body`` with a ``LengthReader`` (``reader.length``
   is what is left of the body, ``reader.unreader`` holds read-ahead in ``buf``);
-* ``environ["gunicorn.socket"]`` is the client's socket.
+* ``reader.unreader.sock`` (else ``environ["gunicorn.socket"]``) is the client's
+  socket; under encproxy's worker it is a ``PacedSocket``, so the body deadline
+  (``[server] body_timeout``, ``body_min_rate``) bounds these reads too.
 
 What gunicorn had already read ahead is served first, and whatever lies beyond the
 body in it (a pipelined next request) is given back; ``reader.length`` is kept up
@@ -106,8 +108,11 @@ class SocketBody(io.RawIOBase):
 
 def _applies(environ: dict[str, Any]) -> tuple[Any, Any] | None:
     """The gunicorn body and socket, if the fast reader can take over this request."""
-    sock = environ.get("gunicorn.socket")
     body = environ.get("wsgi.input")
+    # The socket gunicorn's parser reads from: under encproxy's worker, the client
+    # socket wrapped with the request's read deadline (encproxy.slow_clients).
+    sock = getattr(getattr(getattr(body, "reader", None), "unreader", None), "sock", None) \
+        or environ.get("gunicorn.socket")
     if sock is None or body is None or not hasattr(sock, "recv_into"):
         return None
     if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():

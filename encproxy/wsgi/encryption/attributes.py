@@ -80,7 +80,7 @@ def get_object_attributes(ctx: EncryptionContext, req: S3Request) -> Response:
     if "x-amz-version-id" in src.headers:
         headers["x-amz-version-id"] = src.headers["x-amz-version-id"]
     if src.envelope is not None:
-        headers.update(sse.response_headers(src.mode, src.envelope.key_id,
+        headers.update(sse.response_headers(src.mode, src.key_id,
                                             customer.key_md5 if customer else None))
     return xml_response(root, environ=req.environ, headers=headers)
 
@@ -93,7 +93,7 @@ def _parts(ctx: EncryptionContext, src: Source
         assert src.keys is not None
         with integrity.reported(src.bucket, src.key):
             known = ctx.layouts.layout(src.keys, src.stored_size, src.backend_etag,
-                                       src.fetcher, verify_all=True)
+                                       src.fetcher)
         layout = known.layout
         return layout.parts, list(zip(layout.part_numbers, layout.part_sizes, strict=True))
     if src.encrypted:

@@ -65,10 +65,16 @@ class EncryptionContext:
         plan = sse.decide_write(requested, config.algorithm if config else None,
                                 config.kms_key_id if config else None, self.policy.default,
                                 self.policy.default_key)
-        if plan is None and self.policy.require:
+        if plan is None:
+            self.refuse_unencrypted()
+        return plan
+
+    def refuse_unencrypted(self) -> None:
+        """AccessDenied if ``[encryption] require``: for every write that would store
+        plaintext, decided by the server's policy alone (never by a stored record)."""
+        if self.policy.require:
             raise errors.AccessDenied("encproxy is configured to refuse writes that would be "
                                       "stored unencrypted ([encryption] require = true).")
-        return plan
 
     def key_id(self, plan: sse.WritePlan) -> str:
         """The key id recorded for a write: the master key's, or SSE-C's marker."""

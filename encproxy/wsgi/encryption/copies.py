@@ -164,8 +164,7 @@ class Copies:
         segment's number and bytes, hence its ``-N`` and listing size."""
         assert req.bucket is not None and req.key is not None and src.keys is not None
         layouts = self.ctx.layouts
-        known = layouts.layout(src.keys, src.stored_size, src.backend_etag, src.fetcher,
-                               verify_all=True)
+        known = layouts.layout(src.keys, src.stored_size, src.backend_etag, src.fetcher)
         n = backend_parts(src.backend_etag)
         if n is None:
             raise errors.InternalError()
@@ -238,6 +237,8 @@ class Copies:
         number = part_number(req)
         upload_id = upload_id_of(req)
         record = uploads.record_for(req, req.bucket, req.key, upload_id)
+        if not record.encrypted:
+            self.ctx.refuse_unencrypted()   # [encryption] require, never through a record
         src = self.source(req)
         self._check_conditions(req, src)
         header = req.headers.get("x-amz-copy-source-range")

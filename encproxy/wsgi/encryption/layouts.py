@@ -1,27 +1,34 @@
-"""Reading encrypted multipart objects: sizes, layouts, ranges (FORMAT.md §7.5, §7.6).
+"""Reading encrypted multipart objects: sizes, layouts, ranges (FORMAT.md §7.5–§7.7).
 
 Nothing here asks the backend where parts begin (Ceph RGW ignores
 ``?partNumber``, moto answers it with the whole object, and neither answers
 GetObjectAttributes as S3 does).  Everything comes from the stored size, the
 backend ETag's ``-N`` and the object's own authenticated framing:
 
-* the **plaintext size** of a regular layout is arithmetic on ``(S, N)``; an
-  object whose size carries the index signal is read from its index;
-* the **layout** (where each part's segment starts) is the index's, or a
-  prediction from part 1's header (equal parts and a shorter last one, what
-  clients send), or, when the prediction is wrong, the walked headers.
+* the **layout** (every part's number, size and offset, and how the object ends)
+  is the index's, or a prediction from part 1's header (equal parts and a shorter
+  last one, what clients send), or, when the prediction is wrong, the walked
+  headers;
+* the **plaintext size** is the layout's.
 
-A prediction is only a guess, so before a range is streamed the header of
-every segment it crosses is read and checked against the prediction; a range
-read therefore never fails half-way because of a wrong guess (it fails only on
-tampering).  Layouts are cached by backend ETag and stored size, which never
-change meaning, within a bound on the parts held.
+The backend is not trusted with the layout (FORMAT.md §7.7, the layout check):
+a layout is used, for any read, size or part count, only once it has been
+verified whole: an index is authenticated and must add up to the stored size and
+part count; a predicted layout is confirmed by reading every other segment
+header, the trailer's included, in parallel (one more round trip when cold); a
+walk reads every header anyway.  Each header must be authentic, carry its span's
+number and size, and the object must end exactly as §7.3 requires (a terminal
+last part, or a trailer numbered last + 1, at the stored size).  So a stored
+object cut short, whatever its ETag says, is refused before the first byte of a
+ranged read, a whole read or a HEAD is released.  Verified layouts are cached
+by backend ETag and stored size, which never change meaning, within a bound on
+the parts held: a warm read costs no extra request.
 """
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +44,8 @@ from encproxy.crypto.multipart import (
 from encproxy.format.constants import MAX_PART_NUMBER, SEGMENT_HEADER_SIZE
 from encproxy.format.errors import (
     CiphertextSizeInvalid,
+    FinalSegmentMissing,
+    FinalSegmentUnexpected,
     FormatError,
     SegmentLayoutMismatch,
 )
@@ -45,7 +54,6 @@ from encproxy.format.layout import (
     Trailer,
     index_tail_hint,
     is_indexed,
-    multipart_plaintext_size,
     predict_layout,
 )
 from encproxy.format.segment import SegmentHeader
@@ -71,16 +79,15 @@ def backend_parts(etag: str) -> int | None:
 
 @dataclass
 class KnownLayout:
-    """A layout, and what has been checked of it.
+    """A verified layout (FORMAT.md §7.7): the index's, or every header read.
 
-    ``authoritative`` layouts come from the index or from walking every header;
-    a predicted one is trusted only for the spans in ``verified``.  ``headers``
-    keeps the raw header of spans already read (the first piece of a range that
-    starts mid-segment needs it).
+    ``headers`` keeps the raw header of data spans already read (the first piece of
+    a range that starts mid-segment needs it).  ``authoritative`` is always True for
+    a layout the reader hands out; it is kept for callers that test it.
     """
 
     layout: MultipartLayout
-    authoritative: bool
+    authoritative: bool = True
     verified: set[int] = field(default_factory=set)
     headers: dict[int, bytes] = field(default_factory=dict)
     positions: dict[int, int] = field(init=False, repr=False)
@@ -96,6 +103,28 @@ class KnownLayout:
             return None
 
 
+def check_predicted_header(layout: MultipartLayout, position: int,
+                           header: SegmentHeader) -> None:
+    """Require the authentic ``header`` read at the offset the predicted ``layout``
+    gives segment ``position`` (the trailer's is ``layout.parts``) to be that segment:
+    its number and size, and the object's one ending (FORMAT.md §7.3, §7.7)."""
+    parts = layout.parts
+    if position == parts:   # the header-only trailer, at the very end
+        if not header.trailer or header.indexed or header.plaintext_size:
+            raise FinalSegmentMissing()
+        return
+    span = layout.spans[position]
+    if header.trailer:
+        raise FinalSegmentUnexpected() if position else FinalSegmentMissing()
+    if header.plaintext_size != span.plaintext_size:
+        raise SegmentLayoutMismatch()
+    last = position == parts - 1
+    if header.terminal and not (last and layout.trailer is Trailer.NONE):
+        raise FinalSegmentUnexpected()
+    if last and not header.terminal and layout.trailer is Trailer.NONE:
+        raise FinalSegmentMissing()
+
+
 class LayoutReader:
     def __init__(self, max_cached_parts: int = MAX_CACHED_PARTS) -> None:
         self.max_cached_parts = max_cached_parts
@@ -106,13 +135,13 @@ class LayoutReader:
     # -- sizes -------------------------------------------------------------------------
     def plaintext_size(self, keys: Callable[[], ObjectKeys], stored_size: int, etag: str,
                        fetcher: Fetcher) -> int:
-        """The plaintext size; ``keys`` is called only when the index must be read."""
-        n = backend_parts(etag)
-        if n is not None:
-            size = multipart_plaintext_size(stored_size, n)
-            if size is not None:
-                return size
-        return self.layout(keys(), stored_size, etag, fetcher).layout.plaintext_size
+        """The plaintext size, from the verified layout (FORMAT.md §7.7): never from
+        ``(S, N)`` alone, which the backend controls.  ``keys`` is called only when
+        the layout is not cached."""
+        known = self.cached(stored_size, etag)
+        if known is None:
+            known = self.layout(keys(), stored_size, etag, fetcher)
+        return known.layout.plaintext_size
 
     # -- layouts -----------------------------------------------------------------------
     @property
@@ -124,66 +153,60 @@ class LayoutReader:
         return self._cache.get((etag.strip('"'), stored_size))
 
     def remember(self, stored_size: int, etag: str, known: KnownLayout) -> None:
-        """Cache ``known`` as the layout of the stored body (ETag, size)."""
+        """Cache ``known`` (verified) as the layout of the stored body (ETag, size)."""
         self._cache.put((etag.strip('"'), stored_size), known)
 
-    def layout(self, keys: ObjectKeys, stored_size: int, etag: str, fetcher: Fetcher,
-               verify: Sequence[int] | None = None, *, verify_all: bool = False) -> KnownLayout:
-        """The object's layout, with the spans at ``verify`` (positions) checked, or all
-        of them with ``verify_all``.  A wrong prediction is replaced by the walked
-        layout (the caller must then plan again with the returned layout)."""
+    def layout(self, keys: ObjectKeys, stored_size: int, etag: str,
+               fetcher: Fetcher) -> KnownLayout:
+        """The object's layout, verified whole (FORMAT.md §7.7), from the cache or read."""
         known = self.cached(stored_size, etag)
         if known is None:
             known = self._discover(keys, stored_size, etag, fetcher)
             self.remember(stored_size, etag, known)
-        if known.authoritative:
-            return known
-        positions = range(known.layout.parts) if verify_all else (verify or ())
-        todo = [p for p in positions if p not in known.verified]
-        if todo:
-            try:
-                self._verify(keys, known, fetcher, todo)
-            except FormatError as exc:
-                log.info("object %s/%s: predicted layout is wrong (%s); walking its headers",
-                         fetcher.bucket, fetcher.key, type(exc).__name__)
-                known = self._walked(keys, stored_size, backend_parts(etag), fetcher)
-                self.remember(stored_size, etag, known)
         return known
 
     def _discover(self, keys: ObjectKeys, stored_size: int, etag: str,
                   fetcher: Fetcher) -> KnownLayout:
         n = backend_parts(etag)
         if n is not None and is_indexed(stored_size, n):
+            # The index is authenticated and must add up to the size and part count.
             start = max(0, stored_size - index_tail_hint(n))
-            return KnownLayout(read_index(keys, fetcher.read(start, stored_size), stored_size, n),
-                               authoritative=True)
+            return KnownLayout(read_index(keys, fetcher.read(start, stored_size), stored_size, n))
         if n is not None and stored_size >= SEGMENT_HEADER_SIZE:
             raw = fetcher.read(0, SEGMENT_HEADER_SIZE)
             header, _ = open_segment_header(keys, raw, part_number=1)
             predicted = None if header.trailer else predict_layout(
                 stored_size, n, header.plaintext_size)
             if predicted is not None:
-                known = KnownLayout(predicted, predicted.parts == 1, {0}, {0: raw})
-                return known
+                try:
+                    check_predicted_header(predicted, 0, header)
+                    return self._confirmed(keys, predicted, fetcher, raw)
+                except FormatError as exc:
+                    log.info("object %s/%s: predicted layout is wrong (%s); walking its headers",
+                             fetcher.bucket, fetcher.key, type(exc).__name__)
         return self._walked(keys, stored_size, n, fetcher)
 
-    def _verify(self, keys: ObjectKeys, known: KnownLayout, fetcher: Fetcher,
-                positions: list[int]) -> None:
+    def _confirmed(self, keys: ObjectKeys, layout: MultipartLayout, fetcher: Fetcher,
+                   first: bytes) -> KnownLayout:
+        """The predicted ``layout`` once every other header (the trailer's too) has been
+        read, in parallel, and checked against it (``check_predicted_header``)."""
         def check(position: int) -> tuple[int, bytes]:
-            span = known.layout.spans[position]
-            raw = fetcher.read(span.ciphertext_offset, span.ciphertext_offset + SEGMENT_HEADER_SIZE)
-            header, _ = open_segment_header(keys, raw, part_number=span.part_number)
-            if header.trailer or header.plaintext_size != span.plaintext_size:
-                raise SegmentLayoutMismatch()
+            if position == layout.parts:
+                offset, number = layout.data_size, layout.last_part_number + 1
+            else:
+                span = layout.spans[position]
+                offset, number = span.ciphertext_offset, span.part_number
+            raw = fetcher.read(offset, offset + SEGMENT_HEADER_SIZE)
+            header, _ = open_segment_header(keys, raw, part_number=number)
+            check_predicted_header(layout, position, header)
             return position, raw
 
-        results = list(self._pool.map(check, positions)) if len(positions) > 1 else \
-            [check(positions[0])]
-        for position, raw in results:
-            known.headers[position] = raw
-            known.verified.add(position)
-        if len(known.verified) >= known.layout.parts:
-            known.authoritative = True
+        todo = list(range(1, layout.segment_count))
+        results = list(self._pool.map(check, todo)) if len(todo) > 1 else \
+            [check(p) for p in todo]
+        headers = {0: first}
+        headers.update((p, raw) for p, raw in results if p < layout.parts)
+        return KnownLayout(layout, True, set(range(layout.parts)), headers)
 
     def _walked(self, keys: ObjectKeys, stored_size: int, backend_parts_: int | None,
                 fetcher: Fetcher) -> KnownLayout:
@@ -229,11 +252,6 @@ class LayoutReader:
         known = self.layout(keys, stored_size, etag, fetcher)
         plan = known.layout.plan_range(first, last)
         positions = [known.positions[p.span.ciphertext_offset] for p in plan.pieces]
-        checked = self.layout(keys, stored_size, etag, fetcher, positions)
-        if checked is not known:   # the prediction was wrong: plan on the walked layout
-            known = checked
-            plan = known.layout.plan_range(first, last)
-            positions = [known.positions[p.span.ciphertext_offset] for p in plan.pieces]
         first_header = self.header(known, positions[0], fetcher) if plan.needs_header else None
         stream = fetcher.stream(plan.ciphertext_start, plan.ciphertext_stop)
         decryptor = MultipartDecryptor(keys, stored_size, layout=known.layout)
@@ -241,15 +259,8 @@ class LayoutReader:
 
     def decrypt_all(self, keys: ObjectKeys, stored_size: int, etag: str, fetcher: Fetcher,
                     body: Any, plaintext_size: int) -> Iterator[memoryview]:
-        """The whole plaintext from the whole stored body, every segment verified.
-
-        Objects with an index are read against it (it lists their part numbers);
-        others are walked as they stream."""
-        n = backend_parts(etag)
-        layout = None
-        if n is None or is_indexed(stored_size, n):
-            layout = self.layout(keys, stored_size, etag, fetcher).layout
-            if layout.trailer is not Trailer.INDEXED:
-                layout = None
+        """The whole plaintext from the whole stored body, every segment verified
+        against the verified layout (already cached: the size came from it)."""
+        layout = self.layout(keys, stored_size, etag, fetcher).layout
         decryptor = MultipartDecryptor(keys, stored_size, layout=layout)
         return decryptor.decrypt(body, plaintext_size=plaintext_size)

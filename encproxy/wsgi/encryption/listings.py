@@ -24,6 +24,7 @@ from encproxy.format.errors import FormatError
 from encproxy.format.layout import multipart_plaintext_size, plaintext_size
 from encproxy.s3 import sse, xml
 from encproxy.wsgi import subrequest
+from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.facts import ObjectFacts
 from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER, mode_of
@@ -106,24 +107,33 @@ class Listings:
     def _learn_multipart(self, parent: dict[str, Any], bucket: str, key: str,
                          envelope: Envelope, headers: dict[str, str], stored_size: int,
                          etag: str) -> None:
-        """A regular layout's size is arithmetic on the listing; an indexed one reads the
-        index once.  An SSE-C object's index cannot be read without the customer's
-        key: until a GET or HEAD with the key (or its Complete) on this replica has
-        cached its size, the listing reports what the backend listed.
+        """The size of the verified layout (FORMAT.md §7.7: every header, or the index,
+        read once and cached by backend ETag), never ``(S, N)`` alone, which the
+        backend controls.  An SSE-C object's layout cannot be verified without the
+        customer's key: until a GET or HEAD with the key (or its Complete) on this
+        replica has cached its verified layout, the listing reports the size that
+        ``(S, N)`` gives for a regular layout, else what the backend listed.
         """
         mode = mode_of(envelope.protection)
-        n = backend_parts(etag)
-        size = multipart_plaintext_size(stored_size, n) if n is not None else None
-        if size is None:
-            if mode == sse.MODE_SSE_C:
+        known = self.ctx.layouts.cached(stored_size, etag)
+        key_id: str | None = None
+        if known is not None:
+            size = known.layout.plaintext_size
+        elif mode == sse.MODE_SSE_C:
+            n = backend_parts(etag)
+            arithmetic = multipart_plaintext_size(stored_size, n) if n is not None else None
+            if arithmetic is None:
                 log.info("listing %s: the size of %s needs its index, which needs the SSE-C "
                          "key", bucket, key)
                 return
+            size = arithmetic
+        else:
             keys = open_object(self.ctx.keys, envelope, bucket, key, _context(headers))
             fetcher = Fetcher(self.ctx.app, parent, bucket, key, None, etag)
-            size = self.ctx.layouts.plaintext_size(lambda: keys, stored_size, etag, fetcher)
-        self.ctx.facts.put(etag, stored_size, ObjectFacts(True, size, etag, mode,
-                                                          envelope.key_id))
+            with integrity.reported(bucket, key):
+                key_id = integrity.authenticated_key_id(envelope)
+                size = self.ctx.layouts.plaintext_size(lambda: keys, stored_size, etag, fetcher)
+        self.ctx.facts.put(etag, stored_size, ObjectFacts(True, size, etag, mode, key_id))
 
 
 def _identity(entry: Any) -> tuple[str, int]:

@@ -90,6 +90,11 @@ def read_object(ctx: EncryptionContext, req: S3Request, head: bool) -> Response:
         req.environ, method="HEAD" if head or ranged else "GET",
         drop=(*CONDITIONAL_HEADERS, "range", *SSE_C_HEADERS), query=query))
     value = first.header(ENVELOPE_HEADER)
+    if first.status < 300 and value is None and ctx.policy.require:
+        # Encryption is required: an object without an envelope was not written by
+        # encproxy, or had its envelope stripped in the backend (ENCRYPTION.md).
+        first.close()
+        raise integrity.envelope_missing(req.bucket, req.key)
     if first.status >= 300 or value is None:
         if customer is not None and first.status < 300:
             first.close()
@@ -147,11 +152,13 @@ def _check_conditions(read: EncryptedRead, etag: str) -> None:
         raise
 
 
-def _headers(read: EncryptedRead, etag: str) -> list[tuple[str, str]]:
+def _headers(read: EncryptedRead, etag: str, key_id: str) -> list[tuple[str, str]]:
+    """The response headers; ``key_id`` is the authenticated one (never the envelope's
+    field as stored: ``integrity.authenticated_key_id``)."""
     headers = client_view(read.first.headers)
     headers += [("ETag", etag), ("Accept-Ranges", "bytes")]
     headers += list(sse.response_headers(
-        read.mode, read.envelope.key_id, read.customer.key_md5 if read.customer else None,
+        read.mode, key_id, read.customer.key_md5 if read.customer else None,
         read.context).items())
     return headers
 
@@ -160,6 +167,7 @@ def _single(ctx: EncryptionContext, read: EncryptedRead) -> Response:
     keys = ctx.open_keys(read.envelope, read.bucket, read.key, read.customer, read.context)
     stored_size = read.stored_size
     with integrity.reported(read.bucket, read.key):
+        key_id = integrity.authenticated_key_id(read.envelope)
         decryptor = ObjectDecryptor(keys, stored_size)
     whole = None
     if not read.head and not read.ranged and stored_size <= WHOLE_BODY_UP_TO and \
@@ -179,7 +187,7 @@ def _single(ctx: EncryptionContext, read: EncryptedRead) -> Response:
     else:
         byte_range = parse_range(read.req.headers.get("range"), size)
 
-    headers = _headers(read, etag)
+    headers = _headers(read, etag, key_id)
     status = 206 if byte_range is not None else 200
     if byte_range is not None:
         headers.append(("Content-Range", byte_range.content_range()))
@@ -217,9 +225,11 @@ def _multipart(ctx: EncryptionContext, read: EncryptedRead) -> Response:
     layouts, fetcher = ctx.layouts, read.fetcher
     stored_size, etag = read.stored_size, read.backend_etag
     with integrity.reported(read.bucket, read.key):
+        key_id = integrity.authenticated_key_id(read.envelope)
+        # The size of the verified layout (FORMAT.md §7.7), before any byte or size
+        # is released, for HEAD, ranged and whole reads alike.
         size = layouts.plaintext_size(lambda: keys, stored_size, etag, fetcher)
-        ctx.facts.put(etag, stored_size, ObjectFacts(True, size, etag, read.mode,
-                                                     read.envelope.key_id))
+        ctx.facts.put(etag, stored_size, ObjectFacts(True, size, etag, read.mode, key_id))
         _check_conditions(read, etag)
         byte_range, parts_count = None, None
         if "partNumber" in read.req.query:
@@ -227,7 +237,7 @@ def _multipart(ctx: EncryptionContext, read: EncryptedRead) -> Response:
         else:
             byte_range = parse_range(read.req.headers.get("range"), size)
 
-    headers = _headers(read, etag)
+    headers = _headers(read, etag, key_id)
     if parts_count is not None:
         headers.append(("x-amz-mp-parts-count", str(parts_count)))
     status = 206 if byte_range is not None else 200
@@ -260,10 +270,8 @@ def _part_range(ctx: EncryptionContext, read: EncryptedRead, keys: ObjectKeys,
                 size: int) -> tuple[ByteRange | None, int]:
     """The plaintext range of part ``partNumber`` (as uploaded), and the part count."""
     number = _part_number(read.req)
-    # Every span is checked: the part count is reported, and a predicted layout can
-    # be right about part 1 yet count a trailer part as the client's (FORMAT.md §7.5).
-    known = ctx.layouts.layout(keys, read.stored_size, read.backend_etag, read.fetcher,
-                               verify_all=True)
+    # Layouts are verified whole (FORMAT.md §7.7), so the part count reported is the client's.
+    known = ctx.layouts.layout(keys, read.stored_size, read.backend_etag, read.fetcher)
     position = known.position(number)
     if position is None:
         raise errors.InvalidPartNumber()

@@ -48,6 +48,7 @@ class Source:
     keys: ObjectKeys | None = None
     plaintext_size: int = 0
     etag: str = ""
+    key_id: str | None = None        # authenticated (integrity.authenticated_key_id)
 
     @property
     def encrypted(self) -> bool:
@@ -97,6 +98,8 @@ def open_source(ctx: EncryptionContext, req: S3Request, bucket: str, key: str,
                  int(head.headers.get("content-length", "0")), etag,
                  Fetcher(ctx.app, req.environ, bucket, key, version, etag))
     value = head.headers.get(ENVELOPE_HEADER)
+    if value is None and ctx.policy.require:
+        raise integrity.envelope_missing(bucket, key)   # stripped, or never encrypted
     if value is None:
         if customer is not None:
             raise errors.InvalidRequest("The encryption parameters are not applicable to "
@@ -109,6 +112,8 @@ def open_source(ctx: EncryptionContext, req: S3Request, bucket: str, key: str,
     src.customer = customer
     keys = ctx.open_keys(src.envelope, bucket, key, customer, head.headers.get(CONTEXT_HEADER))
     src.keys = keys
+    with integrity.reported(bucket, key):
+        src.key_id = integrity.authenticated_key_id(src.envelope)
     if src.multipart:
         with integrity.reported(bucket, key):
             src.plaintext_size = ctx.layouts.plaintext_size(lambda: keys, src.stored_size, etag,

@@ -7,6 +7,13 @@ small JSON **record** is written to encproxy's internal bucket::
 
     uploads/<h>/record          h = SHA-256(bucket, key, upload id), hex
     uploads/<h>/held/<part>/<salt>   copies of terminal segments (FORMAT.md §7.4)
+    uploads/<h>/held-ref/<part>/<e>  which held copy a part ETag is (e = SHA-256(ETag))
+
+The record and the held references are authenticated records (FORMAT.md §14)
+bound to (bucket, key, upload id): one that was edited, forged, moved or left in
+the old unauthenticated form is an integrity failure, and the request fails
+closed.  Held copies themselves are segments, verified as they stream back at
+Complete (``encproxy.crypto.held``).
 
 Every upload made through encproxy has a record, encrypted or not: an upload
 without one was not made by encproxy (or encproxy stopped between the
@@ -26,19 +33,22 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from encproxy import errors
 from encproxy.crypto.keys import ObjectKeys
+from encproxy.crypto.records import PURPOSE_HELD, PURPOSE_UPLOAD
+from encproxy.format.errors import RecordAuthenticationFailed, RecordMalformed
 from encproxy.lru import LRU
 from encproxy.s3 import xml
 from encproxy.wsgi import subrequest
+from encproxy.wsgi.buckets.records import RecordKeys, ensure_internal_bucket, report
 from encproxy.wsgi.responses import WSGIApp
 
 log = logging.getLogger("encproxy.uploads")
 
 PREFIX = "uploads/"
-RECORD_VERSION = 1
+RECORD_VERSION = 2      # of the JSON body; the stored form is FORMAT.md §14
 MAX_RECORDS = 10_000
 MAX_KEYS = 1_000
 KEY_TTL = 120.0
@@ -69,7 +79,15 @@ class UploadRecord:
             return cls(**data)
         except (ValueError, TypeError, KeyError, UnicodeDecodeError):
             log.error("an upload record in the internal bucket is unreadable")
-            raise errors.InternalError() from None
+            raise RecordMalformed() from None
+
+
+class HeldCopy(NamedTuple):
+    """A held copy named by an authenticated reference: where, its size, its salt."""
+
+    name: str
+    size: int
+    salt: bytes
 
 
 def upload_location(bucket: str, key: str, upload_id: str) -> str:
@@ -82,10 +100,11 @@ def upload_location(bucket: str, key: str, upload_id: str) -> str:
 
 
 class UploadStore:
-    def __init__(self, app: WSGIApp, internal_bucket: str, key_ttl: float = KEY_TTL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, app: WSGIApp, internal_bucket: str, records: RecordKeys,
+                 key_ttl: float = KEY_TTL, clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.internal_bucket = internal_bucket
+        self.records = records
         self.key_ttl = key_ttl
         self.clock = clock
         self._records: LRU[str, UploadRecord] = LRU(MAX_RECORDS)
@@ -96,9 +115,12 @@ class UploadStore:
     def put(self, upload_id: str, record: UploadRecord, parent: dict[str, Any] | None) -> None:
         self._ensure_internal_bucket(parent)
         where = upload_location(record.bucket, record.key, upload_id)
+        body = self.records.seal(PURPOSE_UPLOAD, record.bucket, record.key, upload_id,
+                                 record.to_json(), parent)
         resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket,
-                                  where + "record", headers={"content-type": "application/json"},
-                                  body=record.to_json())
+                                  where + "record",
+                                  headers={"content-type": "application/octet-stream"},
+                                  body=body)
         if not resp.ok:
             raise subrequest.internal_failure(resp.status)
         self._records.put(where, record)
@@ -114,10 +136,16 @@ class UploadStore:
             return None
         if not resp.ok:
             raise subrequest.internal_failure(resp.status)
-        record = UploadRecord.from_json(resp.body)
-        if (record.bucket, record.key) != (bucket, key):
-            log.error("upload record at %s names another object", where)
-            raise errors.InternalError()
+        name = f"{self.internal_bucket}/{where}record"
+        body = self.records.open(name, PURPOSE_UPLOAD, bucket, key, upload_id, resp.body,
+                                 parent)
+        try:
+            record = UploadRecord.from_json(body)
+            if (record.bucket, record.key) != (bucket, key):
+                raise RecordMalformed()
+        except RecordMalformed as exc:
+            report(f"upload record {name} ({bucket}/{key} upload {upload_id})", exc)
+            raise
         self._records.put(where, record)
         return record
 
@@ -147,16 +175,52 @@ class UploadStore:
         return (upload_location(bucket, key, upload_id)
                 + f"held/{part_number:05d}/{salt.hex()}")
 
+    def held_ref_key(self, bucket: str, key: str, upload_id: str, part_number: int,
+                     etag: str) -> str:
+        digest = hashlib.sha256(etag.strip('"').encode("utf-8", "surrogatepass")).hexdigest()
+        return (upload_location(bucket, key, upload_id)
+                + f"held-ref/{part_number:05d}/{digest[:32]}")
+
+    def remember_held(self, bucket: str, key: str, upload_id: str, part_number: int,
+                      salt: bytes, etag: str, size: int, parent: dict[str, Any] | None) -> None:
+        """Record, authenticated, that part ``part_number`` with this ETag is the held copy
+        with ``salt`` (``size`` stored bytes)."""
+        body = json.dumps({"part": part_number, "salt": salt.hex(), "etag": etag.strip('"'),
+                           "size": size}, sort_keys=True).encode()
+        sealed = self.records.seal(PURPOSE_HELD, bucket, key, upload_id, body, parent)
+        resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket,
+                                  self.held_ref_key(bucket, key, upload_id, part_number, etag),
+                                  headers={"content-type": "application/octet-stream"},
+                                  body=sealed)
+        if not resp.ok:
+            raise subrequest.failure(resp.status, resp.body)
+
     def find_held(self, bucket: str, key: str, upload_id: str, part_number: int,
-                  etag: str, parent: dict[str, Any] | None) -> tuple[str, int] | None:
-        """The held copy of ``part_number`` whose stored bytes have this ETag: its name
-        in the internal bucket and its size."""
-        prefix = upload_location(bucket, key, upload_id) + f"held/{part_number:05d}/"
-        wanted = etag.strip('"')
-        for name, listed, size in self._list_with_etags(prefix, parent):
-            if listed.strip('"') == wanted:
-                return name, size
-        return None
+                  etag: str, parent: dict[str, Any] | None) -> HeldCopy | None:
+        """The held copy of ``part_number`` that was uploaded with this ETag, from its
+        authenticated reference; None if there is none."""
+        name = self.held_ref_key(bucket, key, upload_id, part_number, etag)
+        resp = subrequest.request(self.app, parent, "GET", self.internal_bucket, name)
+        if resp.status == 404:
+            return None
+        if not resp.ok:
+            raise subrequest.internal_failure(resp.status)
+        body = self.records.open(f"{self.internal_bucket}/{name}", PURPOSE_HELD, bucket, key,
+                                 upload_id, resp.body, parent)
+        try:
+            data = json.loads(body)
+            if data["part"] != part_number or data["etag"] != etag.strip('"'):
+                raise RecordAuthenticationFailed()   # an authentic reference moved here
+            salt = bytes.fromhex(data["salt"])
+            return HeldCopy(self.held_key(bucket, key, upload_id, part_number, salt),
+                            int(data["size"]), salt)
+        except RecordAuthenticationFailed as exc:
+            report(f"held reference {self.internal_bucket}/{name}", exc)
+            raise
+        except (ValueError, TypeError, KeyError) as exc:
+            failure = RecordMalformed()
+            report(f"held reference {self.internal_bucket}/{name}", failure)
+            raise failure from exc
 
     def _list(self, prefix: str, parent: dict[str, Any] | None) -> list[str]:
         return [name for name, _, _ in self._list_with_etags(prefix, parent)]
@@ -192,8 +256,5 @@ class UploadStore:
     def _ensure_internal_bucket(self, parent: dict[str, Any] | None) -> None:
         if self._bucket_ready:
             return
-        resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket)
-        if not resp.ok and resp.error_code() not in ("BucketAlreadyOwnedByYou",
-                                                     "BucketAlreadyExists"):
-            raise subrequest.internal_failure(resp.status)
+        ensure_internal_bucket(self.app, self.internal_bucket, parent)
         self._bucket_ready = True

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +35,7 @@ from werkzeug.wrappers import Response
 
 from encproxy import errors
 from encproxy.crypto.customer_keys import CustomerKeyWrapper
+from encproxy.crypto.held import verified_held_segment
 from encproxy.crypto.keys import ObjectKeys, open_object
 from encproxy.crypto.multipart import PartEncryptor, build_trailer
 from encproxy.crypto.stream import copied
@@ -55,6 +56,7 @@ from encproxy.s3 import sse, xml
 from encproxy.s3.multipart_xml import parse_complete
 from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
+from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.facts import ObjectFacts
 from encproxy.wsgi.encryption.headers import (
@@ -176,6 +178,7 @@ class MultipartUploads:
         record = self.record_for(req, req.bucket, req.key, upload_id)
         customer = sse.parse_customer_key(req.headers)
         if not record.encrypted:
+            self.ctx.refuse_unencrypted()   # [encryption] require, never through a record
             if customer is not None or sse.SSE in req.headers:
                 raise errors.InvalidRequest("The encryption parameters are not applicable to "
                                             "this multipart upload.")
@@ -224,6 +227,8 @@ class MultipartUploads:
         etag = xml.child_text(xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE), "ETag")
         if not etag:
             raise errors.InternalError()
+        self.store.remember_held(bucket, key, upload_id, number, encryptor.header.salt, etag,
+                                 encryptor.ciphertext_size, parent)
         return etag
 
     def put_part(self, parent: dict[str, Any], bucket: str, key: str, upload_id: str,
@@ -246,6 +251,9 @@ class MultipartUploads:
         upload_id = upload_id_of(req)
         record = self.store.get(bucket, key, upload_id, req.environ)
         if record is None or not record.encrypted:
+            if record is None and self.ctx.policy.require:
+                raise errors.NoSuchUpload(UploadId=upload_id)   # not one encproxy made
+            self.ctx.refuse_unencrypted()   # [encryption] require, never through a record
             resp = subrequest.open_stream(self.app, req.environ)
             body = resp.read_all()
             if record is not None and 200 <= resp.status < 300 and b"<Error>" not in body:
@@ -328,8 +336,8 @@ class MultipartUploads:
             etags[number] = self.put_part(req.environ, req.bucket, req.key, upload_id, number,
                                           trailer, len(trailer))
         else:
-            etags[last] = self.held_tail(req.environ, req.bucket, req.key, upload_id, last,
-                                         etags[last], last_size, trailer)
+            etags[last] = self.held_tail(req.environ, req.bucket, req.key, upload_id, keys,
+                                         last, etags[last], last_size, trailer)
 
     def backend_parts(self, parent: dict[str, Any], bucket: str, key: str,
                       upload_id: str) -> dict[int, tuple[str, int]]:
@@ -353,24 +361,52 @@ class MultipartUploads:
             marker = int(next_marker)
 
     def held_tail(self, parent: dict[str, Any], bucket: str, key: str, upload_id: str,
-                  number: int, etag: str, plaintext_size: int, trailer: bytes) -> str:
+                  keys: ObjectKeys, number: int, etag: str, plaintext_size: int,
+                  trailer: bytes) -> str:
         """Re-upload terminal part ``number`` as its held segment followed by the
-        trailer (FORMAT.md §7.4); the new backend ETag."""
+        trailer (FORMAT.md §7.4); the new backend ETag.
+
+        The held copy is verified as it streams (``verified_held_segment``): a copy that
+        does not authenticate as this part of this upload fails the re-upload before its
+        last byte is sent, and Complete fails with it (never an unreadable object).
+        """
         found = self.store.find_held(bucket, key, upload_id, number, etag, parent)
         if found is None:
             log.error("upload %s of %s/%s: no held copy of part %d with ETag %s", upload_id,
                       bucket, key, number, etag)
             raise errors.InternalError()
         resp = subrequest.stream(self.app, parent, "GET", self.store.internal_bucket,
-                                         found[0], headers={"If-Match": etag})
+                                 found.name, headers={"If-Match": etag})
         size = segment_size(plaintext_size)
-        if resp.status != 200 or int(resp.header("content-length") or "-1") != size:
+        if resp.status != 200 or int(resp.header("content-length") or "-1") != size \
+                or found.size != size:
             resp.close()
+            log.error("upload %s of %s/%s: the held copy %s of part %d is missing, changed "
+                      "(If-Match) or of another size (backend status %d)", upload_id, bucket,
+                      key, found.name, number, resp.status)
             raise subrequest.internal_failure(resp.status)
+        failed: list[errors.IntegrityError] = []
+
+        def held() -> Iterator[bytes]:
+            try:
+                yield from verified_held_segment(keys, number, plaintext_size, found.salt,
+                                                 (bytes(p) for p in resp.body))
+            except errors.IntegrityError as exc:
+                failed.append(exc)
+                raise
         try:
-            body = subrequest.IterReader(chain((bytes(p) for p in resp.body), [trailer]))
-            return self.put_part(parent, bucket, key, upload_id, number, body,
-                                 size + len(trailer))
+            with integrity.reported(self.store.internal_bucket, found.name):
+                try:
+                    new_etag = self.put_part(parent, bucket, key, upload_id, number,
+                                             subrequest.IterReader(chain(held(), [trailer])),
+                                             size + len(trailer))
+                except Exception:
+                    if failed:   # the backend may have turned it into an error of its own
+                        raise failed[0] from None
+                    raise
+                if failed:
+                    raise failed[0]
+                return new_etag
         finally:
             resp.close()
 

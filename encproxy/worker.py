@@ -1,0 +1,383 @@
+"""encproxy's gunicorn worker: gthread, hardened against slow clients (docs/ARCHITECTURE.md).
+
+gunicorn's gthread worker gives a connection to a thread as soon as it is
+readable, and the thread then blocks until the request head is parsed: a
+client sending a header line every few seconds holds a thread, and a few
+dozen such clients stall every thread (``/_encproxy/health`` included).
+:class:`EncproxyWorker` changes what a thread is given:
+
+* **Heads in the poller.** A connection (new, or kept alive and readable again)
+  stays in the worker's event loop, read without blocking into a
+  :class:`~encproxy.slow_clients.HeadReader`, until its request head is
+  complete; only then does a thread parse it.  A head not complete within
+  ``[server] header_timeout`` is answered ``RequestTimeout`` and closed by the
+  loop.  TLS handshakes are done there too, without blocking.
+* **A lane for probes.** A complete ``GET``/``HEAD`` of ``/_encproxy/health``,
+  ``ready`` or ``metrics`` without a body runs on two threads of its own, so
+  probes are answered while every request thread is busy.
+* **Body deadlines.** The socket gunicorn's parser reads from is wrapped in a
+  :class:`~encproxy.slow_clients.PacedSocket` (the socket reader of
+  ``wsgi/edge/socket_input`` reads through it too), so a body that falls
+  below ``body_min_rate`` after ``body_timeout`` fails with RequestTimeout.
+* **Connection: close when the body is not drained.** gunicorn drains at most
+  64 KiB of an unread body before it reuses a connection, and otherwise
+  closes it after having answered ``Connection: keep-alive``.  The response
+  says ``close`` (and the connection is closed) whenever the body will not be
+  drained, or the application says ``Connection: close``.
+* **Closing without blocking the loop.** gunicorn's graceful close lingers up to
+  2 s reading on the event loop's thread; here the loop half-closes and
+  drains (2 s, 1 MiB at most) between its other work.
+* **S3 errors.** gunicorn's own errors (bad request line, huge headers) are
+  answered as S3 XML errors (:func:`encproxy.wsgi.responses.error_response`).
+
+It leans on gthread internals (``TConn``, ``enqueue_req``, ``finish_request``,
+the ``poller`` and ``method_queue``); tests/unit/test_worker.py pins them.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import selectors
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from functools import partial
+from http import HTTPStatus
+from typing import Any
+
+from gunicorn import sock as gsock
+from gunicorn import util
+from gunicorn.http import errors as herrors
+from gunicorn.http import get_parser
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from encproxy import errors
+from encproxy.slow_clients import HeadReader, Limits, PacedSocket
+from encproxy.wsgi.responses import error_response
+
+log = logging.getLogger("encproxy.server")
+
+#: gunicorn drains up to 64 KiB of a body the application did not read; a body
+#: with this much or more left is not drained, and its connection is closed.
+DRAIN_LIMIT = 64 * 1024
+#: The most head bytes the event loop holds per connection before a thread reads on.
+MAX_POLLED_HEAD = 64 * 1024
+#: Threads per worker for /_encproxy/* probes.
+PROBE_THREADS = 2
+#: How long, and for how many bytes, a closing connection takes the client's unread bytes.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1024 * 1024
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+
+def _is_close(headers: Iterable[tuple[str, str]]) -> bool:
+    return any(k.lower() == "connection" and "close" in v.lower() for k, v in headers)
+
+
+def body_drainable(body: Any) -> bool:
+    """Whether gunicorn will drain what is left of ``body`` (its ``wsgi.input``)."""
+    if body is None or getattr(body, "failed", False):
+        return body is None
+    reader: Any = getattr(body, "reader", None)
+    paced = getattr(getattr(reader, "unreader", None), "sock", None)
+    if isinstance(paced, PacedSocket) and paced.remaining() <= 0:
+        return False  # out of time: the drain would fail at once
+    kind = type(reader).__name__
+    if kind == "LengthReader":
+        return int(reader.length) < DRAIN_LIMIT
+    if kind == "ChunkedReader":
+        return reader.parser is None  # the last chunk and trailers are read
+    return False  # a body that ends with the connection, or something unknown
+
+
+class _Conn(TConn):  # type: ignore[misc]  # gunicorn is untyped
+    """A gthread connection whose graceful close is left to the worker's event loop."""
+
+    def __init__(self, worker: EncproxyWorker, *args: Any) -> None:
+        super().__init__(*args)
+        self.worker = worker
+        self.head: HeadReader | None = None
+        self.handshaken = False
+
+    def close(self, graceful: bool = False) -> None:
+        if graceful:
+            self.worker.linger(self)
+        else:
+            util.close(self.sock)
+
+
+class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
+    """See the module docstring."""
+
+    wsgi: Callable[..., Any]  # set by gunicorn's load_wsgi
+
+    def init_process(self) -> None:
+        self.prepare(self.app.settings)
+        super().init_process()  # gunicorn's: loads the app, then runs the loop
+
+    def prepare(self, settings: Any) -> None:
+        """What this worker adds to gthread's state (``settings``: encproxy's Settings)."""
+        self.limits = Limits(header_timeout=settings.get("server", "header_timeout"),
+                             body_timeout=settings.get("server", "body_timeout"),
+                             body_min_rate=settings.get("server", "body_min_rate"),
+                             client_timeout=settings.get("server", "client_timeout"))
+        self.probe_pool = futures.ThreadPoolExecutor(PROBE_THREADS,
+                                                     thread_name_prefix="encproxy-probe")
+        self.heads: set[_Conn] = set()
+        self.lingering: dict[Any, list[float]] = {}  # socket -> [deadline, bytes taken]
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.probe_pool.shutdown(wait=False)
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.wsgi = partial(self.serve, self.wsgi)
+
+    # -- accepting, and heads read in the event loop ------------------------------------
+
+    def accept(self, listener: Any) -> None:
+        try:
+            client, addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = _Conn(self, self.cfg, client, addr, listener.getsockname())
+        deadline = time.monotonic() + self.limits.header_timeout
+        if self.cfg.is_ssl:
+            # The handshake is stepped by the loop (_step), never waited for by a thread.
+            try:
+                conn.sock = gsock.ssl_context(self.cfg).wrap_socket(
+                    client, server_side=True, do_handshake_on_connect=False,
+                    suppress_ragged_eofs=self.cfg.suppress_ragged_eofs)
+            except OSError:
+                self.nr_conns -= 1
+                util.close(client)
+                return
+        conn.initialized = True  # the parser is made here, never by gunicorn's init()
+        conn.parser = get_parser(self.cfg, conn.sock, addr)
+        conn.parser.unreader.sock = PacedSocket(conn.sock, self.limits)
+        conn.head = HeadReader(deadline, MAX_POLLED_HEAD)
+        conn.handshaken = not self.cfg.is_ssl
+        self.heads.add(conn)
+        self._step(conn)
+
+    def enqueue_req(self, conn: _Conn) -> None:
+        """Every way gthread hands a connection to a thread: wait for its head first."""
+        buffered = conn.parser.unreader.take_buffered()
+        conn.head = HeadReader(time.monotonic() + self.limits.header_timeout,
+                               MAX_POLLED_HEAD, buffered)
+        self.heads.add(conn)
+        conn.sock.setblocking(False)
+        self._step(conn)
+
+    def _step(self, conn: _Conn) -> None:
+        """Make progress on a connection's handshake and head; dispatch it when ready."""
+        try:
+            if not conn.handshaken:
+                conn.sock.do_handshake()
+                conn.handshaken = True
+            self._read_head(conn)
+        except ssl.SSLWantReadError:
+            self._watch(conn, _READ)
+            return
+        except ssl.SSLWantWriteError:
+            self._watch(conn, _WRITE)
+            return
+        except (OSError, EOFError):
+            self._drop(conn)
+            return
+        assert conn.head is not None
+        if conn.head.ready:
+            self._unwatch(conn)
+            self._dispatch(conn)
+        else:
+            self._watch(conn, _READ)
+
+    def _read_head(self, conn: _Conn) -> None:
+        head = conn.head
+        assert head is not None
+        while not head.ready:
+            try:
+                data = conn.sock.recv(MAX_POLLED_HEAD)
+            except BlockingIOError:
+                return
+            if not data:
+                raise EOFError("the client closed before its request head")
+            head.feed(data)
+
+    def _watch(self, conn: _Conn, events: int) -> None:
+        callback = partial(self._on_event, conn)
+        try:
+            self.poller.modify(conn.sock, events, callback)
+        except KeyError:
+            self.poller.register(conn.sock, events, callback)
+
+    def _unwatch(self, conn: _Conn) -> None:
+        self.heads.discard(conn)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.poller.unregister(conn.sock)
+
+    def _on_event(self, conn: _Conn, _fileobj: Any) -> None:
+        self._step(conn)
+
+    def _drop(self, conn: _Conn) -> None:
+        self._unwatch(conn)
+        self.nr_conns -= 1
+        util.close(conn.sock)
+
+    def _dispatch(self, conn: _Conn) -> None:
+        """Give a connection whose head is complete (or large) to a thread."""
+        head = conn.head
+        assert head is not None
+        conn.head = None
+        conn.sock.setblocking(True)
+        conn.parser.unreader.unread(bytes(head.data))
+        paced = conn.parser.unreader.sock
+        if isinstance(paced, PacedSocket):
+            paced.begin_head(head.deadline)
+        pool = self.probe_pool if head.operations_probe else self.tpool
+        future = pool.submit(self.handle, conn)
+        future.add_done_callback(
+            lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
+
+    # -- deadlines, checked by gthread's loop about once a second ---------------------
+
+    def murder_pending(self) -> None:
+        super().murder_pending()
+        now = time.monotonic()
+        for conn in [c for c in self.heads if c.head is not None and c.head.expired(now)]:
+            self._unwatch(conn)
+            self._refuse_late(conn)
+        for sock in [s for s, (until, _) in self.lingering.items() if until <= now]:
+            self._end_linger(sock)
+
+    def _refuse_late(self, conn: _Conn) -> None:
+        """A head that did not arrive in time: RequestTimeout if anything came, then close."""
+        self.nr_conns -= 1
+        head = conn.head
+        if head is not None and head.data and conn.handshaken:
+            err = errors.RequestTimeout()
+            with contextlib.suppress(OSError):
+                conn.sock.send(render_error(err, "GET", "/"))
+        self.linger(conn)
+
+    # -- closing ----------------------------------------------------------------------
+
+    def linger(self, conn: _Conn) -> None:
+        """Half-close, then take what the client still sends for a while, in the loop.
+
+        Closing a socket with unread bytes makes the kernel send a reset, which
+        can destroy the response the client has not read yet (RFC 9112 §9.6).
+        The caller has already counted the connection out of ``nr_conns``.
+        """
+        sock = conn.sock
+        try:
+            sock.setblocking(False)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            util.close(sock)
+            return
+        self.lingering[sock] = [time.monotonic() + LINGER_SECONDS, 0]
+        try:
+            self.poller.register(sock, _READ, self._on_linger)
+        except (KeyError, ValueError, OSError):
+            self._end_linger(sock)
+
+    def _on_linger(self, sock: Any) -> None:
+        state = self.lingering.get(sock)
+        try:
+            while state is not None and state[1] < LINGER_BYTES:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                state[1] += len(data)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        except OSError:
+            pass
+        self._end_linger(sock)
+
+    def _end_linger(self, sock: Any) -> None:
+        self.lingering.pop(sock, None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.poller.unregister(sock)
+        util.close(sock)
+
+    # -- the application, and gunicorn's own errors ----------------------------------
+
+    def serve(self, app: Callable[..., Any], environ: dict[str, Any],
+              start_response: Callable[..., Any]) -> Any:
+        """Call ``app`` with the body deadline running and Connection: close honoured."""
+        body = environ.get("wsgi.input")
+        paced = getattr(getattr(getattr(body, "reader", None), "unreader", None), "sock", None)
+        if isinstance(paced, PacedSocket):
+            paced.begin_body()
+        response = getattr(start_response, "__self__", None)
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if _is_close(headers) or not body_drainable(body):
+                force_close = getattr(response, "force_close", None)
+                if force_close is not None:
+                    force_close()
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        err = gunicorn_error(exc)
+        if isinstance(err, errors.InternalError):
+            log.exception("error handling request", exc_info=exc)
+        else:
+            log.warning("invalid request from %s: %s", (addr or ("",))[0], type(exc).__name__)
+        if isinstance(exc, ssl.SSLError):
+            return  # no HTTP answer can be read over a broken TLS session
+        method = getattr(req, "method", None) or "GET"
+        path = getattr(req, "path", None) or "/"
+        try:
+            util.write_nonblock(client, render_error(err, method, path))
+        except Exception:  # noqa: BLE001 - the client may be gone; it is closed next
+            log.debug("failed to send an error response")
+
+
+_CLIENT_ERRORS: tuple[tuple[type[BaseException], Callable[[], errors.S3Error]], ...] = (
+    (herrors.LimitRequestLine, lambda: errors.InvalidURI("The request line is too long.")),
+    (herrors.LimitRequestHeaders, lambda: errors.InvalidRequest(
+        "Your request header section exceeds the maximum allowed size.")),
+    (herrors.UnsupportedTransferCoding, lambda: errors.NotImplementedError_(
+        "A header you provided implies functionality that is not implemented.")),
+    (herrors.ConfigurationProblem, errors.InternalError),
+    (herrors.ForbiddenProxyRequest, errors.AccessDenied),
+    (herrors.ParseException, lambda: errors.InvalidRequest("The request is malformed.")),
+)
+
+
+def gunicorn_error(exc: BaseException) -> errors.S3Error:
+    """The S3 error for an exception gunicorn reports (parse errors; else InternalError)."""
+    if isinstance(exc, (herrors.InvalidResponseHeader, herrors.InvalidResponseHeaderName)):
+        return errors.InternalError()  # the application's fault, not the client's
+    for kind, make in _CLIENT_ERRORS:
+        if isinstance(exc, kind):
+            return make()
+    return errors.InternalError()
+
+
+def render_error(err: errors.S3Error, method: str, path: str) -> bytes:
+    """A whole HTTP/1.1 response for ``err``, rendered by wsgi.responses; it closes."""
+    response = error_response(err, {"REQUEST_METHOD": method, "PATH_INFO": path})
+    body = response.get_data()
+    status = HTTPStatus(response.status_code)
+    lines = [f"HTTP/1.1 {status.value} {status.phrase}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in response.headers.items()
+              if name.lower() not in ("connection", "content-length")]
+    lines.append(f"Content-Length: {len(body) if method != 'HEAD' else 0}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
