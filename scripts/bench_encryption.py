@@ -10,7 +10,8 @@ users run it, workers and threads as shipped) and, in one run, these setups:
                store has no endpoint of its own).
 
 It measures PUT and GET of one large object (MB/s), the aws CLI's ``s3 cp`` of the
-same size up and down, PUT and GET of 4 KiB objects (ops/s, p50 and p99 latency,
+same size up and down, a whole GET and 1 MiB ranged GETs of the multipart object the
+CLI uploaded, PUT and GET of 4 KiB objects (ops/s, p50 and p99 latency,
 several client threads), listing 1,000 objects (first listing and repeated
 listings), and the peak RSS of the gunicorn workers during the large transfers.
 
@@ -92,6 +93,8 @@ class Results:
     small_get_lat: list[float] = field(default_factory=list)
     cli_up_mbs: list[float] = field(default_factory=list)
     cli_down_mbs: list[float] = field(default_factory=list)
+    mp_get_mbs: list[float] = field(default_factory=list)
+    mp_range_ops: list[float] = field(default_factory=list)
     list_first_ms: float = 0.0
     list_next_ms: list[float] = field(default_factory=list)
     peak_rss_mib: float = 0.0
@@ -169,6 +172,39 @@ def large(ep: Endpoint, size: int, res: Results, pids: list[int] | None) -> None
     if pids:
         res.peak_rss_mib = max(res.peak_rss_mib, peak_rss_mib(pids))
     assert request(ep, "DELETE", f"/{ep.bucket}/large")[0] == 204  # frees an in-memory backend
+
+
+def multipart_reads(ep: Endpoint, size: int, res: Results, ranges: int = 64) -> None:
+    """The object the aws CLI just uploaded in 8 MiB parts: one whole GET, then ``ranges``
+    ranged GETs of 1 MiB at offsets spread over the object (across part boundaries too),
+    one after the other on one connection."""
+    started = time.perf_counter()
+    status, got = request(ep, "GET", f"/{ep.bucket}/cli.bin")
+    elapsed = time.perf_counter() - started
+    assert status == 200 and got == size, f"{ep.name} multipart GET: {status}, {got} bytes"
+    res.mp_get_mbs.append(size / elapsed / 1e6)
+    conn = http.client.HTTPConnection(ep.host, ep.port, timeout=600)
+    step = max(1, (size - MiB) // ranges)
+    started = time.perf_counter()
+    for i in range(ranges):
+        first = (i * step + 4096 * i) % (size - MiB)
+        status, got = request_range(ep, f"/{ep.bucket}/cli.bin", first, first + MiB - 1, conn)
+        assert status == 206 and got == MiB, f"{ep.name} ranged GET: {status}, {got} bytes"
+    res.mp_range_ops.append(ranges / (time.perf_counter() - started))
+    conn.close()
+
+
+def request_range(ep: Endpoint, path: str, first: int, last: int,
+                  conn: http.client.HTTPConnection) -> tuple[int, int]:
+    """A signed ranged GET on ``conn``; (status, bytes read)."""
+    signed = Signed("GET", ep.base + path, {"range": f"bytes={first}-{last}"},
+                    "UNSIGNED-PAYLOAD", ep.access_key, ep.secret_key)
+    conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+    for name, value in signed.headers.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    resp = conn.getresponse()
+    return resp.status, len(resp.read())
 
 
 def small(ep: Endpoint, count: int, threads: int, res: Results, prefix: str) -> None:
@@ -269,10 +305,13 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path,
                 up, down = aws_cli_copy(ep, source, workdir)
                 results[ep.name].cli_up_mbs.append(size / up / 1e6)
                 results[ep.name].cli_down_mbs.append(size / down / 1e6)
+                multipart_reads(ep, size, results[ep.name])
                 print(f"  {kind} rep {rep + 1} {ep.name}: large PUT "
                       f"{results[ep.name].put_mbs[-1]:.0f}, GET {results[ep.name].get_mbs[-1]:.0f}"
                       f" MB/s; aws s3 cp up {results[ep.name].cli_up_mbs[-1]:.0f}, down "
-                      f"{results[ep.name].cli_down_mbs[-1]:.0f} MB/s", flush=True)
+                      f"{results[ep.name].cli_down_mbs[-1]:.0f} MB/s; multipart GET "
+                      f"{results[ep.name].mp_get_mbs[-1]:.0f} MB/s, 1 MiB ranges "
+                      f"{results[ep.name].mp_range_ops[-1]:.0f}/s", flush=True)
             os.sync()  # the large transfers' writeback must not land in the 4 KiB rounds
             for turn, ep in enumerate(order + order[::-1]):
                 small(ep, args.small, args.threads, results[ep.name],
@@ -302,14 +341,18 @@ def report(kind: str, args: argparse.Namespace, results: dict[str, Results]) -> 
         ("4 KiB GET (ops/s)", "small_get_ops", 70),
         ("aws s3 cp up (MB/s)", "cli_up_mbs", 60),
         ("aws s3 cp down (MB/s)", "cli_down_mbs", 60),
+        ("multipart GET (MB/s)", "mp_get_mbs", None),
+        ("multipart 1 MiB ranges/s", "mp_range_ops", None),
     ]
     print(f"{'':22}{'encrypted':>12}{'unencrypted':>13}{'direct':>9}{'ratio':>8}{'target':>8}")
     for name, attr, target in rows:
         ev, pv = med(getattr(e, attr)), med(getattr(p, attr))
         dv = f"{med(getattr(d, attr)):9.0f}" if d else f"{'-':>9}"
         ratio = 100 * ev / pv
-        print(f"{name:22}{ev:12.0f}{pv:13.0f}{dv}{ratio:7.1f}%{'>=' + str(target) + '%':>8}"
-              f"{'' if ratio >= target else '  BELOW TARGET'}")
+        goal = "-" if target is None else ">=" + str(target) + "%"
+        below = target is not None and ratio < target
+        print(f"{name:22}{ev:12.0f}{pv:13.0f}{dv}{ratio:7.1f}%{goal:>8}"
+              f"{'  BELOW TARGET' if below else ''}")
     for op, attr in (("PUT", "small_put_lat"), ("GET", "small_get_lat")):
         cells = [p50_p99_ms(getattr(r, attr)) for r in (e, p)]
         cells.append(p50_p99_ms(getattr(d, attr)) if d else "-")
