@@ -30,9 +30,8 @@ from gunicorn.app.base import BaseApplication
 
 from encproxy import logjson, metrics
 from encproxy.errors import ConfigError
-from encproxy.settings import Settings, load_file
+from encproxy.settings import RUNTIME_DIR_ENV, Settings, load_file
 from encproxy.worker import EncproxyWorker
-from encproxy.wsgi.buckets.generation import RUNTIME_DIR_ENV
 from encproxy.wsgi.stack import build_app
 
 log = logging.getLogger("encproxy.server")

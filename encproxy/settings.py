@@ -22,6 +22,11 @@ from typing import Any
 from encproxy.errors import ConfigError
 
 ENV_PREFIX = "ENCPROXY_"
+# Environment variables with the prefix that are not option overrides: the config file's
+# path, and the per-start runtime directory the server gives its workers.
+CONFIG_ENV = "ENCPROXY_CONFIG"
+RUNTIME_DIR_ENV = "ENCPROXY_RUNTIME_DIR"
+NOT_OVERRIDES = (CONFIG_ENV, RUNTIME_DIR_ENV)
 DEFAULT_CONFIG = Path("conf/encproxy.ini")
 ACCESS_KEY_RE = re.compile(r"^[A-Za-z0-9_+=,.@-]{3,128}$")
 MIN_SECRET_LENGTH = 8
@@ -331,7 +336,7 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """``ENCPROXY_SERVER_LISTEN=…`` → ("server", "listen", value); credentials keep case."""
     found = []
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "ENCPROXY_CONFIG":
+        if not name.startswith(ENV_PREFIX) or name in NOT_OVERRIDES:
             continue
         rest = name[len(ENV_PREFIX):]
         for section in sorted(SECTIONS, key=len, reverse=True):

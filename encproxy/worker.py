@@ -338,7 +338,9 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         if isinstance(err, errors.InternalError):
             log.exception("error handling request", exc_info=exc)
         else:
-            log.warning("invalid request from %s: %s", (addr or ("",))[0], type(exc).__name__)
+            # The message quotes what the client sent; the log's redaction filter removes
+            # signatures and credentials from it (logjson).
+            log.warning("Invalid request from %s: %s", (addr or ("",))[0], exc)
         if isinstance(exc, ssl.SSLError):
             return  # no HTTP answer can be read over a broken TLS session
         method = getattr(req, "method", None) or "GET"

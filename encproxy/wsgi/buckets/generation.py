@@ -17,7 +17,8 @@ import os
 import threading
 from pathlib import Path
 
-RUNTIME_DIR_ENV = "ENCPROXY_RUNTIME_DIR"
+from encproxy.settings import RUNTIME_DIR_ENV
+
 FILE_NAME = "bucket-config-generation"
 
 
