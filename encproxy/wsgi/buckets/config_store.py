@@ -84,7 +84,7 @@ class BucketConfigStore:
                                      bucket, "", None, resp.body, parent)
             config = self._decode(where, bucket, body)
         else:
-            raise subrequest_failure(resp)
+            raise subrequest.internal_failure(resp.status)
         self._remember(bucket, config, generation)
         return config
 
@@ -105,14 +105,14 @@ class BucketConfigStore:
                                   headers={"content-type": "application/octet-stream"},
                                   body=body)
         if not resp.ok:
-            raise subrequest_failure(resp)
+            raise subrequest.internal_failure(resp.status)
         self._changed(bucket, config)
 
     def delete(self, bucket: str, parent: dict[str, Any] | None = None) -> None:
         resp = subrequest.request(self.app, parent, "DELETE", self.internal_bucket,
                                   PREFIX + bucket)
         if not resp.ok and resp.status != 404:
-            raise subrequest_failure(resp)
+            raise subrequest.internal_failure(resp.status)
         self._changed(bucket, None)
 
     def _ensure_internal_bucket(self, parent: dict[str, Any] | None) -> None:
@@ -121,8 +121,3 @@ class BucketConfigStore:
         ensure_internal_bucket(self.app, self.internal_bucket, parent)
         self._bucket_ready = True
 
-
-def subrequest_failure(resp: subrequest.SubResponse) -> errors.S3Error:
-    if resp.status == 503:
-        return errors.ServiceUnavailable()
-    return errors.InternalError()

@@ -53,13 +53,7 @@ def ensure_internal_bucket(app: WSGIApp, bucket: str, parent: dict[str, Any] | N
     resp = subrequest.request(app, parent, "PUT", bucket)
     if not resp.ok and resp.error_code() not in ("BucketAlreadyOwnedByYou",
                                                  "BucketAlreadyExists"):
-        raise backend_failure(resp.status)
-
-
-def backend_failure(status: int) -> errors.S3Error:
-    if status == 503:
-        return errors.ServiceUnavailable()
-    return errors.InternalError()
+        raise subrequest.internal_failure(resp.status)
 
 
 def describe(where: str, purpose: str, bucket: str, key: str, upload_id: str | None) -> str:
@@ -141,7 +135,7 @@ class RecordKeys:
         if resp.status == 404:
             return []
         if not resp.ok:
-            raise backend_failure(resp.status)
+            raise subrequest.internal_failure(resp.status)
         root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
         return sorted(xml.child_text(e, "Key") or "" for e in root.findall("Contents"))
 
@@ -154,7 +148,7 @@ class RecordKeys:
             log.error("records root %s does not exist", root)
             raise RecordsRootInvalid()
         if not resp.ok:
-            raise backend_failure(resp.status)
+            raise subrequest.internal_failure(resp.status)
         if root_id(resp.body) != root:
             raise RecordsRootInvalid()
         return self._unwrap(root, resp.body)
@@ -193,7 +187,7 @@ class RecordKeys:
                                   headers={"content-type": "application/octet-stream"},
                                   body=blob)
         if not resp.ok:
-            raise backend_failure(resp.status)
+            raise subrequest.internal_failure(resp.status)
         self._roots[root] = key
         log.info("created records root %s (wrapped under %s)", root, self.key_id)
         return root
