@@ -643,15 +643,20 @@ def check_part_numbers(part_numbers: Sequence[int]) -> bool:
 
 
 def plan_completion(part_numbers: Sequence[int], part_sizes: Sequence[int], *,
-                    can_rewrite_last_part: bool = False) -> CompletionPlan:
+                    can_rewrite_last_part: bool = False,
+                    always_index: bool = False) -> CompletionPlan:
     """Decide the trailer for the completed parts ``part_numbers`` (the Complete
     list, any strictly ascending numbers in 1..10000) with these plaintext sizes.
 
-    * numbers ``1..m`` and a regular layout: no trailer when the last part is
-      terminal, else a header-only trailer in its own part;
     * gaps, or an irregular layout: an indexed trailer listing every part's number
       and size, in its own part (number last + 1) when the last part is not
-      terminal, else appended to the last part (``plan.held_tail``).
+      terminal, else appended to the last part (``plan.held_tail``);
+    * numbers ``1..m`` and a regular layout, the *minimal* trailer: none when the
+      last part is terminal, else a header-only trailer in its own part;
+    * unless ``always_index``: then an indexed trailer there too, wherever the
+      server can write one (its own part, or a held tail when it can rewrite the
+      last part), so that every reader gets the layout from one read of the
+      object's tail instead of one read per part (FORMAT.md §7.3, §7.7).
 
     Raises InvalidPartOrder / InvalidPart for a bad list (``check_part_numbers``),
     EntityTooSmall when a part other than the last is smaller than MIN_PART_SIZE,
@@ -668,7 +673,8 @@ def plan_completion(part_numbers: Sequence[int], part_sizes: Sequence[int], *,
         raise EntityTooSmall()
     terminal = is_terminal_part(numbers[-1], sizes[-1])
     bare = MultipartLayout(sizes, part_numbers=numbers)
-    if contiguous and bare.is_regular:
+    indexable = can_rewrite_last_part or not terminal
+    if contiguous and bare.is_regular and not (always_index and indexable):
         trailer = Trailer.NONE if terminal else Trailer.HEADER_ONLY
         layout = MultipartLayout(sizes, trailer, 0 if terminal else SEGMENT_HEADER_SIZE)
         plan = CompletionPlan(layout, not terminal, len(sizes) + (not terminal), 0)

@@ -34,7 +34,13 @@ from encproxy.keys.blob import WrappedKey
 from support.backends import Stored
 from support.clients import make_client
 from support.server import start_server
-from test_encrypted_multipart import split_segments, store_multipart, stored_object, upload
+from test_encrypted_multipart import (
+    backend_parts,
+    split_segments,
+    store_multipart,
+    stored_object,
+    upload,
+)
 from test_encryption import get_raw, marked
 
 MiB = 1024 * 1024
@@ -67,14 +73,15 @@ def logged(server, bucket: str, key: str, *reasons: str) -> None:
 
 # -- item 2: a multipart object cut short in the backend ---------------------------------------
 
-# Backend parts of a 25 MiB upload of 5 x 5 MiB: segments 1..5, then a header-only trailer (6).
+# Backend parts of a 25 MiB upload of 5 x 5 MiB: segments 1..5, then the indexed trailer (6).
+# (The minimal header-only trailer encproxy wrote before is tried in-process:
+# tests/unit/test_encryption_layer_verification.py.)
 TRUNCATIONS = {
     "drop-3-5-keep-trailer": [0, 1, 5],    # the issue's attack
     "drop-trailer": [0, 1, 2, 3, 4],
     "drop-4-5-and-trailer": [0, 1, 2],
     "keep-part-1-only": [0],
     "drop-part-3": [0, 1, 3, 4, 5],
-    "repeat-part-2": [0, 1, 1, 3, 4, 5],
 }
 
 
@@ -88,7 +95,7 @@ def test_a_truncated_multipart_object_is_refused_by_every_read(server, backend_c
     whole = b"".join(parts.values())
     meta, body = stored_object(server, backend_client, bucket, "t")
     segments = split_segments(body, sizes)
-    assert len(segments[5]) == 52                       # the header-only trailer part
+    assert len(segments[5]) > 52                        # the indexed trailer part
     kept = [segments[i] for i in TRUNCATIONS[cut]]
     store_multipart(server, backend_client, bucket, "t", meta, kept)
     short = len(kept) - (kept[-1] is segments[5])       # data parts left
@@ -115,6 +122,35 @@ def test_a_truncated_multipart_object_is_refused_by_every_read(server, backend_c
     assert not target.exists() or target.stat().st_size != short_size
     logged(server, bucket, "t", "SegmentOutOfOrder", "FinalSegmentMissing",
            "FinalSegmentUnexpected", "CiphertextSizeInvalid")
+
+
+def test_a_repeated_part_is_found_by_the_read_that_reaches_it(server, backend_client, s3,
+                                                              bucket, tmp_path):
+    """Part 2 stored again in part 3's place: the size, part count and end are the
+    index's and true, so HEAD reports them; the moved part is refused by any read that
+    reaches it, before its first byte, as a flipped byte would be (FORMAT.md §7.7)."""
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=SSE_S3_CONFIG)
+    sizes = [5 * MiB] * 5
+    parts = {n: marked(size) for n, size in enumerate(sizes, start=1)}
+    upload(s3, bucket, "t", parts)
+    whole = b"".join(parts.values())
+    meta, body = stored_object(server, backend_client, bucket, "t")
+    segments = split_segments(body, sizes)
+    store_multipart(server, backend_client, bucket, "t", meta,
+                    [segments[i] for i in (0, 1, 1, 3, 4, 5)])
+    assert s3.head_object(Bucket=bucket, Key="t")["ContentLength"] == len(whole)
+    for first, last in [(0, 99), (5 * MiB - 10, 5 * MiB + 10), (len(whole) - 10, len(whole) - 1)]:
+        got = s3.get_object(Bucket=bucket, Key="t", Range=f"bytes={first}-{last}")
+        assert got["Body"].read() == whole[first:last + 1]
+    assert failed(s3.get_object, Bucket=bucket, Key="t",
+                  Range=f"bytes={10 * MiB + 5}-{10 * MiB + 10}") == "InternalError"
+    assert failed(s3.get_object, Bucket=bucket, Key="t", PartNumber=3) == "InternalError"
+    status, got, _ = get_raw(server, bucket, "t")
+    assert status == 200 and len(got) < len(whole) and whole.startswith(got)
+    target = tmp_path / "download"
+    assert failed(s3.download_file, bucket, "t", str(target))
+    assert not target.exists() or target.read_bytes() != whole
+    logged(server, bucket, "t", "SegmentOutOfOrder")
 
 
 def test_an_intact_multipart_object_downloads_with_s3transfer(server, s3, bucket, tmp_path):
@@ -159,7 +195,7 @@ def test_a_forged_key_id_is_never_reported_nor_followed(server, backend, backend
     held = stored.read(bucket, "single")
     stored.write(bucket, "single", held.body, forge_key_id(held.user_metadata, "other-key"))
     meta, body = stored_object(server, backend_client, bucket, "multi")
-    segments = [s for s in split_segments(body, [5 * MiB, 777]) if s]
+    segments = backend_parts(body, [5 * MiB, 777])
     store_multipart(server, backend_client, bucket, "multi",
                     forge_key_id(meta, "other-key"), segments)
 
@@ -214,7 +250,7 @@ def test_a_stripped_envelope_fails_closed_when_encryption_is_required(backend, s
     stored.write(bucket, "single", held.body, strip(held.user_metadata))
     meta, body = stored_object(strict_server, backend_client, bucket, "multi")
     store_multipart(strict_server, backend_client, bucket, "multi", strip(meta),
-                    [s for s in split_segments(body, [5 * MiB, 1000]) if s])
+                    backend_parts(body, [5 * MiB, 1000]))
 
     for key in ("single", "multi"):
         for call, extra in [(s3.head_object, {}), (s3.get_object, {}),

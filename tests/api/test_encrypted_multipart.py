@@ -263,8 +263,8 @@ def test_every_mode_round_trip(server, backend_client, s3, bucket, mode_name):
 # -- part sizes and numbers -----------------------------------------------------------------
 
 LAYOUTS = {
-    "regular-short-last": [5 * MiB, 6 * MiB, 3 * MiB + 5],
-    "regular-full-last": [5 * MiB, 5 * MiB],           # a header-only trailer part
+    "regular-short-last": [5 * MiB, 6 * MiB, 3 * MiB + 5],   # held tail
+    "regular-full-last": [5 * MiB, 5 * MiB],           # an indexed trailer part
     "irregular-short-last": [5 * MiB + 1, 5 * MiB + 65_535, 77],   # held tail
     "irregular-full-last": [5 * MiB + 17, 5 * MiB + 3],   # an indexed trailer part
     "one-small-part": [1000],
@@ -572,6 +572,20 @@ def split_segments(body: bytes, sizes: list[int]) -> list[bytes]:
     return out
 
 
+def backend_parts(body: bytes, sizes: list[int]) -> list[bytes]:
+    """The stored body cut where encproxy's backend parts end (FORMAT.md §7.3): one
+    segment per part, and the trailer in its own part, or appended to a terminal last
+    part (the held tail)."""
+    from encproxy.format.layout import is_terminal_part
+    segs = split_segments(body, sizes)
+    trailer = segs.pop()
+    if trailer and is_terminal_part(len(sizes), sizes[-1]):
+        segs[-1] += trailer
+    elif trailer:
+        segs.append(trailer)
+    return segs
+
+
 @pytest.mark.parametrize("tamper", ["swap-parts", "drop-trailer", "drop-last-part",
                                     "flip-a-byte", "part-from-another-upload"])
 def test_tampered_parts_are_an_error_never_wrong_bytes(server, backend_client, s3, bucket,
@@ -583,7 +597,7 @@ def test_tampered_parts_are_an_error_never_wrong_bytes(server, backend_client, s
     upload(s3, bucket, "other", parts)
     meta, body = stored_object(server, backend_client, bucket, "t")
     segs = split_segments(body, sizes)
-    assert len(segs[3]) == 52   # a header-only trailer part
+    assert len(segs[3]) > 52   # the indexed trailer part
     if tamper == "swap-parts":
         new = [segs[1], segs[0], segs[2], segs[3]]
     elif tamper == "drop-trailer":

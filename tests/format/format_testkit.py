@@ -116,9 +116,10 @@ def store_multipart(parts: Sequence[bytes], suite: Suite = Suite.AES256_GCM, *,
                     numbers: Sequence[int] | None = None,
                     wrapper: ContextWrapper | None = None, bucket: str = "b",
                     key: str = "k", can_rewrite_last_part: bool = True,
-                    keys: ObjectKeys | None = None) -> Stored:
+                    keys: ObjectKeys | None = None, always_index: bool = False) -> Stored:
     """A completed multipart object: ``parts`` uploaded as ``numbers`` (1..m by
-    default), completed with exactly those numbers.  ``keys`` reuses an upload."""
+    default), completed with exactly those numbers (``always_index``: as the server
+    completes them, FORMAT.md §7.3).  ``keys`` reuses an upload."""
     wrapper = wrapper or ContextWrapper()
     numbers = list(numbers or range(1, len(parts) + 1))
     if keys is None:
@@ -127,6 +128,7 @@ def store_multipart(parts: Sequence[bytes], suite: Suite = Suite.AES256_GCM, *,
     else:
         envelope = keys.envelope("test:k/1", b"w", bucket, key)
     plan = plan_completion(numbers, [len(p) for p in parts],
-                           can_rewrite_last_part=can_rewrite_last_part)
+                           can_rewrite_last_part=can_rewrite_last_part,
+                           always_index=always_index)
     body = b"".join(encrypt_parts(keys, parts, numbers)) + build_trailer(keys, plan)
     return Stored(keys, envelope, body, b"".join(parts), plan)

@@ -39,6 +39,7 @@ from encproxy.format.layout import (
     check_single_size,
     ciphertext_size,
     index_tail_hint,
+    indexed_trailer_size,
     is_indexed,
     is_terminal_part,
     max_part_plaintext_size,
@@ -188,6 +189,33 @@ def test_irregular_layouts_carry_the_index_signal(body: list[int], last: int,
     assert plan.trailer is Trailer.INDEXED
     assert plan.trailer_in_own_part is not terminal_last
     assert is_indexed(plan.layout.ciphertext_size, plan.backend_parts)
+
+
+@given(regular_parts, st.booleans())
+@SETTINGS
+def test_always_index_seals_every_completion_it_can_with_an_index(parts: list[int],
+                                                                 rewrite: bool) -> None:
+    """The server's completions (FORMAT.md §7.3): an indexed trailer in its own part
+    after a non-terminal last part, a held tail after a terminal one; only a writer
+    that cannot rewrite the last part falls back to the minimal trailer."""
+    terminal = parts[-1] < MIN_PART_SIZE
+    plan = plan_completion(numbered(parts), parts, can_rewrite_last_part=rewrite,
+                           always_index=True)
+    minimal = plan_completion(numbered(parts), parts, can_rewrite_last_part=rewrite)
+    if terminal and not rewrite:
+        assert plan == minimal and plan.trailer is Trailer.NONE
+        return
+    assert plan.trailer is Trailer.INDEXED and plan.held_tail is terminal
+    assert plan.trailer_in_own_part is not terminal
+    assert plan.backend_parts == len(parts) + (not terminal)
+    assert plan.layout.plaintext_size == minimal.layout.plaintext_size == sum(parts)
+    assert plan.layout.part_sizes == minimal.layout.part_sizes
+    stored = plan.layout.ciphertext_size
+    assert is_indexed(stored, plan.backend_parts)
+    assert multipart_plaintext_size(stored, plan.backend_parts) is None
+    # The index costs 12 bytes a part and at most one chunk of padding.
+    assert stored - minimal.layout.ciphertext_size <= (
+        indexed_trailer_size(len(parts), CHUNK_CIPHERTEXT_SIZE - 1))
 
 
 def test_empty_last_part_and_empty_object() -> None:

@@ -205,15 +205,18 @@ part_lists = st.one_of(
 )
 
 
-@given(part_lists, suites, st.integers(0, 2**32), st.data())
-@settings(max_examples=40, deadline=None)
+@given(part_lists, suites, st.integers(0, 2**32), st.booleans(), st.data())
+@settings(max_examples=60, deadline=None)
 def test_multipart_round_trip_and_ranges(parts_sizes: list[int], suite: Suite, seed: int,
-                                         data: st.DataObject) -> None:
+                                         always_index: bool, data: st.DataObject) -> None:
+    """Both ways to complete: the minimal trailer, and an index on every completion
+    (what the server writes, FORMAT.md §7.3)."""
     rng = random.Random(seed)
     parts = [rng.randbytes(n) for n in parts_sizes]
-    stored = store_multipart(parts, suite)
+    stored = store_multipart(parts, suite, always_index=always_index)
     plan = stored.plan
     assert plan is not None
+    assert (plan.trailer is Trailer.INDEXED) == (always_index or not plan.layout.is_regular)
     body, total = stored.body, stored.plaintext
     listed = multipart_plaintext_size(len(body), plan.backend_parts)
     if plan.trailer is Trailer.INDEXED:

@@ -171,6 +171,22 @@ class Stack:
         raw[body_start + (offset % record.size)] ^= 0x01
         path.write_bytes(bytes(raw))
 
+    def backend_parts(self, bucket: str, key: str) -> list[bytes]:
+        """The stored body of a multipart object cut at its backend part boundaries."""
+        record, body = self.stored(bucket, key)
+        assert record.part_sizes is not None
+        out, offset = [], 0
+        for size in record.part_sizes:
+            out.append(body[offset:offset + size])
+            offset += size
+        return out
+
+    def minimal_trailers(self) -> Stack:
+        """Complete uploads as encproxy did before it indexed every completion
+        (FORMAT.md §7.3): no trailer after a terminal part, else a header-only one."""
+        self.middleware.uploads.always_index = False
+        return self
+
     def replica(self, **policy: Any) -> Stack:
         """Another middleware over the same store and keyring: nothing cached."""
         return build_stack(self.root, **policy)

@@ -131,7 +131,7 @@ def test_a_wrong_prediction_never_fails_half_way():
     first, last = 5 * MiB + 100, 13 * MiB - 1
     batches, stream = reads.decrypt_range(keys, len(body), etag, fetcher, first, last)
     assert b"".join(bytes(v) for v in batches) == plaintext[first:last + 1]
-    known = reads.cached(len(body), etag)
+    known = reads.cached("b", "k", len(body), etag)
     assert known is not None and known.authoritative
     assert known.layout.part_sizes == (5 * MiB, 6 * MiB, 2 * MiB)
 
@@ -169,4 +169,18 @@ def test_the_cache_is_bounded_by_parts():
         etag = f'"{i:032x}-2"'
         reads.layout(keys, len(body), etag, FakeFetcher(body))
     assert reads.cached_parts <= 5
-    assert reads.cached(len(body), etag) is not None
+    assert reads.cached("b", "k", len(body), etag) is not None
+
+
+def test_a_layout_is_never_used_for_another_object_with_the_same_etag_and_size():
+    """The backend names ETags and sizes: a layout verified for ``b/k`` is cached for that
+    object only, so another object the backend gives the same ETag and size is verified
+    on its own (and here, under its own keys, fails)."""
+    keys, body, _, etag = stored([5 * MiB, 5 * MiB, 3 * MiB])
+    other_keys, *_ = stored([5 * MiB, 5 * MiB, 3 * MiB])
+    reads = LayoutReader()
+    reads.layout(keys, len(body), etag, FakeFetcher(body))
+    assert reads.cached("b", "k", len(body), etag) is not None
+    assert reads.cached("b", "other", len(body), etag) is None
+    with pytest.raises(FormatError):
+        reads.layout(other_keys, len(body), etag, FakeFetcher(body, key="other"))

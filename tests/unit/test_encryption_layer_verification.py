@@ -40,7 +40,6 @@ from encproxy.filestore.records import ObjectMeta
 from encproxy.format.constants import Protection
 from encproxy.format.envelope import Envelope
 from encproxy.format.errors import EnvelopeAuthenticationFailed
-from encproxy.format.layout import segment_size
 from encproxy.keys.blob import Algorithm, ProviderKind, WrappedKey
 from encproxy.wsgi.encryption.integrity import authenticated_key_id
 
@@ -57,15 +56,6 @@ def store_parts(stack: Stack, key: str, meta: dict[str, str], parts: list[bytes]
     store.complete_upload(BUCKET, key, uid, done)
 
 
-def segments(body: bytes, sizes: list[int]) -> list[bytes]:
-    out, offset = [], 0
-    for size in sizes:
-        out.append(body[offset:offset + segment_size(size)])
-        offset += segment_size(size)
-    out.append(body[offset:])
-    return out
-
-
 # -- item 2: the layout check ---------------------------------------------------------------------
 
 CUTS = {
@@ -77,16 +67,28 @@ CUTS = {
 }
 
 
+SHAPES = [pytest.param(True, id="indexed"), pytest.param(False, id="minimal-trailer")]
+
+
+@pytest.mark.parametrize("indexed", SHAPES)
 @pytest.mark.parametrize("cut", sorted(CUTS))
-def test_a_truncated_object_releases_nothing(tmp_path: Path, cut: str,
+def test_a_truncated_object_releases_nothing(tmp_path: Path, cut: str, indexed: bool,
                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Both shapes encproxy writes: an indexed trailer (every completion now) and the
+    minimal header-only trailer (encproxy before; still read)."""
     stack = build_stack(tmp_path)
+    if not indexed:
+        stack.minimal_trailers()
     parts = {n: payload(PART, seed=n) for n in range(1, 6)}
     multipart_upload(stack.client, "t", parts, SSE_S3)
-    record, body = stack.stored(BUCKET, "t")
-    segs = segments(body, [PART] * 5)
-    assert len(segs[5]) == 52
+    record, _ = stack.stored(BUCKET, "t")
+    segs = stack.backend_parts(BUCKET, "t")
+    assert len(segs) == 6 and (len(segs[5]) > 52) == indexed
     store_parts(stack, "t", dict(record.meta.user_metadata), [segs[i] for i in CUTS[cut]])
+    altered, _ = stack.stored(BUCKET, "t")
+    if indexed and cut == "part-2-twice":
+        moved_part_is_found_when_read(stack, b"".join(parts.values()))
+        return
     for fresh in (stack, stack.replica()):
         client = fresh.client
         fresh.recorder.requests.clear()
@@ -96,32 +98,72 @@ def test_a_truncated_object_releases_nothing(tmp_path: Path, cut: str,
         assert error_of(get(client, "t", query="partNumber=1")) == (500, "InternalError")
         read = read_body(client, "t")
         assert read.status == 500 and not read.aborted
-        # Nothing but headers was read: no chunk of the object left the backend for a read.
-        ranged = [r for r in fresh.recorder.requests if "range" in r.headers]
-        sizes = [int(b) - int(a) + 1 for a, b in
-                 (r.headers["range"].removeprefix("bytes=").split("-") for r in ranged)]
-        assert sizes and all(s == 52 for s in sizes), sizes
+        # Nothing but segment headers and the index at the tail was read: no chunk of the
+        # object was fetched for a read.
+        ranged = [r.headers["range"].removeprefix("bytes=").split("-")
+                  for r in fresh.recorder.requests if "range" in r.headers]
+        assert ranged
+        for first, last in ((int(a), int(b)) for a, b in ranged):
+            is_tail = indexed and last == altered.size - 1
+            assert last - first + 1 == 52 or is_tail, (first, last, altered.size)
     assert "integrity failure on data/t" in caplog.text
+
+
+def moved_part_is_found_when_read(stack: Stack, data: bytes) -> None:
+    """Part 2 stored again in part 3's place, same size: the object's size, part count and
+    end are the index's and true, so HEAD answers them.  The moved part is found by the
+    read that reaches it, as a flipped byte would be (FORMAT.md §7.7): a range over it
+    fails before its first byte, a whole read aborts there; every byte released is the
+    object's own, at its own offset."""
+    for fresh in (stack, stack.replica()):
+        client = fresh.client
+        assert int(head(client, "t").headers["Content-Length"]) == len(data)
+        for first, last in ((0, 99), (PART - 5, PART + 5), (len(data) - 10, len(data) - 1)):
+            got = get(client, "t", {"range": f"bytes={first}-{last}"})
+            assert got.status_code == 206 and got.get_data() == data[first:last + 1]
+        over = get(client, "t", {"range": f"bytes={2 * PART + 5}-{2 * PART + 10}"})
+        assert error_of(over) == (500, "InternalError")
+        read = read_body(client, "t")
+        assert read.status == 200 and read.aborted
+        assert len(read.body) <= 2 * PART and data.startswith(read.body)
 
 
 def backend_reads(stack: Stack) -> list[str]:
     return [r.method + " " + r.headers.get("range", "-") for r in stack.recorder.requests]
 
 
-def test_what_the_layout_check_costs(tmp_path: Path) -> None:
-    """Cold: the first request, part 1's header, then every other header (in parallel),
-    then the range.  Warm: the first request and the range, as before the check."""
+def header_reads(reads: list[str]) -> list[str]:
+    return [r for r in reads if r.startswith("GET bytes=") and
+            int(r.split("-")[1]) - int(r.split("=")[1].split("-")[0]) == 51]
+
+
+@pytest.mark.parametrize("indexed", SHAPES)
+def test_what_the_layout_check_costs(tmp_path: Path, indexed: bool) -> None:
+    """Cold: the first request, then the index at the tail (indexed), or part 1's header
+    and every other header in parallel (minimal trailer); then the range.  Warm: the
+    first request and the range, as before the check.  The writer needs no check."""
     stack = build_stack(tmp_path)
+    if not indexed:
+        stack.minimal_trailers()
     parts = {n: payload(PART, seed=n) for n in range(1, 5)}
     multipart_upload(stack.client, "t", parts, SSE_S3)
     data = b"".join(parts.values())
+    stored, _ = stack.stored(BUCKET, "t")
+    stack.recorder.requests.clear()
+    got = get(stack.client, "t", {"range": f"bytes={PART + 7}-{PART + 70_000}"})
+    assert got.get_data() == data[PART + 7:PART + 70_001]
+    assert len(backend_reads(stack)) == 2      # the completing middleware knows the layout
     reader = stack.replica()
     got = get(reader.client, "t", {"range": f"bytes={2 * PART + 1}-{2 * PART + 100}"})
     assert got.status_code == 206 and got.get_data() == data[2 * PART + 1:2 * PART + 101]
     cold = backend_reads(reader)
-    headers = [r for r in cold if r.startswith("GET bytes=") and
-               int(r.split("-")[1]) - int(r.split("=")[1].split("-")[0]) == 51]
-    assert cold[0] == "HEAD -" and len(headers) == 5        # 4 parts and the trailer
+    assert cold[0] == "HEAD -"
+    if indexed:
+        assert cold[1].startswith("GET bytes=") and \
+            cold[1].endswith(f"-{stored.size - 1}") and not header_reads(cold[1:2])
+        assert len(cold) == 3        # HEAD, the index, the range
+    else:
+        assert len(header_reads(cold)) == 5        # 4 parts and the trailer
     reader.recorder.requests.clear()
     got = get(reader.client, "t", {"range": f"bytes={PART + 7}-{PART + 70_000}"})
     assert got.get_data() == data[PART + 7:PART + 70_001]
@@ -134,16 +176,16 @@ def test_what_the_layout_check_costs(tmp_path: Path) -> None:
 
 # -- item 4: key ids from authenticated data ---------------------------------------------------
 
-def forge_key_id(stack: Stack, key: str, key_id: str, multipart_sizes: list[int] | None) -> None:
+def forge_key_id(stack: Stack, key: str, key_id: str) -> None:
     record, body = stack.stored(BUCKET, key)
     meta = dict(record.meta.user_metadata)
     envelope = Envelope.decode(meta[ENVELOPE_METADATA])
     meta[ENVELOPE_METADATA] = dataclasses.replace(envelope, key_id=key_id).encode()
-    if multipart_sizes is None:
+    if record.part_sizes is None:
         stack.store.put_object(BUCKET, key, io.BytesIO(body), len(body),
                                ObjectMeta(user_metadata=meta))
     else:
-        store_parts(stack, key, meta, [s for s in segments(body, multipart_sizes) if s])
+        store_parts(stack, key, meta, stack.backend_parts(BUCKET, key))
 
 
 @pytest.mark.parametrize("multipart", [False, True], ids=["single", "multipart"])
@@ -151,14 +193,13 @@ def forge_key_id(stack: Stack, key: str, key_id: str, multipart_sizes: list[int]
 def test_a_forged_key_id_is_never_reported(tmp_path: Path, mode: Mode, multipart: bool,
                                            caplog: pytest.LogCaptureFixture) -> None:
     stack = build_stack(tmp_path)
-    sizes = [PART, 1000]
     if multipart:
         multipart_upload(stack.client, "t", {1: payload(PART), 2: payload(1000)}, mode)
     else:
         assert put(stack.client, "t", payload(3000), mode.write).status_code == 200
     if mode is SSE_KMS:
         assert sse_headers(head(stack.client, "t"))[SSE + "-aws-kms-key-id"] == KMS_KEY_ID
-    forge_key_id(stack, "t", "forged-key", sizes if multipart else None)
+    forge_key_id(stack, "t", "forged-key")
     for fresh in (stack, stack.replica()):
         resp = head(fresh.client, "t")
         assert resp.status_code == 500 and "forged-key" not in str(resp.headers)

@@ -139,7 +139,7 @@ class Copies:
         sse_headers = _sse_headers(plan, key_id, context)
         if src.multipart:
             etag = self._copy_parts(req, src, headers)
-            ctx.facts.put(etag, src.stored_size, ObjectFacts(
+            ctx.facts.put(req.bucket, req.key, etag, src.stored_size, ObjectFacts(
                 True, src.plaintext_size, etag, plan.mode, key_id))
             return self._result(req, src, etag, iso8601(time.time()), sse_headers)
         headers.update({"x-amz-copy-source": src.copy_source(),
@@ -154,7 +154,7 @@ class Copies:
             raise subrequest.failure(500, resp.body)
         backend_etag = xml.child_text(result, "ETag") or ""
         etag = backend_etag if plan.mode == sse.MODE_SSE_C else src.etag
-        ctx.facts.put(backend_etag, src.stored_size, ObjectFacts(
+        ctx.facts.put(req.bucket, req.key, backend_etag, src.stored_size, ObjectFacts(
             True, src.plaintext_size, etag, plan.mode, key_id))
         return self._result(req, src, etag, xml.child_text(result, "LastModified") or "",
                             sse_headers)
@@ -172,7 +172,7 @@ class Copies:
                           source=src.copy_source(), source_etag=src.backend_etag,
                           ranges=known.layout.backend_part_ranges(n),
                           numbers=known.layout.backend_part_numbers(n), headers=headers)
-        layouts.remember(src.stored_size, etag, known)
+        layouts.remember(req.bucket, req.key, src.stored_size, etag, known)
         return etag
 
     def _reencrypt(self, req: S3Request, src: Source, plan: sse.WritePlan, context: str | None,
@@ -210,7 +210,7 @@ class Copies:
         if plan.mode == sse.MODE_SSE_C:
             etag = backend_etag
         key_id = ctx.key_id(plan)
-        ctx.facts.put(backend_etag, encryptor.ciphertext_size, ObjectFacts(
+        ctx.facts.put(req.bucket, req.key, backend_etag, encryptor.ciphertext_size, ObjectFacts(
             True, src.plaintext_size, etag, plan.mode, key_id))
         return self._result(req, src, etag, iso8601(time.time()),
                             _sse_headers(plan, key_id, context))

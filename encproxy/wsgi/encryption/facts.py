@@ -4,8 +4,10 @@ A backend ETag names one stored body for good (it is the MD5 of the ciphertext,
 or of the part MD5s; on the embedded store, a sealed object's fingerprint, unique per
 write), so the facts derived from it (is it encrypted, its
 plaintext size, its client-visible ETag) are immutable and can be cached for as
-long as memory allows.  Listings use this to avoid a lookup per object on every
-page (DESIGN.md §3).
+long as memory allows.  The ETag and size are the backend's word, so the facts are
+also bound to the object's bucket and key: a backend that gives one object another's
+ETag and size gets nothing learnt about the other reported for it.  Listings use
+this to avoid a lookup per object on every page (DESIGN.md §3).
 """
 from __future__ import annotations
 
@@ -26,10 +28,12 @@ class ObjectFacts:
 class FactsCache:
     def __init__(self, max_entries: int = 100_000) -> None:
         self.max_entries = max_entries
-        self._entries: LRU[tuple[str, int], ObjectFacts] = LRU(max_entries)
+        self._entries: LRU[tuple[str, str, str, int], ObjectFacts] = LRU(max_entries)
 
-    def get(self, backend_etag: str, stored_size: int) -> ObjectFacts | None:
-        return self._entries.get((backend_etag.strip('"'), stored_size))
+    def get(self, bucket: str, key: str, backend_etag: str,
+            stored_size: int) -> ObjectFacts | None:
+        return self._entries.get((bucket, key, backend_etag.strip('"'), stored_size))
 
-    def put(self, backend_etag: str, stored_size: int, facts: ObjectFacts) -> None:
-        self._entries.put((backend_etag.strip('"'), stored_size), facts)
+    def put(self, bucket: str, key: str, backend_etag: str, stored_size: int,
+            facts: ObjectFacts) -> None:
+        self._entries.put((bucket, key, backend_etag.strip('"'), stored_size), facts)

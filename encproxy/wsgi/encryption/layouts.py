@@ -128,7 +128,7 @@ def check_predicted_header(layout: MultipartLayout, position: int,
 class LayoutReader:
     def __init__(self, max_cached_parts: int = MAX_CACHED_PARTS) -> None:
         self.max_cached_parts = max_cached_parts
-        self._cache: LRU[tuple[str, int], KnownLayout] = LRU(
+        self._cache: LRU[tuple[str, str, str, int], KnownLayout] = LRU(
             max_cached_parts, weigh=lambda known: known.layout.parts)
         self._pool = ThreadPoolExecutor(HEADER_THREADS, thread_name_prefix="encproxy-headers")
 
@@ -138,7 +138,7 @@ class LayoutReader:
         """The plaintext size, from the verified layout (FORMAT.md §7.7): never from
         ``(S, N)`` alone, which the backend controls.  ``keys`` is called only when
         the layout is not cached."""
-        known = self.cached(stored_size, etag)
+        known = self.cached(fetcher.bucket, fetcher.key, stored_size, etag)
         if known is None:
             known = self.layout(keys(), stored_size, etag, fetcher)
         return known.layout.plaintext_size
@@ -149,20 +149,23 @@ class LayoutReader:
         """How many parts the cached layouts hold together (what the cache is bounded by)."""
         return self._cache.weight
 
-    def cached(self, stored_size: int, etag: str) -> KnownLayout | None:
-        return self._cache.get((etag.strip('"'), stored_size))
+    def cached(self, bucket: str, key: str, stored_size: int, etag: str) -> KnownLayout | None:
+        return self._cache.get((bucket, key, etag.strip('"'), stored_size))
 
-    def remember(self, stored_size: int, etag: str, known: KnownLayout) -> None:
-        """Cache ``known`` (verified) as the layout of the stored body (ETag, size)."""
-        self._cache.put((etag.strip('"'), stored_size), known)
+    def remember(self, bucket: str, key: str, stored_size: int, etag: str,
+                 known: KnownLayout) -> None:
+        """Cache ``known`` (verified) as the layout of the stored body (ETag, size) of
+        ``bucket/key``: the backend names the ETag and size, so a layout is never used
+        for another object that it says has the same."""
+        self._cache.put((bucket, key, etag.strip('"'), stored_size), known)
 
     def layout(self, keys: ObjectKeys, stored_size: int, etag: str,
                fetcher: Fetcher) -> KnownLayout:
         """The object's layout, verified whole (FORMAT.md §7.7), from the cache or read."""
-        known = self.cached(stored_size, etag)
+        known = self.cached(fetcher.bucket, fetcher.key, stored_size, etag)
         if known is None:
             known = self._discover(keys, stored_size, etag, fetcher)
-            self.remember(stored_size, etag, known)
+            self.remember(fetcher.bucket, fetcher.key, stored_size, etag, known)
         return known
 
     def _discover(self, keys: ObjectKeys, stored_size: int, etag: str,

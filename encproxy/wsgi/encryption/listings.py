@@ -56,11 +56,12 @@ class Listings:
         entries = [e for e in root.findall(entry_tag)
                    if e.find("ETag") is not None and e.find("Size") is not None]
         facts = self.ctx.facts
-        missing = [e for e in entries if facts.get(*_identity(e)) is None]
+        missing = [e for e in entries
+                   if facts.get(*_identity(req.bucket, e, url_encoded)) is None]
         if missing:
             list(self._lookups.map(lambda e: self._learn(req, e, url_encoded), missing))
         for e in entries:
-            known = facts.get(*_identity(e))
+            known = facts.get(*_identity(req.bucket, e, url_encoded))
             if known is not None and known.encrypted:
                 e.find("ETag").text = known.etag  # type: ignore[union-attr]
                 e.find("Size").text = str(known.plaintext_size)  # type: ignore[union-attr]
@@ -69,15 +70,13 @@ class Listings:
     def _learn(self, req: S3Request, entry: Any, url_encoded: bool) -> None:
         """Look one listed object up (HEAD, then its sealed ETag) and cache the facts."""
         assert req.bucket is not None
-        name = xml.child_text(entry, "Key") or ""
-        key = unquote_plus(name) if url_encoded else name
-        listed_etag, listed_size = _identity(entry)
+        _, key, listed_etag, listed_size = _identity(req.bucket, entry, url_encoded)
         resp = subrequest.request(self.ctx.app, req.environ, "HEAD", req.bucket, key)
         if not resp.ok or resp.headers.get("etag", "").strip('"') != listed_etag.strip('"'):
             return  # gone or replaced since the listing: report it as listed
         value = resp.headers.get(ENVELOPE_HEADER)
         if value is None:
-            self.ctx.facts.put(listed_etag, listed_size,
+            self.ctx.facts.put(req.bucket, key, listed_etag, listed_size,
                                ObjectFacts(False, listed_size, listed_etag))
             return
         try:
@@ -96,7 +95,7 @@ class Listings:
                       headers: dict[str, str], stored_size: int, etag: str) -> None:
         mode = mode_of(envelope.protection)
         if mode == sse.MODE_SSE_C:
-            self.ctx.facts.put(etag, stored_size, ObjectFacts(
+            self.ctx.facts.put(bucket, key, etag, stored_size, ObjectFacts(
                 True, plaintext_size(stored_size), etag, mode))
             return
         keys = open_object(self.ctx.keys, envelope, bucket, key, _context(headers))
@@ -115,7 +114,7 @@ class Listings:
         ``(S, N)`` gives for a regular layout, else what the backend listed.
         """
         mode = mode_of(envelope.protection)
-        known = self.ctx.layouts.cached(stored_size, etag)
+        known = self.ctx.layouts.cached(bucket, key, stored_size, etag)
         key_id: str | None = None
         if known is not None:
             size = known.layout.plaintext_size
@@ -133,12 +132,17 @@ class Listings:
             with integrity.reported(bucket, key):
                 key_id = integrity.authenticated_key_id(envelope)
                 size = self.ctx.layouts.plaintext_size(lambda: keys, stored_size, etag, fetcher)
-        self.ctx.facts.put(etag, stored_size, ObjectFacts(True, size, etag, mode, key_id))
+        self.ctx.facts.put(bucket, key, etag, stored_size,
+                           ObjectFacts(True, size, etag, mode, key_id))
 
 
-def _identity(entry: Any) -> tuple[str, int]:
-    """A listing entry's backend ETag and stored size: what its facts are cached by."""
-    return xml.child_text(entry, "ETag") or "", int(xml.child_text(entry, "Size") or "0")
+def _identity(bucket: str, entry: Any, url_encoded: bool) -> tuple[str, str, str, int]:
+    """A listing entry's bucket, key, backend ETag and stored size: what its facts are
+    cached by."""
+    name = xml.child_text(entry, "Key") or ""
+    key = unquote_plus(name) if url_encoded else name
+    return (bucket, key, xml.child_text(entry, "ETag") or "",
+            int(xml.child_text(entry, "Size") or "0"))
 
 
 def _context(headers: dict[str, str]) -> dict[str, str] | None:

@@ -48,8 +48,8 @@ class EncryptionMiddleware:
         self.context = EncryptionContext(app, configs, keys, policy, facts or FactsCache(),
                                          LayoutReader())
         ctx = self.context
-        uploads = MultipartUploads(ctx, UploadStore(app, configs.internal_bucket,
-                                                       configs.records))
+        self.uploads = uploads = MultipartUploads(
+            ctx, UploadStore(app, configs.internal_bucket, configs.records))
         copies = Copies(ctx, uploads)
         listings = Listings(ctx)
         self.handlers: dict[str, Handler] = {

@@ -131,14 +131,14 @@ def client_etag(ctx: EncryptionContext, decryptor: ObjectDecryptor, mode: str,
     """
     if mode == sse.MODE_SSE_C:
         return fetcher.etag
-    facts = ctx.facts.get(fetcher.etag, stored_size)
+    facts = ctx.facts.get(fetcher.bucket, fetcher.key, fetcher.etag, stored_size)
     if facts is not None and facts.encrypted:
         return facts.etag
     start, stop = decryptor.etag_seal_range
     with integrity.reported(fetcher.bucket, fetcher.key):
         seal = whole[start:stop] if whole is not None else fetcher.read(start, stop)
         etag = '"' + decryptor.open_etag_seal(seal).hex() + '"'
-    ctx.facts.put(fetcher.etag, stored_size, ObjectFacts(
+    ctx.facts.put(fetcher.bucket, fetcher.key, fetcher.etag, stored_size, ObjectFacts(
         True, decryptor.plaintext_size, etag, mode))
     return etag
 
@@ -171,7 +171,8 @@ def _single(ctx: EncryptionContext, read: EncryptedRead) -> Response:
         decryptor = ObjectDecryptor(keys, stored_size)
     whole = None
     if not read.head and not read.ranged and stored_size <= WHOLE_BODY_UP_TO and \
-            read.mode != sse.MODE_SSE_C and ctx.facts.get(read.backend_etag, stored_size) is None:
+            read.mode != sse.MODE_SSE_C and \
+            ctx.facts.get(read.bucket, read.key, read.backend_etag, stored_size) is None:
         whole = read.first.read_all(limit=stored_size)
     etag = client_etag(ctx, decryptor, read.mode, read.fetcher, stored_size, whole)
     _check_conditions(read, etag)
@@ -229,7 +230,8 @@ def _multipart(ctx: EncryptionContext, read: EncryptedRead) -> Response:
         # The size of the verified layout (FORMAT.md §7.7), before any byte or size
         # is released, for HEAD, ranged and whole reads alike.
         size = layouts.plaintext_size(lambda: keys, stored_size, etag, fetcher)
-        ctx.facts.put(etag, stored_size, ObjectFacts(True, size, etag, read.mode, key_id))
+        ctx.facts.put(read.bucket, read.key, etag, stored_size,
+                      ObjectFacts(True, size, etag, read.mode, key_id))
         _check_conditions(read, etag)
         byte_range, parts_count = None, None
         if "partNumber" in read.req.query:

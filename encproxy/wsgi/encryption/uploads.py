@@ -65,6 +65,7 @@ from encproxy.wsgi.encryption.headers import (
     refuse_reserved_metadata,
     stored_metadata,
 )
+from encproxy.wsgi.encryption.layouts import KnownLayout
 from encproxy.wsgi.encryption.part_copy import complete_upload, upload_query
 from encproxy.wsgi.encryption.streaming import read_exactly
 from encproxy.wsgi.encryption.upload_store import UploadRecord, UploadStore
@@ -90,10 +91,16 @@ def upload_id_of(req: S3Request) -> str:
 
 
 class MultipartUploads:
-    def __init__(self, ctx: EncryptionContext, store: UploadStore) -> None:
+    """The multipart operations.  ``always_index`` (the default) seals every
+    completion it can with an indexed trailer (FORMAT.md §7.3); False writes the
+    minimal trailer, as encproxy did before, which tests use to make such objects."""
+
+    def __init__(self, ctx: EncryptionContext, store: UploadStore, *,
+                 always_index: bool = True) -> None:
         self.ctx = ctx
         self.app = ctx.app
         self.store = store
+        self.always_index = always_index
 
     # -- CreateMultipartUpload -----------------------------------------------------------
     def create(self, req: S3Request) -> Response:
@@ -265,7 +272,10 @@ class MultipartUploads:
         customer = sse.parse_customer_key(req.headers)
         stored = self.backend_parts(req.environ, bucket, key, upload_id)
         etags, sizes, retried_tail = self._chosen_parts(req, upload_id, chosen, stored)
-        plan = plan_completion(numbers, sizes, can_rewrite_last_part=True)
+        # An SSE-C object's index opens only with the customer's key, which listings do
+        # not have: they size it by §7.5's arithmetic, which an index signal would stop.
+        plan = plan_completion(numbers, sizes, can_rewrite_last_part=True,
+                               always_index=self.always_index and record.mode != sse.MODE_SSE_C)
         if retried_tail and not plan.held_tail:
             last, etag = chosen[-1]
             raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(last), ETag=etag)
@@ -276,8 +286,12 @@ class MultipartUploads:
         etag = xml.child_text(xml.parse(done.body, max_size=subrequest.MAX_SUBRESPONSE),
                               "ETag") or ""
         self.store.forget(bucket, key, upload_id, req.environ)
-        self.ctx.facts.put(etag, plan.layout.ciphertext_size, ObjectFacts(
+        self.ctx.facts.put(bucket, key, etag, plan.layout.ciphertext_size, ObjectFacts(
             True, plan.layout.plaintext_size, etag, record.mode, record.key_id))
+        # The layout written is the verified layout (§7.7): this worker's first read
+        # of the object needs no layout check.
+        self.ctx.layouts.remember(bucket, key, plan.layout.ciphertext_size, etag,
+                                  KnownLayout(plan.layout))
         root = xml.Node("CompleteMultipartUploadResult")
         host = req.headers.get("host", "localhost")
         root.add("Location", f"http://{host}/{bucket}/{quote(key)}")

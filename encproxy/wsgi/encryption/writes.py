@@ -76,7 +76,7 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
         etag = backend_etag or etag
     key_id = ctx.key_id(plan)
     if backend_etag:
-        ctx.facts.put(backend_etag, encryptor.ciphertext_size, ObjectFacts(
+        ctx.facts.put(req.bucket, req.key, backend_etag, encryptor.ciphertext_size, ObjectFacts(
             True, length, etag, plan.mode, key_id))
     headers = {"ETag": etag, **sse.response_headers(
         plan.mode, key_id, plan.customer.key_md5 if plan.customer else None,
