@@ -103,6 +103,11 @@ class _Conn(TConn):  # type: ignore[misc]  # gunicorn is untyped
         self.worker = worker
         self.head: HeadReader | None = None
         self.handshaken = False
+        # Whether this worker's loop watches the socket for its head.  Kept here so
+        # that the loop never asks the poller about a socket it does not hold: the
+        # poller's KeyError formats the socket (a getsockname and a getpeername),
+        # once a request on every keep-alive connection.
+        self.watched = False
 
     def close(self, graceful: bool = False) -> None:
         if graceful:
@@ -217,15 +222,18 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
 
     def _watch(self, conn: _Conn, events: int) -> None:
         callback = partial(self._on_event, conn)
-        try:
+        if conn.watched:
             self.poller.modify(conn.sock, events, callback)
-        except KeyError:
+        else:
             self.poller.register(conn.sock, events, callback)
+            conn.watched = True
 
     def _unwatch(self, conn: _Conn) -> None:
         self.heads.discard(conn)
-        with contextlib.suppress(KeyError, ValueError, OSError):
-            self.poller.unregister(conn.sock)
+        if conn.watched:
+            conn.watched = False
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.poller.unregister(conn.sock)
 
     def _on_event(self, conn: _Conn, _fileobj: Any) -> None:
         self._step(conn)

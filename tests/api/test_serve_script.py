@@ -43,9 +43,13 @@ def test_scripts_serve_with_shipped_config(tmp_path):
                           config=Config(s3={"addressing_style": "path"}))
         name = "serve-" + uuid.uuid4().hex[:8]
         s3.create_bucket(Bucket=name)
-        s3.put_object(Bucket=name, Key="k", Body=b"via scripts/serve")
-        assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"via scripts/serve"
-        assert list((tmp_path / "data").iterdir())  # the override reached the store
+        body = b"via scripts/serve, stored as ciphertext"
+        put = s3.put_object(Bucket=name, Key="k", Body=body)
+        assert put["ServerSideEncryption"] == "AES256"   # shipped [encryption] default
+        assert s3.get_object(Bucket=name, Key="k")["Body"].read() == body
+        stored = [p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()]
+        assert stored  # the override reached the store
+        assert not any(body in data for data in stored)
         # First start made the default key, private to its owner.
         key_files = [p for p in (tmp_path / "keys").iterdir() if p.is_file()]
         assert key_files and all(p.stat().st_mode & 0o077 == 0 for p in key_files)

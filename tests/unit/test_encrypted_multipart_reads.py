@@ -184,3 +184,16 @@ def test_a_layout_is_never_used_for_another_object_with_the_same_etag_and_size()
     assert reads.cached("b", "other", len(body), etag) is None
     with pytest.raises(FormatError):
         reads.layout(other_keys, len(body), etag, FakeFetcher(body, key="other"))
+
+
+def test_facts_are_never_used_for_another_object_with_the_same_etag_and_size():
+    """The same binding for what listings and HEAD learn (plaintext size, client ETag,
+    mode, key id): keyed by bucket and key as well as the backend's ETag and size."""
+    from encproxy.wsgi.encryption.facts import FactsCache, ObjectFacts
+    facts = FactsCache()
+    learnt = ObjectFacts(True, 1000, '"' + "a" * 32 + '"', "aws:kms", "key-a")
+    facts.put("b", "k", '"' + "e" * 32 + '"', 1100, learnt)
+    assert facts.get("b", "k", "e" * 32, 1100) == learnt
+    for bucket, key in (("b", "other"), ("other", "k")):
+        assert facts.get(bucket, key, "e" * 32, 1100) is None
+    assert facts.get("b", "k", "e" * 32, 1101) is None

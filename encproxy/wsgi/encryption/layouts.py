@@ -6,9 +6,9 @@ GetObjectAttributes as S3 does).  Everything comes from the stored size, the
 backend ETag's ``-N`` and the object's own authenticated framing:
 
 * the **layout** (every part's number, size and offset, and how the object ends)
-  is the index's, or a prediction from part 1's header (equal parts and a shorter
-  last one, what clients send), or, when the prediction is wrong, the walked
-  headers;
+  is the index's (every SSE-S3 and SSE-KMS completion writes one, FORMAT.md §7.3),
+  or a prediction from part 1's header (equal parts and a shorter last one, what
+  clients send), or, when the prediction is wrong, the walked headers;
 * the **plaintext size** is the layout's.
 
 The backend is not trusted with the layout (FORMAT.md §7.7, the layout check):
@@ -21,7 +21,8 @@ number and size, and the object must end exactly as §7.3 requires (a terminal
 last part, or a trailer numbered last + 1, at the stored size).  So a stored
 object cut short, whatever its ETag says, is refused before the first byte of a
 ranged read, a whole read or a HEAD is released.  Verified layouts are cached
-by backend ETag and stored size, which never change meaning, within a bound on
+by bucket, key, backend ETag and stored size (the backend names the last two, so
+a layout is never lent to another object it gives the same), within a bound on
 the parts held: a warm read costs no extra request.
 """
 from __future__ import annotations
