@@ -276,6 +276,11 @@ class AwsChunkedDecoder:
                 if lines and lines[-1][0] != _TRAILER_SIGNATURE and self._signed \
                         and self._with_trailer:
                     continue  # tolerate "name:value\n\r\n" before the signature line
+                # minio-go ends an unsigned trailer "name:value\n\r\n\r\n": one more blank
+                # line may follow the one that ends the section, and nothing else.
+                if lines and self._with_trailer and not self._signed \
+                        and self._line(MAX_TRAILER_LINE, lf_ok=True) not in (None, b""):
+                    raise malformed("data follows the final chunk")
                 return lines
             if not self._with_trailer:
                 raise malformed("trailing headers after the final chunk")

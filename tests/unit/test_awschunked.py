@@ -400,6 +400,19 @@ def test_trailer_lines_with_bare_lf_and_spaces() -> None:
     assert data == b"hello" and decoder.checksum is not None
 
 
+def test_minio_go_unsigned_trailer() -> None:
+    """minio-go ends its trailer line in a bare LF, then two CRLFs; AWS accepts it."""
+    value = checksum_b64("crc32c", b"hello")
+    body = b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32c:%s\n\r\n\r\n" % value.encode()
+    data, decoder = decode(body, UNSIGNED_TRAILER, decoded_length=5, trailer="crc32c")
+    assert data == b"hello" and decoder.checksum is not None
+    assert decoder.checksum.value == value
+    # One extra blank line, and nothing else: anything more is data after the end.
+    for extra in (b"\r\n", b"x-amz-meta-a:b\r\n\r\n", b"junk"):
+        with pytest.raises(errors.InvalidRequest):
+            decode(body + extra, UNSIGNED_TRAILER, decoded_length=5, trailer="crc32c")
+
+
 def test_signed_trailer_blank_line_before_signature_and_no_final_crlf() -> None:
     # Forms some SDKs send: "name:value\n\r\n" before the signature; no closing blank line.
     body = encode([b"hello"], SIGNED_TRAILER, doc_signing(), trailer="crc32")
