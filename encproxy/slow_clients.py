@@ -90,6 +90,9 @@ class HeadReader:
         return _BODY_HEADER_RE.search(self.data, 0, end + 2) is None
 
 
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
 class PacedSocket:
     """``recv``/``recv_into`` of ``sock`` under one request's deadline; see the module doc.
 
@@ -108,6 +111,7 @@ class PacedSocket:
         self._rate: float | None = None   # None: a fixed deadline (the head)
         self._received = 0
         self._outer: float | None = None  # a caller's own settimeout (gunicorn's drain)
+        self._continue = False            # a "100 Continue" owed before the first body read
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
@@ -122,6 +126,18 @@ class PacedSocket:
         self._start, self._allowance = self.clock(), self.limits.body_timeout
         self._rate = float(self.limits.body_min_rate)
         self._received = 0
+
+    def expect_continue(self) -> None:
+        """The client asked ``Expect: 100-continue``: answer it when the application
+        first reads the body, that is after it has authenticated the request (S3
+        answers an error instead, and the client then sends no body)."""
+        self._continue = True
+
+    def withdraw_continue(self) -> bool:
+        """The response starts: no "100 Continue" may follow it.  True if one was owed
+        and never sent (the client may or may not send its body: close after)."""
+        owed, self._continue = self._continue, False
+        return owed
 
     def remaining(self) -> float:
         """Seconds left before the deadline, at the bytes received so far."""
@@ -145,6 +161,9 @@ class PacedSocket:
         return n
 
     def _paced(self, read: Callable[[], Any]) -> Any:
+        if self._continue:
+            self._continue = False
+            self.sock.sendall(CONTINUE)
         left = self.remaining()
         if left <= 0:
             raise TimeoutError("request read deadline passed")

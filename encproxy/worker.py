@@ -323,6 +323,17 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
 
     # -- the application, and gunicorn's own errors ----------------------------------
 
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        # gunicorn answers "Expect: 100-continue" as it builds the environ, before any
+        # authentication; S3 answers it only once the request is accepted.  The paced
+        # socket sends it when the application first reads the body (PacedSocket).
+        if getattr(req, "_expected_100_continue", False):
+            paced = conn.parser.unreader.sock
+            if isinstance(paced, PacedSocket):
+                req._expected_100_continue = False
+                paced.expect_continue()
+        return super().handle_request(req, conn)
+
     def serve(self, app: Callable[..., Any], environ: dict[str, Any],
               start_response: Callable[..., Any]) -> Any:
         """Call ``app`` with the body deadline running and Connection: close honoured."""
@@ -333,7 +344,8 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         response = getattr(start_response, "__self__", None)
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            if _is_close(headers) or not body_drainable(body):
+            owed = isinstance(paced, PacedSocket) and paced.withdraw_continue()
+            if owed or _is_close(headers) or not body_drainable(body):
                 force_close = getattr(response, "force_close", None)
                 if force_close is not None:
                     force_close()

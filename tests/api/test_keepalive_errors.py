@@ -124,3 +124,33 @@ def test_gunicorn_parse_errors_are_s3_xml(server):
             assert xml.startswith(b"<?xml") and b"<Code>" + code + b"</Code>" in xml, xml
             assert b"<RequestId>" in xml and headers["x-amz-request-id"]
             assert closed_cleanly(sock)
+
+
+# -- Expect: 100-continue -------------------------------------------------------------------
+
+def expecting(method: str, endpoint: str, path: str, body: bytes, tamper: bool) -> bytes:
+    """The head alone, with Expect: 100-continue (the body follows only when told)."""
+    head = request_bytes(method, endpoint, path, body, {"expect": "100-continue"}, tamper)
+    return head[:len(head) - len(body)] if body else head
+
+
+def test_100_continue_comes_only_after_authentication(server, bucket):
+    """S3 answers Expect: 100-continue only for a request it accepts; a refused one gets
+    its error and no 100 (gunicorn itself sent 100 before anything was checked)."""
+    body = b"y" * 1000
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(expecting("PUT", server.endpoint, f"/{bucket}/refused", body, True))
+        status, headers, xml = read_one(sock)
+        assert status.split()[1] == b"403", status
+        assert b"<Code>SignatureDoesNotMatch</Code>" in xml
+        assert headers["connection"] == "close"   # whether the body comes is the client's
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(expecting("PUT", server.endpoint, f"/{bucket}/accepted", body, False))
+        status, _, _ = read_one(sock)
+        assert status.split()[1] == b"100", status
+        sock.sendall(body)
+        status, headers, _ = read_one(sock)
+        assert status.split()[1] == b"200", status
+        sock.sendall(request_bytes("GET", server.endpoint, f"/{bucket}/accepted", b""))
+        status, _, got = read_one(sock)
+        assert status.split()[1] == b"200" and got == body
