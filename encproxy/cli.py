@@ -53,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
     add_keys_parser(sub)  # encproxy keys create|rotate|list|ensure-default|retire
     from encproxy.rotation import add_rotate_parser
     add_rotate_parser(sub)  # encproxy rotate --bucket B [--prefix P] [--to-key K] [--dry-run]
+    from encproxy.orphans import add_uploads_parser
+    add_uploads_parser(sub)  # encproxy uploads orphans [--delete]
     return p
 
 

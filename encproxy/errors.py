@@ -95,6 +95,13 @@ class AuthorizationQueryParametersError(S3Error):
     default_message = "Query-string authentication parameters are malformed."
 
 
+class ExpiresOutOfRange(AuthorizationQueryParametersError):
+    """S3 error AuthorizationQueryParametersError, with 403: a presigned URL's X-Amz-Expires
+    is negative or over a week, which S3 answers 403 (other query errors are 400)."""
+
+    status = 403
+
+
 class XAmzContentSHA256Mismatch(S3Error):
     """S3 error XAmzContentSHA256Mismatch (400)."""
 
@@ -247,6 +254,41 @@ class InvalidEncryptionAlgorithmError(S3Error):
     default_message = "The Encryption request you specified is not valid. Supported value: AES256."
 
 
+# -- POST Object (browser uploads) ----------------------------------------------------
+class InvalidPolicyDocument(S3Error):
+    """S3 error InvalidPolicyDocument (400)."""
+
+    code = "InvalidPolicyDocument"
+    status = 400
+    default_message = (
+        "The content of the form does not meet the conditions specified in the policy document."
+    )
+
+
+class IncorrectNumberOfFilesInPostRequest(S3Error):
+    """S3 error IncorrectNumberOfFilesInPostRequest (400)."""
+
+    code = "IncorrectNumberOfFilesInPostRequest"
+    status = 400
+    default_message = "POST requires exactly one file upload per request."
+
+
+class MalformedPOSTRequest(S3Error):
+    """S3 error MalformedPOSTRequest (400)."""
+
+    code = "MalformedPOSTRequest"
+    status = 400
+    default_message = "The body of your POST request is not well-formed multipart/form-data."
+
+
+class MaxPostPreDataLengthExceededError(S3Error):
+    """S3 error MaxPostPreDataLengthExceededError (400)."""
+
+    code = "MaxPostPreDataLengthExceededError"
+    status = 400
+    default_message = "Your POST request fields preceding the upload file were too large."
+
+
 # -- buckets -------------------------------------------------------------------------
 class ServerSideEncryptionConfigurationNotFoundError(S3Error):
     """S3 error ServerSideEncryptionConfigurationNotFoundError (404)."""
@@ -337,6 +379,88 @@ class NoSuchVersion(S3Error):
     code = "NoSuchVersion"
     status = 404
     default_message = "The specified version does not exist."
+
+
+# -- a bucket configuration that does not exist (what S3 answers a read of it) ---------
+class NoSuchBucketPolicy(S3Error):
+    """S3 error NoSuchBucketPolicy (404)."""
+
+    code = "NoSuchBucketPolicy"
+    status = 404
+    default_message = "The bucket policy does not exist"
+
+
+class NoSuchCORSConfiguration(S3Error):
+    """S3 error NoSuchCORSConfiguration (404)."""
+
+    code = "NoSuchCORSConfiguration"
+    status = 404
+    default_message = "The CORS configuration does not exist"
+
+
+class NoSuchTagSet(S3Error):
+    """S3 error NoSuchTagSet (404)."""
+
+    code = "NoSuchTagSet"
+    status = 404
+    default_message = "The TagSet does not exist"
+
+
+class NoSuchLifecycleConfiguration(S3Error):
+    """S3 error NoSuchLifecycleConfiguration (404)."""
+
+    code = "NoSuchLifecycleConfiguration"
+    status = 404
+    default_message = "The lifecycle configuration does not exist"
+
+
+class NoSuchWebsiteConfiguration(S3Error):
+    """S3 error NoSuchWebsiteConfiguration (404)."""
+
+    code = "NoSuchWebsiteConfiguration"
+    status = 404
+    default_message = "The specified bucket does not have a website configuration"
+
+
+class ReplicationConfigurationNotFoundError(S3Error):
+    """S3 error ReplicationConfigurationNotFoundError (404)."""
+
+    code = "ReplicationConfigurationNotFoundError"
+    status = 404
+    default_message = "The replication configuration was not found"
+
+
+class ObjectLockConfigurationNotFoundError(S3Error):
+    """S3 error ObjectLockConfigurationNotFoundError (404)."""
+
+    code = "ObjectLockConfigurationNotFoundError"
+    status = 404
+    default_message = "Object Lock configuration does not exist for this bucket"
+
+
+class OwnershipControlsNotFoundError(S3Error):
+    """S3 error OwnershipControlsNotFoundError (404)."""
+
+    code = "OwnershipControlsNotFoundError"
+    status = 404
+    default_message = "The bucket ownership controls were not found"
+
+
+class NoSuchPublicAccessBlockConfiguration(S3Error):
+    """S3 error NoSuchPublicAccessBlockConfiguration (404)."""
+
+    code = "NoSuchPublicAccessBlockConfiguration"
+    status = 404
+    default_message = "The public access block configuration was not found"
+
+
+class NoSuchConfiguration(S3Error):
+    """S3 error NoSuchConfiguration (404): an analytics, inventory, metrics or
+    intelligent-tiering configuration id that does not exist."""
+
+    code = "NoSuchConfiguration"
+    status = 404
+    default_message = "The specified configuration does not exist."
 
 
 class PreconditionFailed(S3Error):

@@ -120,6 +120,24 @@ def _text(text: str) -> str:
     return text.strip()
 
 
+_CONDITIONAL_WRITES = ("PutObject", "CopyObject", "CompleteMultipartUpload")
+_CONDITION_NAMES = ("If-Match", "If-None-Match")
+
+
+def _conditional_writes(text: str) -> frozenset[str]:
+    """``Operation`` or ``Operation:Header`` entries, comma-separated (may be empty)."""
+    out = set()
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        op, _, header = item.partition(":")
+        if op not in _CONDITIONAL_WRITES or (header and header not in _CONDITION_NAMES):
+            raise ValueError(f"{item!r} is not one of {', '.join(_CONDITIONAL_WRITES)}, "
+                             "optionally followed by :If-Match or :If-None-Match")
+        out.add(item)
+    return frozenset(out)
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text.strip())
@@ -236,6 +254,11 @@ OPTIONS: tuple[Option, ...] = (
            "If set, /_encproxy/metrics answers only these client addresses/networks."),
     Option("server", "ready_timeout", "2", _positive_float,
            "Seconds each /_encproxy/ready check may take before it counts as failed."),
+    Option("auth", "allow_sigv2", "true", _bool,
+           "Accept AWS Signature Version 2 (Authorization: AWS ..., AWSAccessKeyId/Signature/"
+           "Expires URLs, SigV2 POST policies), which boto3 uses for presigned URLs and POST "
+           "policies unless told s3v4. false: refuse it as a SigV4-only AWS region does "
+           "(InvalidRequest, 'Please use AWS4-HMAC-SHA256')."),
     Option("backend", "type", "file", _choice("file", "s3"),
            "Where objects are stored: 'file', the embedded store, or 's3', any S3 server."),
     Option("backend", "root", "../var/data", _path,
@@ -261,6 +284,12 @@ OPTIONS: tuple[Option, ...] = (
            "type=s3: seconds the backend may stay silent while answering."),
     Option("backend", "pool_size", "32", _int_range(1, 1024),
            "type=s3: connections to the backend kept open per worker process."),
+    Option("backend", "conditional_writes", "PutObject", _conditional_writes,
+           "type=s3: the conditional writes (If-Match, If-None-Match) the backend enforces "
+           "atomically: PutObject, CopyObject, CompleteMultipartUpload, each whole or as "
+           "Operation:If-Match / Operation:If-None-Match. encproxy refuses the others with "
+           "NotImplemented rather than let the backend ignore them (docs/BACKENDS.md). "
+           "AWS S3 enforces all three."),
     # [keys]: documented in conf/encproxy.ini and docs/KEYS.md; cross-checked in _check_keys.
     Option("backend", "internal_bucket", "encproxy-internal", _bucket_name,
            "The backend bucket where encproxy keeps its own state (bucket encryption "

@@ -24,7 +24,11 @@ S3 specifics that differ from the generic SigV4 test suite, and why:
   keys) and does not double-encode;
 * the payload hash line is the value of ``x-amz-content-sha256`` (or
   ``UNSIGNED-PAYLOAD`` for a presigned URL), never computed here: the body
-  is checked while it streams (``encproxy.wsgi.auth.body``).
+  is checked while it streams (``encproxy.wsgi.auth.body``);
+* header values are hashed as the bytes the client sent when those are UTF-8
+  (every SDK that sends non-ASCII metadata sends UTF-8, and AWS hashes the
+  bytes), else as the latin-1 text they spell, which is what botocore hashes
+  for a value it sends as latin-1 (:func:`header_text`).
 
 Outgoing requests (to an S3 backend) are signed by :func:`sign`, the mirror
 image of :func:`verify`, from the same four steps.
@@ -136,27 +140,59 @@ def canonical_header_value(value: str) -> str:
     return _SPACE_RUN_RE.sub(" ", value.strip(" \t"))
 
 
-def canonical_headers(headers: Mapping[str, str], signed_headers: Sequence[str]) -> str:
+def _wire(value: str) -> bytes:
+    """The bytes of a header value: WSGI carries them as latin-1 text (PEP 3333); text
+    that is not latin-1 did not come from the wire that way and is taken as UTF-8."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+
+
+def header_text(value: str) -> str:
+    """A received header value as the text its signer hashed (as UTF-8).
+
+    Bytes that are UTF-8 are that text: SDKs that send non-ASCII metadata (Go,
+    Java, JavaScript, curl) send and sign UTF-8, and AWS hashes the bytes.  Bytes
+    that are not UTF-8 are their latin-1 text: botocore signs a value as UTF-8 but
+    sends it as latin-1 (http.client's encoding), so ``é`` arrives as ``0xE9``.
+    """
+    try:
+        return _wire(value).decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
+def sent_text(value: str) -> str:
+    """A header value to be sent, as text whose UTF-8 (``surrogateescape``) is its bytes:
+    the receiver (AWS, Ceph RGW) hashes the bytes it gets."""
+    return _wire(value).decode("utf-8", "surrogateescape")
+
+
+def canonical_headers(headers: Mapping[str, str], signed_headers: Sequence[str],
+                      text: Callable[[str], str] = header_text) -> str:
     """``name:value\\n`` for each signed header, in the order the client listed them.
 
     ``headers`` must have lower-case names; repeated headers are expected to be
     joined with ``,`` already (as HTTP servers and WSGI do).  A signed header
     that is absent contributes an empty value, which cannot match a signature
-    made over a real value.
+    made over a real value.  ``text`` maps a value as WSGI carries it to the text
+    that is hashed (:func:`header_text` for received requests, :func:`sent_text`
+    for outgoing ones).
     """
-    return "".join(f"{name}:{canonical_header_value(headers.get(name, ''))}\n"
+    return "".join(f"{name}:{canonical_header_value(text(headers.get(name, '')))}\n"
                    for name in signed_headers)
 
 
 def canonical_request(method: str, raw_path: str | bytes, query: str,
                       headers: Mapping[str, str], signed_headers: Sequence[str],
-                      payload_hash: str) -> str:
+                      payload_hash: str, text: Callable[[str], str] = header_text) -> str:
     """Step 1.  ``query`` is already canonical (see :func:`canonical_query`)."""
     return "\n".join([
         method.upper(),
         canonical_uri(raw_path),
         query,
-        canonical_headers(headers, signed_headers),
+        canonical_headers(headers, signed_headers, text),
         ";".join(signed_headers),
         payload_hash,
     ])
@@ -165,7 +201,8 @@ def canonical_request(method: str, raw_path: str | bytes, query: str,
 # -- step 2: string to sign -----------------------------------------------------------
 
 def _sha256_hex(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # surrogateescape: an outgoing request's header bytes that are not UTF-8 (sent_text)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def string_to_sign(timestamp: str, scope: str, canonical_request_text: str) -> str:
@@ -265,7 +302,9 @@ def _scope_date_valid(value: str) -> bool:
     return True
 
 
-def _parse_credential(value: str, fail: Callable[[str], errors.S3Error]) -> Credential:
+def parse_credential(value: str, fail: Callable[[str], errors.S3Error]) -> Credential:
+    """``AK/YYYYMMDD/REGION/s3/aws4_request``, checked as S3 checks it; ``fail`` makes
+    the error for a problem (its kind depends on where the credential came from)."""
     parts = value.split("/")
     if len(parts) != 5 or not parts[0] or not all(parts):
         raise fail('the Credential is mal-formed; expecting '
@@ -329,7 +368,7 @@ def parse_authorization_header(value: str) -> AuthParams:
         if name not in components:
             raise _header_malformed(f"missing {name}.")
     return AuthParams(
-        credential=_parse_credential(components["Credential"], _header_malformed),
+        credential=parse_credential(components["Credential"], _header_malformed),
         signed_headers=_parse_signed_headers(components["SignedHeaders"], _header_malformed),
         signature=components["Signature"],
         presigned=False,
@@ -383,13 +422,14 @@ def parse_presigned_query(params: Mapping[str, str]) -> AuthParams:
     if not re.fullmatch(r"-?\d{1,12}", expires_text, re.ASCII):
         raise _query_param_error("X-Amz-Expires should be a number")
     expires = int(expires_text)
+    # Out of range is refused with 403, as AWS does (ceph/s3-tests checks the status).
     if expires < 0:
-        raise _query_param_error("X-Amz-Expires must be non-negative")
+        raise errors.ExpiresOutOfRange("X-Amz-Expires must be non-negative")
     if expires > MAX_EXPIRES:
-        raise _query_param_error(
+        raise errors.ExpiresOutOfRange(
             "X-Amz-Expires must be less than a week (in seconds); that is, the given "
             "X-Amz-Expires must be less than 604800 seconds")
-    credential = _parse_credential(params["X-Amz-Credential"], _credential_param_error)
+    credential = parse_credential(params["X-Amz-Credential"], _credential_param_error)
     if credential.date != timestamp[:8]:
         raise _query_param_error(
             f'Invalid credential date "{credential.date}". This date is not the same as '
@@ -633,7 +673,7 @@ def sign(method: str, raw_path: str | bytes, raw_query: str | bytes,
     credential = Credential(identity.access_key, timestamp[:8], identity.region,
                             identity.service)
     creq = canonical_request(method, raw_path, canonical_query(parse_query(raw_query)), lower,
-                             signed_headers, payload_hash)
+                             signed_headers, payload_hash, sent_text)
     sts = string_to_sign(timestamp, credential.scope, creq)
     key = signing_key(identity.secret, credential.date, credential.region, credential.service)
     added["authorization"] = (

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from encproxy.errors import InternalError
@@ -100,8 +101,15 @@ class TempFile:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
+    def sync(self) -> None:
+        """fsync and close the file (before a lock is taken: the rename is what needs it)."""
+        if self.fd >= 0:
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+
     def commit(self, dest_dir: str, dest_name: str, prepare: Callable[[], None]) -> None:
-        """fsync, rename to ``dest_dir/dest_name``, fsync ``dest_dir``.
+        """fsync (unless ``sync`` did), rename to ``dest_dir/dest_name``, fsync ``dest_dir``.
 
         ``prepare`` is called when ``dest_dir`` is missing: it creates what may
         be created (object fan-out levels) and raises the S3 error for what may
@@ -109,9 +117,7 @@ class TempFile:
         delete may remove an empty fan-out directory between ``prepare`` and
         the rename.
         """
-        os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = -1
+        self.sync()
         dest = os.path.join(dest_dir, dest_name)
         for _ in range(_COMMIT_ATTEMPTS):
             try:
@@ -134,6 +140,23 @@ class TempFile:
             finally:
                 os.close(dir_fd)
         raise InternalError("The object could not be stored; please retry.")
+
+
+@contextlib.contextmanager
+def locked(path: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block.
+
+    Renames alone make writes atomic but not *conditional*: deciding on the current
+    object and replacing it must be one step for every writer of that object, in any
+    thread or process.  ``flock`` is per open file description, so each holder opens
+    its own; closing releases it, also when the process dies.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def is_stale(entry: os.DirEntry[str], name_time: float | None, max_age: float,

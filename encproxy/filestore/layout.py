@@ -12,6 +12,7 @@
           upload                           record file: key, metadata, initiation time
           part-00001 … part-10000          one file per uploaded part
       lost+found/                          only if a failed bucket delete could not be undone
+      locks/<h[0:2]>                       256 lock files: an object's commit holds one
 
 Object keys never reach a path: an object's file name is the SHA-256 of its
 key, so ``/``, ``..``, newlines or 1024-byte keys are all just bytes to hash,
@@ -146,10 +147,11 @@ class Layout:
         self.tmp = os.path.join(self.root, "tmp")
         self.buckets = os.path.join(self.root, "buckets")
         self.lost_found = os.path.join(self.root, "lost+found")
+        self.locks = os.path.join(self.root, "locks")
 
     def create(self) -> None:
         os.makedirs(self.root, mode=0o700, exist_ok=True)
-        for d in (self.tmp, self.buckets):
+        for d in (self.tmp, self.buckets, self.locks):
             with contextlib.suppress(FileExistsError):
                 os.mkdir(d, 0o700)
 
@@ -171,6 +173,10 @@ class Layout:
         level1 = os.path.join(objects, h[0:2])
         level2 = os.path.join(level1, h[2:4])
         return ObjectPath(objects, level1, level2, os.path.join(level2, h))
+
+    def object_lock(self, loc: ObjectPath) -> str:
+        """The lock file an object's commits and deletes hold (one of 256, by key hash)."""
+        return os.path.join(self.locks, loc.name[0:2])
 
     def upload(self, bucket: str, upload_id: str) -> str:
         return os.path.join(self.uploads(bucket), check_upload_id(upload_id))

@@ -43,6 +43,7 @@ from encproxy.filestore.layout import (
 from encproxy.filestore.listing import paginate
 from encproxy.filestore.objects import (
     ObjectStore,
+    Precondition,
     check_length,
     check_max,
     fsync_dir_if_exists,
@@ -170,7 +171,8 @@ class MultipartStore(ObjectStore):
         return PartListResult(upload, page, truncated, page[-1].number if truncated else None)
 
     def complete_upload(self, bucket: str, key: str, upload_id: str,
-                        parts: Sequence[tuple[int, str]]) -> ObjectRecord:
+                        parts: Sequence[tuple[int, str]],
+                        precondition: Precondition | None = None) -> ObjectRecord:
         """Assemble the named parts into the object, as S3 validates and computes it.
 
         Checks, in this order: the upload exists for this bucket and key
@@ -186,7 +188,9 @@ class MultipartStore(ObjectStore):
         one of concurrent complete/abort calls wins, and a part upload that
         arrives meanwhile gets NoSuchUpload.  If the complete fails (validation
         or I/O), the upload is put back and can be completed again.  A second
-        complete of a completed upload gets NoSuchUpload.
+        complete of a completed upload gets NoSuchUpload.  ``precondition``
+        (conditional writes) is checked atomically with the rename; when it fails
+        the upload is put back, like any failed complete.
         """
         loc = self.layout.object(bucket, key)
         upload = self._load_upload(bucket, key, upload_id)
@@ -222,7 +226,7 @@ class MultipartStore(ObjectStore):
                         os.close(fd)
                 now = time.time()
                 tf.pwrite(sf.encode_fixed(len(record), total, digest, now), 0)
-                self._commit_object(tf, bucket, loc)
+                self._commit_object(tf, bucket, loc, precondition)
         except BaseException:
             self._unclaim(claim, upload_dir)
             raise

@@ -29,7 +29,13 @@ from encproxy.errors import (
 )
 from encproxy.filestore import etag as etags
 from encproxy.filestore import storefile as sf
-from encproxy.filestore.atomic import TempFile, fsync_dir, make_staging_dir, mkdir_durable
+from encproxy.filestore.atomic import (
+    TempFile,
+    fsync_dir,
+    locked,
+    make_staging_dir,
+    mkdir_durable,
+)
 from encproxy.filestore.layout import BUCKET_RECORD, Layout, ObjectPath, check_text, tmp_prefix
 from encproxy.filestore.listing import paginate
 from encproxy.filestore.records import BucketRecord, ListResult, ObjectMeta, ObjectRecord
@@ -66,6 +72,11 @@ def check_max(value: int, name: str) -> int:
 
 def open_read(path: str) -> int:
     return os.open(path, os.O_RDONLY)
+
+
+# Called with the current object's ETag (unquoted; None: no object) while its commit
+# holds the object's lock; raises the S3 error to refuse the write.
+Precondition = Callable[[str | None], None]
 
 
 class ObjectStore:
@@ -185,7 +196,8 @@ class ObjectStore:
     # -- objects --------------------------------------------------------------------
     def put_object(self, bucket: str, key: str, body: BodyReader, length: int,
                    meta: ObjectMeta | None = None,
-                   digest_of: Callable[[], bytes] | None = None) -> ObjectRecord:
+                   digest_of: Callable[[], bytes] | None = None,
+                   precondition: Precondition | None = None) -> ObjectRecord:
         """Store exactly ``length`` bytes of ``body`` under ``key``, atomically.
 
         Streams in 1 MiB pieces and computes the MD5 (the ETag) on the way, unless
@@ -195,7 +207,9 @@ class ObjectStore:
         the body raises, that exception propagates; if it ends early,
         IncompleteBody; either way nothing becomes visible and the temp file is
         removed.  Concurrent writers to one key: the last rename wins, whole.
-        ``last_modified`` is the time the body was complete.
+        ``last_modified`` is the time the body was complete.  ``precondition``
+        (conditional writes) is checked against the object the write would replace,
+        atomically with the replacing rename (``_commit_object``).
         """
         loc = self.layout.object(bucket, key)
         check_length(length)
@@ -212,7 +226,7 @@ class ObjectStore:
                 digest = md5.digest() if md5 is not None else _fingerprint(digest_of)
                 now = time.time()
                 tf.pwrite(sf.encode_fixed(len(record), length, digest, now), 0)
-                self._commit_object(tf, bucket, loc)
+                self._commit_object(tf, bucket, loc, precondition)
         finally:
             if md5 is not None:
                 digests.close(md5)
@@ -247,7 +261,8 @@ class ObjectStore:
         """Remove the object if it exists (no error if not); NoSuchBucket if no bucket."""
         loc = self.layout.object(bucket, key)
         try:
-            os.unlink(loc.path)
+            with locked(self.layout.object_lock(loc)):   # never between a check and its commit
+                os.unlink(loc.path)
         except FileNotFoundError:
             self.require_bucket(bucket)
             return
@@ -262,7 +277,8 @@ class ObjectStore:
                 break
 
     def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str,
-                    meta: ObjectMeta | None = None) -> ObjectRecord:
+                    meta: ObjectMeta | None = None,
+                    precondition: Precondition | None = None) -> ObjectRecord:
         """Copy an object's body, with ``meta`` or (None) the source's metadata.
 
         Streams, is atomic, and is safe when source and destination are the
@@ -292,7 +308,7 @@ class ObjectStore:
                     digest = md5.digest()
                 now = time.time()
                 tf.pwrite(sf.encode_fixed(len(record), src.size, digest, now), 0)
-                self._commit_object(tf, dst_bucket, dst_loc)
+                self._commit_object(tf, dst_bucket, dst_loc, precondition)
         finally:
             os.close(fd)
         return ObjectRecord(key=dst_key, size=src.size, etag=etags.md5_etag(digest),
@@ -313,7 +329,16 @@ class ObjectStore:
             raise NoSuchKey(Key=key)
         return record, h
 
-    def _commit_object(self, tf: TempFile, bucket: str, loc: ObjectPath) -> None:
+    def _commit_object(self, tf: TempFile, bucket: str, loc: ObjectPath,
+                       precondition: Precondition | None = None) -> None:
+        """Rename ``tf`` onto the object, holding the object's lock.
+
+        Every commit and delete of an object holds its lock, so a ``precondition``
+        decided on the current object under the lock still holds at the rename: two
+        ``If-None-Match: *`` writes of one key cannot both succeed, and an ``If-Match``
+        write replaces exactly the object it matched.  The body was streamed and
+        fsync-ed before: the lock covers a header read, a rename and a directory fsync.
+        """
         def prepare() -> None:
             try:
                 mkdir_durable(loc.level1)
@@ -322,7 +347,23 @@ class ObjectStore:
                 if not os.path.isdir(loc.objects_dir):
                     raise NoSuchBucket(BucketName=bucket) from None
                 # else a concurrent delete removed level1 between the two mkdirs: retry
-        tf.commit(loc.level2, loc.name, prepare)
+        tf.sync()
+        with locked(self.layout.object_lock(loc)):
+            if precondition is not None:
+                precondition(self._current_etag(bucket, loc))
+            tf.commit(loc.level2, loc.name, prepare)
+
+    def _current_etag(self, bucket: str, loc: ObjectPath) -> str | None:
+        """The ETag of the object at ``loc`` (unquoted), None if there is none."""
+        try:
+            fd = open_read(loc.path)
+        except FileNotFoundError:
+            self.require_bucket(bucket)
+            return None
+        try:
+            return sf.object_record(sf.read_header(fd, "object", loc.path), loc.path).etag
+        finally:
+            os.close(fd)
 
     # -- listing --------------------------------------------------------------------
     def list_objects(self, bucket: str, prefix: str = "", delimiter: str | None = None,

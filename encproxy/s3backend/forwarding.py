@@ -10,7 +10,10 @@ Everything here is decided by allowlist, never by denylist:
   operations that read or write bodies which encproxy does not implement
   (SelectObjectContent, RestoreObject, torrents, POST Object,
   GetObjectAttributes), ``?encryption`` (answered by encproxy itself, never by
-  the backend), and anything unknown.
+  the backend), and anything unknown.  Which query parameters each operation
+  takes is the one table of ``encproxy.s3.operations`` (``PARAMETERS``), which
+  every backend uses: a request with any other parameter is refused before it
+  gets here.
 * **Request headers.**  Only :data:`FORWARDED_HEADERS` (and ``x-amz-meta-*``)
   reach the backend.  The client's signature and framing
   (``Authorization``, ``x-amz-date``, ``x-amz-content-sha256``,
@@ -45,7 +48,10 @@ from encproxy.s3.operations import (
     BUCKET_CONFIG_SUBRESOURCES,
     OBJECT_BODY_SUBRESOURCES,
     OBJECT_CONFIG_SUBRESOURCES,
+    SIGV2_QUERY_AUTH,
+    SIGV4_QUERY_AUTH,
 )
+from encproxy.s3.operations import check_parameters as check_parameters
 from encproxy.sigv4 import parse_query, uri_encode
 
 # -- operations ----------------------------------------------------------------------
@@ -76,57 +82,11 @@ FORWARD = "forward"
 PASS = "pass-through"
 REFUSE = "refuse"
 
-# Query parameters each forwarded operation may carry; anything else is refused, so that
-# a subresource encproxy does not know (``?renameObject``, ``?session``, ``?mdsearch``...)
-# never reaches the backend disguised as a known operation.
-_LISTING = frozenset({"delimiter", "encoding-type", "prefix"})
-_OVERRIDES = frozenset({"response-cache-control", "response-content-disposition",
-                        "response-content-encoding", "response-content-language",
-                        "response-content-type", "response-expires"})
-_UPLOAD = frozenset({"partNumber", "uploadId"})
-PARAMETERS: dict[str, frozenset[str]] = {
-    "ListBuckets": frozenset({"max-buckets", "continuation-token", "prefix", "bucket-region"}),
-    "ListObjects": _LISTING | {"marker", "max-keys"},
-    "ListObjectsV2": _LISTING | {"list-type", "continuation-token", "fetch-owner", "max-keys",
-                                 "start-after"},
-    "ListObjectVersions": _LISTING | {"versions", "key-marker", "max-keys",
-                                      "version-id-marker"},
-    "ListMultipartUploads": _LISTING | {"uploads", "key-marker", "max-uploads",
-                                        "upload-id-marker"},
-    "GetBucketLocation": frozenset({"location"}),
-    "GetObject": _OVERRIDES | {"versionId", "partNumber"},
-    "HeadObject": _OVERRIDES | {"versionId", "partNumber"},
-    "DeleteObject": frozenset({"versionId"}),
-    "DeleteObjects": frozenset({"delete"}),
-    "CreateMultipartUpload": frozenset({"uploads"}),
-    "UploadPart": _UPLOAD, "UploadPartCopy": _UPLOAD,
-    "CompleteMultipartUpload": frozenset({"uploadId"}),
-    "AbortMultipartUpload": frozenset({"uploadId"}),
-    "ListParts": frozenset({"uploadId", "max-parts", "part-number-marker"}),
-}
-#: Parameters any request may carry: SDK routing hints, and a presigned URL's signature.
-ANY_OPERATION = frozenset({"x-id", "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature",
-                           "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
-                           "X-Amz-Security-Token"})
-_SUBRESOURCE_OF = {verb + name: sub
-                   for table in (BUCKET_CONFIG_SUBRESOURCES, OBJECT_CONFIG_SUBRESOURCES)
-                   for sub, name in table.items() for verb in ("Get", "Put", "Delete")}
-
-
-def check_parameters(operation: str, names: Iterable[str]) -> None:
-    """NotImplemented for a query parameter that ``operation`` does not take."""
-    if operation in PASS_THROUGH:
-        # The subresource itself; configuration ids (analytics, inventory, metrics,
-        # intelligent-tiering) and their listings' tokens; object versions.
-        allowed = frozenset({_SUBRESOURCE_OF[operation], "id", "continuation-token",
-                             "versionId"})
-    else:
-        allowed = PARAMETERS.get(operation, frozenset())
-    for name in names:
-        if name not in allowed and name not in ANY_OPERATION:
-            raise errors.NotImplementedError_(
-                f"encproxy does not forward the query parameter {name!r} with {operation}.",
-                ArgumentName=name)
+# Query parameters: the one table of what each operation takes is
+# ``encproxy.s3.operations.PARAMETERS``; a request with any other parameter never
+# gets this far (it classifies as None and is refused), so that a subresource encproxy
+# does not know (``?renameObject``, ``?session``, ``?mdsearch``...) never reaches the
+# backend disguised as a known operation.  ``check_parameters`` is that same check.
 
 
 def disposition(operation: str | None) -> str:
@@ -209,10 +169,10 @@ def forward_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 # -- query strings -------------------------------------------------------------------
 
-#: Query parameters of a presigned URL: the client's signature, never forwarded.
-PRESIGN_PARAMETERS = frozenset({b"X-Amz-Algorithm", b"X-Amz-Credential", b"X-Amz-Signature",
-                                b"X-Amz-Date", b"X-Amz-Expires", b"X-Amz-SignedHeaders",
-                                b"X-Amz-Security-Token"})
+#: Query parameters of a presigned URL (SigV4 or SigV2): the client's signature,
+#: never forwarded (encproxy signs its own requests).
+PRESIGN_PARAMETERS = frozenset(name.encode("ascii")
+                               for name in SIGV4_QUERY_AUTH | SIGV2_QUERY_AUTH)
 
 
 def forward_query(raw_query: str | bytes, replace: Mapping[str, str] | None = None) -> str:

@@ -14,6 +14,9 @@ RAW_QUERY = "encproxy.raw_query"      # the query string exactly as sent
 ACCESS_KEY = "encproxy.access_key"    # set by authentication: who is calling
 REQUEST = "encproxy.request"          # the S3Request parsed from this environ (request.py)
 BODY_CHECKSUMS = "encproxy.body_checksums"  # filled by the verified body at EOF
+# POST Object: the form before its file (encproxy.s3.form_data.FormHead), read and
+# authorized by the authentication layer; wsgi.input is then the file's data.
+POST_FORM = "encproxy.post_form"
 # Set by the encryption layer on the PUT of a sealed single-part object: a callable
 # giving, once the body is read, the 16 bytes the embedded store keeps as the ETag
 # instead of the ciphertext's MD5 (ObjectEncryptor.fingerprint).  S3 backends make

@@ -1,4 +1,10 @@
-"""The view of a request that S3 apps dispatch on."""
+"""The view of a request that S3 apps dispatch on.
+
+``operation`` is decided once, by allowlist (``encproxy.s3.operations``): None
+for a request that names nothing encproxy knows or carries a query parameter
+its operation does not take.  Every layer passes None down untouched; the
+backend apps refuse it with ``refusal()`` before acting on anything.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from encproxy import errors
-from encproxy.s3.operations import classify
+from encproxy.s3 import operations
 from encproxy.wsgi import environ as env
 
 
@@ -50,9 +56,17 @@ class S3Request:
         method = environ["REQUEST_METHOD"].upper()
         bucket, key = environ.get(env.BUCKET), environ.get(env.KEY)
         req = cls(environ, method, bucket, key, query, headers,
-                  classify(method, bucket, key, query, headers))
+                  operations.classify(method, bucket, key, query, headers))
         environ[env.REQUEST] = req
         return req
+
+    def refusal(self) -> errors.S3Error:
+        """The error that refuses a request whose ``operation`` is None.
+
+        MethodNotAllowed for a method S3 does not have; otherwise NotImplemented,
+        naming the query parameter that made the request unknown, if there is one.
+        """
+        return operations.refusal(self.method, self.bucket, self.key, self.query, self.headers)
 
     @property
     def body(self) -> Any:

@@ -64,7 +64,8 @@ def build_app(settings: Settings, keys: KeyProvider | None = None) -> WSGIApp:
     buckets = BucketEncryptionMiddleware(encrypting, store, keys)
     credentials = dict(settings.credentials)
     auth = AuthenticationMiddleware(buckets, credentials.get,
-                                    region=settings.get("server", "region"))
+                                    region=settings.get("server", "region"),
+                                    allow_sigv2=settings.get("auth", "allow_sigv2"))
     gateway = Gateway(auth, settings.get("server", "hostnames"),
                       client_timeout=settings.get("server", "client_timeout"))
     # Outermost: large request bodies read straight from the socket (socket_input.py).

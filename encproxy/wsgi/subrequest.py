@@ -120,16 +120,25 @@ def _clean(parent: Environ | None, method: str, bucket: str, key: str | None, qu
 def failure(status: int, body: bytes) -> errors.S3Error:
     """The app below answered an error to a request made for the client: the same
     error for the client (its code, status and message)."""
-    code, message = None, None
+    code, message, fields = None, None, {}
     if body:
         try:
             root = xml.parse(body, max_size=MAX_SUBRESPONSE)
             code, message = xml.child_text(root, "Code"), xml.child_text(root, "Message")
+            # The error's details that describe the client's request.  Never BucketName
+            # or Key: a sub-request may have been for the internal bucket.
+            fields = {child.tag: child.text or "" for child in root
+                      if child.tag in _DETAILS and len(child) == 0}
         except errors.S3Error:
             pass
     if not code:
         return internal_failure(status)
-    return errors.relayed(code, status, message or None)
+    return errors.relayed(code, status, message or None, **fields)
+
+
+_DETAILS = frozenset({"ArgumentName", "ArgumentValue", "UploadId", "PartNumber", "ETag",
+                      "Condition", "ProposedSize", "MinSizeAllowed", "MaxSizeAllowed",
+                      "VersionId", "Method", "ResourceType"})
 
 
 def internal_failure(status: int) -> errors.S3Error:

@@ -37,6 +37,16 @@ QUIRKS: dict[str, dict[str, str]] = {
                                 "happen to interleave",
         "uploads-delimiter-ignored": "moto ignores the delimiter of ListMultipartUploads "
                                      "(no CommonPrefixes)",
+        "conditional-write-race": "moto checks If-None-Match / If-Match and then writes, "
+                                  "not atomically: concurrent conditional PUTs of one key can "
+                                  "both succeed",
+        "part-copy-version-id": "moto's UploadPartCopy answers no "
+                                "x-amz-copy-source-version-id (its CopyObject does)",
+        "conditions-ignored": "moto ignores If-Match on CompleteMultipartUpload and both "
+                              "If-Match and If-None-Match on CopyObject (it enforces them on "
+                              "PutObject, and If-None-Match on Complete); encproxy's default "
+                              "[backend] conditional_writes = PutObject refuses the others "
+                              "with NotImplemented",
     },
     "ceph": {
         "part-number-ignored": "Ceph RGW " + PART_NUMBER_IGNORED,
@@ -44,11 +54,15 @@ QUIRKS: dict[str, dict[str, str]] = {
                                 "that leaves out parts which were uploaded",
         "uploads-delimiter-ignored": "Ceph RGW's ListMultipartUploads with a delimiter leaves "
                                      "out the rolled-up uploads' CommonPrefixes",
+        "conditions-ignored": "Ceph RGW 16.2 enforces If-Match / If-None-Match on PutObject "
+                              "only; it ignores them on CompleteMultipartUpload and CopyObject, "
+                              "which encproxy's default [backend] conditional_writes = "
+                              "PutObject refuses with NotImplemented",
     },
 }
 # Quirks that are races: they show in some runs and not in others. A run where they do not
 # show must still pass its assertions, so it counts as a pass, not as a stale entry.
-INTERMITTENT = {("moto", "concurrent-overwrite")}
+INTERMITTENT = {("moto", "concurrent-overwrite"), ("moto", "conditional-write-race")}
 
 
 @dataclass

@@ -50,8 +50,9 @@ class Signed:
                         "x-amz-content-sha256": payload_hash}
         names = sorted(h.lower() for h in self.headers)
         lowered = {k.lower(): str(v).strip() for k, v in self.headers.items()}
-        query = "&".join(sorted(
-            f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
+        # Sorted by encoded name, then value (not as joined strings: "a-b=" < "a=").
+        query = "&".join(f"{k}={v}" for k, v in sorted(
+            (quote(k, safe='-_.~'), quote(v, safe='-_.~'))
             for k, _, v in (p.partition("=") for p in parts.query.split("&") if p)))
         canonical = "\n".join([
             method, quote(requests.utils.unquote(parts.path), safe="/-_.~"), query,

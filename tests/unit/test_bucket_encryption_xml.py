@@ -35,6 +35,8 @@ def rule(default: str, extra: str = "") -> str:
     pytest.param(body(rule("<SSEAlgorithm>aws:kms</SSEAlgorithm>",
                            "<BucketKeyEnabled>true</BucketKeyEnabled>")),
                  BucketEncryption("aws:kms", None, True), id="bucket-key-enabled"),
+    pytest.param(body("<Rule><BucketKeyEnabled>true</BucketKeyEnabled></Rule>"),
+                 BucketEncryption(None, None, True), id="rule-without-default"),
 ])
 def test_parse_valid(data, expected):
     assert parse_configuration(data) == expected
@@ -57,8 +59,7 @@ def test_parse_valid(data, expected):
     pytest.param(body(rule("<SSEAlgorithm>AES256</SSEAlgorithm>",
                            "<BucketKeyEnabled>yes</BucketKeyEnabled>")),
                  errors.MalformedXML, None, id="bad-boolean"),
-    pytest.param(body("<Rule><BucketKeyEnabled>true</BucketKeyEnabled></Rule>"),
-                 errors.MalformedXML, None, id="rule-without-default"),
+    pytest.param(body("<Rule></Rule>"), errors.MalformedXML, None, id="empty-rule"),
     pytest.param(body(rule("<SSEAlgorithm>AES256</SSEAlgorithm><Colour>red</Colour>")),
                  errors.MalformedXML, None, id="unknown-element"),
     pytest.param(b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>' + body(rule(

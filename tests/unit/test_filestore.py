@@ -80,7 +80,7 @@ def tmp_entries(root: Path) -> list[str]:
 def test_root_is_created_private(root: Path) -> None:
     FileStore(root)
     assert stat.S_IMODE(os.stat(root).st_mode) & 0o077 == 0
-    assert sorted(os.listdir(root)) == ["buckets", "tmp"]
+    assert sorted(os.listdir(root)) == ["buckets", "locks", "tmp"]
 
 
 def test_reopening_a_root_keeps_its_contents(store: FileStore, root: Path) -> None:
@@ -361,7 +361,7 @@ def test_any_key_round_trips_inside_root(store: FileStore, root: Path, tmp_path:
         for name in dirnames + filenames:
             path = os.path.realpath(os.path.join(dirpath, name))
             assert path.startswith(str(root) + os.sep)
-            assert name in ("tmp", "buckets", "bucket", "objects", "uploads") or \
+            assert name in ("tmp", "buckets", "bucket", "objects", "uploads", "locks") or \
                 all(c in "0123456789abcdef" for c in name)
     store.delete_object("bucket", key)
     with pytest.raises(errors.NoSuchKey):

@@ -567,13 +567,17 @@ def test_boto3_presigned_get_and_put(endpoint: str) -> None:
     assert response.status_code == 403 and "Request has expired" in response.get_data(as_text=True)
 
 
-def test_sigv2_presigned_url_is_refused() -> None:
+def test_sigv2_presigned_url_is_refused_when_sigv2_is_off() -> None:
     boto, _ = boto_client("http://127.0.0.1:9", signature_version="s3")
     url = urlsplit(boto.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "k"}))
     assert "AWSAccessKeyId=" in url.query
+    sigv4_only = AuthenticationMiddleware(echo_app(), KEYS.get, allow_sigv2=False)
+    response = Client(sigv4_only).get(url.path, query_string=url.query,
+                                      base_url="http://127.0.0.1:9")
+    assert response.status_code == 400 and error_code(response) == "InvalidRequest"
     response = Client(middleware()).get(url.path, query_string=url.query,
                                         base_url="http://127.0.0.1:9")
-    assert response.status_code == 400 and error_code(response) == "InvalidRequest"
+    assert response.status_code == 200 and response.get_json()["access_key"] == ACCESS_KEY
 
 
 def test_anonymous_request_is_access_denied() -> None:

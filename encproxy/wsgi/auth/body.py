@@ -141,7 +141,7 @@ class BodySpec:
 
 # -- the raw input --------------------------------------------------------------------
 
-class _RawInput:
+class RawInput:
     """``read(n)`` over the server's input, ending exactly at Content-Length.
 
     Ending early is the client's fault (IncompleteBody); reading past the
@@ -199,7 +199,7 @@ class VerifiedBody(io.RawIOBase):
         self._io_size = io_size
         self._max_read = max(max_read, 1)
         self._on_verified = on_verified
-        raw = _RawInput(read, spec.content_length)
+        raw = RawInput(read, spec.content_length)
         self._decoder: AwsChunkedDecoder | None = None
         if spec.aws_chunked:
             self._decoder = AwsChunkedDecoder(

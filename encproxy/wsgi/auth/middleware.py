@@ -1,8 +1,19 @@
-"""SigV4 authentication as WSGI middleware: verify the request, then hand it on.
+"""Authentication as WSGI middleware: verify the request, then hand it on.
 
-``AuthenticationMiddleware(app, secret_lookup, region)`` refuses anonymous
-and badly signed requests with the S3 error AWS would send, and otherwise
-calls ``app`` with an environ in which:
+``AuthenticationMiddleware(app, secret_lookup, region, allow_sigv2=True)``
+refuses anonymous and badly signed requests with the S3 error AWS would send.
+Requests are signed with SigV4 (``encproxy.sigv4``: header, presigned URL,
+``aws-chunked`` bodies) or, unless ``allow_sigv2`` is off, SigV2
+(``encproxy.sigv2``: ``Authorization: AWS ...`` and ``AWSAccessKeyId`` /
+``Signature`` / ``Expires`` URLs; with it off they get S3's answer for a
+SigV4-only region, InvalidRequest).  A SigV2 request has no payload hash: its
+body is as sent, with ``Content-MD5`` and checksums verified when present.  The
+headers a SigV2 presigned URL carries in its query (botocore puts ``x-amz-*``,
+Content-Type and Content-MD5 there) become the request's headers and leave
+the query.  POST Object (a browser upload) is authorized by its form's signed
+policy (``encproxy.s3.post_policy``), read by ``post_form``.
+
+Otherwise the middleware calls ``app`` with an environ in which:
 
 * ``encproxy.access_key`` (``environ.ACCESS_KEY``) names the caller;
 * ``wsgi.input`` is a :class:`~encproxy.wsgi.auth.body.VerifiedBody` when the
@@ -14,7 +25,9 @@ calls ``app`` with an environ in which:
   nothing else was in it) and ``HTTP_TRANSFER_ENCODING`` is dropped;
 * ``encproxy.body_checksums`` (``environ.BODY_CHECKSUMS``) is filled with
   ``{algorithm: base64}`` once the body has verified (at once for a request
-  without a body), for the app to echo as ``x-amz-checksum-*``.
+  without a body), for the app to echo as ``x-amz-checksum-*``;
+* for POST Object, ``encproxy.post_form`` (``environ.POST_FORM``) holds the
+  form's fields, and ``wsgi.input`` is the file's data alone.
 
 The inner app's response passes through untouched: only a failure *before*
 delegating is rendered here, through the same error boundary every layer
@@ -24,17 +37,22 @@ sets), never against the decoded ``PATH_INFO``.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 from werkzeug.wrappers import Response
 
-from encproxy import sigv4
+from encproxy import errors, sigv2, sigv4
+from encproxy.awschunked import ChunkSigning
+from encproxy.s3 import post_policy
 from encproxy.wsgi import environ as env
 from encproxy.wsgi.auth.body import IO_SIZE, BodySpec, VerifiedBody, verify_empty_body
+from encproxy.wsgi.auth.post_form import read_form
+from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import WSGIApp, s3_error_boundary
+from encproxy.wsgi.subrequest import environ_key
 
 Clock = Callable[[], datetime]
 
@@ -91,6 +109,28 @@ def raw_target(environ: dict[str, Any]) -> tuple[bytes, bytes]:
     return wire_bytes(path or "/"), wire_bytes(query)
 
 
+def virtual_bucket(environ: dict[str, Any], raw_path: bytes) -> str | None:
+    """The bucket of a virtual-hosted request (its path does not name it), else None.
+
+    The gateway resolved the bucket and key; a path-style path is ``/bucket``
+    followed by the key, and a virtual-hosted one is the key alone.
+    """
+    bucket, key = environ.get(env.BUCKET), environ.get(env.KEY)
+    if not bucket:
+        return None
+    path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+    path_style = ("/" + bucket + "/" + key,) if key else ("/" + bucket, "/" + bucket + "/")
+    return None if path in path_style else bucket
+
+
+def without_parameters(raw_query: str, names: Iterable[str]) -> str:
+    """``raw_query`` without the parameters named (any case), the rest as sent."""
+    drop = {name.lower() for name in names}
+    kept = [part for part in raw_query.split("&") if part and unquote_to_bytes(
+        part.partition("=")[0]).decode("utf-8", "replace").lower() not in drop]
+    return "&".join(kept)
+
+
 def strip_aws_chunked(environ: dict[str, Any]) -> None:
     """Remove the ``aws-chunked`` coding: the inner app sees the decoded body."""
     codings = [c.strip() for c in environ.get("HTTP_CONTENT_ENCODING", "").split(",")]
@@ -102,22 +142,25 @@ def strip_aws_chunked(environ: dict[str, Any]) -> None:
 
 
 class AuthenticationMiddleware:
-    """Verify SigV4 (header or presigned) and the body's claims, then call ``app``.
+    """Verify the signature (SigV4, SigV2, a POST policy) and the body's claims, then
+    call ``app``.
 
     ``secret_lookup(access_key)`` returns the secret or None; it is called
     per request, so credentials can be reloaded behind it.  ``region`` is
     the region clients must sign for (None accepts any).  ``clock`` returns
-    the current time as an aware datetime; tests freeze it.
+    the current time as an aware datetime; tests freeze it.  ``allow_sigv2``
+    (``[auth] allow_sigv2``) accepts Signature Version 2.
     """
 
     def __init__(self, app: WSGIApp, secret_lookup: sigv4.SecretLookup,
                  region: str | None = sigv4.DEFAULT_REGION, clock: Clock = _utc_now,
-                 io_size: int = IO_SIZE) -> None:
+                 io_size: int = IO_SIZE, allow_sigv2: bool = True) -> None:
         self.app = app
         self.secret_lookup = secret_lookup
         self.region = region
         self.clock = clock
         self.io_size = io_size
+        self.allow_sigv2 = allow_sigv2
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
@@ -132,22 +175,69 @@ class AuthenticationMiddleware:
             return s3_error_boundary(fail)(environ, start_response)
         return self.app(environ, start_response)
 
-    def authenticate(self, environ: dict[str, Any]) -> sigv4.VerifiedRequest:
-        """Verify the request and prepare ``environ`` for the inner app; raise S3Error."""
+    def authenticate(self, environ: dict[str, Any]) -> str:
+        """Verify the request and prepare ``environ`` for the inner app; return the
+        caller's access key; raise S3Error."""
         headers = request_headers(environ)
         path, query = raw_target(environ)
         method = environ.get("REQUEST_METHOD", "GET")
-        verified = sigv4.verify(method, path, query, headers, self.secret_lookup,
-                                self.clock(), region=self.region)
-        self._install_body(environ, headers, verified)
-        environ[env.ACCESS_KEY] = verified.access_key
+        names = [name for name, _ in sigv2.parse_query(query)]
+        if method == "POST" and environ.get(env.KEY) is None \
+                and S3Request.of(environ).operation == "PostObject":
+            access_key = self._authenticate_post(environ, headers, names)
+        elif sigv2.requested(headers, names):
+            if not self.allow_sigv2:
+                raise sigv4.unsupported_authorization(sigv2.SCHEME)
+            verified2 = sigv2.verify(method, path, query, headers, self.secret_lookup,
+                                     self.clock(), bucket=virtual_bucket(environ, path))
+            self._carry_query_headers(environ, headers, verified2.query_headers)
+            self._install_body(environ, headers, sigv2_payload(headers), None)
+            access_key = verified2.access_key
+        else:
+            verified = sigv4.verify(method, path, query, headers, self.secret_lookup,
+                                    self.clock(), region=self.region)
+            self._install_body(environ, headers, verified.payload_hash, verified)
+            access_key = verified.access_key
+        environ[env.ACCESS_KEY] = access_key
         environ.pop(env.REQUEST, None)  # the body and its length changed: parse again
-        return verified
+        return access_key
+
+    def _authenticate_post(self, environ: dict[str, Any], headers: Mapping[str, str],
+                           names: Iterable[str]) -> str:
+        """POST Object: the form's policy signs the upload; read it, check it all."""
+        # A PostObject query holds nothing but authentication (and the SDKs' x-id).
+        if "authorization" in headers or any(name != "x-id" for name in names):
+            raise errors.InvalidArgument(
+                "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+                "Signature query string parameter or the Authorization header should be "
+                "specified", ArgumentName="Authorization")
+        head = read_form(environ, self.io_size)
+        fields = head.by_name
+        bucket = environ[env.BUCKET]
+        key = post_policy.object_key(fields, head.file.filename)
+        access_key = post_policy.authenticate(fields, self.secret_lookup, region=self.region,
+                                              allow_sigv2=self.allow_sigv2)
+        policy = post_policy.decode_policy(fields["policy"])
+        post_policy.check_policy(policy, fields, bucket, key, head.file_length, self.clock())
+        return access_key
+
+    @staticmethod
+    def _carry_query_headers(environ: dict[str, Any], headers: dict[str, str],
+                             carried: Mapping[str, str]) -> None:
+        """Headers a SigV2 presigned query carried become headers, and leave the query."""
+        if not carried:
+            return
+        for name, value in carried.items():
+            environ[environ_key(name)] = value
+            headers[name] = value
+        for key in (env.RAW_QUERY, "QUERY_STRING"):
+            if key in environ:
+                environ[key] = without_parameters(environ[key], carried)
 
     def _install_body(self, environ: dict[str, Any], headers: dict[str, str],
-                      verified: sigv4.VerifiedRequest) -> None:
+                      payload_hash: str, signing: ChunkSigning | None) -> None:
         chunked_transfer = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-        spec = BodySpec.from_headers(headers, verified.payload_hash,
+        spec = BodySpec.from_headers(headers, payload_hash,
                                      method=environ.get("REQUEST_METHOD", "GET"),
                                      chunked_transfer=chunked_transfer)
         # One dict, filled in place: inner layers may work on copies of the environ.
@@ -159,10 +249,23 @@ class AuthenticationMiddleware:
         def record(checks: dict[str, str]) -> None:
             sums.update(checks)
 
-        environ["wsgi.input"] = VerifiedBody(environ["wsgi.input"].read, spec, signing=verified,
+        environ["wsgi.input"] = VerifiedBody(environ["wsgi.input"].read, spec, signing=signing,
                                              io_size=self.io_size, on_verified=record)
         environ["wsgi.input_terminated"] = True
         if spec.aws_chunked:
             environ["CONTENT_LENGTH"] = str(spec.decoded_length)
             environ.pop("HTTP_TRANSFER_ENCODING", None)
             strip_aws_chunked(environ)
+
+
+def sigv2_payload(headers: Mapping[str, str]) -> str:
+    """The body claim of a SigV2 request: none (the body is as sent) unless it sends
+    ``x-amz-content-sha256``, which is then verified; signed chunks need SigV4."""
+    claim = headers.get("x-amz-content-sha256")
+    if claim is None:
+        return sigv4.UNSIGNED_PAYLOAD
+    payload = sigv4.classify_payload_hash(claim.strip())
+    if payload in (sigv4.STREAMING_SIGNED, sigv4.STREAMING_SIGNED_TRAILER):
+        raise errors.InvalidRequest(f"{payload} requires Signature Version 4 "
+                                    f"({sigv4.ALGORITHM}).")
+    return payload

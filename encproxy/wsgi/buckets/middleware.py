@@ -3,11 +3,13 @@
 PutBucketEncryption, GetBucketEncryption and DeleteBucketEncryption never reach
 the backend: the configuration lives in the ``BucketConfigStore``.  This layer
 also keeps that store consistent with bucket life cycles (a deleted bucket's
-configuration goes with it; a new bucket starts with none) and hides the
+configuration goes with it, and so does what encproxy kept for its open uploads;
+a new bucket starts with none) and hides the
 internal bucket from clients.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -17,9 +19,10 @@ from werkzeug.wrappers import Response
 from encproxy import errors
 from encproxy.keys.provider import KeyProvider
 from encproxy.s3 import xml
-from encproxy.s3.bucket_encryption import MAX_BODY, BucketEncryption, parse_configuration
+from encproxy.s3.bucket_encryption import MAX_BODY, parse_configuration
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
+from encproxy.wsgi.encryption.upload_store import open_uploads, remove_location, upload_location
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import WSGIApp, s3_error_boundary, xml_response
 
@@ -69,9 +72,11 @@ class BucketEncryptionMiddleware:
             key_id = self.keys.normalize(config.kms_key_id)
             if not self.keys.key_exists(key_id):
                 raise errors.KMSNotFound(f"Invalid keyId '{config.kms_key_id}'")
-            config = BucketEncryption(config.algorithm, key_id, config.bucket_key_enabled)
+            config = dataclasses.replace(config, kms_key_id=key_id)
         self.store.put(bucket, config, parent=req.environ)
-        log.info("bucket %s: default encryption set to %s", bucket, config.algorithm)
+        log.info("bucket %s: default encryption set to %s, blocked encryption types %s",
+                 bucket, config.algorithm or "(server default)",
+                 ",".join(config.blocked_encryption_types or ()) or "(none)")
         return Response(b"", status=200)
 
     def op_GetBucketEncryption(self, req: S3Request) -> Response:
@@ -95,11 +100,44 @@ class BucketEncryptionMiddleware:
         return resp, relayed
 
     def op_DeleteBucket(self, req: S3Request) -> Response:
+        """S3 deletes a bucket's open multipart uploads with it (only objects, versions
+        and delete markers keep a bucket alive), and so do the backends: what encproxy
+        keeps for those uploads (records, held copies) and the bucket's configuration
+        must go too.  The uploads are listed before the deletion, as nothing can list
+        them after it; one created in between is left to ``encproxy uploads orphans``."""
         assert req.bucket is not None
+        locations = self._upload_locations(req.bucket, req.environ)
         resp, relayed = self._relay(req)
         if resp.ok:
             self.store.delete(req.bucket, parent=req.environ)
+            self._forget_uploads(req.bucket, locations, req.environ)
         return relayed
+
+    def _upload_locations(self, bucket: str, parent: dict[str, Any]) -> list[str]:
+        """Where encproxy keeps the state of each upload open in ``bucket`` (none if the
+        backend will not list them: then DeleteBucket answers for itself)."""
+        try:
+            return [upload_location(bucket, key, upload_id)
+                    for key, upload_id in open_uploads(self.store.app, bucket, parent)]
+        except errors.S3Error as exc:
+            if exc.code != "NoSuchBucket":
+                log.warning("bucket %s: cannot list its open uploads before deleting it (%s); "
+                            "`encproxy uploads orphans` finds what they leave", bucket, exc.code)
+            return []
+
+    def _forget_uploads(self, bucket: str, locations: list[str],
+                        parent: dict[str, Any]) -> None:
+        # The bucket is gone already: a failure here is logged, never the client's error.
+        for where in locations:
+            try:
+                remove_location(self.store.app, self.store.internal_bucket, where, parent)
+            except errors.S3Error as exc:
+                log.warning("deleted bucket %s: could not remove %s%s from the internal bucket "
+                            "(%s); `encproxy uploads orphans` finds it", bucket,
+                            self.store.internal_bucket + "/", where, exc.code)
+        if locations:
+            log.info("deleted bucket %s: removed the state of %d open upload(s)", bucket,
+                     len(locations))
 
     def op_CreateBucket(self, req: S3Request) -> Response:
         assert req.bucket is not None

@@ -8,6 +8,8 @@ decisions and key operations that several operations make the same way.
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from werkzeug.wrappers import Response
@@ -20,6 +22,7 @@ from encproxy.format.constants import Kind
 from encproxy.format.envelope import Envelope
 from encproxy.keys.provider import KeyProvider
 from encproxy.s3 import sse
+from encproxy.s3.bucket_encryption import BucketEncryption
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
 from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.facts import FactsCache
@@ -29,6 +32,9 @@ from encproxy.wsgi.encryption.policy import EncryptionPolicy
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import WSGIApp
 
+log = logging.getLogger("encproxy.encryption")
+
+CUSTOMER_KEY_HEADERS = (sse.SSE_C_ALGORITHM, sse.SSE_C_KEY, sse.SSE_C_KEY_MD5)
 INSECURE_SSE_C = ("Requests specifying Server Side Encryption with Customer provided keys "
                   "must be made over a secure connection.")
 
@@ -58,16 +64,27 @@ class EncryptionContext:
     def plan(self, req: S3Request) -> sse.WritePlan | None:
         """How a write to ``req.bucket`` is stored: None means as sent (plaintext)."""
         assert req.bucket is not None
+        config = self.configs.get(req.bucket, parent=req.environ)
+        _refuse_if_blocked(req, config, req.headers)   # before the SSE-C headers are validated
         requested = sse.parse_request(req.headers)
         if requested.customer is not None:
             self.refuse_insecure_sse_c(req)
-        config = self.configs.get(req.bucket, parent=req.environ)
         plan = sse.decide_write(requested, config.algorithm if config else None,
                                 config.kms_key_id if config else None, self.policy.default,
                                 self.policy.default_key)
         if plan is None:
             self.refuse_unencrypted()
         return plan
+
+    def refuse_blocked_sse_c(self, req: S3Request) -> None:
+        """AccessDenied if the request asks for SSE-C and ``req.bucket``'s configuration
+        blocks it (``BlockedEncryptionTypes``): for writes whose encryption ``plan`` does
+        not decide (UploadPart, UploadPartCopy). Only the verified configuration record
+        can block."""
+        assert req.bucket is not None
+        if sse_c_requested(req.headers):
+            _refuse_if_blocked(req, self.configs.get(req.bucket, parent=req.environ),
+                               req.headers)
 
     def refuse_unencrypted(self) -> None:
         """AccessDenied if ``[encryption] require``: for every write that would store
@@ -125,6 +142,22 @@ class EncryptionContext:
         extra = sse.parse_context(context) if context else None
         with integrity.reported(bucket, key):
             return open_object(wrapper, envelope, bucket, key, extra)
+
+
+def sse_c_requested(named: Mapping[str, str]) -> bool:
+    """Whether a write names a customer key (any of the three headers, valid or not; the
+    copy source's ``x-amz-copy-source-*`` key only reads, so it does not count)."""
+    return any(name in named for name in CUSTOMER_KEY_HEADERS)
+
+
+def _refuse_if_blocked(req: S3Request, config: BucketEncryption | None,
+                       named: Mapping[str, str]) -> None:
+    """AWS answers every write that asks for SSE-C into a bucket that blocks it with a
+    plain 403 AccessDenied, before it looks at the key (docs/ENCRYPTION.md)."""
+    if config is not None and config.blocks_sse_c and sse_c_requested(named):
+        log.info("bucket %s blocks SSE-C (BlockedEncryptionTypes): %s refused", req.bucket,
+                 req.operation)
+        raise errors.AccessDenied()
 
 
 def _context_redefined() -> errors.S3Error:

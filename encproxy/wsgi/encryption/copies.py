@@ -41,6 +41,11 @@ from encproxy.s3.copy_source import parse_copy_source
 from encproxy.s3.dates import iso8601
 from encproxy.s3.ranges import parse_copy_range
 from encproxy.wsgi import subrequest
+from encproxy.wsgi.encryption.conditions import (
+    CONDITION_HEADERS,
+    backend_conditions,
+    passed_through,
+)
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.facts import ObjectFacts
 from encproxy.wsgi.encryption.headers import (
@@ -49,7 +54,7 @@ from encproxy.wsgi.encryption.headers import (
     stored_metadata,
 )
 from encproxy.wsgi.encryption.layouts import backend_parts
-from encproxy.wsgi.encryption.part_copy import copy_parts
+from encproxy.wsgi.encryption.part_copy import copy_parts_completed
 from encproxy.wsgi.encryption.sources import Source, open_source, source_plaintext
 from encproxy.wsgi.encryption.uploads import MultipartUploads, part_number, upload_id_of
 from encproxy.wsgi.request import S3Request
@@ -103,12 +108,13 @@ class Copies:
                 "This copy request is illegal because it is trying to copy an object to "
                 "itself without changing the object's metadata, storage class, website "
                 "redirect location or encryption attributes.")
+        conditions = backend_conditions(ctx, req)   # If-Match names the destination
         if plan is None and not src.encrypted:
-            return ctx.pass_through(req)
+            return Response.from_app(ctx.app, passed_through(req, conditions))
         if src.plaintext_size > MAX_COPY_SIZE:
             raise errors.InvalidRequest("The specified copy source is larger than the maximum "
                                         f"allowable size for a copy source: {MAX_COPY_SIZE}")
-        meta = _destination_metadata(req, src, directive)
+        meta = {**_destination_metadata(req, src, directive), **conditions}
         if plan is None:
             return self._decrypt_into_plain(req, src, meta)
         context = req.headers.get(sse.SSE_CONTEXT) if plan.context is not None else None
@@ -119,13 +125,19 @@ class Copies:
         return self._reencrypt(req, src, plan, context, meta)
 
     def _result(self, req: S3Request, src: Source, etag: str, last_modified: str,
-                sse_headers: dict[str, str]) -> Response:
+                sse_headers: dict[str, str], written: dict[str, str]) -> Response:
+        """``written``: the headers of the app's answer to the write that made the copy
+        (its version id)."""
         root = xml.Node("CopyObjectResult")
         root.add("LastModified", last_modified)
         root.add("ETag", etag)
         headers = dict(sse_headers)
-        if src.version_id:
-            headers["x-amz-copy-source-version-id"] = src.version_id
+        # The version copied: the one named, else the one the source's HEAD answered.
+        source_version = src.version_id or src.headers.get("x-amz-version-id")
+        if source_version:
+            headers["x-amz-copy-source-version-id"] = source_version
+        if "x-amz-version-id" in written:
+            headers["x-amz-version-id"] = written["x-amz-version-id"]
         return xml_response(root, environ=req.environ, headers=headers)
 
     def _rebind(self, req: S3Request, src: Source, plan: sse.WritePlan, context: str | None,
@@ -138,10 +150,10 @@ class Copies:
         headers = _with_envelope(meta, envelope, context)
         sse_headers = _sse_headers(plan, key_id, context)
         if src.multipart:
-            etag = self._copy_parts(req, src, headers)
+            etag, written = self._copy_parts(req, src, headers)
             ctx.facts.put(req.bucket, req.key, etag, src.stored_size, ObjectFacts(
                 True, src.plaintext_size, etag, plan.mode, key_id))
-            return self._result(req, src, etag, iso8601(time.time()), sse_headers)
+            return self._result(req, src, etag, iso8601(time.time()), sse_headers, written)
         headers.update({"x-amz-copy-source": src.copy_source(),
                         "x-amz-metadata-directive": "REPLACE",
                         "x-amz-copy-source-if-match": src.backend_etag})
@@ -157,23 +169,32 @@ class Copies:
         ctx.facts.put(req.bucket, req.key, backend_etag, src.stored_size, ObjectFacts(
             True, src.plaintext_size, etag, plan.mode, key_id))
         return self._result(req, src, etag, xml.child_text(result, "LastModified") or "",
-                            sse_headers)
+                            sse_headers, resp.headers)
 
-    def _copy_parts(self, req: S3Request, src: Source, headers: dict[str, str]) -> str:
+    def _copy_parts(self, req: S3Request, src: Source, headers: dict[str, str]
+                    ) -> tuple[str, dict[str, str]]:
         """A multipart source, backend part by backend part: the copy keeps every
-        segment's number and bytes, hence its ``-N`` and listing size."""
+        segment's number and bytes, hence its ``-N`` and listing size.  The write
+        conditions in ``headers`` go with the backend Complete that replaces the object.
+
+        Returns the new backend ETag and the headers of the Complete's answer."""
         assert req.bucket is not None and req.key is not None and src.keys is not None
         layouts = self.ctx.layouts
         known = layouts.layout(src.keys, src.stored_size, src.backend_etag, src.fetcher)
         n = backend_parts(src.backend_etag)
         if n is None:
             raise errors.InternalError()
-        etag = copy_parts(self.ctx.app, req.environ, req.bucket, req.key,
-                          source=src.copy_source(), source_etag=src.backend_etag,
-                          ranges=known.layout.backend_part_ranges(n),
-                          numbers=known.layout.backend_part_numbers(n), headers=headers)
+        conditions = {k: v for k, v in headers.items() if k in CONDITION_HEADERS}
+        done = copy_parts_completed(
+            self.ctx.app, req.environ, req.bucket, req.key, source=src.copy_source(),
+            source_etag=src.backend_etag, ranges=known.layout.backend_part_ranges(n),
+            numbers=known.layout.backend_part_numbers(n),
+            headers={k: v for k, v in headers.items() if k not in CONDITION_HEADERS},
+            complete_headers=conditions)
+        etag = xml.child_text(xml.parse(done.body, max_size=subrequest.MAX_SUBRESPONSE),
+                              "ETag") or ""
         layouts.remember(req.bucket, req.key, src.stored_size, etag, known)
-        return etag
+        return etag, done.headers
 
     def _reencrypt(self, req: S3Request, src: Source, plan: sse.WritePlan, context: str | None,
                    meta: dict[str, str]) -> Response:
@@ -213,7 +234,7 @@ class Copies:
         ctx.facts.put(req.bucket, req.key, backend_etag, encryptor.ciphertext_size, ObjectFacts(
             True, src.plaintext_size, etag, plan.mode, key_id))
         return self._result(req, src, etag, iso8601(time.time()),
-                            _sse_headers(plan, key_id, context))
+                            _sse_headers(plan, key_id, context), resp.headers)
 
     def _decrypt_into_plain(self, req: S3Request, src: Source, meta: dict[str, str]
                             ) -> Response:
@@ -228,7 +249,8 @@ class Copies:
             stream.close()
         if not resp.ok:
             raise subrequest.failure(resp.status, resp.body)
-        return self._result(req, src, resp.headers.get("etag", ""), iso8601(time.time()), {})
+        return self._result(req, src, resp.headers.get("etag", ""), iso8601(time.time()), {},
+                            resp.headers)
 
     # -- UploadPartCopy ----------------------------------------------------------------
     def upload_part_copy(self, req: S3Request) -> Response:
@@ -273,8 +295,9 @@ class Copies:
         root.add("LastModified", iso8601(time.time()))
         root.add("ETag", etag)
         headers = uploads.sse_headers(record, customer) if record.encrypted else {}
-        if src.version_id:
-            headers["x-amz-copy-source-version-id"] = src.version_id
+        source_version = src.version_id or src.headers.get("x-amz-version-id")
+        if source_version:
+            headers["x-amz-copy-source-version-id"] = source_version
         return xml_response(root, environ=req.environ, headers=headers)
 
 

@@ -29,10 +29,12 @@ from encproxy.wsgi.encryption.facts import FactsCache
 from encproxy.wsgi.encryption.layouts import LayoutReader
 from encproxy.wsgi.encryption.listings import Listings
 from encproxy.wsgi.encryption.policy import EncryptionPolicy
+from encproxy.wsgi.encryption.post import post_object
 from encproxy.wsgi.encryption.reads import read_object
+from encproxy.wsgi.encryption.update_encryption import update_object_encryption
 from encproxy.wsgi.encryption.upload_store import UploadStore
 from encproxy.wsgi.encryption.uploads import MultipartUploads
-from encproxy.wsgi.encryption.writes import post_object, put_object
+from encproxy.wsgi.encryption.writes import put_object
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import WSGIApp, s3_error_boundary
 
@@ -66,6 +68,7 @@ class EncryptionMiddleware:
             "CopyObject": copies.copy_object,
             "UploadPartCopy": copies.upload_part_copy,
             "GetObjectAttributes": lambda req: get_object_attributes(ctx, req),
+            "UpdateObjectEncryption": lambda req: update_object_encryption(ctx, req),
             "ListObjects": lambda req: listings.respond(req, "Contents"),
             "ListObjectsV2": lambda req: listings.respond(req, "Contents"),
             "ListObjectVersions": lambda req: listings.respond(req, "Version"),

@@ -24,14 +24,16 @@ def upload_query(upload_id: str, number: int | None = None) -> str:
 
 
 def complete_upload(app: WSGIApp, parent: dict[str, Any] | None, bucket: str, key: str,
-                    upload_id: str, etags: Sequence[tuple[int, str]]) -> subrequest.SubResponse:
+                    upload_id: str, etags: Sequence[tuple[int, str]],
+                    headers: dict[str, str] | None = None) -> subrequest.SubResponse:
     """CompleteMultipartUpload with these (part number, ETag); S3Error if it failed
-    (including S3's 200 with an Error body)."""
+    (including S3's 200 with an Error body).  ``headers``: the write's conditions
+    (``If-Match``, ``If-None-Match``), enforced by the app below."""
     out = xml.Node("CompleteMultipartUpload")
     for number, etag in etags:
         out.add("Part", [xml.Node("PartNumber", number), xml.Node("ETag", etag)])
     done = subrequest.request(app, parent, "POST", bucket, key, upload_query(upload_id),
-                              headers={"content-type": "application/xml"},
+                              headers={"content-type": "application/xml", **(headers or {})},
                               body=xml.render(out))
     if not done.ok:
         raise subrequest.failure(done.status, done.body)
@@ -45,9 +47,24 @@ def copy_parts(app: WSGIApp, parent: dict[str, Any] | None, bucket: str, key: st
                source: str, source_etag: str, ranges: Sequence[tuple[int, int]],
                numbers: Sequence[int], headers: dict[str, str],
                before_complete: Callable[[], None] | None = None) -> str:
+    """``copy_parts_completed``, returning the new backend ETag."""
+    done = copy_parts_completed(app, parent, bucket, key, source=source,
+                                source_etag=source_etag, ranges=ranges, numbers=numbers,
+                                headers=headers, before_complete=before_complete)
+    result = xml.parse(done.body, max_size=subrequest.MAX_SUBRESPONSE)
+    return xml.child_text(result, "ETag") or ""
+
+
+def copy_parts_completed(app: WSGIApp, parent: dict[str, Any] | None, bucket: str, key: str,
+                         *, source: str, source_etag: str, ranges: Sequence[tuple[int, int]],
+                         numbers: Sequence[int], headers: dict[str, str],
+                         before_complete: Callable[[], None] | None = None,
+                         complete_headers: dict[str, str] | None = None
+                         ) -> subrequest.SubResponse:
     """Copy the stored bytes ``ranges`` of ``source`` (an ``x-amz-copy-source`` value
     whose backend ETag is ``source_etag``) to parts ``numbers`` of a new upload of
-    bucket/key created with ``headers``; complete it and return the new backend ETag.
+    bucket/key created with ``headers``; complete it (with ``complete_headers``: the
+    write's conditions) and return the backend's answer to the Complete.
 
     ``before_complete`` may raise to abandon the copy just before it replaces the
     object.  On any failure the upload is aborted and the backend's error raised
@@ -73,9 +90,8 @@ def copy_parts(app: WSGIApp, parent: dict[str, Any] | None, bucket: str, key: st
             etags.append((number, etag))
         if before_complete is not None:
             before_complete()
-        done = complete_upload(app, parent, bucket, key, upload_id, etags)
+        done = complete_upload(app, parent, bucket, key, upload_id, etags, complete_headers)
     except BaseException:
         subrequest.request(app, parent, "DELETE", bucket, key, upload_query(upload_id))
         raise
-    result = xml.parse(done.body, max_size=subrequest.MAX_SUBRESPONSE)
-    return xml.child_text(result, "ETag") or ""
+    return done

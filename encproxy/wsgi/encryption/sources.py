@@ -89,7 +89,8 @@ def open_source(ctx: EncryptionContext, req: S3Request, bucket: str, key: str,
     if not head.ok:
         # HEAD answers carry no error code: ask again with GET for the client's error.
         got = subrequest.request(ctx.app, req.environ, "GET", bucket, key, query,
-                                 headers={"Range": "bytes=0-0"}) if head.status == 404 else head
+                                 headers={"Range": "bytes=0-0"}) if 400 <= head.status < 500 \
+            else head
         if got.ok:
             raise errors.ServiceUnavailable()
         raise subrequest.failure(got.status, got.body)

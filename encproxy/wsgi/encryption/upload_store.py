@@ -19,7 +19,11 @@ Every upload made through encproxy has a record, encrypted or not: an upload
 without one was not made by encproxy (or encproxy stopped between the
 backend's answer and the record), and encproxy writes no part into it, so no
 such upload can receive plaintext parts under an envelope.  Complete and Abort
-delete the record and the held copies.
+delete everything under ``uploads/<h>/`` (the record, every held copy and held
+reference, of every attempt of every part); DeleteBucket does the same for each
+upload the backend listed as open just before it deleted the bucket (S3 deletes
+a bucket's open uploads with it).  What a crash or a race leaves behind is found
+and removed by ``encproxy uploads orphans`` (``encproxy.orphans``).
 
 A record never changes while it exists, so each process caches it (bounded
 LRU).  Unwrapped data keys of uploads are cached for a short time only
@@ -154,20 +158,18 @@ class UploadStore:
         """Delete the record and every held copy (after Complete or Abort).
 
         Best effort: what is left holds only ciphertext and the envelope, which
-        the completed object carries anyway; it is logged.
+        the completed object carries anyway; it is logged, and ``encproxy uploads
+        orphans`` finds it.
         """
         where = upload_location(bucket, key, upload_id)
         self._records.pop(where)
         self._keys.pop(where)
         try:
-            names = [n for n in self._list(where, parent) if n != where + "record"]
-            for name in names + [where + "record"]:
-                resp = subrequest.request(self.app, parent, "DELETE", self.internal_bucket, name)
-                if not resp.ok and resp.status != 404:
-                    raise subrequest.internal_failure(resp.status)
+            remove_location(self.app, self.internal_bucket, where, parent)
         except errors.S3Error as exc:
-            log.warning("could not delete what encproxy kept for upload %s of %s/%s: %s",
-                        upload_id, bucket, key, exc.code)
+            log.warning("could not delete what encproxy kept for upload %s of %s/%s: %s "
+                        "(`encproxy uploads orphans` finds it)", upload_id, bucket, key,
+                        exc.code)
 
     # -- held copies of terminal segments (FORMAT.md §7.4) ------------------------------
     def held_key(self, bucket: str, key: str, upload_id: str, part_number: int,
@@ -222,29 +224,6 @@ class UploadStore:
             report(f"held reference {self.internal_bucket}/{name}", failure)
             raise failure from exc
 
-    def _list(self, prefix: str, parent: dict[str, Any] | None) -> list[str]:
-        return [name for name, _, _ in self._list_with_etags(prefix, parent)]
-
-    def _list_with_etags(self, prefix: str,
-                         parent: dict[str, Any] | None) -> Iterable[tuple[str, str, int]]:
-        token = None
-        while True:
-            query = "list-type=2&prefix=" + subrequest.quote_param(prefix)
-            if token:
-                query += "&continuation-token=" + subrequest.quote_param(token)
-            resp = subrequest.request(self.app, parent, "GET", self.internal_bucket, query=query)
-            if resp.status == 404:
-                return
-            if not resp.ok:
-                raise subrequest.internal_failure(resp.status)
-            root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
-            for entry in root.findall("Contents"):
-                yield (xml.child_text(entry, "Key") or "", xml.child_text(entry, "ETag") or "",
-                       int(xml.child_text(entry, "Size") or "0"))
-            token = xml.child_text(root, "NextContinuationToken")
-            if (xml.child_text(root, "IsTruncated") or "") != "true" or not token:
-                return
-
     # -- unwrapped keys ---------------------------------------------------------------
     def cached_keys(self, bucket: str, key: str, upload_id: str) -> ObjectKeys | None:
         return self._keys.get(upload_location(bucket, key, upload_id))
@@ -258,3 +237,70 @@ class UploadStore:
             return
         ensure_internal_bucket(self.app, self.internal_bucket, parent)
         self._bucket_ready = True
+
+
+# -- housekeeping: whole upload locations, a bucket's open uploads ---------------------------
+
+def list_internal(app: WSGIApp, internal_bucket: str, prefix: str,
+                  parent: dict[str, Any] | None) -> Iterable[tuple[str, str, int]]:
+    """(name, ETag, size) of everything under ``prefix`` in the internal bucket; nothing if
+    the internal bucket does not exist."""
+    token = None
+    while True:
+        query = "list-type=2&prefix=" + subrequest.quote_param(prefix)
+        if token:
+            query += "&continuation-token=" + subrequest.quote_param(token)
+        resp = subrequest.request(app, parent, "GET", internal_bucket, query=query)
+        if resp.status == 404:
+            return
+        if not resp.ok:
+            raise subrequest.internal_failure(resp.status)
+        root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
+        for entry in root.findall("Contents"):
+            yield (xml.child_text(entry, "Key") or "", xml.child_text(entry, "ETag") or "",
+                   int(xml.child_text(entry, "Size") or "0"))
+        token = xml.child_text(root, "NextContinuationToken")
+        if (xml.child_text(root, "IsTruncated") or "") != "true" or not token:
+            return
+
+
+def remove_location(app: WSGIApp, internal_bucket: str, where: str,
+                    parent: dict[str, Any] | None) -> int:
+    """Delete everything under ``where`` (``uploads/<h>/``): held copies and references of
+    every attempt of every part, then the record, last, so that an interrupted removal
+    still leaves the upload's record to say what the rest was.  How many were deleted;
+    S3Error if one could not be."""
+    assert where.startswith(PREFIX) and where.endswith("/") and len(where) > len(PREFIX) + 1
+    names = [name for name, _, _ in list_internal(app, internal_bucket, where, parent)]
+    record = where + "record"
+    ordered = [n for n in names if n != record] + [record]
+    for name in ordered:
+        resp = subrequest.request(app, parent, "DELETE", internal_bucket, name)
+        if not resp.ok and resp.status != 404:
+            raise subrequest.internal_failure(resp.status)
+    return len(names)
+
+
+def open_uploads(app: WSGIApp, bucket: str,
+                 parent: dict[str, Any] | None) -> Iterable[tuple[str, str]]:
+    """(key, upload id) of every multipart upload in progress in ``bucket``, as the backend
+    lists them (ListMultipartUploads, every page).  S3Error (NoSuchBucket, ...) if the
+    backend refuses."""
+    key_marker, id_marker = "", ""
+    while True:
+        query = "uploads"
+        if key_marker or id_marker:
+            query += ("&key-marker=" + subrequest.quote_param(key_marker)
+                      + "&upload-id-marker=" + subrequest.quote_param(id_marker))
+        resp = subrequest.request(app, parent, "GET", bucket, query=query)
+        if not resp.ok:
+            raise subrequest.failure(resp.status, resp.body)
+        root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
+        for upload in root.findall("Upload"):
+            yield (xml.child_text(upload, "Key") or "", xml.child_text(upload, "UploadId") or "")
+        next_key = xml.child_text(root, "NextKeyMarker") or ""
+        next_id = xml.child_text(root, "NextUploadIdMarker") or ""
+        if (xml.child_text(root, "IsTruncated") or "") != "true" \
+                or (next_key, next_id) in (("", ""), (key_marker, id_marker)):
+            return
+        key_marker, id_marker = next_key, next_id

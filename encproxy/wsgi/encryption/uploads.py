@@ -57,6 +57,7 @@ from encproxy.s3.multipart_xml import parse_complete
 from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.encryption import integrity
+from encproxy.wsgi.encryption.conditions import backend_conditions, passed_through
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.facts import ObjectFacts
 from encproxy.wsgi.encryption.headers import (
@@ -147,6 +148,7 @@ class MultipartUploads:
     # -- which upload, which keys ----------------------------------------------------------
     def record_for(self, req: S3Request, bucket: str, key: str,
                    upload_id: str) -> UploadRecord:
+        self.ctx.refuse_blocked_sse_c(req)   # UploadPart, UploadPartCopy: SSE-C may be blocked
         record = self.store.get(bucket, key, upload_id, req.environ)
         if record is None:
             # Not an upload encproxy made (or one it could not record): never write into it.
@@ -230,6 +232,13 @@ class MultipartUploads:
                                   upload_query(upload_id, number),
                                   headers={"x-amz-copy-source": source})
         if not resp.ok:
+            # The upload may be gone (aborted, its bucket deleted): a held copy no upload
+            # names would stay for good (the orphans command would find it).
+            gone = subrequest.request(self.app, parent, "DELETE", self.store.internal_bucket,
+                                      held)
+            if not gone.ok and gone.status != 404:
+                log.warning("upload %s of %s/%s: could not remove the held copy %s (%d)",
+                            upload_id, bucket, key, held, gone.status)
             raise subrequest.failure(resp.status, resp.body)
         etag = xml.child_text(xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE), "ETag")
         if not etag:
@@ -261,7 +270,8 @@ class MultipartUploads:
             if record is None and self.ctx.policy.require:
                 raise errors.NoSuchUpload(UploadId=upload_id)   # not one encproxy made
             self.ctx.refuse_unencrypted()   # [encryption] require, never through a record
-            resp = subrequest.open_stream(self.app, req.environ)
+            conditions = backend_conditions(self.ctx, req)
+            resp = subrequest.open_stream(self.app, passed_through(req, conditions))
             body = resp.read_all()
             if record is not None and 200 <= resp.status < 300 and b"<Error>" not in body:
                 self.store.forget(bucket, key, upload_id, req.environ)
@@ -270,6 +280,7 @@ class MultipartUploads:
         numbers = [n for n, _ in chosen]
         check_part_numbers(numbers)
         customer = sse.parse_customer_key(req.headers)
+        conditions = backend_conditions(self.ctx, req)   # enforced by the backend Complete
         stored = self.backend_parts(req.environ, bucket, key, upload_id)
         etags, sizes, retried_tail = self._chosen_parts(req, upload_id, chosen, stored)
         # An SSE-C object's index opens only with the customer's key, which listings do
@@ -282,7 +293,7 @@ class MultipartUploads:
         if plan.trailer is not Trailer.NONE:
             self._seal(req, upload_id, record, customer, plan, etags, numbers[-1], sizes[-1])
         done = complete_upload(self.app, req.environ, bucket, key, upload_id,
-                               [(n, etags[n]) for n in plan.backend_part_numbers])
+                               [(n, etags[n]) for n in plan.backend_part_numbers], conditions)
         etag = xml.child_text(xml.parse(done.body, max_size=subrequest.MAX_SUBRESPONSE),
                               "ETag") or ""
         self.store.forget(bucket, key, upload_id, req.environ)

@@ -21,6 +21,11 @@ from encproxy.s3 import metadata as s3meta
 from encproxy.s3 import sse
 from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
+from encproxy.wsgi.encryption.conditions import (
+    CONDITION_HEADERS,
+    backend_conditions,
+    passed_through,
+)
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.facts import ObjectFacts
 from encproxy.wsgi.encryption.headers import (
@@ -38,8 +43,9 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
     assert req.bucket is not None and req.key is not None
     refuse_reserved_metadata(req.headers)
     plan = ctx.plan(req)
+    conditions = backend_conditions(ctx, req)   # before the body is read
     if plan is None:
-        return ctx.pass_through(req)
+        return Response.from_app(ctx.app, passed_through(req, conditions))
     length = req.content_length()
     try:
         check_single_size(length)
@@ -59,7 +65,8 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
     encryptor = ObjectEncryptor(keys, length)
     ciphertext = subrequest.IterReader(copied(encryptor.encrypt(plaintext(), md5=md5.digest)))
     inner = subrequest.derived_environ(
-        client_only_removed(req.environ), headers=stored_metadata(envelope, context),
+        client_only_removed(req.environ), drop=CONDITION_HEADERS,
+        headers={**stored_metadata(envelope, context), **conditions},
         body=ciphertext, content_length=encryptor.ciphertext_size)
     inner[env.STORED_DIGEST] = encryptor.fingerprint  # the file store needs no MD5 of it
     try:
@@ -81,17 +88,9 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
     headers = {"ETag": etag, **sse.response_headers(
         plan.mode, key_id, plan.customer.key_md5 if plan.customer else None,
         req.headers.get(sse.SSE_CONTEXT))}
+    version = resp.header("x-amz-version-id")
+    if version is not None:
+        headers["x-amz-version-id"] = version
     for alg, value in (req.environ.get(env.BODY_CHECKSUMS) or {}).items():
         headers[f"x-amz-checksum-{alg}"] = value
     return Response(b"", status=200, headers=headers)
-
-
-def post_object(ctx: EncryptionContext, req: S3Request) -> Response:
-    assert req.bucket is not None
-    config = ctx.configs.get(req.bucket, parent=req.environ)
-    if config is not None or ctx.policy.default != sse.MODE_NONE or ctx.policy.require:
-        raise errors.NotImplementedError_(
-            "POST Object uploads into a bucket that encrypts are not supported by "
-            "encproxy; use PUT.")
-    return ctx.pass_through(req)
-

@@ -6,7 +6,9 @@ Storage itself is ``encproxy.filestore``; this package only maps S3 requests
 onto it and renders S3 responses.
 
 Start at app.py (the dispatch); the operations are in buckets.py (buckets and
-object listings), objects.py and multipart.py; common.py holds what they share.
+object listings, object versions included), objects.py, multipart.py and
+configuration.py (bucket and object configurations, of which the store keeps
+none); common.py holds what they share.
 """
 from encproxy.wsgi.apps.filestore.app import FileStoreApp
 

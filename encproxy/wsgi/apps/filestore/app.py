@@ -1,6 +1,8 @@
 """``FileStoreApp``: the dispatch from an S3 operation to its ``op_<Operation>`` method.
 
-The operations themselves are the mixins of buckets.py, objects.py and multipart.py.
+The operations themselves are the mixins of buckets.py, objects.py, multipart.py and
+configuration.py.  A request the classification refused (operation None: unknown, or
+a query parameter its operation does not take) is refused here before anything else.
 """
 from __future__ import annotations
 
@@ -13,13 +15,15 @@ from encproxy import errors
 from encproxy.filestore.store import FileStore
 from encproxy.s3.names import check_bucket_name
 from encproxy.wsgi.apps.filestore.buckets import BucketOperations
+from encproxy.wsgi.apps.filestore.configuration import ConfigurationOperations
 from encproxy.wsgi.apps.filestore.multipart import MultipartOperations
 from encproxy.wsgi.apps.filestore.objects import ObjectOperations
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import s3_error_boundary
 
 
-class FileStoreApp(BucketOperations, ObjectOperations, MultipartOperations):
+class FileStoreApp(BucketOperations, ObjectOperations, MultipartOperations,
+                   ConfigurationOperations):
     def __init__(self, store: FileStore, region: str) -> None:
         self.store = store
         self.region = region
@@ -31,13 +35,12 @@ class FileStoreApp(BucketOperations, ObjectOperations, MultipartOperations):
     def handle(self, environ: dict[str, Any]) -> Response:
         req = S3Request.of(environ)
         op = req.operation
+        if op is None:
+            raise req.refusal()
         handler: Callable[[S3Request], Response] | None = \
-            getattr(self, "op_" + op, None) if op else None
+            getattr(self, "op_" + op, None) or self.configuration_handler(op)
         if handler is None:
-            if op is None and req.method not in ("GET", "PUT", "POST", "DELETE", "HEAD"):
-                raise errors.MethodNotAllowed(Method=req.method, ResourceType="OBJECT")
-            raise errors.NotImplementedError_(
-                f"encproxy's file store does not implement {op or 'this request'}.")
+            raise errors.NotImplementedError_(f"encproxy's file store does not implement {op}.")
         if req.bucket is not None and op != "CreateBucket":
             check_bucket_name(req.bucket)
         return handler(req)

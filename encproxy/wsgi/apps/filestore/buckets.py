@@ -13,6 +13,8 @@ from encproxy.s3 import xml
 from encproxy.s3.dates import iso8601
 from encproxy.s3.names import check_bucket_name
 from encproxy.wsgi.apps.filestore.common import (
+    NULL_VERSION,
+    check_version_id,
     common_prefixes,
     encoder,
     list_params,
@@ -30,12 +32,31 @@ class BucketOperations:
 
     # -- service and buckets ----------------------------------------------------------
     def op_ListBuckets(self, req: S3Request) -> Response:
+        """Every bucket in name order, or a page of them (``prefix``, ``max-buckets``,
+        ``continuation-token``, ``bucket-region``), as AWS pages them since 2024."""
+        prefix = req.query.get("prefix", "")
+        paged = "max-buckets" in req.query or "continuation-token" in req.query
+        limit = req.int_param("max-buckets", 10_000, 1, 10_000)
+        after = _bucket_token(req.query["continuation-token"]) \
+            if "continuation-token" in req.query else ""
+        region = req.query.get("bucket-region")
+        names = [b for b in self.store.list_buckets()
+                 if b.name.startswith(prefix) and b.name > after
+                 and (region is None or region == self.region)]
+        page = names[:limit]
         root = xml.Node("ListAllMyBucketsResult")
-        root.add("Owner", owner_nodes())
         buckets = root.add("Buckets")
-        for b in self.store.list_buckets():
-            buckets.add("Bucket", [xml.Node("Name", b.name),
-                                   xml.Node("CreationDate", iso8601(b.created))])
+        for b in page:
+            entry = [xml.Node("Name", b.name), xml.Node("CreationDate", iso8601(b.created))]
+            if paged or region is not None:
+                entry.append(xml.Node("BucketRegion", self.region))
+            buckets.add("Bucket", entry)
+        root.add("Owner", owner_nodes())
+        if len(names) > limit:
+            root.add("ContinuationToken",
+                     base64.urlsafe_b64encode(page[-1].name.encode()).decode())
+        if "prefix" in req.query:
+            root.add("Prefix", prefix)
         return xml_response(root, environ=req.environ)
 
     def op_CreateBucket(self, req: S3Request) -> Response:
@@ -131,6 +152,50 @@ class BucketOperations:
             root.add("EncodingType", "url")
         return xml_response(root, environ=req.environ)
 
+    def op_ListObjectVersions(self, req: S3Request) -> Response:
+        """Every object as its one version, ``null``, as S3 lists a bucket that never had
+        versioning enabled: the same keys, sizes and ETags as ListObjects, no delete
+        markers.  A version-id marker can only be ``null``: listing after (key, null)
+        is listing after the key."""
+        assert req.bucket is not None
+        prefix, delimiter, max_keys, url = list_params(req)
+        key_marker = req.query.get("key-marker", "")
+        id_marker = req.query.get("version-id-marker") or None   # empty: none
+        if id_marker is not None:
+            if not key_marker:
+                raise errors.InvalidArgument(
+                    "A version-id marker cannot be specified without a key marker.",
+                    ArgumentName="version-id-marker", ArgumentValue=id_marker)
+            check_version_id(id_marker, "version-id-marker")
+        result = self.store.list_objects(req.bucket, prefix=prefix, delimiter=delimiter,
+                                         start_after=key_marker or None, max_keys=max_keys)
+        enc = encoder(url)
+        root = xml.Node("ListVersionsResult")
+        root.add("Name", req.bucket)
+        root.add("Prefix", enc(prefix))
+        root.add("KeyMarker", enc(key_marker))
+        root.add("VersionIdMarker", id_marker or "")
+        if result.is_truncated and result.next_marker:
+            root.add("NextKeyMarker", enc(result.next_marker))
+            last = result.contents[-1].key if result.contents else None
+            if last == result.next_marker:   # a version, not a common prefix, ends the page
+                root.add("NextVersionIdMarker", NULL_VERSION)
+        root.add("MaxKeys", max_keys)
+        if delimiter:
+            root.add("Delimiter", enc(delimiter))
+        root.add("IsTruncated", result.is_truncated)
+        for r in result.contents:
+            root.add("Version", [
+                xml.Node("Key", enc(r.key)), xml.Node("VersionId", NULL_VERSION),
+                xml.Node("IsLatest", True), xml.Node("LastModified", iso8601(r.last_modified)),
+                xml.Node("ETag", quoted(r.etag)), xml.Node("Size", r.size),
+                xml.Node("Owner", owner_nodes()),
+                xml.Node("StorageClass", r.meta.storage_class)])
+        root.extend(common_prefixes(result.common_prefixes, enc))
+        if url:
+            root.add("EncodingType", "url")
+        return xml_response(root, environ=req.environ)
+
 
 def _contents(records: list[ObjectRecord], encode: Callable[[str], str],
               owner: bool) -> list[xml.Node]:
@@ -154,7 +219,19 @@ def _encode_token(key: str) -> str:
 
 def _decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+        name = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True)
+        return name.decode("utf-8")
     except (ValueError, UnicodeError):
         raise errors.InvalidArgument("The continuation token provided is incorrect",
                                      ArgumentName="continuation-token") from None
+
+
+def _bucket_token(token: str) -> str:
+    """The last bucket name of the page a ListBuckets continuation token ends."""
+    try:
+        name = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True)
+        return name.decode("utf-8")
+    except (ValueError, UnicodeError):
+        raise errors.InvalidArgument("The continuation token provided is incorrect",
+                                     ArgumentName="continuation-token",
+                                     ArgumentValue=token) from None

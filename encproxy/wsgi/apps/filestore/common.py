@@ -10,6 +10,7 @@ from encproxy.filestore.records import ObjectMeta, ObjectRecord
 from encproxy.filestore.store import FileStore
 from encproxy.s3 import metadata, preconditions, xml
 from encproxy.s3.copy_source import parse_copy_source
+from encproxy.s3.operations import ALLOW_UNORDERED
 from encproxy.wsgi import environ as env
 from encproxy.wsgi.request import S3Request
 
@@ -37,6 +38,33 @@ def quoted(etag: str) -> str:
 def owner_nodes() -> list[xml.Node]:
     """The children of an ``Owner`` (or ``Initiator``) element: there is one owner."""
     return [xml.Node("ID", OWNER_ID), xml.Node("DisplayName", OWNER_NAME)]
+
+
+# -- versions ---------------------------------------------------------------------------
+# The file store does not version objects: each key holds one object, whose version id is
+# ``null``, as in an S3 bucket that never had versioning enabled.
+NULL_VERSION = "null"
+
+
+def check_version_id(value: str, name: str = "versionId") -> str:
+    """``null``, the one version id the file store has; InvalidArgument for any other.
+
+    S3 answers InvalidArgument for a version id it never issued (a well-formed id
+    of a version that is gone is NoSuchVersion, but this store issues none).
+    """
+    if value == NULL_VERSION:
+        return value
+    if not value:
+        raise errors.InvalidArgument("Version id cannot be the empty string",
+                                     ArgumentName=name, ArgumentValue=value)
+    raise errors.InvalidArgument("Invalid version id specified", ArgumentName=name,
+                                 ArgumentValue=value)
+
+
+def version_of(req: S3Request) -> str | None:
+    """The request's ``versionId`` (only ever ``null``), or None without one."""
+    value = req.query.get("versionId")
+    return None if value is None else check_version_id(value)
 
 
 def checksum_headers(req: S3Request) -> dict[str, str]:
@@ -75,8 +103,8 @@ def put_length(req: S3Request) -> int:
 def copy_source(store: FileStore, req: S3Request) -> tuple[str, str, ObjectRecord]:
     """The bucket, key and record of ``x-amz-copy-source``, its conditions checked."""
     source = parse_copy_source(req.headers["x-amz-copy-source"])
-    if source.version_id is not None and source.version_id != "null":
-        raise errors.NoSuchVersion(Key=source.key, VersionId=source.version_id)
+    if source.version_id is not None:
+        check_version_id(source.version_id)
     bucket, key = source.bucket, source.key
     record = store.head_object(bucket, key)
     preconditions.check(req.headers, record.etag, record.last_modified,
@@ -93,6 +121,12 @@ def list_params(req: S3Request) -> tuple[str, str | None, int, bool]:
                                      ArgumentName="encoding-type", ArgumentValue=encoding)
     max_keys = req.int_param("max-keys", 1000, 0, 1000)
     delimiter = req.query.get("delimiter") or None
+    # Ceph RGW's allow-unordered (ListObjects, v1 and v2): any order will do, so the
+    # store's sorted order does; RGW refuses it with a delimiter, and so does this.
+    unordered = req.query.get(ALLOW_UNORDERED)
+    if unordered is not None and unordered.lower() == "true" and delimiter:
+        raise errors.InvalidArgument("allow-unordered cannot be used with a delimiter",
+                                     ArgumentName=ALLOW_UNORDERED, ArgumentValue=unordered)
     return req.query.get("prefix", ""), delimiter, max_keys, encoding == "url"
 
 

@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response
 
 from encproxy import errors
 from encproxy.filestore.store import FileStore
-from encproxy.s3 import xml
+from encproxy.s3 import conditional_writes, xml
 from encproxy.s3.dates import iso8601
 from encproxy.s3.multipart_xml import parse_complete
 from encproxy.s3.ranges import parse_copy_range
@@ -66,8 +66,10 @@ class MultipartOperations:
     def op_CompleteMultipartUpload(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
         upload_id = _upload_id(req)
+        condition = conditional_writes.precondition(req.headers, req.key)
         parts = parse_complete(req.read_small_body(xml.MAX_REQUEST_XML))
-        record = self.store.complete_upload(req.bucket, req.key, upload_id, parts)
+        record = self.store.complete_upload(req.bucket, req.key, upload_id, parts,
+                                            precondition=condition)
         root = xml.Node("CompleteMultipartUploadResult")
         host = req.headers.get("host", "localhost")
         root.add("Location", f"http://{host}/{req.bucket}/{quote(req.key)}")

@@ -11,17 +11,19 @@ from encproxy import errors
 from encproxy.filestore.records import ObjectMeta, ObjectRecord
 from encproxy.filestore.store import FileStore
 from encproxy.io_sizes import PIECE
-from encproxy.s3 import metadata, preconditions, xml
+from encproxy.s3 import conditional_writes, metadata, preconditions, xml
 from encproxy.s3.dates import http_date, iso8601
 from encproxy.s3.names import check_key
 from encproxy.s3.ranges import ByteRange, parse_range
 from encproxy.wsgi import environ as env
 from encproxy.wsgi.apps.filestore.common import (
+    NULL_VERSION,
     checksum_headers,
     copy_source,
     meta_from_request,
     put_length,
     quoted,
+    version_of,
 )
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import xml_response
@@ -36,15 +38,16 @@ class ObjectOperations:
         assert req.bucket is not None and req.key is not None
         meta = meta_from_request(req)
         length = put_length(req)
+        condition = conditional_writes.precondition(req.headers, req.key)
         record = self.store.put_object(req.bucket, req.key, req.body, length, meta,
-                                       digest_of=req.environ.get(env.STORED_DIGEST))
+                                       digest_of=req.environ.get(env.STORED_DIGEST),
+                                       precondition=condition)
         return Response(b"", status=200,
                         headers={"ETag": quoted(record.etag), **checksum_headers(req)})
 
     def _read(self, req: S3Request, head: bool) -> Response:
         assert req.bucket is not None and req.key is not None
-        if "versionId" in req.query and req.query["versionId"] != "null":
-            raise errors.NoSuchVersion(Key=req.key, VersionId=req.query["versionId"])
+        version = version_of(req)
         record, reader = self.store.open_object(req.bucket, req.key)
         try:
             _check_conditions(req, record)
@@ -55,6 +58,8 @@ class ObjectOperations:
             reader.close()
             raise
         headers = _object_headers(record)
+        if version is not None:
+            headers.append(("x-amz-version-id", version))
         if parts_count is not None and record.part_sizes:
             headers.append(("x-amz-mp-parts-count", str(parts_count)))
         for param, header in metadata.RESPONSE_OVERRIDES.items():
@@ -82,8 +87,10 @@ class ObjectOperations:
 
     def op_DeleteObject(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
+        version = version_of(req)   # checked before anything is deleted
         self.store.delete_object(req.bucket, req.key)
-        return Response(b"", status=204)
+        return Response(b"", status=204,
+                        headers={} if version is None else {"x-amz-version-id": version})
 
     def op_DeleteObjects(self, req: S3Request) -> Response:
         assert req.bucket is not None
@@ -103,17 +110,23 @@ class ObjectOperations:
             key = xml.child_text(obj, "Key")
             if key is None:
                 raise errors.MalformedXML()
+            # Only the null version exists; S3 reports any other as NoSuchVersion here.
+            version = xml.child_text(obj, "VersionId")
+            named = [xml.Node("Key", key)] + (
+                [] if version is None else [xml.Node("VersionId", version)])
             try:
                 check_key(key)
                 if not key:
                     raise errors.InvalidArgument("Key must not be empty", ArgumentName="Key")
+                if version is not None and version != NULL_VERSION:
+                    raise errors.NoSuchVersion()
                 self.store.delete_object(req.bucket, key)
             except errors.S3Error as exc:
-                out.add("Error", [xml.Node("Key", key), xml.Node("Code", exc.code),
+                out.add("Error", [*named, xml.Node("Code", exc.code),
                                   xml.Node("Message", exc.message)])
                 continue
             if not quiet:
-                out.add("Deleted", xml.Node("Key", key))
+                out.add("Deleted", named)
         return xml_response(out, environ=req.environ)
 
     def op_CopyObject(self, req: S3Request) -> Response:
@@ -124,6 +137,7 @@ class ObjectOperations:
                                          ArgumentName="x-amz-metadata-directive",
                                          ArgumentValue=directive)
         meta = meta_from_request(req)
+        condition = conditional_writes.precondition(req.headers, req.key)
         src_bucket, src_key, src = copy_source(self.store, req)
         if directive == "COPY":
             if (src_bucket, src_key) == (req.bucket, req.key) and \
@@ -136,7 +150,8 @@ class ObjectOperations:
                               user_metadata=src.meta.user_metadata,
                               storage_class=metadata.storage_class(req.headers)
                               if "x-amz-storage-class" in req.headers else src.meta.storage_class)
-        record = self.store.copy_object(src_bucket, src_key, req.bucket, req.key, meta)
+        record = self.store.copy_object(src_bucket, src_key, req.bucket, req.key, meta,
+                                        precondition=condition)
         root = xml.Node("CopyObjectResult")
         root.add("LastModified", iso8601(record.last_modified))
         root.add("ETag", quoted(record.etag))

@@ -1,0 +1,227 @@
+"""UpdateObjectEncryption (``PUT /b/k?encryption[&versionId=]``): a new master key for an
+object, without rewriting its body.
+
+AWS's operation (2025) turns an SSE-S3 object into an SSE-KMS one, or moves an SSE-KMS
+object to another KMS key, by re-encrypting only the data key; the object's body, ETag,
+checksums and size stay as they are.  encproxy does the same with its own envelope
+(docs/FORMAT.md §2, §3.4): the data key is unwrapped, wrapped under the named key, and a
+new envelope with the SSE-KMS protection byte (a new tag, same data key and object id)
+replaces the old one.  Nothing is encrypted under the shared data key that was not
+already: the stored ciphertext is the same bytes, so rebinding is sound (§3.4).
+
+The new envelope is written the way ``encproxy rotate`` writes one (docs/KEYS.md):
+
+* a single-part object by a backend **self-copy** with ``x-amz-metadata-directive:
+  REPLACE`` (the backend copies the ciphertext as it is);
+* a multipart-format object **part by backend part** (``part_copy.copy_parts``), which
+  keeps the segment boundaries, part numbers and ``-N`` its segments and listing sizes
+  depend on;
+
+each conditional on the backend ETag that was opened (``x-amz-copy-source-if-match``),
+so an object overwritten meanwhile is never clobbered: the update starts again once on
+the new object, then gives up with 503 SlowDown.  Every other piece of user metadata,
+the content headers, the storage class and the website redirect are written again as
+they were; an SSE-KMS encryption context stored with the object is kept and bound again.
+
+Refused as AWS refuses them (InvalidRequest): unencrypted objects (including objects a
+backend encrypted on its own, which encproxy stores as it was sent: DSSE-KMS cannot
+reach encproxy's format), SSE-C objects, requests for any other new type than SSE-KMS,
+and SigV2-signed requests.  A key the provider does not know is KMS.NotFoundException,
+as for PutObject.  Also refused, with NotImplemented: a ``versionId`` that is not the
+current version (a self-copy cannot rewrite an older version in place), and objects
+whose user-metadata names hold ``_`` (a WSGI sub-request cannot carry them unchanged).
+"""
+from __future__ import annotations
+
+import logging
+
+from werkzeug.wrappers import Response
+
+from encproxy import errors
+from encproxy.format.constants import Kind
+from encproxy.s3 import metadata as s3meta
+from encproxy.s3 import sse, xml
+from encproxy.s3.object_encryption import MAX_BODY, parse_object_encryption
+from encproxy.wsgi import subrequest
+from encproxy.wsgi.encryption import integrity
+from encproxy.wsgi.encryption.context import EncryptionContext
+from encproxy.wsgi.encryption.facts import ObjectFacts
+from encproxy.wsgi.encryption.headers import (
+    CONTEXT_HEADER,
+    ENVELOPE_HEADER,
+    check_metadata_budget,
+    mode_of,
+    stored_metadata,
+)
+from encproxy.wsgi.encryption.layouts import backend_parts
+from encproxy.wsgi.encryption.part_copy import copy_parts
+from encproxy.wsgi.encryption.sources import Source, open_source
+from encproxy.wsgi.request import S3Request
+
+log = logging.getLogger("encproxy.encryption")
+
+# Headers of a HEAD answer that a REPLACE copy must send again to keep them.
+KEPT_HEADERS = (*s3meta.CONTENT_HEADERS, "x-amz-storage-class",
+                "x-amz-website-redirect-location")
+UNENCRYPTED = ("The UpdateObjectEncryption operation doesn't support unencrypted source "
+               "objects. Only source objects encrypted with SSE-S3 or SSE-KMS are supported.")
+UNSUPPORTED_SOURCE = ("The UpdateObjectEncryption operation doesn't support source objects "
+                      "with the encryption type DSSE-KMS or SSE-C. Only source objects "
+                      "encrypted with SSE-S3 or SSE-KMS are supported.")
+NEEDS_SIGV4 = ("Requests that modify an object encryption configuration require AWS "
+               "Signature Version 4. Modify the request to use AWS Signature Version 4, "
+               "and then try again.")
+ATTEMPTS = 2        # the object changed under the first: look once more, then give up
+
+
+def update_object_encryption(ctx: EncryptionContext, req: S3Request) -> Response:
+    assert req.bucket is not None and req.key is not None
+    if _signed_with_sigv2(req):
+        raise errors.InvalidRequest(NEEDS_SIGV4)
+    wanted = parse_object_encryption(req.read_small_body(MAX_BODY))
+    key_id = ctx.keys.normalize(wanted.kms_key)      # KMS.NotFoundException if malformed
+    version = req.query.get("versionId")
+    for _ in range(ATTEMPTS):
+        if _attempt(ctx, req, key_id, version):
+            return Response(b"", status=200)
+    raise errors.SlowDown("The object changed while its encryption was being updated; "
+                          "try again.")
+
+
+def _signed_with_sigv2(req: S3Request) -> bool:
+    authorization = req.headers.get("authorization", "")
+    return authorization.startswith("AWS ") or "AWSAccessKeyId" in req.query
+
+
+def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str | None) -> bool:
+    """Re-wrap the object once; False if it changed under us (nothing was written)."""
+    assert req.bucket is not None and req.key is not None
+    bucket, key = req.bucket, req.key
+    _refuse_unsupported(ctx, req, bucket, key, version)
+    src = open_source(ctx, req, bucket, key, version, None)
+    if src.envelope is None:
+        raise errors.InvalidRequest(UNENCRYPTED)
+    if src.mode not in (sse.MODE_SSE_S3, sse.MODE_SSE_KMS):
+        raise errors.InvalidRequest(UNSUPPORTED_SOURCE)
+    if version is not None:
+        _refuse_noncurrent(ctx, req, src)
+    if any("_" in name for name in src.headers if name.startswith("x-amz-meta-")):
+        raise errors.NotImplementedError_(
+            "encproxy cannot update the encryption of an object whose user-metadata names "
+            "contain '_'.")
+    context = src.headers.get(CONTEXT_HEADER)
+    plan = sse.WritePlan(sse.MODE_SSE_KMS, key_id,
+                         context=sse.parse_context(context) if context else None)
+    assert src.keys is not None
+    envelope = ctx.rebound(src.keys, plan, bucket, key)     # KMS.NotFoundException here
+    ctx.open_keys(envelope, bucket, key, None, context)     # it opens before it is written
+    user = {k[len("x-amz-meta-"):]: v for k, v in src.user_metadata().items()}
+    check_metadata_budget(user, envelope, context)
+    headers = {name: value for name, value in src.headers.items()
+               if name in KEPT_HEADERS or (name.startswith("x-amz-meta-")
+                                           and name not in (ENVELOPE_HEADER, CONTEXT_HEADER))}
+    headers.update(stored_metadata(envelope, context))
+    with integrity.reported(bucket, key):
+        new_key_id = integrity.authenticated_key_id(envelope)
+    if src.multipart:
+        backend_etag = _rewrite_parts(ctx, req, src, headers)
+    else:
+        backend_etag = _rewrite_single(ctx, req, src, headers)
+    if backend_etag is None:
+        log.info("UpdateObjectEncryption %s/%s: the object changed meanwhile", bucket, key)
+        return False
+    # A multipart object's client-visible ETag is the backend's (reads.py); the copy
+    # keeps every part's bytes, so the backend gives it the same one.
+    etag = backend_etag if src.multipart else src.etag
+    ctx.facts.put(bucket, key, backend_etag, src.stored_size, ObjectFacts(
+        True, src.plaintext_size, etag, sse.MODE_SSE_KMS, new_key_id))
+    log.info("UpdateObjectEncryption %s/%s: %s -> aws:kms under %s", bucket, key, src.mode,
+             new_key_id)
+    return True
+
+
+def _refuse_unsupported(ctx: EncryptionContext, req: S3Request, bucket: str, key: str,
+                        version: str | None) -> None:
+    """AWS's errors for unencrypted and SSE-C objects, from a HEAD, before the keys are
+    needed (an SSE-C object would otherwise ask for its customer key).  The object as
+    opened afterwards is checked again: this look only chooses the error."""
+    query = ("versionId=" + subrequest.quote_param(version)) if version else ""
+    head = subrequest.request(ctx.app, req.environ, "HEAD", bucket, key, query)
+    if not head.ok:
+        # HEAD answers carry no error code: ask again with GET for the client's error
+        # (NoSuchKey; NoSuchVersion or InvalidArgument for a version that does not exist).
+        got = subrequest.request(ctx.app, req.environ, "GET", bucket, key, query,
+                                 headers={"Range": "bytes=0-0"})
+        if got.ok:
+            raise errors.ServiceUnavailable()
+        raise subrequest.failure(got.status, got.body)
+    value = head.headers.get(ENVELOPE_HEADER)
+    if value is None:
+        if ctx.policy.require:
+            raise integrity.envelope_missing(bucket, key)
+        raise errors.InvalidRequest(UNENCRYPTED)
+    envelope = ctx.decode_envelope(value, bucket, key)
+    if mode_of(envelope.protection) not in (sse.MODE_SSE_S3, sse.MODE_SSE_KMS):
+        raise errors.InvalidRequest(UNSUPPORTED_SOURCE)
+
+
+def _refuse_noncurrent(ctx: EncryptionContext, req: S3Request, src: Source) -> None:
+    """A self-copy replaces the current object: a ``versionId`` must name that one."""
+    current = subrequest.request(ctx.app, req.environ, "HEAD", src.bucket, src.key)
+    named = src.headers.get("x-amz-version-id") or "null"
+    if not current.ok or current.headers.get("etag") != src.backend_etag or \
+            (current.headers.get("x-amz-version-id") or "null") != named:
+        raise errors.NotImplementedError_(
+            "encproxy updates the encryption of the current version of an object only.")
+
+
+def _rewrite_single(ctx: EncryptionContext, req: S3Request, src: Source,
+                    headers: dict[str, str]) -> str | None:
+    """The backend's self-copy with the new envelope; its new ETag, None on 412."""
+    headers = {**headers, "x-amz-copy-source": src.copy_source(),
+               "x-amz-metadata-directive": "REPLACE",
+               "x-amz-copy-source-if-match": src.backend_etag}
+    resp = subrequest.request(ctx.app, req.environ, "PUT", src.bucket, src.key,
+                              headers=headers)
+    if resp.status == 412:
+        return None
+    if not resp.ok:
+        raise subrequest.failure(resp.status, resp.body)
+    result = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
+    if result.tag != "CopyObjectResult":      # S3 may answer a failed copy with 200
+        raise subrequest.failure(500, resp.body)
+    return xml.child_text(result, "ETag") or src.backend_etag
+
+
+def _rewrite_parts(ctx: EncryptionContext, req: S3Request, src: Source,
+                   headers: dict[str, str]) -> str | None:
+    """A multipart-format object, backend part by backend part (FORMAT.md §3.4)."""
+    assert src.keys is not None and src.envelope is not None
+    assert src.envelope.kind is Kind.MULTIPART
+    n = backend_parts(src.backend_etag)
+    if n is None:
+        raise errors.InternalError()
+    with integrity.reported(src.bucket, src.key):
+        known = ctx.layouts.layout(src.keys, src.stored_size, src.backend_etag, src.fetcher)
+
+    def still_current() -> None:
+        # Completing replaces the object: it must still be the one whose parts we copied.
+        again = subrequest.request(ctx.app, req.environ, "HEAD", src.bucket, src.key)
+        if again.headers.get("etag") != src.backend_etag:
+            raise errors.PreconditionFailed()
+
+    try:
+        etag = copy_parts(ctx.app, req.environ, src.bucket, src.key,
+                          source=src.copy_source(), source_etag=src.backend_etag,
+                          ranges=known.layout.backend_part_ranges(n),
+                          numbers=known.layout.backend_part_numbers(n), headers=headers,
+                          before_complete=still_current)
+    except errors.S3Error as exc:
+        if exc.status == 412:
+            return None
+        raise
+    ctx.layouts.remember(src.bucket, src.key, src.stored_size, etag, known)
+    return etag
+
+
+__all__ = ["update_object_encryption"]
