@@ -262,3 +262,11 @@ def test_type_checking_imports_are_not_edges() -> None:
     names = [n.module if isinstance(n, ast.ImportFrom) else n.names[0].name
              for n in runtime_imports(tree)]
     assert sorted(names) == ["encproxy.b", "encproxy.d", "typing", "typing"]
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """pytest imports test modules by basename (rootdir, no packages): two of one name
+    in different folders stop the whole run at collection."""
+    tests = Path(__file__).resolve().parents[1]
+    names = [p.name for p in tests.rglob("test_*.py") if "__pycache__" not in p.parts]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
