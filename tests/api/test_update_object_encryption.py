@@ -131,16 +131,17 @@ def test_missing_object(s3, bucket):
     assert caught.value.response["Error"]["Code"] == "NoSuchKey"
 
 
-def test_a_version_that_does_not_exist(s3, stored, bucket):
+def test_a_version_that_does_not_exist(s3, stored, bucket, quirks):
     data = os.urandom(1000)
     s3.put_object(Bucket=bucket, Key="v", Body=data, ServerSideEncryption="AES256")
     at_rest = stored.read(bucket, "v")
     with pytest.raises(ClientError) as caught:
         update(s3, bucket, "v", KMS_KEY, VersionId="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY")
-    # S3 answers InvalidArgument for an id it never issued, NoSuchVersion for one now gone.
-    assert caught.value.response["Error"]["Code"] in ("InvalidArgument", "NoSuchVersion")
     assert stored.read(bucket, "v") == at_rest
     assert s3.head_object(Bucket=bucket, Key="v")["ServerSideEncryption"] == "AES256"
+    # S3 answers InvalidArgument for an id it never issued, NoSuchVersion for one now gone.
+    with quirks.breaks("unknown-version-nosuchkey"):
+        assert caught.value.response["Error"]["Code"] in ("InvalidArgument", "NoSuchVersion")
 
 
 def sigv2_put(server, bucket: str, key: str, query: str, body: bytes) -> requests.Response:

@@ -54,6 +54,12 @@ QUIRKS: dict[str, dict[str, str]] = {
                                 "that leaves out parts which were uploaded",
         "uploads-delimiter-ignored": "Ceph RGW's ListMultipartUploads with a delimiter leaves "
                                      "out the rolled-up uploads' CommonPrefixes",
+        "part-copy-version-id": "Ceph RGW 16.2's UploadPartCopy answers no "
+                                "x-amz-copy-source-version-id",
+        "copy-version-id": "Ceph RGW 16.2 answers CopyObject in a versioned bucket without "
+                           "x-amz-version-id or x-amz-copy-source-version-id",
+        "unknown-version-nosuchkey": "Ceph RGW 16.2 answers a version id it never issued "
+                                     "with NoSuchKey (S3: InvalidArgument or NoSuchVersion)",
         "conditions-ignored": "Ceph RGW 16.2 enforces If-Match / If-None-Match on PutObject "
                               "only; it ignores them on CompleteMultipartUpload and CopyObject, "
                               "which encproxy's default [backend] conditional_writes = "
