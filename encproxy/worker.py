@@ -65,6 +65,7 @@ log = logging.getLogger("encproxy.server")
 DRAIN_LIMIT = 64 * 1024
 #: The most head bytes the event loop holds per connection before a thread reads on.
 MAX_POLLED_HEAD = 64 * 1024
+SWEEP_INTERVAL = 0.25    # seconds between looks for expired heads and lingering closes
 #: Threads per worker for /_encproxy/* probes.
 PROBE_THREADS = 2
 #: How long, and for how many bytes, a closing connection takes the client's unread bytes.
@@ -134,6 +135,7 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         self.probe_pool = futures.ThreadPoolExecutor(PROBE_THREADS,
                                                      thread_name_prefix="encproxy-probe")
         self.heads: set[_Conn] = set()
+        self.next_sweep = 0.0   # when murder_pending next looks for expired heads
         self.lingering: dict[Any, list[float]] = {}  # socket -> [deadline, bytes taken]
 
     def run(self) -> None:
@@ -262,7 +264,12 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
 
     def murder_pending(self) -> None:
         super().murder_pending()
+        # gthread calls this after every batch of events; deadlines are whole seconds,
+        # so four sweeps a second are enough, and a busy loop is not slowed by them.
         now = time.monotonic()
+        if now < self.next_sweep:
+            return
+        self.next_sweep = now + SWEEP_INTERVAL
         for conn in [c for c in self.heads if c.head is not None and c.head.expired(now)]:
             self._unwatch(conn)
             self._refuse_late(conn)
