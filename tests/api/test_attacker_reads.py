@@ -28,9 +28,6 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-
-from encproxy.format.envelope import Envelope
-from encproxy.keys.blob import WrappedKey
 from support.backends import Stored
 from support.clients import make_client
 from support.server import start_server
@@ -42,6 +39,9 @@ from test_encrypted_multipart import (
     upload,
 )
 from test_encryption import get_raw, marked
+
+from encproxy.format.envelope import Envelope
+from encproxy.keys.blob import WrappedKey
 
 MiB = 1024 * 1024
 ENCPROXY = str(Path(sys.executable).with_name("encproxy"))
@@ -85,16 +85,22 @@ TRUNCATIONS = {
 }
 
 
-@pytest.mark.parametrize("cut", sorted(TRUNCATIONS))
-def test_a_truncated_multipart_object_is_refused_by_every_read(server, backend_client, s3,
-                                                               bucket, tmp_path, cut):
+def five_part_object(server, backend_client, s3, bucket: str
+                     ) -> tuple[bytes, dict[str, str], list[bytes]]:
+    """``t``, 5 x 5 MiB in an SSE-S3 bucket: its plaintext, and its stored metadata and
+    backend parts as the attacker sees them."""
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=SSE_S3_CONFIG)
     sizes = [5 * MiB] * 5
     parts = {n: marked(size) for n, size in enumerate(sizes, start=1)}
     upload(s3, bucket, "t", parts)
-    whole = b"".join(parts.values())
     meta, body = stored_object(server, backend_client, bucket, "t")
-    segments = split_segments(body, sizes)
+    return b"".join(parts.values()), meta, split_segments(body, sizes)
+
+
+@pytest.mark.parametrize("cut", sorted(TRUNCATIONS))
+def test_a_truncated_multipart_object_is_refused_by_every_read(server, backend_client, s3,
+                                                               bucket, tmp_path, cut):
+    whole, meta, segments = five_part_object(server, backend_client, s3, bucket)
     assert len(segments[5]) > 52                        # the indexed trailer part
     kept = [segments[i] for i in TRUNCATIONS[cut]]
     store_multipart(server, backend_client, bucket, "t", meta, kept)
@@ -129,13 +135,7 @@ def test_a_repeated_part_is_found_by_the_read_that_reaches_it(server, backend_cl
     """Part 2 stored again in part 3's place: the size, part count and end are the
     index's and true, so HEAD reports them; the moved part is refused by any read that
     reaches it, before its first byte, as a flipped byte would be (FORMAT.md §7.7)."""
-    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=SSE_S3_CONFIG)
-    sizes = [5 * MiB] * 5
-    parts = {n: marked(size) for n, size in enumerate(sizes, start=1)}
-    upload(s3, bucket, "t", parts)
-    whole = b"".join(parts.values())
-    meta, body = stored_object(server, backend_client, bucket, "t")
-    segments = split_segments(body, sizes)
+    whole, meta, segments = five_part_object(server, backend_client, s3, bucket)
     store_multipart(server, backend_client, bucket, "t", meta,
                     [segments[i] for i in (0, 1, 1, 3, 4, 5)])
     assert s3.head_object(Bucket=bucket, Key="t")["ContentLength"] == len(whole)
