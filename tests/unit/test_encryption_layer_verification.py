@@ -270,6 +270,11 @@ def test_a_stripped_envelope_fails_closed_under_require(tmp_path: Path, mode: Mo
         copy = stack.client.put("/data/copy", headers={
             "x-amz-copy-source": "/data/t", "x-amz-server-side-encryption": "AES256"})
         assert error_of(copy) == (500, "InternalError")
+        # Nor does it decide a conditional write: If-Match with the backend's own ETag.
+        backend_etag = '"' + stack.stored(BUCKET, "t")[0].etag.strip('"') + '"'
+        cond = put(stack.client, "t", b"overwrite", {**mode.write, "If-Match": backend_etag})
+        assert error_of(cond) == (500, "InternalError")
+        assert stack.stored(BUCKET, "t")[1] == body
     assert "integrity failure on data/t: EnvelopeMissing" in caplog.text
     # Without require the same object is served as stored (ENCRYPTION.md): the choice is
     # the operator's, and documented.

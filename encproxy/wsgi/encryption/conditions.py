@@ -86,6 +86,8 @@ def _current_etags(ctx: EncryptionContext, req: S3Request) -> tuple[str, str] | 
     backend_etag = head.headers.get("etag", "")
     value = head.headers.get(ENVELOPE_HEADER)
     if value is None:
+        if ctx.policy.require:   # an object without envelope decides nothing (reads.py)
+            raise integrity.envelope_missing(bucket, key)
         return backend_etag, backend_etag          # stored as sent: the same ETag
     envelope = ctx.decode_envelope(value, bucket, key)
     mode = mode_of(envelope.protection)
