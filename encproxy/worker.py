@@ -29,9 +29,14 @@ dozen such clients stall every thread (``/_encproxy/health`` included).
   drains (2 s, 1 MiB at most) between its other work.
 * **S3 errors.** gunicorn's own errors (bad request line, huge headers) are
   answered as S3 XML errors (:func:`encproxy.wsgi.responses.error_response`).
+* **Unknown expectations are ignored.** gunicorn refuses an ``Expect`` other than
+  ``100-continue`` (417, RFC 9110); S3 ignores it (an empty ``Expect`` or
+  ``Expect: 200`` is accepted, as ceph/s3-tests' header tests record), so
+  :class:`UnknownExpectIgnored` does too.
 
 It leans on gthread internals (``TConn``, ``enqueue_req``, ``finish_request``,
-the ``poller`` and ``method_queue``); tests/unit/test_worker.py pins them.
+the ``poller`` and ``method_queue``) and on the HTTP parser's (``mesg_class``,
+``_apply_header_policy``); tests/unit/test_worker.py pins them.
 """
 from __future__ import annotations
 
@@ -50,8 +55,9 @@ from typing import Any
 
 from gunicorn import sock as gsock
 from gunicorn import util
+from gunicorn.http import RequestParser, get_parser
 from gunicorn.http import errors as herrors
-from gunicorn.http import get_parser
+from gunicorn.http.message import Request
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from encproxy import errors
@@ -94,6 +100,24 @@ def body_drainable(body: Any) -> bool:
     if kind == "ChunkedReader":
         return reader.parser is None  # the last chunk and trailers are read
     return False  # a body that ends with the connection, or something unknown
+
+
+class UnknownExpectIgnored(Request):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's HTTP/1 request, except that an ``Expect`` header S3 does not know is ignored.
+
+    gunicorn answers any expectation but ``100-continue`` with 417; AWS S3 accepts the
+    request as if the header were absent (ceph/s3-tests ``test_*_create_bad_expect_*``).
+    ``100-continue`` keeps gunicorn's handling (the worker answers it, see handle_request).
+    """
+
+    def _apply_header_policy(self, name: str, value: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "EXPECT" and value.lower() != "100-continue":
+            self._policy_expect_continue = False  # this request only; the class keeps True
+            try:
+                return super()._apply_header_policy(name, value, *args, **kwargs)
+            finally:
+                del self._policy_expect_continue
+        return super()._apply_header_policy(name, value, *args, **kwargs)
 
 
 class _Conn(TConn):  # type: ignore[misc]  # gunicorn is untyped
@@ -172,6 +196,8 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
                 return
         conn.initialized = True  # the parser is made here, never by gunicorn's init()
         conn.parser = get_parser(self.cfg, conn.sock, addr)
+        if isinstance(conn.parser, RequestParser):
+            conn.parser.mesg_class = UnknownExpectIgnored
         conn.parser.unreader.sock = PacedSocket(conn.sock, self.limits)
         conn.head = HeadReader(deadline, MAX_POLLED_HEAD)
         conn.handshaken = not self.cfg.is_ssl

@@ -1,6 +1,7 @@
 """Object metadata carried in headers: what is stored and how it is sent back (pure)."""
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 
 from encproxy import errors
@@ -55,5 +56,21 @@ def response_headers(content: Mapping[str, str], user: Mapping[str, str]) -> lis
            for name, value in content.items()]
     if "content-type" not in content:
         out.append(("Content-Type", "binary/octet-stream"))
-    out.extend((USER_META_PREFIX + name, value) for name, value in user.items())
+    out.extend((USER_META_PREFIX + name, user_metadata_value(value))
+               for name, value in user.items())
     return out
+
+
+def user_metadata_value(value: str) -> str:
+    """A stored user metadata value as S3 sends it back.
+
+    AWS returns a value with non-US-ASCII characters "encoded as per RFC 2047 to make
+    them mail-safe" (UsingMetadata.html), as one ``=?UTF-8?B?...?=`` encoded word,
+    and US-ASCII values as they are.  ``value`` is the header as WSGI gives it (each
+    byte sent one character, latin-1), and AWS encodes the UTF-8 of exactly those
+    characters: sent as UTF-8, ``ö`` comes back as ``=?UTF-8?B?w4PCtg==?=`` (what MinIO
+    measured against AWS, minio/minio#21282).  Raw non-ASCII bytes are never sent.
+    """
+    if value.isascii():
+        return value
+    return "=?UTF-8?B?" + base64.b64encode(value.encode("utf-8")).decode("ascii") + "?="

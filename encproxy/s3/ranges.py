@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from encproxy.errors import InvalidRange
+from encproxy.errors import InvalidArgument, InvalidRange
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -55,19 +55,22 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
 
 
 def parse_copy_range(header: str, size: int) -> ByteRange:
-    """x-amz-copy-source-range: must be ``bytes=first-last`` within the source."""
+    """x-amz-copy-source-range: must be ``bytes=first-last`` within the source.
+
+    Both failures are 400 InvalidArgument on AWS: a malformed value, and a range that
+    does not lie within the source ("Range specified is not valid for source object of
+    size: N"), unlike a GET's unsatisfiable Range (416 InvalidRange).
+    """
     m = _RANGE_RE.match(header.strip())
     if not m or not m.group(1) or not m.group(2):
-        from encproxy.errors import InvalidArgument
         raise InvalidArgument("The x-amz-copy-source-range value must be of the form "
                               "bytes=first-last where first and last are the zero-based "
                               "offsets of the first and last bytes to copy",
                               ArgumentName="x-amz-copy-source-range", ArgumentValue=header)
     first, last = int(m.group(1)), int(m.group(2))
     if last < first or last >= size:
-        from encproxy.errors import InvalidRequest
-        raise InvalidRequest(f"The specified copy source range is not valid for the source "
-                             f"object of size: {size}")
+        raise InvalidArgument(f"Range specified is not valid for source object of size: {size}",
+                              ArgumentName="x-amz-copy-source-range", ArgumentValue=header)
     return ByteRange(first, last, size)
 
 

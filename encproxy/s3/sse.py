@@ -130,6 +130,20 @@ def parse_request(headers: Mapping[str, str]) -> SseRequest:
                       customer)
 
 
+def refuse_on_read(headers: Mapping[str, str]) -> None:
+    """GET and HEAD take no ``x-amz-server-side-encryption``: only a write chooses it.
+
+    AWS documents "If you specify x-amz-server-side-encryption:aws:kms, ...:aws:kms:dsse
+    or ...:AES256 for GET/HEAD requests, you'll get an HTTP 400 Bad Request error"; the
+    code is InvalidArgument, "... header is not supported for this operation."
+    """
+    value = headers.get(SSE)
+    if value is not None:
+        raise errors.InvalidArgument(
+            "x-amz-server-side-encryption header is not supported for this operation.",
+            ArgumentName=SSE, ArgumentValue=value)
+
+
 def parse_context(value: str) -> dict[str, str]:
     """``x-amz-server-side-encryption-context``: base64 of a JSON object of strings."""
     invalid = errors.InvalidArgument(

@@ -7,6 +7,7 @@ from encproxy import errors
 from encproxy.s3 import preconditions
 from encproxy.s3.copy_source import CopySource, parse_copy_source
 from encproxy.s3.dates import http_date
+from encproxy.s3.metadata import response_headers, user_metadata_value
 from encproxy.s3.names import check_key, is_valid_bucket_name
 from encproxy.s3.operations import classify
 from encproxy.s3.ranges import ByteRange, parse_copy_range, parse_range
@@ -47,8 +48,13 @@ def test_copy_range():
     assert parse_copy_range("bytes=2-5", 10) == ByteRange(2, 5, 10)
     with pytest.raises(errors.InvalidArgument):
         parse_copy_range("bytes=2-", 10)
-    with pytest.raises(errors.InvalidRequest):
-        parse_copy_range("bytes=2-10", 10)
+    # Out of the source: AWS's 400 InvalidArgument, not a GET's 416 InvalidRange.
+    for header in ("bytes=2-10", "bytes=0-21", "bytes=5-2"):
+        with pytest.raises(errors.InvalidArgument) as exc:
+            parse_copy_range(header, 10)
+        assert exc.value.status == 400
+        assert exc.value.message == "Range specified is not valid for source object of size: 10"
+        assert exc.value.fields["ArgumentValue"] == header
 
 
 LM = 1_700_000_000.0
@@ -152,3 +158,19 @@ def test_copy_source(raw, expected):
 def test_copy_source_errors(raw, error):
     with pytest.raises(error):
         parse_copy_source(raw)
+
+
+@pytest.mark.parametrize(("stored", "sent"), [
+    pytest.param("plain ascii", "plain ascii", id="ascii-as-is"),
+    pytest.param("=?UTF-8?B?w7Y=?=", "=?UTF-8?B?w7Y=?=", id="encoded-word-as-is"),
+    # boto3 sends "Hello World\xe9" as UTF-8 bytes, which WSGI gives as latin-1 characters
+    pytest.param("Hello World\xc3\xa9", "=?UTF-8?B?SGVsbG8gV29ybGTDg8Kp?=", id="utf8-bytes"),
+    # MinIO's measurement against AWS (minio/minio#21282): "ö" sent as UTF-8
+    pytest.param("\xc3\xb6", "=?UTF-8?B?w4PCtg==?=", id="minio-measured"),
+    pytest.param("caf\xe9", "=?UTF-8?B?Y2Fmw6k=?=", id="latin-1-byte"),
+])
+def test_user_metadata_values_are_rfc2047_encoded_when_not_ascii(stored, sent):
+    assert user_metadata_value(stored) == sent
+    assert sent.isascii()
+    headers = dict(response_headers({}, {"m": stored}))
+    assert headers["x-amz-meta-m"] == sent and headers["Content-Type"] == "binary/octet-stream"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from encproxy import errors
-from encproxy.s3.sse import CustomerKey, parse_customer_key, parse_request
+from encproxy.s3.sse import CustomerKey, parse_customer_key, parse_request, refuse_on_read
 
 KEY = bytes(range(32))
 KEY_B64 = base64.b64encode(KEY).decode()
@@ -86,3 +86,18 @@ def test_invalid(headers, error, argument):
     if argument:
         assert exc.value.fields["ArgumentName"] == argument
     assert KEY_B64 not in str(exc.value) and KEY_B64 not in str(exc.value.fields)
+
+
+@pytest.mark.parametrize("value", ["AES256", "aws:kms", "aws:kms:dsse", ""])
+def test_reads_refuse_the_sse_header(value):
+    # AWS: x-amz-server-side-encryption on GET/HEAD is 400 (InvalidArgument).
+    with pytest.raises(errors.InvalidArgument) as exc:
+        refuse_on_read({"x-amz-server-side-encryption": value})
+    assert exc.value.status == 400
+    assert exc.value.fields == {"ArgumentName": "x-amz-server-side-encryption",
+                                "ArgumentValue": value}
+
+
+def test_reads_take_the_customer_key_and_nothing_else():
+    refuse_on_read({})
+    refuse_on_read(SSE_C)   # an SSE-C object is read with its key

@@ -235,6 +235,30 @@ def test_unread_body_is_drained_or_the_connection_closed(running, size, kept):
             assert ends(sock)
 
 
+@pytest.mark.parametrize("expect", ["200", "", "nonsense", "100-continue-ish"])
+def test_an_expectation_s3_does_not_know_is_ignored(running, expect):
+    # gunicorn alone answers these 417; AWS S3 accepts the request (s3-tests bad_expect_*).
+    with running.connect() as sock:
+        sock.sendall(b"PUT /read HTTP/1.1\r\nHost: t\r\nExpect: %s\r\n"
+                     b"Content-Length: 3\r\n\r\nabc" % expect.encode() + get("/after"))
+        assert statuses(sock, 2) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"]
+
+
+def test_expect_100_continue_is_still_answered_when_the_body_is_read(running):
+    with running.connect() as sock:
+        sock.sendall(b"PUT /read HTTP/1.1\r\nHost: t\r\nExpect: 100-Continue\r\n"
+                     b"Content-Length: 3\r\n\r\n")
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            piece = sock.recv(1)
+            assert piece, interim
+            interim += piece
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"abc")
+        head, body = response(sock)
+        assert head.startswith(b"HTTP/1.1 200") and body == b"3"
+
+
 def test_the_applications_connection_close_is_honoured(running):
     with running.connect() as sock:
         sock.sendall(get("/close") + get("/after"))

@@ -101,10 +101,15 @@ class BodySpec:
             content_length = 0
         streaming = payload_hash in sigv4.STREAMING_PAYLOADS
         codings = {c.strip().lower() for c in headers.get("content-encoding", "").split(",")}
-        if "aws-chunked" in codings and not streaming:
-            # The framing would reach the inner app (and the backend) as data.
-            raise errors.InvalidRequest(
-                "Content-Encoding aws-chunked requires a STREAMING-* x-amz-content-sha256.")
+        if "aws-chunked" in codings and not streaming \
+                and payload_hash == sigv4.UNSIGNED_PAYLOAD:
+            # AWS refuses this pair.  With a signed payload hash it accepts the body as
+            # sent, which is then data (the hash is verified), and keeps "aws-chunked" in
+            # the object's Content-Encoding: only a STREAMING-* body is decoded and loses it.
+            raise errors.InvalidArgument(
+                "aws-chunked encoding is not supported when x-amz-content-sha256 "
+                "UNSIGNED-PAYLOAD is supplied", ArgumentName="Content-Encoding",
+                ArgumentValue=headers.get("content-encoding", ""))
         decoded_length: int | None = content_length
         if streaming:
             if "x-amz-decoded-content-length" not in headers:
@@ -112,7 +117,12 @@ class BodySpec:
             decoded_length = _parse_length(headers["x-amz-decoded-content-length"],
                                            "x-amz-decoded-content-length")
         elif content_length is None and method.upper() == "PUT":
-            raise errors.MissingContentLength()
+            # A PUT body in HTTP chunked transfer-encoding that is not aws-chunked: AWS
+            # answers 501 NotImplemented naming Transfer-Encoding (its length is unknown
+            # until the end, and S3 needs it first; so does encproxy, to size ciphertext).
+            raise errors.NotImplementedError_(
+                "A header you provided implies functionality that is not implemented",
+                Header="Transfer-Encoding")
 
         content_md5 = (checksums.parse_content_md5(headers["content-md5"])
                        if "content-md5" in headers else None)
