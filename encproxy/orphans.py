@@ -8,8 +8,8 @@ See docs/OPERATIONS.md ("Orphaned upload state").
     encproxy uploads orphans [--delete] [--config PATH]
 
 Complete, Abort and DeleteBucket remove what encproxy keeps for an upload
-(``uploads/<h>/``: its record, held copies and held references, FORMAT.md §14), but
-a crash, a failed backend request, an upload aborted or a bucket deleted behind
+(``uploads/<h>/``: its record, held copies, held references and part records, FORMAT.md
+§14), but a crash, a failed backend request, an upload aborted or a bucket deleted behind
 encproxy's back, or an encproxy older than that clean-up leaves it there for good.
 
 ``h`` hashes the bucket, key and upload id, so a location cannot be traced back to
@@ -143,7 +143,8 @@ def _describe(names: list[str], where: str) -> str:
     kinds = Counter(name[len(where):].split("/", 1)[0] for name in names)
     parts = ["a record" if kinds.pop("record", 0) else "no record",
              f"{kinds.pop('held', 0)} held copy(ies)",
-             f"{kinds.pop('held-ref', 0)} held reference(s)"]
+             f"{kinds.pop('held-ref', 0)} held reference(s)",
+             f"{kinds.pop('part', 0)} part record(s)"]
     parts.extend(f"{n} other ({k})" for k, n in sorted(kinds.items()))
     return ", ".join(parts)
 

@@ -20,7 +20,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from encproxy.crypto.keys import ObjectKeys, hkdf_expand, hkdf_extract  # noqa: E402
-from encproxy.crypto.multipart import PartEncryptor, build_trailer  # noqa: E402
+from encproxy.crypto.multipart import (  # noqa: E402
+    CompletionKeys,
+    PartEncryptor,
+    build_trailer,
+    completion_key,
+    describe,
+)
 from encproxy.crypto.records import (  # noqa: E402
     PURPOSE_BUCKET_CONFIG,
     PURPOSE_HELD,
@@ -117,8 +123,12 @@ def single_vector(seed: int, suite: Suite, size: int) -> dict[str, Any]:
 
 
 def multipart_vector(seed: int, suite: Suite, sizes: list[int],
-                     numbers: list[int] | None = None) -> dict[str, Any]:
-    """Parts ``numbers`` (1..m by default) of these sizes, completed with exactly them."""
+                     numbers: list[int] | None = None, *, upload_id: str | None = None,
+                     completion: bool = False) -> dict[str, Any]:
+    """Parts ``numbers`` (1..m by default) of these sizes, completed with exactly them;
+    with ``upload_id``, as the server completes SSE-S3 and SSE-KMS uploads (always
+    indexed, the index described: FORMAT.md §7.8); with ``completion``, the trailer
+    sealed under the completion key (an SSE-C Complete without the key, §7.9)."""
     keys = ObjectKeys(Kind.MULTIPART, suite, object_id(seed), data_key(seed))
     envelope = keys.envelope(KEY_ID, WRAPPED, BUCKET, KEY)
     numbers = numbers or list(range(1, len(sizes) + 1))
@@ -132,18 +142,23 @@ def multipart_vector(seed: int, suite: Suite, sizes: list[int],
             "segment_key": hkdf_expand(prk, segment_label(suite, number, salt(seed, number)),
                                        suite.key_size).hex(),
             "header_hex": seg[:52].hex(), "segment": blob(seg)})
-    plan = plan_completion(numbers, sizes, can_rewrite_last_part=True)
+    description = None if upload_id is None else describe(
+        [hashlib.md5(pattern(size)).digest() for size in sizes], upload_id)
+    plan = plan_completion(numbers, sizes, can_rewrite_last_part=True,
+                           always_index=upload_id is not None, description=description)
     trailer_number = numbers[-1] + 1
     trailer_salt = salt(seed, trailer_number)
-    trailer = build_trailer(keys, plan, fixed_salt_for_vectors=trailer_salt)
+    sealer = CompletionKeys.of(keys) if completion else keys
+    trailer = build_trailer(sealer, plan, fixed_salt_for_vectors=trailer_salt)
     trailer_out: dict[str, Any] = {
         "kind": plan.trailer.value, "number": plan.trailer_number,
         "held_tail": plan.held_tail, "backend_parts": plan.backend_parts,
         "backend_part_numbers": list(plan.backend_part_numbers),
         "index_pad": plan.index_pad, "bytes": blob(trailer)}
     if plan.trailer is Trailer.INDEXED:   # the index plaintext, opened from the trailer
+        trailer_ikm = completion_key(keys) if completion else keys.data_key
         cipher = record_cipher(suite, hkdf_expand(
-            hkdf_extract(keys.object_id, keys.data_key),
+            hkdf_extract(keys.object_id, trailer_ikm),
             segment_label(suite, trailer_number, trailer_salt), suite.key_size))
         index = cipher.open(INDEX_RECORD_INDEX, aad(suite, Domain.INDEX, trailer_number,
                                                     INDEX_RECORD_INDEX, final=True),
@@ -151,13 +166,22 @@ def multipart_vector(seed: int, suite: Suite, sizes: list[int],
         trailer_out["index"] = blob(index)
     contiguous = numbers == list(range(1, len(sizes) + 1))
     parts = "" if contiguous else "parts-" + ".".join(map(str, numbers)) + "-"
+    extra: dict[str, Any] = {}
+    kind = ""
+    if upload_id is not None:
+        extra["upload_id"] = upload_id
+        kind += "described-"
+    if completion:
+        extra["completion_keyed"] = True
+        kind += "completion-"
     return {
-        "name": f"multipart-{suite.name.lower()}-{parts}{'-'.join(map(str, sizes))}",
+        "name": f"multipart-{suite.name.lower()}-{kind}{parts}{'-'.join(map(str, sizes))}",
         "inputs": {"kind": "multipart", "suite": int(suite), "data_key": keys.data_key.hex(),
                    "object_id": keys.object_id.hex(), "bucket": BUCKET, "key": KEY,
                    "key_id": KEY_ID, "wrapped_key": WRAPPED.hex(), "part_numbers": numbers,
                    "part_sizes": sizes,
-                   "salts": [salt(seed, n).hex() for n in numbers + [trailer_number]]},
+                   "salts": [salt(seed, n).hex() for n in numbers + [trailer_number]],
+                   **extra},
         "outputs": {"derived": derived(keys), "envelope_tag": envelope.tag.hex(),
                     "metadata_value": envelope.encode(), "segments": segments,
                     "trailer": trailer_out,
@@ -227,6 +251,17 @@ def build() -> dict[str, dict[str, Any]]:
                       ([1, 3, 7], [5 * MiB, 5 * MiB, 100]),      # held tail after part 7
                       ([2, 4], [5 * MiB + 1, 5 * MiB]),          # trailer is part 5
                       ([3, 10000], [5 * MiB, 9])))]              # held tail, trailer 10001
+    # Issue 15: SSE-S3/KMS completions (always indexed, described: §7.8) and SSE-C
+    # completions without the customer's key (completion-keyed trailers: §7.9).
+    multipart += [multipart_vector(300 + seed, suite, sizes, upload_id=f"upload-{seed}")
+                  for suite in Suite
+                  for seed, sizes in enumerate(([5 * MiB, 100],              # held tail
+                                                [5 * MiB, 5 * MiB]))]        # own part
+    multipart += [multipart_vector(400 + seed, suite, sizes, numbers, completion=True)
+                  for suite in Suite
+                  for seed, (numbers, sizes) in enumerate((
+                      ([1, 2], [5 * MiB, 5 * MiB]),              # header-only
+                      ([2, 4], [5 * MiB + 1, 5 * MiB])))]        # indexed, trailer is part 5
     header = {"format_version": FORMAT_VERSION,
               "plaintext": "pattern(n): byte i is (7 * i + 3) % 256",
               "blobs": "hex, or size + sha256 + head_hex/tail_hex (64 bytes) when longer "

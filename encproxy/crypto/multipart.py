@@ -34,9 +34,12 @@ Typical use::
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import struct
 from collections.abc import Iterator, Sequence
 
-from encproxy.crypto.keys import ObjectKeys, new_segment_salt
+from encproxy.crypto.keys import ObjectKeys, hkdf_expand, hkdf_extract, new_segment_salt
 from encproxy.crypto.stream import (
     BATCH_CHUNKS,
     READ_SIZE,
@@ -47,7 +50,7 @@ from encproxy.crypto.stream import (
     encrypt_chunks,
     trimmed,
 )
-from encproxy.crypto.suites import RecordCipher, RecordRejected
+from encproxy.crypto.suites import RecordCipher, RecordRejected, record_cipher
 from encproxy.errors import IncompleteBody
 from encproxy.format.constants import (
     CHUNK_CIPHERTEXT_SIZE,
@@ -59,6 +62,7 @@ from encproxy.format.constants import (
     TAG_SIZE,
     Domain,
     Kind,
+    Suite,
 )
 from encproxy.format.errors import (
     CiphertextSizeInvalid,
@@ -68,6 +72,7 @@ from encproxy.format.errors import (
     FinalSegmentUnexpected,
     IndexAuthenticationFailed,
     IndexMalformed,
+    RecordAuthenticationFailed,
     SegmentHeaderAuthenticationFailed,
     SegmentHeaderMalformed,
     SegmentLayoutMismatch,
@@ -75,6 +80,7 @@ from encproxy.format.errors import (
 )
 from encproxy.format.layout import (
     CompletionPlan,
+    IndexDescription,
     MultipartLayout,
     MultipartRangePlan,
     Trailer,
@@ -84,7 +90,7 @@ from encproxy.format.layout import (
     is_indexed,
     segment_size,
 )
-from encproxy.format.records import AadPacker, aad
+from encproxy.format.records import AadPacker, aad, segment_label
 from encproxy.format.segment import (
     PartIndex,
     SegmentHeader,
@@ -96,7 +102,7 @@ from encproxy.format.segment import (
 )
 
 
-def _require_multipart(keys: ObjectKeys) -> None:
+def _require_multipart(keys: Sealer) -> None:
     if keys.kind is not Kind.MULTIPART:
         raise ValueError("these keys belong to a single-part object")
 
@@ -110,7 +116,41 @@ def _index_aad(header: SegmentHeader) -> bytes:
     return aad(header.suite, Domain.INDEX, header.part_number, INDEX_RECORD_INDEX, final=True)
 
 
-def seal_header(keys: ObjectKeys, header: SegmentHeader) -> tuple[SegmentHeader, RecordCipher]:
+COMPLETION_LABEL = b"encproxy/1 completion"
+
+
+def completion_key(keys: ObjectKeys) -> bytes:
+    """The upload's completion key (FORMAT.md §7.9): it seals trailers and nothing else,
+    so a server that holds it (wrapped, during an SSE-C upload) can complete the upload
+    without the customer's key, yet can neither read nor forge a part."""
+    return _part_key(keys, COMPLETION_LABEL)
+
+
+class CompletionKeys:
+    """What a Complete without the data key seals a trailer with: ``segment_cipher`` of
+    the completion key, in the place of the data key's (``seal_header``, ``build_trailer``)."""
+
+    kind = Kind.MULTIPART
+
+    def __init__(self, suite: Suite, object_id: bytes, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("a completion key is 32 bytes")
+        self.suite = suite
+        self._prk = hkdf_extract(object_id, key)
+
+    def segment_cipher(self, part_number: int, salt: bytes) -> RecordCipher:
+        return record_cipher(self.suite, hkdf_expand(
+            self._prk, segment_label(self.suite, part_number, salt), self.suite.key_size))
+
+    @classmethod
+    def of(cls, keys: ObjectKeys) -> CompletionKeys:
+        return cls(keys.suite, keys.object_id, completion_key(keys))
+
+
+Sealer = ObjectKeys | CompletionKeys
+
+
+def seal_header(keys: Sealer, header: SegmentHeader) -> tuple[SegmentHeader, RecordCipher]:
     """Tag a header under its segment key; returns the tagged header and the key."""
     cipher = keys.segment_cipher(header.part_number, header.salt)
     tag = cipher.seal(SEGMENT_HEADER_INDEX, _header_aad(header), b"")
@@ -129,7 +169,10 @@ def open_segment_header(keys: ObjectKeys, raw: bytes | memoryview, *,
     header = SegmentHeader.decode(bytes(raw))
     if header.suite is not keys.suite:
         raise SegmentHeaderAuthenticationFailed()
-    cipher = keys.segment_cipher(header.part_number, header.salt)
+    if header.completion_keyed:
+        cipher = CompletionKeys.of(keys).segment_cipher(header.part_number, header.salt)
+    else:
+        cipher = keys.segment_cipher(header.part_number, header.salt)
     try:
         cipher.open(SEGMENT_HEADER_INDEX, _header_aad(header), header.tag)
     except RecordRejected:
@@ -180,9 +223,11 @@ class PartEncryptor:
         yield out.take()
 
 
-def build_trailer(keys: ObjectKeys, plan: CompletionPlan, *,
+def build_trailer(keys: Sealer, plan: CompletionPlan, *,
                   fixed_salt_for_vectors: bytes | None = None) -> bytes:
-    """The trailer bytes ``plan`` calls for (``b""`` for Trailer.NONE).
+    """The trailer bytes ``plan`` calls for (``b""`` for Trailer.NONE), sealed under the
+    data key's segment keys, or under the completion key's (``CompletionKeys``: a
+    completion-keyed trailer, FORMAT.md §7.9).
 
     Upload them as one more part when ``plan.trailer_in_own_part``; otherwise
     append them to the last part's segment and upload that part again.  Each call
@@ -194,12 +239,17 @@ def build_trailer(keys: ObjectKeys, plan: CompletionPlan, *,
         return b""
     salt = fixed_salt_for_vectors or new_segment_salt()
     number = layout.last_part_number + 1
+    completion = isinstance(keys, CompletionKeys)
     if layout.trailer is Trailer.HEADER_ONLY:
-        header, _ = seal_header(keys, trailer_header(keys.suite, number, salt))
+        header, _ = seal_header(keys, trailer_header(keys.suite, number, salt,
+                                                     completion_keyed=completion))
         return header.encode()
-    index = encode_index(layout.part_numbers, layout.part_sizes, plan.index_pad)
+    index = encode_index(layout.part_numbers, layout.part_sizes, plan.index_pad,
+                         layout.description)
     header, cipher = seal_header(
-        keys, trailer_header(keys.suite, number, salt, index_size=len(index)))
+        keys, trailer_header(keys.suite, number, salt, index_size=len(index),
+                             described=layout.description is not None,
+                             completion_keyed=completion))
     record = cipher.seal(INDEX_RECORD_INDEX, _index_aad(header), index)
     trailer = header.encode() + record
     trailer += encode_footer(len(trailer) + FOOTER_SIZE)
@@ -214,7 +264,7 @@ def _open_index(header: SegmentHeader, cipher: RecordCipher,
         plaintext = cipher.open(INDEX_RECORD_INDEX, _index_aad(header), record)
     except RecordRejected:
         raise IndexAuthenticationFailed() from None
-    index = decode_index(plaintext)
+    index = decode_index(plaintext, header.described)
     if header.part_number != index.part_numbers[-1] + 1:
         raise IndexMalformed()
     return index
@@ -245,7 +295,7 @@ def read_index(keys: ObjectKeys, tail: bytes | memoryview, ciphertext_size: int,
         raise IndexMalformed()
     index = _open_index(header, cipher, trailer[SEGMENT_HEADER_SIZE:trailer_size - FOOTER_SIZE])
     layout = MultipartLayout(index.part_sizes, Trailer.INDEXED, trailer_size,
-                             part_numbers=index.part_numbers)
+                             part_numbers=index.part_numbers, description=index.description)
     if layout.ciphertext_size != ciphertext_size \
             or backend_parts not in (layout.parts, layout.parts + 1):
         raise CiphertextSizeInvalid()
@@ -447,3 +497,74 @@ def layout_from_headers(headers: Sequence[SegmentHeader], *,
     if index is not None and layout != index:
         raise SegmentLayoutMismatch()
     return layout
+
+
+# -- S3-style ETags of multipart objects (FORMAT.md §7.8) ----------------------------------
+
+UPLOAD_DIGEST_LABEL = b"encproxy/1 upload id\x00"
+PART_NAME_LABEL = b"encproxy/1 part etag name"
+PART_MD5_LABEL = b"encproxy/1 part etag seal"
+_U32 = struct.Struct(">I")
+
+
+def upload_digest(upload_id: str) -> bytes:
+    """The 32-byte digest of an upload id that a described index carries."""
+    return hashlib.sha256(UPLOAD_DIGEST_LABEL
+                          + upload_id.encode("utf-8", "surrogatepass")).digest()
+
+
+def multipart_etag_md5(part_md5s: Sequence[bytes]) -> bytes:
+    """S3's multipart ETag before ``-N``: the MD5 of the concatenated binary MD5s of
+    the parts, in the Complete's order."""
+    return hashlib.md5(b"".join(part_md5s), usedforsecurity=False).digest()
+
+
+def describe(part_md5s: Sequence[bytes], upload_id: str) -> IndexDescription:
+    """The description a completion of ``upload_id`` with these parts writes."""
+    return IndexDescription(multipart_etag_md5(part_md5s), upload_digest(upload_id))
+
+
+def _part_key(keys: ObjectKeys, label: bytes) -> bytes:
+    _require_multipart(keys)
+    return hkdf_expand(hkdf_extract(keys.object_id, keys.data_key), label, 32)
+
+
+def part_etag_name(keys: ObjectKeys, part_number: int, md5: bytes) -> str:
+    """The name (32 hex digits) under which the record of an uploaded part with this
+    plaintext MD5 is kept: keyed by the upload's data key, so that the name confirms
+    no guess of the part's content to whoever reads the backend (FORMAT.md §7.8)."""
+    digest = hmac.new(_part_key(keys, PART_NAME_LABEL), _U32.pack(part_number) + md5,
+                      hashlib.sha256).digest()
+    return digest[:16].hex()
+
+
+def _md5_pad(keys: ObjectKeys, part_number: int, name: str) -> bytes:
+    return hmac.new(_part_key(keys, PART_MD5_LABEL),
+                    _U32.pack(part_number) + bytes.fromhex(name), hashlib.sha256).digest()[:16]
+
+
+def seal_part_md5(keys: ObjectKeys, part_number: int, md5: bytes) -> tuple[str, str]:
+    """The record name and the sealed plaintext MD5 (hex) of a part record: the MD5
+    XORed with a pad derived from the name, which is itself a MAC of the MD5 (a
+    synthetic-IV construction: deterministic, and equal only for equal parts)."""
+    if len(md5) != 16:
+        raise ValueError("an MD5 is 16 bytes")
+    name = part_etag_name(keys, part_number, md5)
+    pad = _md5_pad(keys, part_number, name)
+    return name, bytes(a ^ b for a, b in zip(md5, pad, strict=True)).hex()
+
+
+def open_part_md5(keys: ObjectKeys, part_number: int, name: str, sealed: str) -> bytes:
+    """The plaintext MD5 of a part record (``seal_part_md5``); RecordAuthenticationFailed
+    unless the name is the MAC of that MD5 under this upload's keys."""
+    try:
+        raw = bytes.fromhex(sealed)
+        pad = _md5_pad(keys, part_number, name)
+    except ValueError:
+        raise RecordAuthenticationFailed() from None
+    if len(raw) != 16:
+        raise RecordAuthenticationFailed()
+    md5 = bytes(a ^ b for a, b in zip(raw, pad, strict=True))
+    if not hmac.compare_digest(part_etag_name(keys, part_number, md5), name):
+        raise RecordAuthenticationFailed()
+    return md5

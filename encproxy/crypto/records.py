@@ -1,6 +1,7 @@
 """Authenticated records: what encproxy keeps about itself in the backend (FORMAT.md §14).
 
-Upload records, held-copy references and bucket encryption configurations live in
+Upload records, part records, held-copy references and bucket encryption
+configurations live in
 the internal bucket, which an attacker with backend access can rewrite.  Each one
 is stored as::
 
@@ -36,7 +37,8 @@ MAX_RECORD_BODY: Final = 64 * 1024
 PURPOSE_UPLOAD: Final = "upload"
 PURPOSE_HELD: Final = "held"
 PURPOSE_BUCKET_CONFIG: Final = "bucket-encryption"
-PURPOSES: Final = (PURPOSE_UPLOAD, PURPOSE_HELD, PURPOSE_BUCKET_CONFIG)
+PURPOSE_PART: Final = "part"      # which backend part a client's part ETag is (FORMAT.md §14)
+PURPOSES: Final = (PURPOSE_UPLOAD, PURPOSE_HELD, PURPOSE_BUCKET_CONFIG, PURPOSE_PART)
 
 EXTRACT_SALT: Final = b"encproxy/1 records"
 LABEL_PREFIX: Final = b"encproxy/1 record "

@@ -39,6 +39,9 @@ FOOTER_SIZE: Final = 16
 FOOTER_MAGIC: Final = b"EPF"
 INDEX_PREFIX_SIZE: Final = 8            # u32 part count, u32 pad length
 INDEX_ENTRY_SIZE: Final = 12            # u32 part number, u64 plaintext size, per data segment
+# A described index (flag DESCRIBED, FORMAT.md §7.8) carries after its entries the MD5 the
+# object's S3-style ETag shows (16 bytes) and the digest of its upload id (32 bytes).
+INDEX_DESCRIPTION_SIZE: Final = 48
 # Residue of (S - N * SEGMENT_HEADER_SIZE) mod CHUNK_CIPHERTEXT_SIZE that marks an
 # object whose layout must be read from its index.  Regular layouts never produce
 # a residue in 1..15 (docs/FORMAT.md, "Sizes from a listing").
@@ -119,9 +122,11 @@ class SegmentFlag(IntEnum):
     TERMINAL = 0x01   # the last segment of the object
     TRAILER = 0x02    # written at CompleteMultipartUpload; carries no object data
     INDEXED = 0x04    # the trailer carries an index of the part sizes
+    DESCRIBED = 0x08  # the index also carries the object's ETag and its upload's digest
+    COMPLETION = 0x10  # a trailer sealed under the upload's completion key (FORMAT.md §7.9)
 
 
-SEGMENT_FLAGS_MASK: Final = 0x07
+SEGMENT_FLAGS_MASK: Final = 0x1F
 
 # Record indices outside the chunk range (chunk indices stay below 2**32), so that a
 # (key, nonce) pair is never used twice within one key's lifetime.

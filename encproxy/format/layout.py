@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
+from typing import NamedTuple
 
 from encproxy.errors import (
     EntityTooLarge,
@@ -37,6 +38,7 @@ from encproxy.format.constants import (
     CHUNK_SIZE,
     ETAG_SEAL_SIZE,
     FOOTER_SIZE,
+    INDEX_DESCRIPTION_SIZE,
     INDEX_ENTRY_SIZE,
     INDEX_PREFIX_SIZE,
     INDEX_SIGNAL_RESIDUE,
@@ -127,10 +129,10 @@ def etag_seal_offset(plaintext_size: int) -> int:
     return stream_size(plaintext_size)
 
 
-# The largest indexed trailer: 10,000 index entries and the largest pad.
+# The largest indexed trailer: 10,000 index entries, the description and the largest pad.
 MAX_INDEXED_TRAILER_SIZE = (SEGMENT_HEADER_SIZE + INDEX_PREFIX_SIZE
-                            + INDEX_ENTRY_SIZE * MAX_PART_NUMBER + MAX_INDEX_PAD
-                            + TAG_SIZE + FOOTER_SIZE)
+                            + INDEX_ENTRY_SIZE * MAX_PART_NUMBER + INDEX_DESCRIPTION_SIZE
+                            + MAX_INDEX_PAD + TAG_SIZE + FOOTER_SIZE)
 MAX_SINGLE_PLAINTEXT_SIZE = _largest_stream(BACKEND_MAX_PUT_SIZE - ETAG_SEAL_SIZE)
 MAX_PART_PLAINTEXT_SIZE = _largest_stream(BACKEND_MAX_PART_SIZE - SEGMENT_HEADER_SIZE)
 # Part 10000 is always terminal, so it may have to carry an indexed trailer in the
@@ -257,21 +259,34 @@ class Trailer(Enum):
     INDEXED = "indexed"          # a trailer carrying the index of part sizes
 
 
-def index_record_size(parts: int, pad: int) -> int:
+def index_record_size(parts: int, pad: int, described: bool = False) -> int:
     """Plaintext size of an index: prefix, one entry (part number, size) per data
-    segment, then padding."""
-    return INDEX_PREFIX_SIZE + INDEX_ENTRY_SIZE * parts + pad
+    segment, the description when ``described`` (FORMAT.md §7.8), then padding."""
+    return (INDEX_PREFIX_SIZE + INDEX_ENTRY_SIZE * parts
+            + (INDEX_DESCRIPTION_SIZE if described else 0) + pad)
 
 
-def indexed_trailer_size(parts: int, pad: int) -> int:
+def indexed_trailer_size(parts: int, pad: int, described: bool = False) -> int:
     """Stored size of an indexed trailer: header, sealed index, footer."""
-    return SEGMENT_HEADER_SIZE + index_record_size(parts, pad) + TAG_SIZE + FOOTER_SIZE
+    return (SEGMENT_HEADER_SIZE + index_record_size(parts, pad, described) + TAG_SIZE
+            + FOOTER_SIZE)
 
 
 def index_tail_hint(backend_parts: int) -> int:
     """Bytes at the end of an indexed object that surely contain its whole trailer
-    (an index lists at most ``backend_parts`` parts; at most 185,644 bytes)."""
-    return indexed_trailer_size(min(backend_parts, MAX_PART_NUMBER), CHUNK_CIPHERTEXT_SIZE)
+    (an index lists at most ``backend_parts`` parts and may be described; at most
+    185,692 bytes)."""
+    return indexed_trailer_size(min(backend_parts, MAX_PART_NUMBER), CHUNK_CIPHERTEXT_SIZE,
+                                described=True)
+
+
+class IndexDescription(NamedTuple):
+    """What a described index says about the object besides its layout (FORMAT.md §7.8):
+    the MD5 its S3-style ETag shows (of the concatenated binary MD5s of the client's
+    parts) and the digest of the upload id that completed it."""
+
+    etag_md5: bytes
+    upload_digest: bytes
 
 
 @dataclass(frozen=True)
@@ -371,6 +386,8 @@ class MultipartLayout:
     trailer: Trailer = Trailer.NONE
     trailer_size: int = 0
     part_numbers: tuple[int, ...] = ()
+    # From a described index (FORMAT.md §7.8); not part of the layout proper.
+    description: IndexDescription | None = field(default=None, compare=False)
     spans: tuple[SegmentSpan, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -394,6 +411,14 @@ class MultipartLayout:
     @property
     def parts(self) -> int:
         return len(self.part_sizes)
+
+    @property
+    def etag(self) -> str | None:
+        """The S3-style ETag a described index gives the object (``"<md5>-<parts>"``,
+        quoted), else None."""
+        if self.description is None:
+            return None
+        return f'"{self.description.etag_md5.hex()}-{self.parts}"'
 
     @property
     def contiguous(self) -> bool:
@@ -644,7 +669,8 @@ def check_part_numbers(part_numbers: Sequence[int]) -> bool:
 
 def plan_completion(part_numbers: Sequence[int], part_sizes: Sequence[int], *,
                     can_rewrite_last_part: bool = False,
-                    always_index: bool = False) -> CompletionPlan:
+                    always_index: bool = False,
+                    description: IndexDescription | None = None) -> CompletionPlan:
     """Decide the trailer for the completed parts ``part_numbers`` (the Complete
     list, any strictly ascending numbers in 1..10000) with these plaintext sizes.
 
@@ -656,7 +682,9 @@ def plan_completion(part_numbers: Sequence[int], part_sizes: Sequence[int], *,
     * unless ``always_index``: then an indexed trailer there too, wherever the
       server can write one (its own part, or a held tail when it can rewrite the
       last part), so that every reader gets the layout from one read of the
-      object's tail instead of one read per part (FORMAT.md §7.3, §7.7).
+      object's tail instead of one read per part (FORMAT.md §7.3, §7.7);
+    * ``description``: an indexed trailer carries it (a described index, FORMAT.md
+      §7.8), and the plan's layout has it.
 
     Raises InvalidPartOrder / InvalidPart for a bad list (``check_part_numbers``),
     EntityTooSmall when a part other than the last is smaller than MIN_PART_SIZE,
@@ -686,11 +714,13 @@ def plan_completion(part_numbers: Sequence[int], part_sizes: Sequence[int], *,
                 "last part is smaller than 5 MiB or is part 10000.")
         own_part = not terminal
         backend_parts = len(sizes) + own_part
-        unpadded = (bare.data_size + indexed_trailer_size(len(sizes), 0)
+        described = description is not None
+        unpadded = (bare.data_size + indexed_trailer_size(len(sizes), 0, described)
                     - backend_parts * SEGMENT_HEADER_SIZE)
         pad = (INDEX_SIGNAL_RESIDUE - unpadded) % CHUNK_CIPHERTEXT_SIZE
-        layout = MultipartLayout(sizes, Trailer.INDEXED, indexed_trailer_size(len(sizes), pad),
-                                 part_numbers=numbers)
+        layout = MultipartLayout(sizes, Trailer.INDEXED,
+                                 indexed_trailer_size(len(sizes), pad, described),
+                                 part_numbers=numbers, description=description)
         plan = CompletionPlan(layout, own_part, backend_parts, pad)
     if plan.layout.ciphertext_size > BACKEND_MAX_OBJECT_SIZE:
         raise EntityTooLarge()

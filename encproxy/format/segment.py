@@ -6,7 +6,8 @@ stream.  The header (FORMAT.md §7.1)::
     0   3  magic "EPS"
     3   1  format version (1)
     4   1  suite
-    5   1  flags: 0x01 terminal, 0x02 trailer, 0x04 indexed (others must be 0)
+    5   1  flags: 0x01 terminal, 0x02 trailer, 0x04 indexed, 0x08 described,
+             0x10 completion-keyed (others 0)
     6   2  reserved (0)
     8   4  part number (u32, 1..10000; a trailer's is the last part number + 1)
     12  8  plaintext size of the segment (u64; for an indexed trailer: of its index)
@@ -29,6 +30,7 @@ from encproxy.format.constants import (
     FOOTER_MAGIC,
     FOOTER_SIZE,
     FORMAT_VERSION,
+    INDEX_DESCRIPTION_SIZE,
     INDEX_ENTRY_SIZE,
     INDEX_PREFIX_SIZE,
     MAX_INDEX_PAD,
@@ -50,6 +52,7 @@ from encproxy.format.errors import (
 )
 from encproxy.format.layout import (
     MAX_PART_PLAINTEXT_SIZE,
+    IndexDescription,
     index_record_size,
     is_contiguous,
     is_terminal_part,
@@ -65,7 +68,7 @@ assert _FOOTER.size == FOOTER_SIZE
 _INDEX_PREFIX = struct.Struct(">II")
 _INDEX_ENTRY = struct.Struct(">IQ")
 assert _INDEX_ENTRY.size == INDEX_ENTRY_SIZE
-MAX_INDEX_SIZE = index_record_size(MAX_PART_NUMBER, MAX_INDEX_PAD)
+MAX_INDEX_SIZE = index_record_size(MAX_PART_NUMBER, MAX_INDEX_PAD, described=True)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,16 @@ class SegmentHeader:
     @property
     def indexed(self) -> bool:
         return bool(self.flags & SegmentFlag.INDEXED)
+
+    @property
+    def completion_keyed(self) -> bool:
+        """A trailer sealed under the upload's completion key (FORMAT.md §7.9)."""
+        return bool(self.flags & SegmentFlag.COMPLETION)
+
+    @property
+    def described(self) -> bool:
+        """An indexed trailer whose index carries a description (FORMAT.md §7.8)."""
+        return bool(self.flags & SegmentFlag.DESCRIBED)
 
     @property
     def span(self) -> int:
@@ -134,6 +147,9 @@ class SegmentHeader:
         if reserved or flags & ~SEGMENT_FLAGS_MASK or not 1 <= number <= MAX_SEGMENT_NUMBER:
             raise SegmentHeaderMalformed()
         trailer, indexed = flags & SegmentFlag.TRAILER, flags & SegmentFlag.INDEXED
+        if flags & SegmentFlag.DESCRIBED and not indexed \
+                or flags & SegmentFlag.COMPLETION and not trailer:
+            raise SegmentHeaderMalformed()
         if trailer:
             # A trailer is terminal and follows a part; a header-only one is empty;
             # an index is bounded.
@@ -141,7 +157,8 @@ class SegmentHeader:
                 raise SegmentHeaderMalformed()
             if not indexed and size != 0:
                 raise SegmentHeaderMalformed()
-            if indexed and not INDEX_PREFIX_SIZE + INDEX_ENTRY_SIZE <= size <= MAX_INDEX_SIZE:
+            least = index_record_size(1, 0, bool(flags & SegmentFlag.DESCRIBED))
+            if indexed and not least <= size <= MAX_INDEX_SIZE:
                 raise SegmentHeaderMalformed()
         else:
             if indexed or number > MAX_PART_NUMBER or size > MAX_PART_PLAINTEXT_SIZE:
@@ -152,11 +169,19 @@ class SegmentHeader:
 
 
 def trailer_header(suite: Suite, part_number: int, salt: bytes, *,
-                   index_size: int | None = None) -> SegmentHeader:
-    """The header of a trailer; ``index_size`` given for an indexed trailer."""
+                   index_size: int | None = None, described: bool = False,
+                   completion_keyed: bool = False) -> SegmentHeader:
+    """The header of a trailer; ``index_size`` given for an indexed trailer,
+    ``described`` for one whose index carries a description (FORMAT.md §7.8)."""
     flags = SegmentFlag.TERMINAL | SegmentFlag.TRAILER
     if index_size is not None:
         flags |= SegmentFlag.INDEXED
+    if described:
+        if index_size is None:
+            raise ValueError("only an index is described")
+        flags |= SegmentFlag.DESCRIBED
+    if completion_keyed:
+        flags |= SegmentFlag.COMPLETION
     return SegmentHeader(suite, int(flags), part_number, index_size or 0, salt)
 
 
@@ -168,15 +193,18 @@ class PartIndex(NamedTuple):
 
     part_numbers: tuple[int, ...]
     part_sizes: tuple[int, ...]
+    description: IndexDescription | None = None
 
     @property
     def contiguous(self) -> bool:
         return is_contiguous(self.part_numbers)
 
 
-def encode_index(part_numbers: Sequence[int], part_sizes: Sequence[int], pad: int) -> bytes:
+def encode_index(part_numbers: Sequence[int], part_sizes: Sequence[int], pad: int,
+                 description: IndexDescription | None = None) -> bytes:
     """Index plaintext: u32 count, u32 pad, then per part u32 part number and u64
-    plaintext size, then ``pad`` zero bytes."""
+    plaintext size, then the description if any (16-byte ETag MD5, 32-byte upload
+    digest: FORMAT.md §7.8), then ``pad`` zero bytes."""
     count = len(part_sizes)
     if not 1 <= count <= MAX_PART_NUMBER or len(part_numbers) != count \
             or not 0 <= pad <= MAX_INDEX_PAD:
@@ -186,28 +214,38 @@ def encode_index(part_numbers: Sequence[int], part_sizes: Sequence[int], pad: in
     entries = bytearray(INDEX_ENTRY_SIZE * count)
     for i, entry in enumerate(zip(part_numbers, part_sizes, strict=True)):
         _INDEX_ENTRY.pack_into(entries, i * INDEX_ENTRY_SIZE, *entry)
-    return b"".join((_INDEX_PREFIX.pack(count, pad), entries, bytes(pad)))
+    described = b""
+    if description is not None:
+        described = description.etag_md5 + description.upload_digest
+        if len(described) != INDEX_DESCRIPTION_SIZE or len(description.etag_md5) != 16:
+            raise ValueError("a description is a 16-byte MD5 and a 32-byte digest")
+    return b"".join((_INDEX_PREFIX.pack(count, pad), entries, described, bytes(pad)))
 
 
-def decode_index(raw: bytes | memoryview) -> PartIndex:
-    """Part numbers and sizes from an (authenticated) index plaintext; raises
-    IndexMalformed for a bad shape, numbers not strictly ascending in 1..10000,
-    sizes beyond a part, or non-zero padding."""
+def decode_index(raw: bytes | memoryview, described: bool = False) -> PartIndex:
+    """Part numbers and sizes (and the description of a ``described`` index) from an
+    (authenticated) index plaintext; raises IndexMalformed for a bad shape, numbers
+    not strictly ascending in 1..10000, sizes beyond a part, or non-zero padding."""
     raw = memoryview(raw)
     if not INDEX_PREFIX_SIZE <= len(raw) <= MAX_INDEX_SIZE:
         raise IndexMalformed()
     count, pad = _INDEX_PREFIX.unpack_from(raw)
     if not 1 <= count <= MAX_PART_NUMBER or pad > MAX_INDEX_PAD \
-            or len(raw) != index_record_size(count, pad):
+            or len(raw) != index_record_size(count, pad, described):
         raise IndexMalformed()
     stop = INDEX_PREFIX_SIZE + INDEX_ENTRY_SIZE * count
     entries = list(_INDEX_ENTRY.iter_unpack(raw[INDEX_PREFIX_SIZE:stop]))
     numbers = tuple(n for n, _ in entries)
     sizes = tuple(s for _, s in entries)
+    description = None
+    if described:
+        extra = bytes(raw[stop:stop + INDEX_DESCRIPTION_SIZE])
+        description = IndexDescription(extra[:16], extra[16:])
+        stop += INDEX_DESCRIPTION_SIZE
     if not part_numbers_valid(numbers) or any(s > MAX_PART_PLAINTEXT_SIZE for s in sizes) \
             or any(raw[stop:]):
         raise IndexMalformed()
-    return PartIndex(numbers, sizes)
+    return PartIndex(numbers, sizes, description)
 
 
 # -- the footer of an indexed trailer --------------------------------------------------------------

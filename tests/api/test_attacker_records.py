@@ -329,3 +329,72 @@ def test_every_worker_sees_put_bucket_encryption_for_the_next_request(backend, t
         assert "Booting worker" not in log or log.count("Booting worker") >= 2
     finally:
         server.stop()
+
+
+# -- issue 15: part records (which backend part a client's part ETag is) ----------------------
+
+def part_record_names(stored: Stored, bucket: str, key: str, upload_id: str) -> list[str]:
+    return internal_names(stored, upload_dir(bucket, key, upload_id) + "part/")
+
+
+@pytest.mark.parametrize("attack", ["moved-to-another-etag", "edited-backend-etag",
+                                    "from-another-upload", "deleted"])
+def test_a_rewritten_part_record_fails_complete_closed(pair, attack):
+    """Part 1 uploaded as A, then as B: the backend holds B.  Each upload of a part has a
+    record named by the part, a MAC of its plaintext MD5 and the digest of the backend ETag
+    it got (FORMAT.md §7.8).  An attacker makes a record say that A's bytes made B's part
+    (B's record moved there, A's edited, another upload's), so that a Complete naming A's
+    ETag would take B's bytes; or deletes B's record.  Complete must fail (500 for a record
+    that does not verify, InvalidPart for one that is gone), write nothing, and leave the
+    upload to complete once the client re-sends."""
+    a, b, stored = pair
+    sa, sb = make_client(a.endpoint), make_client(b.endpoint)
+    bucket, key = new_bucket(sa), "parts-" + attack
+    upload_id = sa.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    body_a, body_b, last = marked(5 * MiB), marked(5 * MiB + 1), marked(10)
+    e_a = sb.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1,
+                         Body=body_a)["ETag"]
+    (record_a,) = part_record_names(stored, bucket, key, upload_id)
+    e_b = sb.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1,
+                         Body=body_b)["ETag"]
+    e_last = sb.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=2,
+                            Body=last)["ETag"]
+    (record_b,) = [n for n in part_record_names(stored, bucket, key, upload_id)
+                   if "/part/00001/" in n and n != record_a]
+    # Where a record saying "A's bytes made the backend part B" would be.
+    forged_at = record_a.rsplit("/", 1)[0] + "/" + record_b.rsplit("/", 1)[1]
+    named, expected = e_a, "InternalError"
+    if attack == "moved-to-another-etag":
+        stored.write(INTERNAL, forged_at, stored.read(INTERNAL, record_b).body, {})
+    elif attack == "edited-backend-etag":
+        real = stored.read(INTERNAL, record_a).body
+        backend_b = stored.read(INTERNAL, record_b).body.split(b'"etag": "')[1].split(b'"')[0]
+        backend_a = real.split(b'"etag": "')[1].split(b'"')[0]
+        stored.write(INTERNAL, forged_at, real.replace(backend_a, backend_b), {})
+    elif attack == "from-another-upload":
+        other = sa.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        sb.upload_part(Bucket=bucket, Key=key, UploadId=other, PartNumber=1, Body=body_a)
+        (theirs,) = part_record_names(stored, bucket, key, other)
+        stored.write(INTERNAL, forged_at, stored.read(INTERNAL, theirs).body, {})
+        sa.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=other)
+    else:
+        delete_internal(stored, record_b)
+        named, expected = e_b, "InvalidPart"   # encproxy cannot vouch for B's bytes any more
+    parts = {"Parts": [{"PartNumber": 1, "ETag": named}, {"PartNumber": 2, "ETag": e_last}]}
+    with pytest.raises(ClientError) as caught:
+        sb.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                     MultipartUpload=parts)
+    assert error_code(caught.value) == expected
+    with pytest.raises(ClientError):
+        sb.head_object(Bucket=bucket, Key=key)   # nothing was completed
+    if expected == "InternalError":
+        assert logged(b, "integrity failure on part record", forged_at)
+    if attack == "deleted":   # the client re-sends the part
+        assert sb.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1,
+                              Body=body_b)["ETag"] == e_b
+    parts["Parts"][0]["ETag"] = e_b
+    done = sa.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                        MultipartUpload=parts)
+    assert sb.get_object(Bucket=bucket, Key=key)["Body"].read() == body_b + last
+    assert done["ETag"].endswith('-2"')
+    assert internal_names(stored, upload_dir(bucket, key, upload_id)) == []

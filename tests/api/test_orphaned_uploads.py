@@ -84,7 +84,7 @@ def new_bucket(s3) -> str:
 
 def open_upload(s3, bucket: str, key: str, attempts: int = 2) -> str:
     """An SSE-S3 upload whose part 1 (100 kB, so terminal) was uploaded ``attempts`` times:
-    a held copy and a held reference per attempt."""
+    a held copy, a held reference and a part record per attempt (the bytes differ)."""
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **SSE)["UploadId"]
     for attempt in range(attempts):
         s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1,
@@ -105,7 +105,7 @@ def test_delete_bucket_with_open_uploads_leaves_nothing_behind(env: Env):
     where = {k: upload_location(bucket, k, u) for k, u in uploads.items()}
     for key, location in where.items():
         assert kinds(env.internal_names(location), location) == [
-            "held", "held", "held-ref", "held-ref", "record"], key
+            "held", "held", "held-ref", "held-ref", "part", "part", "record"], key
     assert env.internal_names("bucket-encryption/" + bucket) != []
 
     s3.delete_bucket(Bucket=bucket)     # as on AWS: open uploads do not keep a bucket
@@ -127,7 +127,7 @@ def test_delete_bucket_refused_keeps_its_uploads(env: Env):
         s3.delete_bucket(Bucket=bucket)
     assert info.value.response["Error"]["Code"] == "BucketNotEmpty"
     location = upload_location(bucket, "k", upload_id)
-    assert len(env.internal_names(location)) == 3
+    assert len(env.internal_names(location)) == 4
     s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id)
     assert env.internal_names(location) == []
     s3.delete_object(Bucket=bucket, Key="object")
@@ -140,7 +140,7 @@ def test_abort_removes_every_held_copy(env: Env):
     upload_id = open_upload(s3, bucket, "k", attempts=3)
     location = upload_location(bucket, "k", upload_id)
     assert kinds(env.internal_names(location), location) == ["held"] * 3 + ["held-ref"] * 3 \
-        + ["record"]
+        + ["part"] * 3 + ["record"]
     s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id)
     assert env.internal_names(location) == []
     s3.delete_bucket(Bucket=bucket)
@@ -159,13 +159,13 @@ def test_orphans_command_on_state_an_older_encproxy_left(env: Env):
     live_at = upload_location(bucket, "live", live)
     gone_at = upload_location(bucket, "gone", gone)
     live_state = env.internal_names(live_at)
-    assert len(live_state) == 5 and len(env.internal_names(gone_at)) == 5
+    assert len(live_state) == 7 and len(env.internal_names(gone_at)) == 7
 
     listed = env.orphans()
     assert listed.returncode == 1, listed.stdout + listed.stderr    # orphans found
     assert f"orphan {gone_at}" in listed.stdout and live_at not in listed.stdout
     assert summary(listed.stdout).startswith("found 1, removed 0"), listed.stdout
-    assert len(env.internal_names(gone_at)) == 5                    # a listing deletes nothing
+    assert len(env.internal_names(gone_at)) == 7                    # a listing deletes nothing
 
     removed = env.orphans("--delete")
     assert removed.returncode == 0, removed.stdout + removed.stderr

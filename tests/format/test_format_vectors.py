@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 from encproxy.crypto.keys import ObjectKeys
 from encproxy.crypto.multipart import (
+    CompletionKeys,
     MultipartDecryptor,
     PartEncryptor,
     build_trailer,
@@ -31,6 +32,7 @@ from encproxy.crypto.single import ObjectDecryptor, ObjectEncryptor
 from encproxy.format.constants import CHUNK_SIZE, Domain, Kind, Suite
 from encproxy.format.envelope import Envelope
 from encproxy.format.layout import (
+    IndexDescription,
     Trailer,
     index_tail_hint,
     is_indexed,
@@ -139,12 +141,20 @@ def test_single_vector(v: dict[str, Any]) -> None:
 
 
 def reference_trailer(inputs: dict[str, Any], suite: Suite, number: int, salt: bytes,
-                      index: bytes | None) -> bytes:
-    """A trailer built from the spec alone (FORMAT.md §7.1, §7.3, §7.4)."""
-    key = hkdf_reference(
-        inputs, b"encproxy/1 segment" + bytes([suite]) + number.to_bytes(4, "big") + salt,
-        suite.key_size)
+                      index: bytes | None, *, described: bool = False,
+                      completion: bool = False) -> bytes:
+    """A trailer built from the spec alone (FORMAT.md §7.1, §7.3, §7.4, §7.8, §7.9)."""
+    label = b"encproxy/1 segment" + bytes([suite]) + number.to_bytes(4, "big") + salt
+    if completion:   # §7.9: the same derivation from the completion key
+        prk = hmac.digest(bytes.fromhex(inputs["object_id"]), bytes.fromhex(inputs["data_key"]),
+                          "sha256")
+        completion_key = HKDFExpand(hashes.SHA256(), 32, b"encproxy/1 completion").derive(prk)
+        key = HKDF(hashes.SHA256(), suite.key_size, bytes.fromhex(inputs["object_id"]),
+                   label).derive(completion_key)
+    else:
+        key = hkdf_reference(inputs, label, suite.key_size)
     flags = 0x03 if index is None else 0x07              # terminal | trailer [| indexed]
+    flags |= (0x08 if described else 0) | (0x10 if completion else 0)
     head = (b"EPS" + bytes([1, suite, flags, 0, 0]) + struct.pack(">IQ", number,
                                                                   len(index or b""))
             + salt)
@@ -187,8 +197,19 @@ def test_multipart_vector(v: dict[str, Any]) -> None:
             pattern(size)[:CHUNK_SIZE])
         assert segment[52:].startswith(chunk0)
         segments.append(segment)
-    plan = plan_completion(numbers, sizes, can_rewrite_last_part=True)
-    trailer = build_trailer(keys, plan, fixed_salt_for_vectors=salts[len(sizes)])
+    upload_id, completion = inputs.get("upload_id"), inputs.get("completion_keyed", False)
+    description = b""
+    if upload_id is not None:   # §7.8: MD5 of the part MD5s, then the upload id's digest
+        description = (hashlib.md5(b"".join(hashlib.md5(pattern(s)).digest()
+                                            for s in sizes)).digest()
+                       + hashlib.sha256(b"encproxy/1 upload id\x00"
+                                        + upload_id.encode()).digest())
+    plan = plan_completion(numbers, sizes, can_rewrite_last_part=True,
+                           always_index=upload_id is not None,
+                           description=None if upload_id is None else IndexDescription(
+                               description[:16], description[16:]))
+    sealer = CompletionKeys.of(keys) if completion else keys
+    trailer = build_trailer(sealer, plan, fixed_salt_for_vectors=salts[len(sizes)])
     expected_trailer = outputs["trailer"]
     assert (plan.trailer.value, plan.trailer_number, plan.held_tail, plan.backend_parts,
             list(plan.backend_part_numbers), plan.index_pad) == (
@@ -204,11 +225,12 @@ def test_multipart_vector(v: dict[str, Any]) -> None:
             index = (struct.pack(">II", len(sizes), plan.index_pad)
                      + b"".join(struct.pack(">IQ", n, s) for n, s in zip(numbers, sizes,
                                                                          strict=True))
-                     + bytes(plan.index_pad))
+                     + description + bytes(plan.index_pad))
             assert matches(index, expected_trailer["index"])
         assert plan.trailer_number == numbers[-1] + 1
         assert trailer == reference_trailer(inputs, suite, numbers[-1] + 1, salts[len(sizes)],
-                                            index)
+                                            index, described=bool(description),
+                                            completion=completion)
         assert matches(trailer, expected_trailer["bytes"])
     body = b"".join(segments) + trailer
     assert len(body) == outputs["ciphertext_size"] == plan.layout.ciphertext_size
@@ -218,6 +240,8 @@ def test_multipart_vector(v: dict[str, Any]) -> None:
     if plan.trailer is Trailer.INDEXED:
         layout = read_index(keys, body[-index_tail_hint(n_parts):], len(body), n_parts)
         assert layout.part_numbers == tuple(numbers) and layout.part_sizes == tuple(sizes)
+        assert layout.etag == (f'"{description[:16].hex()}-{len(sizes)}"' if description
+                               else None)
     else:
         assert multipart_plaintext_size(len(body), n_parts) == sum(sizes)
     dec = MultipartDecryptor(keys, len(body), layout=layout)

@@ -65,7 +65,8 @@ def internal(stack: Stack, prefix: str = "") -> list[str]:
 def open_upload_with_held_copies(client: Client, key: str, bucket: str = BUCKET,
                                  twice: bool = True, mode=SSE_S3) -> str:
     """An upload whose part 1 is terminal (under 5 MiB), so it has a held copy; uploaded
-    twice, it has two held copies and two held references."""
+    twice, it has two held copies and two held references, and (not SSE-C) two part
+    records (the two attempts have different bytes)."""
     upload_id = create_upload(client, key, mode.write, bucket)
     for attempt in range(2 if twice else 1):
         resp = upload_part(client, key, upload_id, 1, payload(100_000, attempt), mode.read,
@@ -89,11 +90,12 @@ def test_abort_removes_the_record_and_every_held_copy(stack: Stack, client: Clie
     kept = open_upload_with_held_copies(client, "k2", twice=False)
     where = upload_location(BUCKET, "k", upload_id)
     before = state_of(stack, BUCKET, "k", upload_id)
-    assert kinds(before, where) == ["held", "held", "held-ref", "held-ref", "record"]
+    assert kinds(before, where) == ["held", "held", "held-ref", "held-ref", "part", "part",
+                                   "record"]
     resp = client.delete(path(BUCKET, "k"), query_string={"uploadId": upload_id})
     assert resp.status_code == 204, resp.get_data()
     assert state_of(stack, BUCKET, "k", upload_id) == []
-    assert len(state_of(stack, BUCKET, "k2", kept)) == 3     # another upload's is untouched
+    assert len(state_of(stack, BUCKET, "k2", kept)) == 4     # another upload's is untouched
 
 
 def test_abort_of_an_upload_the_backend_no_longer_has_still_cleans_up(stack: Stack,
@@ -101,7 +103,7 @@ def test_abort_of_an_upload_the_backend_no_longer_has_still_cleans_up(stack: Sta
     upload_id = open_upload_with_held_copies(client, "k")
     assert stack.direct.delete(path(BUCKET, "k"),
                                query_string={"uploadId": upload_id}).status_code == 204
-    assert len(state_of(stack, BUCKET, "k", upload_id)) == 5
+    assert len(state_of(stack, BUCKET, "k", upload_id)) == 7
     resp = client.delete(path(BUCKET, "k"), query_string={"uploadId": upload_id})
     assert resp.status_code == 404           # NoSuchUpload, relayed as the backend says
     assert state_of(stack, BUCKET, "k", upload_id) == []
@@ -114,13 +116,13 @@ def test_a_part_uploaded_after_its_upload_is_gone_leaves_no_held_copy(stack: Sta
     upload_id = open_upload_with_held_copies(client, "k", twice=False)
     where = upload_location(BUCKET, "k", upload_id)
     assert kinds(state_of(stack, BUCKET, "k", upload_id), where) == ["held", "held-ref",
-                                                                      "record"]
+                                                                      "part", "record"]
     assert stack.direct.delete(path(BUCKET, "k"),
                                query_string={"uploadId": upload_id}).status_code == 204
     resp = upload_part(client, "k", upload_id, 2, payload(50_000, 7), SSE_S3.read)
     assert resp.status_code == 404, resp.get_data()            # NoSuchUpload
     assert kinds(state_of(stack, BUCKET, "k", upload_id), where) == ["held", "held-ref",
-                                                                      "record"]
+                                                                      "part", "record"]
 
 
 # -- DeleteBucket ---------------------------------------------------------------------------
@@ -141,7 +143,7 @@ def test_delete_bucket_with_open_uploads_deletes_them_and_their_state(
     plain = create_upload(client, "plain", {}, OTHER)   # a record only
     sse_c = open_upload_with_held_copies(client, "c", OTHER, twice=False, mode=SSE_C)
     elsewhere = open_upload_with_held_copies(client, "k0", BUCKET)
-    assert len(internal(stack, "uploads/")) == 3 * 5 + 1 + 3 + 5
+    assert len(internal(stack, "uploads/")) == 3 * 7 + 1 + 3 + 7   # SSE-C: no part records
     assert internal(stack, "bucket-encryption/") == [f"bucket-encryption/{OTHER}"]
 
     resp = client.delete(path(OTHER))
@@ -153,7 +155,7 @@ def test_delete_bucket_with_open_uploads_deletes_them_and_their_state(
     assert internal(stack, "bucket-encryption/") == []
     # Only the other bucket's upload is left, whole.
     assert internal(stack, "uploads/") == state_of(stack, BUCKET, "k0", elsewhere)
-    assert len(internal(stack, "uploads/")) == 5
+    assert len(internal(stack, "uploads/")) == 7
 
 
 def test_delete_bucket_refused_keeps_the_uploads_and_their_state(stack: Stack,
@@ -163,7 +165,7 @@ def test_delete_bucket_refused_keeps_the_uploads_and_their_state(stack: Stack,
     assert client.put(path(OTHER, "an-object"), data=b"x").status_code == 200
     resp = client.delete(path(OTHER))
     assert resp.status_code == 409 and b"BucketNotEmpty" in resp.get_data()
-    assert len(state_of(stack, OTHER, "k", upload_id)) == 5
+    assert len(state_of(stack, OTHER, "k", upload_id)) == 7
     # The upload still works: a second part attempt and Abort.
     assert upload_part(client, "k", upload_id, 1, payload(10), SSE_S3.read,
                        OTHER).status_code == 200
@@ -207,7 +209,7 @@ def test_orphans_are_found_and_removed_and_live_uploads_are_not(stack: Stack,
     assert not report.ok(deleted=False)
     text = report.render(deleted=False)
     assert text.splitlines()[-1].startswith("found 3, removed 0")
-    assert len(internal(stack, "uploads/")) == 5 + 5 + 3      # a dry run removes nothing
+    assert len(internal(stack, "uploads/")) == 7 + 7 + 4      # a dry run removes nothing
 
     orphans.remove(stack.backend, INTERNAL_BUCKET, report)
     assert report.ok(deleted=True)
@@ -241,7 +243,7 @@ def test_a_live_uploads_record_that_fails_authentication_is_reported_and_kept(
     orphans.remove(stack.backend, INTERNAL_BUCKET, report)
     assert not report.ok(deleted=True)
     assert report.render(deleted=True).splitlines()[-1] == "found 1, removed 0, failed 1"
-    assert len(state_of(stack, BUCKET, "k", upload_id)) == 3     # never deleted
+    assert len(state_of(stack, BUCKET, "k", upload_id)) == 4     # never deleted
 
 
 def test_names_encproxy_does_not_write_are_reported_not_removed(stack: Stack) -> None:
@@ -297,7 +299,7 @@ def test_nothing_is_removed_unless_every_bucket_could_be_listed(stack: Stack,
     assert len(report.problems) == 1 and OTHER in report.problems[0]
     orphans.remove(backend, INTERNAL_BUCKET, report)
     assert not report.ok(deleted=True)
-    assert len(state_of(stack, BUCKET, "gone", gone)) == 5
+    assert len(state_of(stack, BUCKET, "gone", gone)) == 7
     assert report.render(deleted=True).splitlines()[-1] == "found 1, removed 0, failed 2"
 
 

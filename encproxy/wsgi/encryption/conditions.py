@@ -29,6 +29,7 @@ from encproxy.wsgi import subrequest
 from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER, mode_of
+from encproxy.wsgi.encryption.layouts import client_multipart_etag
 from encproxy.wsgi.encryption.reads import client_etag
 from encproxy.wsgi.encryption.streaming import Fetcher
 from encproxy.wsgi.request import S3Request
@@ -91,11 +92,16 @@ def _current_etags(ctx: EncryptionContext, req: S3Request) -> tuple[str, str] | 
         return backend_etag, backend_etag          # stored as sent: the same ETag
     envelope = ctx.decode_envelope(value, bucket, key)
     mode = mode_of(envelope.protection)
-    if mode == sse.MODE_SSE_C or envelope.kind is Kind.MULTIPART:
-        # Both show the client the backend's ETag (reads.py, sources.py).
+    if mode == sse.MODE_SSE_C:
+        # It shows the client the backend's ETag (reads.py, sources.py).
         return backend_etag, backend_etag
     stored_size = int(head.headers.get("content-length", "0"))
     keys = ctx.open_keys(envelope, bucket, key, None, head.headers.get(CONTEXT_HEADER))
+    if envelope.kind is Kind.MULTIPART:   # the ETag of its described index, if any (§7.8)
+        fetcher = Fetcher(ctx.app, req.environ, bucket, key, None, backend_etag)
+        with integrity.reported(bucket, key):
+            layout = ctx.layouts.layout(keys, stored_size, backend_etag, fetcher).layout
+        return client_multipart_etag(layout, mode, backend_etag), backend_etag
     with integrity.reported(bucket, key):
         decryptor = ObjectDecryptor(keys, stored_size)
     fetcher = Fetcher(ctx.app, req.environ, bucket, key, None, backend_etag)

@@ -53,7 +53,7 @@ from encproxy.wsgi.encryption.headers import (
     refuse_reserved_metadata,
     stored_metadata,
 )
-from encproxy.wsgi.encryption.layouts import backend_parts
+from encproxy.wsgi.encryption.layouts import backend_parts, client_multipart_etag
 from encproxy.wsgi.encryption.part_copy import copy_parts_completed
 from encproxy.wsgi.encryption.sources import Source, open_source, source_plaintext
 from encproxy.wsgi.encryption.uploads import MultipartUploads, part_number, upload_id_of
@@ -150,8 +150,12 @@ class Copies:
         headers = _with_envelope(meta, envelope, context)
         sse_headers = _sse_headers(plan, key_id, context)
         if src.multipart:
-            etag, written = self._copy_parts(req, src, headers)
-            ctx.facts.put(req.bucket, req.key, etag, src.stored_size, ObjectFacts(
+            backend_etag, written = self._copy_parts(req, src, headers)
+            # The copy keeps the source's index, hence its S3-style ETag (FORMAT.md §7.8).
+            etag = client_multipart_etag(ctx.layouts.layout(
+                src.keys, src.stored_size, src.backend_etag, src.fetcher).layout, plan.mode,
+                backend_etag)
+            ctx.facts.put(req.bucket, req.key, backend_etag, src.stored_size, ObjectFacts(
                 True, src.plaintext_size, etag, plan.mode, key_id))
             return self._result(req, src, etag, iso8601(time.time()), sse_headers, written)
         headers.update({"x-amz-copy-source": src.copy_source(),

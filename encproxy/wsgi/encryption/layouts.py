@@ -9,7 +9,9 @@ backend ETag's ``-N`` and the object's own authenticated framing:
   is the index's (every SSE-S3 and SSE-KMS completion writes one, FORMAT.md §7.3),
   or a prediction from part 1's header (equal parts and a shorter last one, what
   clients send), or, when the prediction is wrong, the walked headers;
-* the **plaintext size** is the layout's.
+* the **plaintext size** is the layout's, and so is the client-visible **ETag** of an
+  SSE-S3 or SSE-KMS object (its described index, FORMAT.md §7.8:
+  ``client_multipart_etag``).
 
 The backend is not trusted with the layout (FORMAT.md §7.7, the layout check):
 a layout is used, for any read, size or part count, only once it has been
@@ -59,6 +61,7 @@ from encproxy.format.layout import (
 )
 from encproxy.format.segment import SegmentHeader
 from encproxy.lru import LRU
+from encproxy.s3 import sse
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.encryption.streaming import Fetcher
 
@@ -76,6 +79,16 @@ def backend_parts(etag: str) -> int | None:
         return None
     n = int(m.group(1))
     return n if 1 <= n <= MAX_PART_NUMBER else None
+
+
+def client_multipart_etag(layout: MultipartLayout, mode: str, backend_etag: str) -> str:
+    """The ETag a client sees for a multipart object with this verified layout: the
+    S3-style ETag its described index gives (SSE-S3 and SSE-KMS completions, FORMAT.md
+    §7.8), else the backend's (SSE-C objects, whose index a listing cannot open, and
+    objects completed before indexes were described)."""
+    if mode != sse.MODE_SSE_C and layout.etag is not None:
+        return layout.etag
+    return backend_etag
 
 
 @dataclass

@@ -28,7 +28,7 @@ from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.facts import ObjectFacts
 from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER, mode_of
-from encproxy.wsgi.encryption.layouts import backend_parts
+from encproxy.wsgi.encryption.layouts import backend_parts, client_multipart_etag
 from encproxy.wsgi.encryption.reads import client_etag
 from encproxy.wsgi.encryption.streaming import Fetcher
 from encproxy.wsgi.request import S3Request
@@ -106,9 +106,10 @@ class Listings:
     def _learn_multipart(self, parent: dict[str, Any], bucket: str, key: str,
                          envelope: Envelope, headers: dict[str, str], stored_size: int,
                          etag: str) -> None:
-        """The size of the verified layout (FORMAT.md §7.7: every header, or the index,
-        read once and cached by backend ETag), never ``(S, N)`` alone, which the
-        backend controls.  An SSE-C object's layout cannot be verified without the
+        """The size (and, for SSE-S3 and SSE-KMS, the S3-style ETag of its described
+        index, FORMAT.md §7.8) of the verified layout (FORMAT.md §7.7: every header, or
+        the index, read once and cached by backend ETag), never ``(S, N)`` alone, which
+        the backend controls.  An SSE-C object's layout cannot be verified without the
         customer's key: until a GET or HEAD with the key (or its Complete) on this
         replica has cached its verified layout, the listing reports the size that
         ``(S, N)`` gives for a regular layout, else what the backend listed.
@@ -116,8 +117,10 @@ class Listings:
         mode = mode_of(envelope.protection)
         known = self.ctx.layouts.cached(bucket, key, stored_size, etag)
         key_id: str | None = None
+        client = etag
         if known is not None:
             size = known.layout.plaintext_size
+            client = client_multipart_etag(known.layout, mode, etag)
         elif mode == sse.MODE_SSE_C:
             n = backend_parts(etag)
             arithmetic = multipart_plaintext_size(stored_size, n) if n is not None else None
@@ -131,9 +134,10 @@ class Listings:
             fetcher = Fetcher(self.ctx.app, parent, bucket, key, None, etag)
             with integrity.reported(bucket, key):
                 key_id = integrity.authenticated_key_id(envelope)
-                size = self.ctx.layouts.plaintext_size(lambda: keys, stored_size, etag, fetcher)
+                layout = self.ctx.layouts.layout(keys, stored_size, etag, fetcher).layout
+            size, client = layout.plaintext_size, client_multipart_etag(layout, mode, etag)
         self.ctx.facts.put(bucket, key, etag, stored_size,
-                           ObjectFacts(True, size, etag, mode, key_id))
+                           ObjectFacts(True, size, client, mode, key_id))
 
 
 def _identity(bucket: str, entry: Any, url_encoded: bool) -> tuple[str, str, str, int]:

@@ -39,6 +39,7 @@ from encproxy.wsgi.encryption.headers import (
     client_view,
     mode_of,
 )
+from encproxy.wsgi.encryption.layouts import client_multipart_etag
 from encproxy.wsgi.encryption.streaming import Fetcher, decrypted_response
 from encproxy.wsgi.request import S3Request
 
@@ -80,6 +81,7 @@ class EncryptedRead:
 
 def read_object(ctx: EncryptionContext, req: S3Request, head: bool) -> Response:
     assert req.bucket is not None and req.key is not None
+    sse.refuse_on_read(req.headers)
     customer = sse.parse_customer_key(req.headers)
     if customer is not None:
         ctx.refuse_insecure_sse_c(req)
@@ -229,17 +231,19 @@ def _multipart(ctx: EncryptionContext, read: EncryptedRead) -> Response:
         key_id = integrity.authenticated_key_id(read.envelope)
         # The size of the verified layout (FORMAT.md §7.7), before any byte or size
         # is released, for HEAD, ranged and whole reads alike.
-        size = layouts.plaintext_size(lambda: keys, stored_size, etag, fetcher)
+        layout = layouts.layout(keys, stored_size, etag, fetcher).layout
+        size = layout.plaintext_size
+        client = client_multipart_etag(layout, read.mode, etag)   # FORMAT.md §7.8
         ctx.facts.put(read.bucket, read.key, etag, stored_size,
-                      ObjectFacts(True, size, etag, read.mode, key_id))
-        _check_conditions(read, etag)
+                      ObjectFacts(True, size, client, read.mode, key_id))
+        _check_conditions(read, client)
         byte_range, parts_count = None, None
         if "partNumber" in read.req.query:
             byte_range, parts_count = _part_range(ctx, read, keys, size)
         else:
             byte_range = parse_range(read.req.headers.get("range"), size)
 
-    headers = _headers(read, etag, key_id)
+    headers = _headers(read, client, key_id)
     if parts_count is not None:
         headers.append(("x-amz-mp-parts-count", str(parts_count)))
     status = 206 if byte_range is not None else 200

@@ -26,6 +26,7 @@ from encproxy.wsgi import subrequest
 from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.context import EncryptionContext, check_customer_matches
 from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER, mode_of
+from encproxy.wsgi.encryption.layouts import client_multipart_etag
 from encproxy.wsgi.encryption.reads import client_etag
 from encproxy.wsgi.encryption.streaming import Fetcher
 from encproxy.wsgi.request import S3Request
@@ -117,9 +118,9 @@ def open_source(ctx: EncryptionContext, req: S3Request, bucket: str, key: str,
         src.key_id = integrity.authenticated_key_id(src.envelope)
     if src.multipart:
         with integrity.reported(bucket, key):
-            src.plaintext_size = ctx.layouts.plaintext_size(lambda: keys, src.stored_size, etag,
-                                                            src.fetcher)
-        src.etag = etag
+            layout = ctx.layouts.layout(keys, src.stored_size, etag, src.fetcher).layout
+        src.plaintext_size = layout.plaintext_size
+        src.etag = client_multipart_etag(layout, src.mode, etag)   # FORMAT.md §7.8
         return src
     with integrity.reported(bucket, key):
         decryptor = ObjectDecryptor(keys, src.stored_size)

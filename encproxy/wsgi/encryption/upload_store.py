@@ -8,8 +8,11 @@ small JSON **record** is written to encproxy's internal bucket::
     uploads/<h>/record          h = SHA-256(bucket, key, upload id), hex
     uploads/<h>/held/<part>/<salt>   copies of terminal segments (FORMAT.md §7.4)
     uploads/<h>/held-ref/<part>/<e>  which held copy a part ETag is (e = SHA-256(ETag))
+    uploads/<h>/part/<part>/<name>/<e>  which upload of a part made backend part ETag e
+                                     with the plaintext MD5 that ``name`` is keyed from
+                                     (by the upload's data key, FORMAT.md §7.8)
 
-The record and the held references are authenticated records (FORMAT.md §14)
+The record, the part records and the held references are authenticated records (FORMAT.md §14)
 bound to (bucket, key, upload id): one that was edited, forged, moved or left in
 the old unauthenticated form is an integrity failure, and the request fails
 closed.  Held copies themselves are segments, verified as they stream back at
@@ -36,12 +39,13 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from encproxy import errors
 from encproxy.crypto.keys import ObjectKeys
-from encproxy.crypto.records import PURPOSE_HELD, PURPOSE_UPLOAD
+from encproxy.crypto.records import PURPOSE_HELD, PURPOSE_PART, PURPOSE_UPLOAD
 from encproxy.format.errors import RecordAuthenticationFailed, RecordMalformed
 from encproxy.lru import LRU
 from encproxy.s3 import xml
@@ -56,6 +60,7 @@ RECORD_VERSION = 2      # of the JSON body; the stored form is FORMAT.md §14
 MAX_RECORDS = 10_000
 MAX_KEYS = 1_000
 KEY_TTL = 120.0
+RECORD_THREADS = 4      # part records read at once (ListParts)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ class UploadRecord:
     envelope: str | None = None     # the x-amz-meta-encproxy value written at Create
     key_id: str | None = None
     context: str | None = None      # the client's x-amz-server-side-encryption-context
+    # SSE-C: the upload's completion key wrapped under the records key (hex), so that
+    # Complete needs no customer key (FORMAT.md §7.9); None for other modes and for
+    # uploads created before.
+    completion: str | None = None
 
     @property
     def encrypted(self) -> bool:
@@ -86,6 +95,16 @@ class UploadRecord:
             raise RecordMalformed() from None
 
 
+class PartRecord(NamedTuple):
+    """What an authenticated part record says about one uploaded part: the backend
+    ETag the upload of it with this plaintext MD5 got, its plaintext size, and the
+    MD5 sealed under the upload's keys."""
+
+    backend_etag: str
+    size: int
+    sealed_md5: str                 # the plaintext MD5, sealed (``crypto.multipart``)
+
+
 class HeldCopy(NamedTuple):
     """A held copy named by an authenticated reference: where, its size, its salt."""
 
@@ -103,6 +122,12 @@ def upload_location(bucket: str, key: str, upload_id: str) -> str:
     return PREFIX + digest.hexdigest() + "/"
 
 
+def _etag_digest(etag: str) -> str:
+    """The first 32 hex digits of SHA-256 of a backend ETag (unquoted): how record names
+    name one."""
+    return hashlib.sha256(etag.strip('"').encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 class UploadStore:
     def __init__(self, app: WSGIApp, internal_bucket: str, records: RecordKeys,
                  key_ttl: float = KEY_TTL, clock: Callable[[], float] = time.monotonic) -> None:
@@ -114,6 +139,7 @@ class UploadStore:
         self._records: LRU[str, UploadRecord] = LRU(MAX_RECORDS)
         self._keys: LRU[str, ObjectKeys] = LRU(MAX_KEYS, ttl=key_ttl, clock=clock)
         self._bucket_ready = False
+        self._pool = ThreadPoolExecutor(RECORD_THREADS, thread_name_prefix="encproxy-records")
 
     # -- records ------------------------------------------------------------------------
     def put(self, upload_id: str, record: UploadRecord, parent: dict[str, Any] | None) -> None:
@@ -179,9 +205,8 @@ class UploadStore:
 
     def held_ref_key(self, bucket: str, key: str, upload_id: str, part_number: int,
                      etag: str) -> str:
-        digest = hashlib.sha256(etag.strip('"').encode("utf-8", "surrogatepass")).hexdigest()
         return (upload_location(bucket, key, upload_id)
-                + f"held-ref/{part_number:05d}/{digest[:32]}")
+                + f"held-ref/{part_number:05d}/{_etag_digest(etag)}")
 
     def remember_held(self, bucket: str, key: str, upload_id: str, part_number: int,
                       salt: bytes, etag: str, size: int, parent: dict[str, Any] | None) -> None:
@@ -222,6 +247,122 @@ class UploadStore:
         except (ValueError, TypeError, KeyError) as exc:
             failure = RecordMalformed()
             report(f"held reference {self.internal_bucket}/{name}", failure)
+            raise failure from exc
+
+    # -- part records (FORMAT.md §7.8) ---------------------------------------------------
+    def part_key(self, bucket: str, key: str, upload_id: str, part_number: int, name: str,
+                 backend_etag: str) -> str:
+        """One record per upload of a part: its number, the name keyed from its plaintext
+        MD5, and (like a held reference) the digest of the backend ETag it got."""
+        return (self._part_prefix(bucket, key, upload_id, part_number, name)
+                + _etag_digest(backend_etag))
+
+    @staticmethod
+    def _part_prefix(bucket: str, key: str, upload_id: str, part_number: int,
+                     name: str) -> str:
+        return upload_location(bucket, key, upload_id) + f"part/{part_number:05d}/{name}/"
+
+    def remember_part(self, bucket: str, key: str, upload_id: str, part_number: int,
+                      name: str, sealed_md5: str, backend_etag: str, size: int,
+                      parent: dict[str, Any] | None) -> None:
+        """Record, authenticated, that an upload of part ``part_number`` with the plaintext
+        MD5 that ``name`` is keyed from (and ``sealed_md5`` seals) made the backend part
+        with ``backend_etag``.  Every upload has its own record, so uploads of the same
+        bytes racing each other leave one for whichever the backend kept."""
+        body = json.dumps({"part": part_number, "name": name, "md5": sealed_md5,
+                           "etag": backend_etag.strip('"'), "size": size},
+                          sort_keys=True).encode()
+        sealed = self.records.seal(PURPOSE_PART, bucket, key, upload_id, body, parent)
+        where = self.part_key(bucket, key, upload_id, part_number, name, backend_etag)
+        resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket, where,
+                                  headers={"content-type": "application/octet-stream"},
+                                  body=sealed)
+        if not resp.ok:
+            raise subrequest.failure(resp.status, resp.body)
+
+    def find_part(self, bucket: str, key: str, upload_id: str, part_number: int, name: str,
+                  backend_etag: str, parent: dict[str, Any] | None) -> PartRecord | None:
+        """The authenticated record of the upload of ``part_number`` with the MD5 of
+        ``name`` that made the backend part ``backend_etag``; None if there is none."""
+        where = self.part_key(bucket, key, upload_id, part_number, name, backend_etag)
+        resp = subrequest.request(self.app, parent, "GET", self.internal_bucket, where)
+        if resp.status == 404:
+            return None
+        if not resp.ok:
+            raise subrequest.internal_failure(resp.status)
+        return self._open_part(bucket, key, upload_id, part_number, name, backend_etag, where,
+                               resp.body, parent)
+
+    def part_attempts(self, bucket: str, key: str, upload_id: str, part_number: int,
+                      name: str, parent: dict[str, Any] | None) -> list[PartRecord]:
+        """The records of every upload of ``part_number`` with the MD5 of ``name``."""
+        prefix = self._part_prefix(bucket, key, upload_id, part_number, name)
+        return [found for _, _, found in self._records_under(bucket, key, upload_id, prefix,
+                                                             parent)
+                if found is not None]
+
+    def part_records(self, bucket: str, key: str, upload_id: str,
+                     parts: dict[int, str], parent: dict[str, Any] | None
+                     ) -> list[tuple[int, str, PartRecord]]:
+        """(part number, name, record) of the records of ``parts`` (part number -> the
+        backend ETag it has now: a page of ListParts), read a few at a time."""
+        prefix = upload_location(bucket, key, upload_id) + "part/"
+        wanted = {(n, _etag_digest(etag)) for n, etag in parts.items()}
+        return [(number, name, found) for number, name, found in self._records_under(
+            bucket, key, upload_id, prefix, parent, wanted) if found is not None]
+
+    def _records_under(self, bucket: str, key: str, upload_id: str, prefix: str,
+                       parent: dict[str, Any] | None,
+                       wanted: set[tuple[int, str]] | None = None
+                       ) -> list[tuple[int, str, PartRecord | None]]:
+        """The records listed under ``prefix`` (only those of ``wanted`` (part number,
+        backend ETag digest) if given), read four at a time."""
+        base = upload_location(bucket, key, upload_id) + "part/"
+        todo = []
+        for where, _, _ in list_internal(self.app, self.internal_bucket, prefix, parent):
+            number_text, name, digest = (where[len(base):].split("/") + ["", ""])[:3]
+            if not number_text.isdigit() or not name or not digest:
+                continue   # not a name encproxy writes: ignored, as a part never named
+            if wanted is None or (int(number_text), digest) in wanted:
+                todo.append((where, int(number_text), name))
+
+        def read(item: tuple[str, int, str]) -> tuple[int, str, PartRecord | None]:
+            where, number, name = item
+            resp = subrequest.request(self.app, parent, "GET", self.internal_bucket, where)
+            if resp.status == 404:
+                return number, name, None   # removed since the listing (Complete, Abort)
+            if not resp.ok:
+                raise subrequest.internal_failure(resp.status)
+            return number, name, self._open_part(bucket, key, upload_id, number, name, None,
+                                                 where, resp.body, parent)
+        if len(todo) <= 1:
+            return [read(item) for item in todo]
+        return list(self._pool.map(read, todo))
+
+    def _open_part(self, bucket: str, key: str, upload_id: str, part_number: int, name: str,
+                   backend_etag: str | None, where: str, stored: bytes,
+                   parent: dict[str, Any] | None) -> PartRecord:
+        """The verified record stored at ``where``: its body must name the part, name and
+        backend ETag (its digest) it is stored under."""
+        what = f"{self.internal_bucket}/{where}"
+        body = self.records.open(what, PURPOSE_PART, bucket, key, upload_id, stored, parent)
+        try:
+            data = json.loads(body)
+            etag, size, md5 = data["etag"], data["size"], data["md5"]
+            if not isinstance(etag, str) or not etag or not isinstance(size, int) \
+                    or size < 0 or not isinstance(md5, str):
+                raise ValueError("part record fields")
+            if data["part"] != part_number or data["name"] != name \
+                    or where != self.part_key(bucket, key, upload_id, part_number, name, etag) \
+                    or (backend_etag is not None and etag != backend_etag.strip('"')):
+                raise RecordAuthenticationFailed()   # an authentic record moved here
+            return PartRecord(f'"{etag}"', size, md5)
+        except RecordAuthenticationFailed as exc:
+            report(f"part record {what}", exc)
+            raise
+        except (ValueError, TypeError, KeyError) as exc:
+            failure = RecordMalformed()
+            report(f"part record {what}", failure)
             raise failure from exc
 
     # -- unwrapped keys ---------------------------------------------------------------

@@ -11,22 +11,28 @@ Abort and ListParts, with no state outside the backend.
   copy* in the internal bucket, then copied into the upload by the backend
   (UploadPartCopy), so that Complete can re-upload it with an indexed trailer
   if the completion needs one (§7.4).  Memory stays at one batch (~1 MiB).
-* **Complete** checks the client's list against the backend's parts (ETags,
-  then plaintext sizes: EntityTooSmall on plaintext), plans the trailer,
-  uploads it (its own part, or the held tail) and completes the backend upload
-  with the backend part numbers.  The object's ETag is the backend's ``-N``
-  ETag, in Complete's answer as in HEAD, GET and listings; ``N`` counts backend
-  parts, one more than the client's when a trailer part was added.
-* **ListParts** reports plaintext sizes.
-
-Part ETags are the backend's (the MD5 of the stored segment), so the client's
-Complete list is checked by the backend too.
+  SSE-S3 and SSE-KMS parts answer the MD5 of their plaintext, hashed as it
+  streams, once a part record maps it to the backend part (FORMAT.md §7.8);
+  SSE-C parts answer the backend's ETag (opaque, as at AWS).
+* **Complete** maps the client's part ETags to backend ETags through the part
+  records, checks them against the backend's parts (ETags, then plaintext
+  sizes: EntityTooSmall on plaintext), plans the trailer, uploads it (its own
+  part, or the held tail) and completes the backend upload with the backend
+  part numbers.  An SSE-S3 or SSE-KMS object's ETag is S3's
+  ``"<MD5 of the part MD5s>-N"``, sealed in its described index; an SSE-C
+  object's is the backend's.  A Complete retried after it succeeded gets the
+  same answer, from the object's index (§7.8).  An SSE-C Complete needs no
+  customer key: the trailer is sealed under the upload's completion key (§7.9).
+* **ListParts** reports plaintext sizes and the part ETags the client got.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import Any
 from urllib.parse import quote
@@ -37,7 +43,17 @@ from encproxy import errors
 from encproxy.crypto.customer_keys import CustomerKeyWrapper
 from encproxy.crypto.held import verified_held_segment
 from encproxy.crypto.keys import ObjectKeys, open_object
-from encproxy.crypto.multipart import PartEncryptor, build_trailer
+from encproxy.crypto.multipart import (
+    CompletionKeys,
+    PartEncryptor,
+    build_trailer,
+    completion_key,
+    describe,
+    open_part_md5,
+    part_etag_name,
+    seal_part_md5,
+    upload_digest,
+)
 from encproxy.crypto.stream import copied
 from encproxy.format.constants import Kind
 from encproxy.format.envelope import Envelope
@@ -56,24 +72,45 @@ from encproxy.s3 import sse, xml
 from encproxy.s3.multipart_xml import parse_complete
 from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
+from encproxy.wsgi.buckets.records import report
 from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.conditions import backend_conditions, passed_through
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.facts import ObjectFacts
 from encproxy.wsgi.encryption.headers import (
+    CONTEXT_HEADER,
+    ENVELOPE_HEADER,
     check_metadata_budget,
     client_only_removed,
+    mode_of,
     refuse_reserved_metadata,
     stored_metadata,
 )
-from encproxy.wsgi.encryption.layouts import KnownLayout
+from encproxy.wsgi.encryption.layouts import KnownLayout, client_multipart_etag
 from encproxy.wsgi.encryption.part_copy import complete_upload, upload_query
-from encproxy.wsgi.encryption.streaming import read_exactly
+from encproxy.wsgi.encryption.streaming import Fetcher, read_exactly
 from encproxy.wsgi.encryption.upload_store import UploadRecord, UploadStore
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import relayed, xml_response
 
 log = logging.getLogger("encproxy.multipart")
+
+_PART_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
+RECORD_THREADS = 4
+
+
+def completion_context(bucket: str, key: str, envelope: Envelope) -> dict[str, str]:
+    """The context an SSE-C upload's completion key is wrapped under (FORMAT.md §7.9)."""
+    return {"encproxy-format": "1", "purpose": "sse-c-completion", "bucket": bucket,
+            "key": key, "object-id": envelope.object_id.hex()}
+
+
+def _part_md5(upload_id: str, number: int, etag: str) -> bytes:
+    """The plaintext MD5 a client's part ETag names; InvalidPart if it names none."""
+    m = _PART_ETAG.match(etag.strip())
+    if m is None:
+        raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
+    return bytes.fromhex(m.group(1))
 
 
 def part_number(req: S3Request) -> int:
@@ -102,6 +139,8 @@ class MultipartUploads:
         self.app = ctx.app
         self.store = store
         self.always_index = always_index
+        self._record_pool = ThreadPoolExecutor(RECORD_THREADS,
+                                               thread_name_prefix="encproxy-part-records")
 
     # -- CreateMultipartUpload -----------------------------------------------------------
     def create(self, req: S3Request) -> Response:
@@ -124,8 +163,13 @@ class MultipartUploads:
         body = resp.read_all()
         if not 200 <= resp.status < 300:
             return relayed(resp.status, resp.headers, body)
+        completion = None
+        if plan.mode == sse.MODE_SSE_C:
+            completion = self.store.records.keys.wrap(
+                self.store.records.key_id, completion_key(keys),
+                completion_context(req.bucket, req.key, envelope)).hex()
         upload_id = self._record(req, body, UploadRecord(
-            req.bucket, req.key, plan.mode, envelope.encode(), key_id, context))
+            req.bucket, req.key, plan.mode, envelope.encode(), key_id, context, completion))
         if plan.mode != sse.MODE_SSE_C:
             self.store.cache_keys(req.bucket, req.key, upload_id, keys)
         return relayed(resp.status, resp.headers, body, sse.response_headers(
@@ -168,7 +212,12 @@ class MultipartUploads:
                     "The multipart upload initiate requested encryption. Subsequent part "
                     "requests must include the appropriate encryption parameters.")
             extra = sse.parse_context(record.context) if record.context else None
-            return open_object(CustomerKeyWrapper(customer.key), envelope, bucket, key, extra)
+            try:
+                return open_object(CustomerKeyWrapper(customer.key), envelope, bucket, key,
+                                   extra)
+            except errors.AccessDenied:  # AWS: 400, not a read's 403, for another key
+                raise errors.InvalidRequest("The provided encryption parameters did not "
+                                            "match the ones used originally.") from None
         if customer is not None:
             raise errors.InvalidRequest(
                 "The multipart upload initiate did not request encryption with customer "
@@ -213,6 +262,32 @@ class MultipartUploads:
     def write_part(self, parent: dict[str, Any], bucket: str, key: str, upload_id: str,
                    keys: ObjectKeys, number: int, length: int,
                    plaintext: Iterable[bytes]) -> str:
+        """Encrypt ``length`` bytes of plaintext as part ``number``; the part ETag the
+        client gets (FORMAT.md §7.8): the plaintext MD5, once the part record that maps it
+        to the backend part is written; for SSE-C, the backend's ETag (opaque)."""
+        record = self.store.get(bucket, key, upload_id, parent)
+        if record is None:
+            raise errors.NoSuchUpload(UploadId=upload_id)
+        if record.mode == sse.MODE_SSE_C:
+            return self._write_segment(parent, bucket, key, upload_id, keys, number, length,
+                                       plaintext)
+        md5 = hashlib.md5(usedforsecurity=False)
+
+        def hashed() -> Iterator[bytes]:
+            for piece in plaintext:
+                md5.update(piece)
+                yield piece
+        backend_etag = self._write_segment(parent, bucket, key, upload_id, keys, number,
+                                           length, hashed())
+        digest = md5.digest()
+        name, sealed = seal_part_md5(keys, number, digest)
+        self.store.remember_part(bucket, key, upload_id, number, name, sealed, backend_etag,
+                                 length, parent)
+        return f'"{digest.hex()}"'
+
+    def _write_segment(self, parent: dict[str, Any], bucket: str, key: str, upload_id: str,
+                       keys: ObjectKeys, number: int, length: int,
+                       plaintext: Iterable[bytes]) -> str:
         """Encrypt ``length`` bytes of plaintext as part ``number``; its backend ETag."""
         encryptor = PartEncryptor(keys, number, length)
         ciphertext = subrequest.IterReader(copied(encryptor.encrypt(plaintext)))
@@ -266,6 +341,13 @@ class MultipartUploads:
         bucket, key = req.bucket, req.key
         upload_id = upload_id_of(req)
         record = self.store.get(bucket, key, upload_id, req.environ)
+        if record is None:
+            raw = req.read_small_body(xml.MAX_REQUEST_XML)
+            done_before = self._completed_before(req, upload_id, raw)
+            if done_before is not None:
+                return done_before
+            req.environ["wsgi.input"] = io.BytesIO(raw)
+            req.environ["CONTENT_LENGTH"] = str(len(raw))
         if record is None or not record.encrypted:
             if record is None and self.ctx.policy.require:
                 raise errors.NoSuchUpload(UploadId=upload_id)   # not one encproxy made
@@ -281,12 +363,25 @@ class MultipartUploads:
         check_part_numbers(numbers)
         customer = sse.parse_customer_key(req.headers)
         conditions = backend_conditions(self.ctx, req)   # enforced by the backend Complete
-        stored = self.backend_parts(req.environ, bucket, key, upload_id)
-        etags, sizes, retried_tail = self._chosen_parts(req, upload_id, chosen, stored)
+        description = None
+        if record.mode != sse.MODE_SSE_C:
+            # The client names its parts by plaintext MD5: the part records say which
+            # backend part each is (FORMAT.md §7.8).
+            keys = self.keys_for(req, bucket, key, upload_id, record, customer)
+            md5s = [_part_md5(upload_id, n, etag) for n, etag in chosen]
+            stored = self.backend_parts(req.environ, bucket, key, upload_id)
+            backend = self._backend_etags(req.environ, bucket, key, upload_id, keys, chosen,
+                                          md5s, stored)
+            description = describe(md5s, upload_id)
+        else:
+            stored = self.backend_parts(req.environ, bucket, key, upload_id)
+            backend = list(chosen)
+        etags, sizes, retried_tail = self._chosen_parts(req, upload_id, chosen, backend, stored)
         # An SSE-C object's index opens only with the customer's key, which listings do
         # not have: they size it by §7.5's arithmetic, which an index signal would stop.
         plan = plan_completion(numbers, sizes, can_rewrite_last_part=True,
-                               always_index=self.always_index and record.mode != sse.MODE_SSE_C)
+                               always_index=self.always_index and record.mode != sse.MODE_SSE_C,
+                               description=description)
         if retried_tail and not plan.held_tail:
             last, etag = chosen[-1]
             raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(last), ETag=etag)
@@ -294,50 +389,131 @@ class MultipartUploads:
             self._seal(req, upload_id, record, customer, plan, etags, numbers[-1], sizes[-1])
         done = complete_upload(self.app, req.environ, bucket, key, upload_id,
                                [(n, etags[n]) for n in plan.backend_part_numbers], conditions)
-        etag = xml.child_text(xml.parse(done.body, max_size=subrequest.MAX_SUBRESPONSE),
-                              "ETag") or ""
+        backend_etag = xml.child_text(xml.parse(done.body, max_size=subrequest.MAX_SUBRESPONSE),
+                                      "ETag") or ""
         self.store.forget(bucket, key, upload_id, req.environ)
-        self.ctx.facts.put(bucket, key, etag, plan.layout.ciphertext_size, ObjectFacts(
+        etag = client_multipart_etag(plan.layout, record.mode, backend_etag)
+        self.ctx.facts.put(bucket, key, backend_etag, plan.layout.ciphertext_size, ObjectFacts(
             True, plan.layout.plaintext_size, etag, record.mode, record.key_id))
         # The layout written is the verified layout (§7.7): this worker's first read
         # of the object needs no layout check.
-        self.ctx.layouts.remember(bucket, key, plan.layout.ciphertext_size, etag,
+        self.ctx.layouts.remember(bucket, key, plan.layout.ciphertext_size, backend_etag,
                                   KnownLayout(plan.layout))
-        root = xml.Node("CompleteMultipartUploadResult")
-        host = req.headers.get("host", "localhost")
-        root.add("Location", f"http://{host}/{bucket}/{quote(key)}")
-        root.add("Bucket", bucket)
-        root.add("Key", key)
-        root.add("ETag", etag)
         headers = {k: v for k, v in done.headers.items() if k in ("x-amz-version-id",)}
         headers.update(self.sse_headers(record, customer))
+        return self._completed(req, etag, headers)
+
+    @staticmethod
+    def _completed(req: S3Request, etag: str, headers: dict[str, str]) -> Response:
+        assert req.bucket is not None and req.key is not None
+        root = xml.Node("CompleteMultipartUploadResult")
+        host = req.headers.get("host", "localhost")
+        root.add("Location", f"http://{host}/{req.bucket}/{quote(req.key)}")
+        root.add("Bucket", req.bucket)
+        root.add("Key", req.key)
+        root.add("ETag", etag)
         return xml_response(root, environ=req.environ, headers=headers)
 
+    def _completed_before(self, req: S3Request, upload_id: str, raw: bytes) -> Response | None:
+        """A retried Complete of an upload encproxy already completed (its records are
+        gone): the same answer again if the object at the key is still the one that
+        upload made with this part list (its described index names the upload and the
+        ETag of these parts, FORMAT.md §7.8); NoSuchUpload if that upload made it with
+        another list; else None (not known to have been completed: the caller answers
+        NoSuchUpload, or passes an upload encproxy did not record through)."""
+        assert req.bucket is not None and req.key is not None
+        bucket, key = req.bucket, req.key
+        try:
+            chosen = parse_complete(raw)
+            check_part_numbers([n for n, _ in chosen])
+            md5s = [_part_md5(upload_id, n, etag) for n, etag in chosen]
+        except errors.S3Error:
+            return None
+        head = subrequest.request(self.app, req.environ, "HEAD", bucket, key)
+        value = head.headers.get(ENVELOPE_HEADER) if head.ok else None
+        if value is None:
+            return None
+        envelope = self.ctx.decode_envelope(value, bucket, key)
+        mode = mode_of(envelope.protection)
+        if envelope.kind is not Kind.MULTIPART or mode == sse.MODE_SSE_C:
+            return None   # an SSE-C object's index opens only with the customer's key
+        backend_etag = head.headers.get("etag", "")
+        stored_size = int(head.headers.get("content-length", "0"))
+        keys = self.ctx.open_keys(envelope, bucket, key, None, head.headers.get(CONTEXT_HEADER))
+        fetcher = Fetcher(self.app, req.environ, bucket, key, None, backend_etag)
+        with integrity.reported(bucket, key):
+            key_id = integrity.authenticated_key_id(envelope)
+            layout = self.ctx.layouts.layout(keys, stored_size, backend_etag, fetcher).layout
+        if layout.description is None or layout.etag is None:
+            return None
+        if layout.description.upload_digest != upload_digest(upload_id):
+            return None
+        if layout.description != describe(md5s, upload_id) \
+                or layout.part_numbers != tuple(n for n, _ in chosen):
+            # This upload made the object, with other parts: it is complete, and gone
+            # (never handed to the backend, which may still know it: moto does).
+            raise errors.NoSuchUpload(UploadId=upload_id)
+        headers = {k: v for k, v in head.headers.items() if k in ("x-amz-version-id",)}
+        headers.update(sse.response_headers(mode, key_id, None,
+                                            head.headers.get(CONTEXT_HEADER)))
+        log.info("upload %s of %s/%s: Complete retried after it succeeded; same answer",
+                 upload_id, bucket, key)
+        return self._completed(req, layout.etag, headers)
+
+    def _backend_etags(self, parent: dict[str, Any], bucket: str, key: str, upload_id: str,
+                       keys: ObjectKeys, chosen: list[tuple[int, str]], md5s: list[bytes],
+                       stored: dict[int, tuple[str, int]]) -> list[tuple[int, str]]:
+        """The backend ETag of each part the client names by its plaintext MD5: the
+        backend's part, if an authenticated part record says an upload of that part with
+        those bytes made it; read a few at a time.  InvalidPart otherwise (no upload of that
+        part had those bytes, or one did but was replaced since).  The last part of a
+        retried Complete whose held tail was written has another backend ETag now: it is
+        named by the record whose backend ETag has a held copy (``_chosen_parts``)."""
+        def find(position: int) -> tuple[int, str]:
+            number, etag = chosen[position]
+            name = part_etag_name(keys, number, md5s[position])
+            current = stored.get(number)
+            if current is not None and self.store.find_part(
+                    bucket, key, upload_id, number, name, current[0], parent) is not None:
+                return number, current[0]
+            if position == len(chosen) - 1:
+                for record in self.store.part_attempts(bucket, key, upload_id, number, name,
+                                                       parent):
+                    if self.store.find_held(bucket, key, upload_id, number,
+                                            record.backend_etag, parent) is not None:
+                        return number, record.backend_etag
+            raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
+        if len(chosen) == 1:
+            return [find(0)]
+        return list(self._record_pool.map(find, range(len(chosen))))
+
     def _chosen_parts(self, req: S3Request, upload_id: str, chosen: list[tuple[int, str]],
-                      stored: dict[int, tuple[str, int]]
+                      backend: list[tuple[int, str]], stored: dict[int, tuple[str, int]]
                       ) -> tuple[dict[int, str], list[int], bool]:
-        """The client's list checked against the backend's parts: the backend ETag and
-        plaintext size of each, and whether the last is the held copy of a retried tail."""
+        """The client's list (``chosen``; ``backend``: the backend ETag each names) checked
+        against the backend's parts: the backend ETag and plaintext size of each, and
+        whether the last is the held copy of a retried tail."""
         assert req.bucket is not None and req.key is not None
         sizes = []
         retried_tail = False
-        for position, (number, etag) in enumerate(chosen):
+        for position, ((number, etag), (_, wanted)) in enumerate(
+                zip(chosen, backend, strict=True)):
             invalid = errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
             part = stored.get(number)
-            if part is None or part[0].strip('"') != etag.strip('"'):
+            if part is None or part[0].strip('"') != wanted.strip('"'):
                 # The last part of a Complete that failed after its held tail was uploaded
-                # has another ETag now; the client's is its held copy's.
+                # has another ETag now; the one the client's names is its held copy's.
                 held = None if position < len(chosen) - 1 else self.store.find_held(
-                    req.bucket, req.key, upload_id, number, etag, req.environ)
+                    req.bucket, req.key, upload_id, number, wanted, req.environ)
                 if held is None:
                     raise invalid
-                part, retried_tail = (etag, held[1]), True
+                part, retried_tail = (wanted, held[1]), True
             try:
                 sizes.append(segment_plaintext_size(part[1]))
             except CiphertextSizeInvalid:   # not a segment (a trailer a failed Complete left)
                 raise invalid from None
-        etags = {number: stored[number][0] for number, _ in chosen[:-1]}
-        last, last_etag = chosen[-1]
+        etags = {number: stored[number][0] for number, _ in backend[:-1]}
+        last, last_etag = backend[-1]
         etags[last] = last_etag if retried_tail else stored[last][0]
         return etags, sizes, retried_tail
 
@@ -348,11 +524,21 @@ class MultipartUploads:
         gets the backend ETag of the part it went into."""
         assert req.bucket is not None and req.key is not None
         if record.mode == sse.MODE_SSE_C and customer is None:
-            raise errors.InvalidRequest(
-                "This multipart upload uses SSE-C and its completion must seal the end of "
-                "the object with the upload's key: send the "
-                "x-amz-server-side-encryption-customer-* headers with "
-                "CompleteMultipartUpload.")
+            if record.completion is None or plan.held_tail:
+                # A held tail re-uploads the last part, whose held copy only the data key
+                # verifies; an upload created before issue 15 has no completion key.
+                raise errors.InvalidRequest(
+                    "This multipart upload uses SSE-C and its completion must seal the end of "
+                    "the object with the upload's key: send the "
+                    "x-amz-server-side-encryption-customer-* headers with "
+                    "CompleteMultipartUpload.")
+            # The completion key seals the trailer and nothing else (FORMAT.md §7.9).
+            number = plan.trailer_number
+            assert number is not None and plan.trailer_in_own_part
+            trailer = build_trailer(self._completion_keys(record), plan)
+            etags[number] = self.put_part(req.environ, req.bucket, req.key, upload_id, number,
+                                          trailer, len(trailer))
+            return
         keys = self.keys_for(req, req.bucket, req.key, upload_id, record, customer)
         trailer = build_trailer(keys, plan)
         if plan.trailer_in_own_part:
@@ -363,6 +549,19 @@ class MultipartUploads:
         else:
             etags[last] = self.held_tail(req.environ, req.bucket, req.key, upload_id, keys,
                                          last, etags[last], last_size, trailer)
+
+    def _completion_keys(self, record: UploadRecord) -> CompletionKeys:
+        """The completion key of an SSE-C upload, unwrapped from its (authenticated)
+        record: KeyUnwrapFailed if it is not what encproxy wrapped for this object."""
+        assert record.completion is not None and record.envelope is not None
+        envelope = Envelope.decode(record.envelope)
+        try:
+            blob = bytes.fromhex(record.completion)
+        except ValueError:
+            raise errors.KeyUnwrapFailed("completion-key") from None
+        key = self.store.records.keys.unwrap(
+            blob, completion_context(record.bucket, record.key, envelope))
+        return CompletionKeys(envelope.suite, envelope.object_id, key)
 
     def backend_parts(self, parent: dict[str, Any], bucket: str, key: str,
                       upload_id: str) -> dict[int, tuple[str, int]]:
@@ -444,6 +643,26 @@ class MultipartUploads:
             self.store.forget(req.bucket, req.key, req.query.get("uploadId", ""), req.environ)
         return relayed(resp.status, resp.headers, body)
 
+    def _client_part_etags(self, req: S3Request, upload_id: str, record: UploadRecord,
+                           listed: dict[int, str]) -> dict[tuple[int, str], str] | None:
+        """(part number, backend ETag) -> the part ETag the client got (its plaintext
+        MD5), from the authenticated records of the ``listed`` parts (number -> backend
+        ETag); None for SSE-C (opaque ETags)."""
+        assert req.bucket is not None and req.key is not None
+        if record.mode == sse.MODE_SSE_C:
+            return None
+        keys = self.keys_for(req, req.bucket, req.key, upload_id, record, None)
+        out = {}
+        for number, name, part in self.store.part_records(req.bucket, req.key, upload_id,
+                                                          listed, req.environ):
+            try:
+                md5 = open_part_md5(keys, number, name, part.sealed_md5)
+            except errors.IntegrityError as exc:
+                report(f"part record {name} of part {number} (upload {upload_id})", exc)
+                raise
+            out[(number, part.backend_etag.strip('"'))] = f'"{md5.hex()}"'
+        return out
+
     def list_parts(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
         upload_id = upload_id_of(req)
@@ -455,7 +674,17 @@ class MultipartUploads:
         if resp.status != 200:
             return relayed(resp.status, resp.headers, body)
         root = xml.parse(body, max_size=subrequest.MAX_SUBRESPONSE)
+        client_etags = self._client_part_etags(req, upload_id, record, {
+            int(p.findtext("PartNumber") or "0"): p.findtext("ETag") or ""
+            for p in root.findall("Part")})
         for part in root.findall("Part"):
+            etag = part.find("ETag")
+            if client_etags is not None and etag is not None:
+                number = int(part.findtext("PartNumber") or "0")
+                # A part without a record never got its ETag to the client (the upload
+                # failed before it answered): it is shown with the backend's.
+                etag.text = client_etags.get((number, (etag.text or "").strip('"')),
+                                             etag.text)
             size = part.find("Size")
             try:
                 size.text = str(segment_plaintext_size(int(size.text or "0")))  # type: ignore
