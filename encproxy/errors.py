@@ -163,6 +163,33 @@ class MalformedXML(S3Error):
     )
 
 
+class MalformedACLError(S3Error):
+    """S3 error MalformedACLError (400): an AccessControlPolicy that does not validate."""
+
+    code = "MalformedACLError"
+    status = 400
+    default_message = (
+        "The XML you provided was not well-formed or did not validate against our published "
+        "schema."
+    )
+
+
+class UnresolvableGrantByEmailAddress(S3Error):
+    """S3 error UnresolvableGrantByEmailAddress (400)."""
+
+    code = "UnresolvableGrantByEmailAddress"
+    status = 400
+    default_message = "The email address you provided does not match any account on record."
+
+
+class UnexpectedContent(S3Error):
+    """S3 error UnexpectedContent (400): a body where the request takes none."""
+
+    code = "UnexpectedContent"
+    status = 400
+    default_message = "This request does not support content."
+
+
 class IncompleteBody(S3Error):
     """S3 error IncompleteBody (400)."""
 
@@ -632,3 +659,19 @@ def relayed(code: str, status: int, message: str | None = None, **fields: str) -
         if len(_RELAYED) < _MAX_RELAYED_CLASSES:
             _RELAYED[(code, status)] = cls
     return cls(message or None, **fields)
+
+
+class BadRequest(S3Error):
+    """S3 error BadRequest (400): what S3 answers a CORS preflight it cannot evaluate."""
+
+    code = "BadRequest"
+    status = 400
+    default_message = "Insufficient information. Origin request header needed."
+
+
+class AccessForbidden(S3Error):
+    """S3 error AccessForbidden (403): a CORS preflight that no rule allows."""
+
+    code = "AccessForbidden"
+    status = 403
+    default_message = "CORSResponse: This CORS request is not allowed."

@@ -77,6 +77,7 @@ from encproxy.settings import Settings
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER
+from encproxy.wsgi.encryption.kept_acl import kept_acl_headers
 from encproxy.wsgi.encryption.layouts import LayoutReader, backend_parts
 from encproxy.wsgi.encryption.part_copy import copy_parts
 from encproxy.wsgi.encryption.streaming import Fetcher
@@ -339,6 +340,7 @@ class Rotator:
         after = (after_blob.key_id, after_blob.key_version)
 
         headers = _kept_headers(head, new)
+        headers.update(kept_acl_headers(self.backend, None, bucket, key))
         headers.update({"x-amz-copy-source": _copy_source(bucket, key),
                         "x-amz-metadata-directive": "REPLACE",
                         "x-amz-copy-source-if-match": etag})
@@ -394,7 +396,9 @@ class Rotator:
             copy_parts(self.backend, None, bucket, key, source=_copy_source(bucket, key),
                        source_etag=etag, ranges=known.layout.backend_part_ranges(parts),
                        numbers=known.layout.backend_part_numbers(parts),
-                       headers=_kept_headers(head, new), before_complete=still_current)
+                       headers={**_kept_headers(head, new),
+                                **kept_acl_headers(self.backend, None, bucket, key)},
+                       before_complete=still_current)
         except errors.S3Error as exc:
             if exc.status == 412:
                 return None     # overwritten meanwhile: look again

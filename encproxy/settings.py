@@ -259,6 +259,10 @@ OPTIONS: tuple[Option, ...] = (
            "Expires URLs, SigV2 POST policies), which boto3 uses for presigned URLs and POST "
            "policies unless told s3v4. false: refuse it as a SigV4-only AWS region does "
            "(InvalidRequest, 'Please use AWS4-HMAC-SHA256')."),
+    Option("auth", "anonymous", "acl", _choice("acl", "refuse"),
+           "Requests without any credentials. acl: decided as S3 decides them, by the ACLs "
+           "(the file store's own; an S3 backend's, which gets them unsigned); refuse: "
+           "AccessDenied, whatever the ACLs say."),
     Option("backend", "type", "file", _choice("file", "s3"),
            "Where objects are stored: 'file', the embedded store, or 's3', any S3 server."),
     Option("backend", "root", "../var/data", _path,

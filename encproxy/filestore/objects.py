@@ -8,6 +8,7 @@ listings use.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -36,10 +37,25 @@ from encproxy.filestore.atomic import (
     make_staging_dir,
     mkdir_durable,
 )
-from encproxy.filestore.layout import BUCKET_RECORD, Layout, ObjectPath, check_text, tmp_prefix
+from encproxy.filestore.layout import (
+    BUCKET_RECORD,
+    Layout,
+    ObjectPath,
+    check_bucket_name,
+    check_text,
+    tmp_prefix,
+)
 from encproxy.filestore.listing import paginate
-from encproxy.filestore.records import BucketRecord, ListResult, ObjectMeta, ObjectRecord
+from encproxy.filestore.records import (
+    BucketRecord,
+    ListResult,
+    ObjectMeta,
+    ObjectRecord,
+    check_acl,
+)
 from encproxy.filestore.streams import BodyReader, ObjectBody, copy_range, receive
+from encproxy.s3.acl import Acl
+from encproxy.s3.cors import CorsConfiguration, check_configuration
 
 log = logging.getLogger("encproxy.filestore")
 
@@ -108,8 +124,9 @@ class ObjectStore:
         if not self.bucket_exists(name):
             raise NoSuchBucket(BucketName=name)
 
-    def create_bucket(self, name: str) -> BucketRecord:
-        """Create an empty bucket; BucketAlreadyOwnedByYou if it exists.
+    def create_bucket(self, name: str, acl: Acl | None = None) -> BucketRecord:
+        """Create an empty bucket with ``acl`` (None: private); BucketAlreadyOwnedByYou
+        if it exists.
 
         (S3 in us-east-1 answers 200 to re-creating one's own bucket; that
         choice is the S3 layer's.)  The bucket is assembled in ``tmp/`` and
@@ -124,7 +141,8 @@ class ObjectStore:
         try:
             os.mkdir(os.path.join(staging, "objects"), 0o700)
             os.mkdir(os.path.join(staging, "uploads"), 0o700)
-            self._write_record(os.path.join(staging, BUCKET_RECORD), sf.bucket_fields(name), now)
+            self._write_record(os.path.join(staging, BUCKET_RECORD),
+                               sf.bucket_fields(name, check_acl(acl)), now)
             fsync_dir(staging)
             try:
                 os.rename(staging, path)
@@ -136,7 +154,50 @@ class ObjectStore:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         fsync_dir(self.layout.buckets)
-        return BucketRecord(name, now)
+        return BucketRecord(name, now, acl)
+
+    def bucket(self, name: str) -> BucketRecord:
+        """The bucket's record (creation time, ACL, CORS configuration); NoSuchBucket."""
+        return self._read_bucket(name)
+
+    def put_bucket_acl(self, name: str, acl: Acl | None) -> None:
+        """Replace the bucket's ACL (None: private); ``_replace_bucket_record``."""
+        check_acl(acl)
+        self._replace_bucket_record(name, "bucketacl",
+                                    lambda current: dataclasses.replace(current, acl=acl))
+
+    def put_bucket_cors(self, name: str, cors: CorsConfiguration | None) -> None:
+        """Replace the bucket's CORS configuration (None: delete it);
+        ``_replace_bucket_record``."""
+        if cors is not None:
+            check_configuration(cors)
+        self._replace_bucket_record(name, "bucketcors",
+                                    lambda current: dataclasses.replace(current, cors=cors))
+
+    def _replace_bucket_record(self, name: str, kind: str,
+                               change: Callable[[BucketRecord], BucketRecord]) -> None:
+        """Rename a new bucket record, ``change(current)``, over the old one, creation
+        time kept.  A bucket deleted meanwhile: NoSuchBucket (the rename goes by path
+        into the bucket's directory, which a delete renames away).
+
+        The read and the rename hold the bucket's lock (one of the 256 stripes of
+        ``locks/``, by a hash of the name), so that of two changes to different parts
+        of the record (PutBucketAcl and PutBucketCors) neither undoes the other."""
+        def gone() -> None:
+            raise NoSuchBucket(BucketName=name)
+
+        with locked(self._bucket_lock(name)):
+            new = change(self._read_bucket(name))
+            record = sf.encode_fields(sf.bucket_fields(name, new.acl, new.cors))
+            with TempFile(self.layout.tmp, kind) as tf:
+                tf.write(sf.encode_fixed(len(record), 0, sf.MD5_OF_EMPTY, new.created) + record)
+                tf.commit(self.layout.bucket(name), BUCKET_RECORD, gone)
+
+    def _bucket_lock(self, name: str) -> str:
+        # A stripe of its own hash space ("bucket\0" prefix), shared with object keys'
+        # stripes; no holder of one stripe ever waits for another, so none deadlocks.
+        digest = hashlib.sha256(b"bucket\0" + check_bucket_name(name).encode()).hexdigest()
+        return os.path.join(self.layout.locks, digest[0:2])
 
     def delete_bucket(self, name: str) -> None:
         """Delete a bucket that holds no objects; BucketNotEmpty otherwise.
@@ -188,10 +249,9 @@ class ObjectStore:
         except FileNotFoundError:
             raise NoSuchBucket(BucketName=name) from None
         try:
-            h = sf.read_header(fd, "bucket", path)
+            return sf.bucket_record(sf.read_header(fd, "bucket", path), path, name)
         finally:
             os.close(fd)
-        return BucketRecord(name, h.time)
 
     # -- objects --------------------------------------------------------------------
     def put_object(self, bucket: str, key: str, body: BodyReader, length: int,
@@ -313,6 +373,56 @@ class ObjectStore:
             os.close(fd)
         return ObjectRecord(key=dst_key, size=src.size, etag=etags.md5_etag(digest),
                             last_modified=now, meta=new_meta, part_sizes=None)
+
+    def put_object_acl(self, bucket: str, key: str, acl: Acl | None) -> ObjectRecord:
+        """Replace the object's ACL (None: private); NoSuchKey / NoSuchBucket.
+
+        The ACL is in the object's header, so the file is written again: the same
+        body (copied by the kernel where it can), MD5, time and metadata, a new ACL,
+        renamed over the object under its lock.  Its ETag and Last-Modified do not
+        change, as in S3.  O(size of the object) in disk I/O: the embedded store
+        keeps ACL and object in one file so that a PutObject replaces both at once.
+
+        If the object was replaced or deleted while its body was copied, the new
+        ACL is not applied, and the call still succeeds: it is ordered before the
+        write that replaced the object, which would have reset its ACL anyway.
+        """
+        check_acl(acl)
+        loc = self.layout.object(bucket, key)
+        fd = self._open_object(bucket, key, loc)
+        try:
+            src, h = self._read_object(fd, loc, key)
+            meta = ObjectMeta(content_headers=src.meta.content_headers,
+                              user_metadata=src.meta.user_metadata,
+                              storage_class=src.meta.storage_class, acl=acl)
+            fields = dict(h.fields)
+            fields["meta"] = sf.meta_fields(meta)
+            record = sf.encode_fields(fields)
+            with TempFile(self.layout.tmp, "objacl") as tf:
+                tf.write(sf.encode_fixed(len(record), h.body_length, h.md5, h.time))
+                tf.write(record)
+                copy_range(fd, h.body_offset, h.body_length, tf, path=loc.path)
+                tf.sync()
+                with locked(self.layout.object_lock(loc)):
+                    if self._current_identity(loc) == (h.md5, h.time, h.body_length):
+                        tf.commit(loc.level2, loc.name, lambda: None)
+        finally:
+            os.close(fd)
+        return ObjectRecord(key=key, size=src.size, etag=src.etag,
+                            last_modified=src.last_modified, meta=meta,
+                            part_sizes=src.part_sizes)
+
+    def _current_identity(self, loc: ObjectPath) -> tuple[bytes, float, int] | None:
+        """What tells one version of an object from another: MD5, time and size."""
+        try:
+            fd = open_read(loc.path)
+        except FileNotFoundError:
+            return None
+        try:
+            h = sf.read_header(fd, "object", loc.path)
+            return h.md5, h.time, h.body_length
+        finally:
+            os.close(fd)
 
     def _open_object(self, bucket: str, key: str, loc: ObjectPath) -> int:
         try:

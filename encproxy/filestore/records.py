@@ -14,6 +14,12 @@ Conventions the S3 edge relies on:
   (header-name syntax, CR/LF/NUL in values, the 1 MiB header cap); S3 policy
   such as the 2 KB user-metadata limit and the list of storage classes is
   applied once, by the S3 layer (``encproxy.s3.metadata``).
+- ``acl`` (objects, in ``ObjectMeta``; buckets, in ``BucketRecord``) is the stored
+  access control list, or None for one never set: the owner's FULL_CONTROL alone
+  (``private``), which is what every object and bucket of a store written before
+  ACLs were kept has.
+- ``cors`` (``BucketRecord``) is the bucket's CORS configuration
+  (``encproxy.s3.cors``), or None for none.
 """
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ from types import MappingProxyType
 
 from encproxy.errors import InvalidArgument
 from encproxy.filestore import etag as etags
+from encproxy.s3.acl import Acl, Grant
+from encproxy.s3.cors import CorsConfiguration
 
 CONTENT_HEADERS = ("cache-control", "content-disposition", "content-encoding",
                    "content-language", "content-type", "expires")
@@ -63,13 +71,24 @@ def _user_metadata(given: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(out)
 
 
+def check_acl(acl: object) -> Acl | None:
+    if acl is None:
+        return None
+    if not isinstance(acl, tuple) or not all(isinstance(g, Grant) for g in acl):
+        raise InvalidArgument("An access control list must be a tuple of grants.",
+                              ArgumentName="acl")
+    return acl
+
+
 @dataclass(frozen=True)
 class ObjectMeta:
-    """The metadata of an object, fixed when it is written (or its upload created)."""
+    """The metadata of an object, fixed when it is written (or its upload created), and
+    its access control list (None: private), which PutObjectAcl may replace."""
 
     content_headers: Mapping[str, str] = field(default_factory=dict)
     user_metadata: Mapping[str, str] = field(default_factory=dict)
     storage_class: str = DEFAULT_STORAGE_CLASS
+    acl: Acl | None = None
 
     def __post_init__(self) -> None:
         # Normalise and freeze, so that a stored record cannot be changed through
@@ -80,6 +99,7 @@ class ObjectMeta:
                 not _STORAGE_CLASS.fullmatch(self.storage_class):
             raise InvalidArgument("The storage class is not a valid name.",
                                   ArgumentName="x-amz-storage-class")
+        check_acl(self.acl)
 
 
 @dataclass(frozen=True)
@@ -135,6 +155,8 @@ class ObjectRecord:
 class BucketRecord:
     name: str
     created: float
+    acl: Acl | None = None   # None: private
+    cors: CorsConfiguration | None = None   # None: no CORS configuration
 
 
 @dataclass(frozen=True)

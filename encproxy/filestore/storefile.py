@@ -31,10 +31,15 @@ JSON records by kind (all keys always present):
   cost a few bytes of header);
 - ``part``: ``upload_id``, ``part_number``;
 - ``upload``: ``upload_id``, ``bucket``, ``key``, ``meta``;
-- ``bucket``: ``name``.
+- ``bucket``: ``name``, ``acl``, ``cors``.
 
 ``meta`` is ``{"content_headers": {...}, "user_metadata": {...},
-"storage_class": "..."}``.
+"storage_class": "...", "acl": ACL}``.  ACL is null (private) or a list of
+``[grantee type, grantee, permission]``; records written before ACLs were kept
+have no ``acl`` key, read as null.  ``cors`` is null (no CORS configuration) or
+the rules in order, each ``{"id", "allowed_methods", "allowed_origins",
+"allowed_headers", "expose_headers", "max_age_seconds"}``; records written
+before CORS was kept have no ``cors`` key, read as null.
 """
 from __future__ import annotations
 
@@ -48,7 +53,15 @@ from typing import Any
 
 from encproxy.errors import InternalError, MetadataTooLarge, S3Error
 from encproxy.filestore import etag as etags
-from encproxy.filestore.records import ObjectMeta, ObjectRecord, PartRecord, UploadRecord
+from encproxy.filestore.records import (
+    BucketRecord,
+    ObjectMeta,
+    ObjectRecord,
+    PartRecord,
+    UploadRecord,
+)
+from encproxy.s3.acl import Acl, Grant
+from encproxy.s3.cors import CorsConfiguration, CorsRule, check_configuration
 
 log = logging.getLogger("encproxy.filestore")
 
@@ -125,10 +138,33 @@ def read_header(fd: int, kind: str, path: str) -> Header:
 
 # -- records <-> JSON ---------------------------------------------------------------
 
+def acl_fields(acl: Acl | None) -> list[list[str]] | None:
+    if acl is None:
+        return None
+    return [[g.grantee_type, g.grantee, g.permission] for g in acl]
+
+
+def decode_acl(value: Any) -> Acl | None:
+    """A stored ACL; absent (older records) or null is private.  Any other shape is
+    damage (the caller reports it)."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise TypeError("acl")
+    grants = []
+    for item in value:
+        if not isinstance(item, list) or len(item) != 3 or \
+                not all(isinstance(x, str) for x in item):
+            raise TypeError("grant")
+        grants.append(Grant(item[0], item[1], item[2]))   # ValueError if not a grant
+    return tuple(grants)
+
+
 def meta_fields(meta: ObjectMeta) -> dict[str, Any]:
     return {"content_headers": dict(meta.content_headers),
             "user_metadata": dict(meta.user_metadata),
-            "storage_class": meta.storage_class}
+            "storage_class": meta.storage_class,
+            "acl": acl_fields(meta.acl)}
 
 
 def encode_runs(sizes: Sequence[int]) -> list[list[int]]:
@@ -158,7 +194,7 @@ def object_fields(key: str, meta: ObjectMeta, part_sizes: Sequence[int] | None) 
 def _meta(fields: Mapping[str, Any]) -> ObjectMeta:
     m = fields["meta"]
     return ObjectMeta(content_headers=m["content_headers"], user_metadata=m["user_metadata"],
-                      storage_class=m["storage_class"])
+                      storage_class=m["storage_class"], acl=decode_acl(m.get("acl")))
 
 
 def object_record(h: Header, path: str) -> ObjectRecord:
@@ -205,5 +241,50 @@ def upload_record(h: Header, path: str) -> UploadRecord:
         raise corrupt(path, f"bad upload record: {exc!r}") from None
 
 
-def bucket_fields(name: str) -> dict[str, Any]:
-    return {"kind": "bucket", "name": name}
+def cors_fields(rules: CorsConfiguration | None) -> list[dict[str, Any]] | None:
+    if rules is None:
+        return None
+    return [{"id": r.id, "allowed_methods": list(r.allowed_methods),
+             "allowed_origins": list(r.allowed_origins),
+             "allowed_headers": list(r.allowed_headers),
+             "expose_headers": list(r.expose_headers),
+             "max_age_seconds": r.max_age_seconds} for r in rules]
+
+
+_CORS_KEYS = frozenset({"id", "allowed_methods", "allowed_origins", "allowed_headers",
+                        "expose_headers", "max_age_seconds"})
+
+
+def decode_cors(value: Any) -> CorsConfiguration | None:
+    """A stored CORS configuration; absent (older records) or null is none.  Any other
+    shape, or rules S3 would refuse, is damage (the caller reports it)."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise TypeError("cors")
+    rules = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != _CORS_KEYS:
+            raise TypeError("cors rule")
+        lists = {k: item[k] for k in _CORS_KEYS if k.startswith(("allowed", "expose"))}
+        if not all(isinstance(v, list) for v in lists.values()):
+            raise TypeError("cors rule")
+        # CorsRule checks every value (an S3Error if S3 would refuse it).
+        rules.append(CorsRule(id=item["id"], max_age_seconds=item["max_age_seconds"],
+                              **{k: tuple(v) for k, v in lists.items()}))
+    return check_configuration(tuple(rules))
+
+
+def bucket_fields(name: str, acl: Acl | None = None,
+                  cors: CorsConfiguration | None = None) -> dict[str, Any]:
+    return {"kind": "bucket", "name": name, "acl": acl_fields(acl), "cors": cors_fields(cors)}
+
+
+def bucket_record(h: Header, path: str, name: str) -> BucketRecord:
+    try:
+        if h.fields.get("name") != name:
+            raise ValueError("bucket record names another bucket")
+        return BucketRecord(name, h.time, decode_acl(h.fields.get("acl")),
+                            decode_cors(h.fields.get("cors")))
+    except Exception as exc:
+        raise corrupt(path, f"bad bucket record: {exc!r}") from None

@@ -3,18 +3,19 @@
 A store that keeps no bucket or object configuration (encproxy's file store)
 still answers every read of one, the way AWS S3 answers it for a bucket or
 object that has none: clients ask before they act (s3fs reads the versioning
-status before it deletes a bucket; ceph/s3-tests read ACLs and tags).  Three
+status before it deletes a bucket; ceph/s3-tests read tags).  Two
 kinds of answer, each from the AWS API reference:
 
 * **an empty document** (200): versioning never enabled (no ``Status``), no
   logging, no notifications, no transfer acceleration, the bucket owner pays,
   an object without tags;
-* **S3's "no such configuration" error** (404): CORS, policy (and so policy
+* **S3's "no such configuration" error** (404): policy (and so policy
   status), bucket tags, lifecycle, website, replication, object lock,
   ownership controls, public access block; an analytics, inventory, metrics or
-  intelligent-tiering configuration by id (and an empty list without one);
-* **the owner's ACL**: the one owner with FULL_CONTROL, as a bucket or object
-  gets it when it is created without grants.
+  intelligent-tiering configuration by id (and an empty list without one).
+
+ACLs and CORS are not here: the file store keeps them (``encproxy.s3.acl``,
+``encproxy.s3.cors``).
 
 Object retention and legal hold need object lock, which such a bucket cannot
 have: S3 answers ``InvalidRequest`` (400).  Deleting a configuration that does
@@ -22,13 +23,10 @@ not exist succeeds (204), as in S3.
 """
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
 from encproxy import errors
 from encproxy.s3 import xml
-
-XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 
 #: Reads answered with a document.
 EMPTY_DOCUMENTS: dict[str, Callable[[], xml.Node]] = {
@@ -43,7 +41,6 @@ EMPTY_DOCUMENTS: dict[str, Callable[[], xml.Node]] = {
 
 #: Reads answered with S3's error for a configuration that does not exist.
 MISSING: dict[str, type[errors.S3Error]] = {
-    "GetBucketCors": errors.NoSuchCORSConfiguration,
     "GetBucketPolicy": errors.NoSuchBucketPolicy,
     "GetBucketPolicyStatus": errors.NoSuchBucketPolicy,
     "GetBucketTagging": errors.NoSuchTagSet,
@@ -68,12 +65,9 @@ LISTINGS = {
 #: Object reads that need object lock, which the bucket does not have.
 OBJECT_LOCK_READS = frozenset({"GetObjectRetention", "GetObjectLegalHold"})
 
-#: Access control lists: the owner's FULL_CONTROL.
-ACL_READS = frozenset({"GetBucketAcl", "GetObjectAcl"})
-
 #: Deletes of a bucket configuration that does not exist: 204 No Content.
 BUCKET_DELETES = frozenset({
-    "DeleteBucketCors", "DeleteBucketPolicy", "DeleteBucketTagging",
+    "DeleteBucketPolicy", "DeleteBucketTagging",
     "DeleteBucketLifecycleConfiguration", "DeleteBucketWebsite", "DeleteBucketReplication",
     "DeleteBucketOwnershipControls", "DeletePublicAccessBlock",
 })
@@ -83,11 +77,11 @@ OBJECT_DELETES = frozenset({"DeleteObjectTagging"})
 #: Every bucket-level operation this module answers.
 BUCKET_OPERATIONS = frozenset(
     {op for op in EMPTY_DOCUMENTS if op.startswith("GetBucket")} | set(MISSING)
-    | set(LISTINGS) | {"GetBucketAcl"} | BUCKET_DELETES
+    | set(LISTINGS) | BUCKET_DELETES
     | {op.replace("Get", "Delete", 1) for op in LISTINGS})
 #: Every object-level operation this module answers.
 OBJECT_OPERATIONS = frozenset(
-    {"GetObjectTagging", "GetObjectAcl"} | OBJECT_LOCK_READS | OBJECT_DELETES)
+    {"GetObjectTagging"} | OBJECT_LOCK_READS | OBJECT_DELETES)
 
 
 def missing(operation: str, bucket: str) -> errors.S3Error:
@@ -107,24 +101,3 @@ def empty_listing(operation: str) -> xml.Node:
 
 def object_lock_missing() -> errors.S3Error:
     return errors.InvalidRequest("Bucket is missing Object Lock Configuration")
-
-
-def access_control_policy(owner_id: str, display_name: str) -> bytes:
-    """The ACL of a bucket or object created without grants: the owner's FULL_CONTROL.
-
-    ``Grantee`` carries ``xsi:type``, which clients read as the grantee's type,
-    so the document is built as an element (``xml.Node`` has no attributes).
-    """
-    root = ET.Element("AccessControlPolicy")
-    _owner(ET.SubElement(root, "Owner"), owner_id, display_name)
-    grant = ET.SubElement(ET.SubElement(root, "AccessControlList"), "Grant")
-    grantee = ET.SubElement(grant, "Grantee", {"xmlns:xsi": XSI_NS,
-                                               "xsi:type": "CanonicalUser"})
-    _owner(grantee, owner_id, display_name)
-    ET.SubElement(grant, "Permission").text = "FULL_CONTROL"
-    return xml.render_element(root)
-
-
-def _owner(parent: ET.Element, owner_id: str, display_name: str) -> None:
-    ET.SubElement(parent, "ID").text = owner_id
-    ET.SubElement(parent, "DisplayName").text = display_name

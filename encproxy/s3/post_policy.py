@@ -187,12 +187,20 @@ def _field_error(detail: str, name: str) -> Callable[[str], errors.S3Error]:
     return make
 
 
+def is_anonymous(fields: Mapping[str, str]) -> bool:
+    """Whether a form carries no authentication at all (no policy, signature, access key,
+    credential, algorithm, date or token): an anonymous upload, as S3 takes one into a
+    bucket whose ACL lets everyone write."""
+    return not any(name in fields for name in AUTH_FIELDS)
+
+
 def authenticate(fields: Mapping[str, str], secret_lookup: sigv4.SecretLookup, *,
                  region: str | None, allow_sigv2: bool) -> str:
     """The access key whose secret signed the form's policy; raises S3's errors.
 
     ``fields`` maps lower-case field names to values.  A form without a policy
-    is anonymous, which encproxy refuses (AccessDenied).
+    is AccessDenied here: a form without any authentication field at all
+    (``is_anonymous``) is the caller's to allow or refuse before it gets here.
     """
     policy = fields.get("policy")
     algorithm = fields.get("x-amz-algorithm")

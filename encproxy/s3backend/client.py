@@ -30,6 +30,7 @@ A backend that cannot be reached, or that times out, is
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import time
@@ -50,7 +51,7 @@ log = logging.getLogger("encproxy.s3backend")
 
 USER_AGENT = "encproxy"
 #: Methods safe to send again when a pooled connection was found dead before any answer.
-IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,8 @@ class BackendResponse:
 
 
 class S3BackendClient:
-    """Sends S3 requests to one backend endpoint, signed with its credentials."""
+    """Sends S3 requests to one backend endpoint, signed with its credentials (or, from
+    :meth:`unsigned`, not signed at all)."""
 
     def __init__(self, config: BackendConfig,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -204,19 +206,29 @@ class S3BackendClient:
         # One endpoint, one pool; a busier moment opens extra connections (not pooled).
         self.adapter = HTTPAdapter(pool_connections=4, pool_maxsize=config.pool_size,
                                    max_retries=0, pool_block=False)
+        self.signs = True
+
+    def unsigned(self) -> S3BackendClient:
+        """A client of the same endpoint and connection pool that signs nothing: an
+        anonymous caller's requests go with it, so that the backend's own ACLs decide
+        them as they would decide the caller's requests made to it directly."""
+        twin = copy.copy(self)
+        twin.signs = False
+        return twin
 
     def close(self) -> None:
         self.adapter.close()
 
     def request(self, method: str, bucket: str | None, key: str | None, query: str = "",
                 headers: Mapping[str, str] | None = None,
-                body: bytes | BodySource | None = None) -> BackendResponse:
+                body: bytes | BodySource | None = None, signed: bool = True) -> BackendResponse:
         """Send one request and return the response once its headers arrived.
 
         ``query`` is already encoded for the wire
         (:func:`encproxy.s3backend.forwarding.forward_query`); ``headers`` are
         sent as given (lower-case names), plus Host, Content-Length and the
-        signature.  Raises ServiceUnavailable if the backend cannot be reached
+        signature (none when ``signed`` is false: a CORS preflight, which S3 never
+        authenticates).  Raises ServiceUnavailable if the backend cannot be reached
         or times out, or the error of a failed :class:`BodySource`.
         """
         path, host = self.endpoint.target(bucket, key)
@@ -231,8 +243,9 @@ class S3BackendClient:
             payload_hash = hashlib.sha256(data).hexdigest()
         else:
             payload_hash = sigv4.EMPTY_SHA256
-        out.update(sigv4.sign(method, path, query, out, self.identity, self.clock(),
-                              payload_hash))
+        if signed and self.signs:
+            out.update(sigv4.sign(method, path, query, out, self.identity, self.clock(),
+                                  payload_hash))
         out["user-agent"] = USER_AGENT
         prepared = requests.PreparedRequest()
         prepared.method = method

@@ -12,6 +12,14 @@ KEY = "encproxy.key"                  # str | None, decoded UTF-8 object key
 RAW_PATH = "encproxy.raw_path"        # the path exactly as the client sent it
 RAW_QUERY = "encproxy.raw_query"      # the query string exactly as sent
 ACCESS_KEY = "encproxy.access_key"    # set by authentication: who is calling
+# Set (True) by authentication for a request with no credentials at all, once its
+# authorizer allowed it (the file store's AnonymousAccess, by its ACLs); ACCESS_KEY is
+# then unset.  The file store's authorization is made before the layers below act.
+ANONYMOUS = "encproxy.anonymous"
+# Set (True) by a backend app that answered CreateBucket 200 for a bucket its caller
+# already owned (S3's us-east-1 legacy answer): nothing was created, so the bucket's
+# stored configurations stay.
+BUCKET_EXISTED = "encproxy.bucket_existed"
 REQUEST = "encproxy.request"          # the S3Request parsed from this environ (request.py)
 BODY_CHECKSUMS = "encproxy.body_checksums"  # filled by the verified body at EOF
 # POST Object: the form before its file (encproxy.s3.form_data.FormHead), read and

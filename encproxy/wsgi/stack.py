@@ -1,7 +1,11 @@
 """Assembles the WSGI stack from settings.
 
-    Operations -> RequestLog -> Gateway -> Authentication -> BucketEncryption
-        -> Encryption -> backend app
+    Operations -> RequestLog -> Gateway -> Cors -> Authentication
+        -> BucketEncryption -> Encryption -> backend app
+
+(Cors answers CORS ``OPTIONS`` requests, which are never authenticated, from the
+backend app directly, and on the file store adds the CORS headers of its rules to
+the answers of requests that carry ``Origin``.)
 
 Each layer speaks plain S3 to the one below.  The bucket-configuration store
 talks to the backend app directly, so encproxy's own state is never encrypted
@@ -9,21 +13,30 @@ or filtered by the layers meant for client objects.
 """
 from __future__ import annotations
 
+import functools
+
 from encproxy.errors import ConfigError
 from encproxy.filestore.store import FileStore
 from encproxy.keys.factory import build_provider
 from encproxy.keys.provider import KeyProvider
 from encproxy.metrics import ObservedBackend, metered
 from encproxy.settings import Settings
-from encproxy.wsgi.apps.filestore import FileStoreApp
-from encproxy.wsgi.apps.s3backend import build_s3_backend
-from encproxy.wsgi.auth.middleware import AuthenticationMiddleware
+from encproxy.wsgi.apps.filestore import AnonymousAccess, FileStoreApp
+from encproxy.wsgi.apps.filestore.preflight import (
+    answer_preflight as answer_filestore_preflight,
+)
+from encproxy.wsgi.apps.filestore.preflight import response_cors_headers
+from encproxy.wsgi.apps.s3backend import S3BackendApp, build_s3_backend
+from encproxy.wsgi.apps.s3backend.anonymous import BackendAnonymousAccess
+from encproxy.wsgi.apps.s3backend.preflight import answer_preflight as answer_s3_preflight
+from encproxy.wsgi.auth.middleware import AnonymousAuthorizer, AuthenticationMiddleware
 from encproxy.wsgi.buckets import generation
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
 from encproxy.wsgi.buckets.middleware import BucketEncryptionMiddleware
 from encproxy.wsgi.buckets.records import RecordKeys
 from encproxy.wsgi.edge.gateway import Gateway
 from encproxy.wsgi.edge.operations import outer_layers
+from encproxy.wsgi.edge.preflight import CorsHeaders, CorsLayer, PreflightAnswer
 from encproxy.wsgi.edge.socket_input import SocketInputLayer
 from encproxy.wsgi.encryption.middleware import EncryptionMiddleware
 from encproxy.wsgi.encryption.policy import EncryptionPolicy
@@ -44,8 +57,40 @@ def build_backend(settings: Settings) -> WSGIApp:
     raise AssertionError(f"backend type {kind!r} passed validation but has no builder")
 
 
+def preflight_answer(backend: WSGIApp) -> PreflightAnswer:
+    """How ``backend`` answers a CORS preflight (``wsgi.edge.preflight``)."""
+    if isinstance(backend, FileStoreApp):
+        return functools.partial(answer_filestore_preflight, backend.store)
+    if isinstance(backend, S3BackendApp):
+        return functools.partial(answer_s3_preflight, backend.client)
+    raise TypeError(f"no preflight answer for {type(backend).__name__}")
+
+
+def cors_headers(backend: WSGIApp) -> CorsHeaders | None:
+    """The CORS headers of ``backend``'s answers to requests with ``Origin``: the file
+    store's rules; None for an S3 backend (its answers carry none: docs/BACKENDS.md)."""
+    if isinstance(backend, FileStoreApp):
+        return functools.partial(response_cors_headers, backend.store)
+    return None
+
+
+def anonymous_access(settings: Settings, backend: WSGIApp,
+                     internal_bucket: str) -> AnonymousAuthorizer | None:
+    """Who decides a request without credentials (``[auth] anonymous``; None: refused).
+
+    The file store's ACLs, applied by encproxy; or an S3 backend's, which gets such
+    requests unsigned.  The internal bucket is never anyone's to reach anonymously.
+    """
+    if settings.get("auth", "anonymous") == "refuse":
+        return None
+    if isinstance(backend, FileStoreApp):
+        return AnonymousAccess(backend.store, hidden=(internal_bucket,))
+    return BackendAnonymousAccess(hidden=(internal_bucket,))
+
+
 def build_app(settings: Settings, keys: KeyProvider | None = None) -> WSGIApp:
-    backend = ObservedBackend(build_backend(settings))  # metrics: backend errors
+    raw_backend = build_backend(settings)
+    backend = ObservedBackend(raw_backend)              # metrics: backend errors
     keys = metered(keys or build_provider(settings))    # metrics: key-provider calls
     internal = settings.get("backend", "internal_bucket")
     # Records in the internal bucket are authenticated under a key wrapped by this master key.
@@ -63,10 +108,15 @@ def build_app(settings: Settings, keys: KeyProvider | None = None) -> WSGIApp:
     encrypting = EncryptionMiddleware(backend, store, keys, policy)
     buckets = BucketEncryptionMiddleware(encrypting, store, keys)
     credentials = dict(settings.credentials)
+    anonymous = anonymous_access(settings, raw_backend, internal)
     auth = AuthenticationMiddleware(buckets, credentials.get,
                                     region=settings.get("server", "region"),
-                                    allow_sigv2=settings.get("auth", "allow_sigv2"))
-    gateway = Gateway(auth, settings.get("server", "hostnames"),
+                                    allow_sigv2=settings.get("auth", "allow_sigv2"),
+                                    anonymous=anonymous)
+    # CORS preflights are never authenticated: answered before the authentication layer,
+    # which also refuses nothing before the CORS headers of an answer are decided.
+    cors = CorsLayer(auth, preflight_answer(raw_backend), cors_headers(raw_backend))
+    gateway = Gateway(cors, settings.get("server", "hostnames"),
                       client_timeout=settings.get("server", "client_timeout"))
     # Outermost: large request bodies read straight from the socket (socket_input.py).
     return SocketInputLayer(outer_layers(gateway, settings, backend, keys))

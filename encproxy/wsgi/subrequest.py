@@ -8,7 +8,8 @@ way.  Two kinds of request:
 * **clean** (``request``, ``stream``): built from scratch; only the headers named
   by the caller reach the app below, never the client's (its signature,
   checksums, SSE headers), so nothing the client said about its plaintext is
-  applied to ciphertext.  Only the request id is taken from the parent request.
+  applied to ciphertext.  Only the request id (and, for an anonymous caller, its
+  anonymity) is taken from the parent request.
 * **derived** (``derived_environ``, then ``run`` or ``open_stream``): the client's
   own request with named headers changed, for the operations encproxy relays.
 
@@ -65,8 +66,11 @@ def request_environ(parent: dict[str, Any] | None, method: str, bucket: str,
                     length: int = 0) -> dict[str, Any]:
     """A clean WSGI environ for ``method /bucket/key?query`` with exactly these headers.
 
-    Only the request id is taken from ``parent``: nothing the client sent (its
-    signature, checksums, SSE headers) reaches the app below unless named here.
+    Only the request id and the caller's anonymity are taken from ``parent``:
+    nothing the client sent (its signature, checksums, SSE headers) reaches the app
+    below unless named here.  An anonymous caller stays anonymous in every request
+    made for it, so that an S3 backend gets them all unsigned and its own ACLs decide
+    (``S3BackendApp``; encproxy's internal bucket excepted).
     """
     raw_path = "/" + bucket + ("/" + quote(key, safe="/~") if key is not None else "")
     environ: dict[str, Any] = {
@@ -80,6 +84,8 @@ def request_environ(parent: dict[str, Any] | None, method: str, bucket: str,
         env.BUCKET: bucket, env.KEY: key, env.RAW_PATH: raw_path, env.RAW_QUERY: query,
         env.REQUEST_ID: (parent or {}).get(env.REQUEST_ID, "subrequest"),
     }
+    if parent is not None and parent.get(env.ANONYMOUS):
+        environ[env.ANONYMOUS] = True
     for name, value in (headers or {}).items():
         if name.lower() == "content-type":
             environ["CONTENT_TYPE"] = value

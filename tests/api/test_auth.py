@@ -24,11 +24,14 @@ def error_of(resp: requests.Response) -> str:
     return root.findtext("Code") or ""
 
 
-def test_anonymous_is_denied(server, bucket):
-    resp = requests.get(f"{server.endpoint}/{bucket}", timeout=10)
-    assert resp.status_code == 403 and error_of(resp) == "AccessDenied"
-    resp = requests.put(f"{server.endpoint}/{bucket}/k", data=b"x", timeout=10)
-    assert resp.status_code == 403 and error_of(resp) == "AccessDenied"
+def test_anonymous_is_denied_by_a_private_bucket(server, bucket, quirks):
+    """No credentials, a private bucket: the ACLs refuse (the file store's, or the S3
+    backend's, which gets the request unsigned)."""
+    with quirks.breaks("anonymous-acls-ignored"):
+        resp = requests.get(f"{server.endpoint}/{bucket}", timeout=10)
+        assert resp.status_code == 403 and error_of(resp) == "AccessDenied"
+        resp = requests.put(f"{server.endpoint}/{bucket}/k", data=b"x", timeout=10)
+        assert resp.status_code == 403 and error_of(resp) == "AccessDenied"
 
 
 def test_wrong_secret_and_unknown_key(server, s3, bucket):

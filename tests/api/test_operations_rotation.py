@@ -171,6 +171,13 @@ def test_rotate_on_every_backend(server, s3, bucket, backend, backend_client):
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
+    def acl_of(name: str) -> str:
+        return "public-read" if name in ("o1", "multi") else "private"
+
+    def public(name: str) -> bool:
+        return any(g["Grantee"].get("URI") == "http://acs.amazonaws.com/groups/global/AllUsers"
+                   for g in s3.get_object_acl(Bucket=bucket, Key=name)["Grants"])
+
     key_id = "rot-" + bucket[-12:]
     run("keys", "create", key_id)
     objects = {f"o{i}": os.urandom(i * 1000) for i in range(12)}
@@ -178,7 +185,7 @@ def test_rotate_on_every_backend(server, s3, bucket, backend, backend_client):
     for name, data in objects.items():
         etags[name] = s3.put_object(Bucket=bucket, Key=name, Body=data, Metadata={"m": name},
                                     ContentType="text/x-rotation", ServerSideEncryption="aws:kms",
-                                    SSEKMSKeyId=key_id)["ETag"]
+                                    SSEKMSKeyId=key_id, ACL=acl_of(name))["ETag"]
 
     def stored(name: str) -> tuple[bytes, dict[str, str], str]:
         if backend.is_s3:
@@ -191,7 +198,7 @@ def test_rotate_on_every_backend(server, s3, bucket, backend, backend_client):
     # One multipart-format object too: its parts must survive the rotation.
     parts = [os.urandom(5 * 1024 * 1024), os.urandom(777)]
     up = s3.create_multipart_upload(Bucket=bucket, Key="multi", Metadata={"m": "multi"},
-                                    ContentType="text/x-rotation",
+                                    ContentType="text/x-rotation", ACL=acl_of("multi"),
                                     ServerSideEncryption="aws:kms", SSEKMSKeyId=key_id)
     done = [{"PartNumber": n + 1, "ETag": s3.upload_part(
         Bucket=bucket, Key="multi", UploadId=up["UploadId"], PartNumber=n + 1,
@@ -214,6 +221,7 @@ def test_rotate_on_every_backend(server, s3, bucket, backend, backend_client):
         assert (blob.key_id, blob.key_version) == (key_id, "2")
         got = s3.get_object(Bucket=bucket, Key=name)
         assert got["Body"].read() == data and got["ETag"] == etags[name]
+        assert public(name) == (acl_of(name) == "public-read"), name   # ACLs kept
     assert summary_count(run("rotate", "--bucket", bucket), "already current") == len(objects)
 
 

@@ -45,13 +45,20 @@ def update(s3, bucket: str, key: str, kms_key: str, **extra):
         **extra)
 
 
+def public_read(s3, bucket: str, key: str) -> bool:
+    return any(g["Grantee"].get("URI") == "http://acs.amazonaws.com/groups/global/AllUsers"
+               and g["Permission"] == "READ"
+               for g in s3.get_object_acl(Bucket=bucket, Key=key)["Grants"])
+
+
 def write(s3, bucket: str, key: str, data: bytes, multipart: bool, **sse) -> None:
     if not multipart:
         s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="text/x-test",
-                      Metadata={"colour": "blue"}, **sse)
+                      Metadata={"colour": "blue"}, ACL="public-read", **sse)
         return
     uid = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="text/x-test",
-                                     Metadata={"colour": "blue"}, **sse)["UploadId"]
+                                     Metadata={"colour": "blue"}, ACL="public-read",
+                                     **sse)["UploadId"]
     parts = []
     for n, start in enumerate(range(0, len(data), 5 * MiB), start=1):
         etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=n,
@@ -91,6 +98,7 @@ def test_update_keeps_the_body(s3, stored, bucket, change, multipart):
     assert (after["ServerSideEncryption"], after["SSEKMSKeyId"]) == ("aws:kms", target)
     assert after["Metadata"] == {"colour": "blue"}
     assert after["ContentType"] == "text/x-test"
+    assert public_read(s3, bucket, "o")         # the self-copy kept the object's ACL
     got = s3.get_object(Bucket=bucket, Key="o")
     assert (got["ServerSideEncryption"], got["SSEKMSKeyId"]) == ("aws:kms", target)
     assert got["Body"].read() == data

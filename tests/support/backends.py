@@ -42,6 +42,9 @@ QUIRKS: dict[str, dict[str, str]] = {
                                   "both succeed",
         "part-copy-version-id": "moto's UploadPartCopy answers no "
                                 "x-amz-copy-source-version-id (its CopyObject does)",
+        "anonymous-acls-ignored": "moto does not authorize anonymous requests: it serves "
+                                  "private objects and buckets to them (its server mode "
+                                  "checks no ACLs), so whatever it is sent unsigned succeeds",
         "conditions-ignored": "moto ignores If-Match on CompleteMultipartUpload and both "
                               "If-Match and If-None-Match on CopyObject (it enforces them on "
                               "PutObject, and If-None-Match on Complete); encproxy's default "

@@ -85,6 +85,7 @@ class ScriptedClient:
         self.answers = list(answers)
         self.sent: list[Sent] = []
         self.config = type("Config", (), {"region": region})()
+        self.signs = False      # the app makes no unsigned twin of a scripted client
 
     def request(self, method: str, bucket: str | None, key: str | None, query: str = "",
                 headers: dict[str, str] | None = None,
@@ -248,11 +249,21 @@ def test_complete_refuses_descending_parts_itself():
     assert error_code(resp) == "InvalidPartOrder" and backend.sent == []
 
 
-def test_create_bucket_that_exists_is_already_owned():
+def test_create_bucket_that_exists_is_already_owned_outside_us_east_1():
     backend = ScriptedClient(Answer(200))
-    resp = call(S3BackendApp(backend, "us-east-1"), "PUT", "/bkt")
+    resp = call(S3BackendApp(backend, "eu-west-1"), "PUT", "/bkt")
     assert resp.status_code == 409 and error_code(resp) == "BucketAlreadyOwnedByYou"
     assert [s.method for s in backend.sent] == ["HEAD"]
+
+
+def test_create_bucket_that_exists_in_us_east_1_resets_its_acl():
+    """S3's legacy us-east-1 answer: 200, and the bucket's ACL reset to the request's."""
+    backend = ScriptedClient(Answer(200), Answer(200))
+    resp = call(S3BackendApp(backend, "us-east-1"), "PUT", "/bkt",
+                headers={"x-amz-acl": "public-read"})
+    assert resp.status_code == 200 and resp.headers["Location"] == "/bkt"
+    assert [(s.method, s.query) for s in backend.sent] == [("HEAD", ""), ("PUT", "acl")]
+    assert backend.sent[1].headers == {"x-amz-acl": "public-read"}
 
 
 def test_create_bucket_in_the_backends_region():

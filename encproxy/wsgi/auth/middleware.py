@@ -1,7 +1,15 @@
 """Authentication as WSGI middleware: verify the request, then hand it on.
 
-``AuthenticationMiddleware(app, secret_lookup, region, allow_sigv2=True)``
-refuses anonymous and badly signed requests with the S3 error AWS would send.
+``AuthenticationMiddleware(app, secret_lookup, region, allow_sigv2=True,
+anonymous=None)`` refuses badly signed requests with the S3 error AWS would send.
+A request with no credentials at all (no ``Authorization``, no signature or
+credential in its query, a POST form without any authentication field) is
+refused with AccessDenied unless ``anonymous`` is given: then it is authorized by
+calling ``anonymous(request)`` (the file store's ``AnonymousAccess``, which decides
+by the stored ACLs, and raises AccessDenied), before any layer below acts; the
+stack chooses it by backend and ``[auth] anonymous`` (``encproxy.wsgi.stack``).  A
+request that carries any part of a signature is verified as before and fails
+as before.
 Requests are signed with SigV4 (``encproxy.sigv4``: header, presigned URL,
 ``aws-chunked`` bodies) or, unless ``allow_sigv2`` is off, SigV2
 (``encproxy.sigv2``: ``Authorization: AWS ...`` and ``AWSAccessKeyId`` /
@@ -15,7 +23,9 @@ policy (``encproxy.s3.post_policy``), read by ``post_form``.
 
 Otherwise the middleware calls ``app`` with an environ in which:
 
-* ``encproxy.access_key`` (``environ.ACCESS_KEY``) names the caller;
+* ``encproxy.access_key`` (``environ.ACCESS_KEY``) names the caller; for an
+  allowed anonymous request it is unset and ``encproxy.anonymous``
+  (``environ.ANONYMOUS``) is True;
 * ``wsgi.input`` is a :class:`~encproxy.wsgi.auth.body.VerifiedBody` when the
   request has a body: ``aws-chunked`` framing removed, signatures and digests
   checked as it streams, the final bytes withheld until they all pass;
@@ -44,9 +54,9 @@ from urllib.parse import quote, unquote_to_bytes
 
 from werkzeug.wrappers import Response
 
-from encproxy import errors, sigv2, sigv4
+from encproxy import checksums, errors, sigv2, sigv4
 from encproxy.awschunked import ChunkSigning
-from encproxy.s3 import post_policy
+from encproxy.s3 import operations, post_policy
 from encproxy.wsgi import environ as env
 from encproxy.wsgi.auth.body import IO_SIZE, BodySpec, VerifiedBody, verify_empty_body
 from encproxy.wsgi.auth.post_form import read_form
@@ -55,6 +65,8 @@ from encproxy.wsgi.responses import WSGIApp, s3_error_boundary
 from encproxy.wsgi.subrequest import environ_key
 
 Clock = Callable[[], datetime]
+# Allows an anonymous request (returns) or raises the S3 error that refuses it.
+AnonymousAuthorizer = Callable[[S3Request], None]
 
 
 def _utc_now() -> datetime:
@@ -123,6 +135,28 @@ def virtual_bucket(environ: dict[str, Any], raw_path: bytes) -> str | None:
     return None if path in path_style else bucket
 
 
+def hoisted_checksums(pairs: Iterable[tuple[str, str | None]],
+                      headers: Mapping[str, str]) -> dict[str, str]:
+    """The checksum headers a SigV4 presigned upload URL carries in its (signed) query.
+
+    Presigners hoist ``x-amz-checksum-*`` and ``x-amz-sdk-checksum-algorithm`` into
+    the URL (the Node SDK v3 does by default, with the CRC32 of the body it had when
+    presigning).  S3 holds the body to them as to the same headers: they become
+    headers, verified as the body streams (BadDigest when they do not match).  Sent
+    both ways, with different values, they are refused.
+    """
+    carried: dict[str, str] = {}
+    for name, value in pairs:
+        lname = name.lower()
+        if lname.startswith("x-amz-checksum-") or lname == checksums.SDK_ALGORITHM_HEADER:
+            value = value or ""
+            if lname in carried or headers.get(lname, value) != value:
+                raise errors.InvalidRequest(
+                    f"The {lname} query parameter conflicts with another value of it.")
+            carried[lname] = value
+    return carried
+
+
 def without_parameters(raw_query: str, names: Iterable[str]) -> str:
     """``raw_query`` without the parameters named (any case), the rest as sent."""
     drop = {name.lower() for name in names}
@@ -149,18 +183,21 @@ class AuthenticationMiddleware:
     per request, so credentials can be reloaded behind it.  ``region`` is
     the region clients must sign for (None accepts any).  ``clock`` returns
     the current time as an aware datetime; tests freeze it.  ``allow_sigv2``
-    (``[auth] allow_sigv2``) accepts Signature Version 2.
+    (``[auth] allow_sigv2``) accepts Signature Version 2.  ``anonymous`` authorizes
+    requests without credentials (None: refused, AccessDenied).
     """
 
     def __init__(self, app: WSGIApp, secret_lookup: sigv4.SecretLookup,
                  region: str | None = sigv4.DEFAULT_REGION, clock: Clock = _utc_now,
-                 io_size: int = IO_SIZE, allow_sigv2: bool = True) -> None:
+                 io_size: int = IO_SIZE, allow_sigv2: bool = True,
+                 anonymous: AnonymousAuthorizer | None = None) -> None:
         self.app = app
         self.secret_lookup = secret_lookup
         self.region = region
         self.clock = clock
         self.io_size = io_size
         self.allow_sigv2 = allow_sigv2
+        self.anonymous = anonymous
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
@@ -175,16 +212,21 @@ class AuthenticationMiddleware:
             return s3_error_boundary(fail)(environ, start_response)
         return self.app(environ, start_response)
 
-    def authenticate(self, environ: dict[str, Any]) -> str:
+    def authenticate(self, environ: dict[str, Any]) -> str | None:
         """Verify the request and prepare ``environ`` for the inner app; return the
-        caller's access key; raise S3Error."""
+        caller's access key (None: an allowed anonymous request); raise S3Error."""
         headers = request_headers(environ)
         path, query = raw_target(environ)
         method = environ.get("REQUEST_METHOD", "GET")
         names = [name for name, _ in sigv2.parse_query(query)]
+        access_key: str | None
         if method == "POST" and environ.get(env.KEY) is None \
                 and S3Request.of(environ).operation == "PostObject":
             access_key = self._authenticate_post(environ, headers, names)
+        elif self.anonymous is not None and without_credentials(headers, names):
+            # No signature: the body is as sent, its Content-MD5 and checksums verified.
+            self._install_body(environ, headers, sigv2_payload(headers), None)
+            access_key = None
         elif sigv2.requested(headers, names):
             if not self.allow_sigv2:
                 raise sigv4.unsupported_authorization(sigv2.SCHEME)
@@ -196,15 +238,26 @@ class AuthenticationMiddleware:
         else:
             verified = sigv4.verify(method, path, query, headers, self.secret_lookup,
                                     self.clock(), region=self.region)
+            if method in ("PUT", "POST") and "X-Amz-Signature" in names:
+                self._carry_query_headers(environ, headers,
+                                          hoisted_checksums(sigv2.parse_query(query), headers))
             self._install_body(environ, headers, verified.payload_hash, verified)
             access_key = verified.access_key
-        environ[env.ACCESS_KEY] = access_key
         environ.pop(env.REQUEST, None)  # the body and its length changed: parse again
+        if access_key is None:
+            assert self.anonymous is not None
+            environ.pop(env.ACCESS_KEY, None)
+            self.anonymous(S3Request.of(environ))
+            environ[env.ANONYMOUS] = True
+            return None
+        environ[env.ACCESS_KEY] = access_key
+        environ.pop(env.ANONYMOUS, None)
         return access_key
 
     def _authenticate_post(self, environ: dict[str, Any], headers: Mapping[str, str],
-                           names: Iterable[str]) -> str:
-        """POST Object: the form's policy signs the upload; read it, check it all."""
+                           names: Iterable[str]) -> str | None:
+        """POST Object: the form's policy signs the upload; read it, check it all.
+        None: a form without any authentication, when anonymous requests may be allowed."""
         # A PostObject query holds nothing but authentication (and the SDKs' x-id).
         if "authorization" in headers or any(name != "x-id" for name in names):
             raise errors.InvalidArgument(
@@ -215,6 +268,8 @@ class AuthenticationMiddleware:
         fields = head.by_name
         bucket = environ[env.BUCKET]
         key = post_policy.object_key(fields, head.file.filename)
+        if self.anonymous is not None and post_policy.is_anonymous(fields):
+            return None
         access_key = post_policy.authenticate(fields, self.secret_lookup, region=self.region,
                                               allow_sigv2=self.allow_sigv2)
         policy = post_policy.decode_policy(fields["policy"])
@@ -224,7 +279,8 @@ class AuthenticationMiddleware:
     @staticmethod
     def _carry_query_headers(environ: dict[str, Any], headers: dict[str, str],
                              carried: Mapping[str, str]) -> None:
-        """Headers a SigV2 presigned query carried become headers, and leave the query."""
+        """Headers a presigned query carried (any a SigV2 URL carries; a SigV4 upload
+        URL's checksums) become headers, and leave the query."""
         if not carried:
             return
         for name, value in carried.items():
@@ -256,6 +312,15 @@ class AuthenticationMiddleware:
             environ["CONTENT_LENGTH"] = str(spec.decoded_length)
             environ.pop("HTTP_TRANSFER_ENCODING", None)
             strip_aws_chunked(environ)
+
+
+def without_credentials(headers: Mapping[str, str], names: Iterable[str]) -> bool:
+    """Whether a request carries no credentials at all: no ``Authorization`` header and
+    none of a presigned URL's parameters (SigV4's or SigV2's), not even one.  Anything
+    partial is not anonymous: it is verified, and fails, as a signed request."""
+    return "authorization" not in headers and not any(
+        name in operations.SIGV4_QUERY_AUTH or name in operations.SIGV2_QUERY_AUTH
+        for name in names)
 
 
 def sigv2_payload(headers: Mapping[str, str]) -> str:

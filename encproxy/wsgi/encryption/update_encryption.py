@@ -53,7 +53,8 @@ from encproxy.wsgi.encryption.headers import (
     mode_of,
     stored_metadata,
 )
-from encproxy.wsgi.encryption.layouts import backend_parts
+from encproxy.wsgi.encryption.kept_acl import kept_acl_headers
+from encproxy.wsgi.encryption.layouts import backend_parts, client_multipart_etag
 from encproxy.wsgi.encryption.part_copy import copy_parts
 from encproxy.wsgi.encryption.sources import Source, open_source
 from encproxy.wsgi.request import S3Request
@@ -121,6 +122,7 @@ def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str |
                if name in KEPT_HEADERS or (name.startswith("x-amz-meta-")
                                            and name not in (ENVELOPE_HEADER, CONTEXT_HEADER))}
     headers.update(stored_metadata(envelope, context))
+    headers.update(kept_acl_headers(ctx.app, req.environ, bucket, key, version))
     with integrity.reported(bucket, key):
         new_key_id = integrity.authenticated_key_id(envelope)
     if src.multipart:
@@ -130,9 +132,14 @@ def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str |
     if backend_etag is None:
         log.info("UpdateObjectEncryption %s/%s: the object changed meanwhile", bucket, key)
         return False
-    # A multipart object's client-visible ETag is the backend's (reads.py); the copy
-    # keeps every part's bytes, so the backend gives it the same one.
-    etag = backend_etag if src.multipart else src.etag
+    # The copy keeps every part's bytes and the index: a multipart object's client-visible
+    # ETag is still the one its described index gives, else the backend's (FORMAT.md §7.8).
+    etag = src.etag
+    if src.multipart:
+        assert src.keys is not None
+        layout = ctx.layouts.layout(src.keys, src.stored_size, src.backend_etag,
+                                    src.fetcher).layout
+        etag = client_multipart_etag(layout, sse.MODE_SSE_KMS, backend_etag)
     ctx.facts.put(bucket, key, backend_etag, src.stored_size, ObjectFacts(
         True, src.plaintext_size, etag, sse.MODE_SSE_KMS, new_key_id))
     log.info("UpdateObjectEncryption %s/%s: %s -> aws:kms under %s", bucket, key, src.mode,

@@ -1,7 +1,7 @@
 """``FileStoreApp``: the dispatch from an S3 operation to its ``op_<Operation>`` method.
 
-The operations themselves are the mixins of buckets.py, objects.py, multipart.py and
-configuration.py.  A request the classification refused (operation None: unknown, or
+The operations themselves are the mixins of buckets.py, objects.py, multipart.py,
+acls.py and configuration.py.  A request the classification refused (operation None: unknown, or
 a query parameter its operation does not take) is refused here before anything else.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 from encproxy import errors
 from encproxy.filestore.store import FileStore
 from encproxy.s3.names import check_bucket_name
+from encproxy.wsgi.apps.filestore.acls import AclOperations
 from encproxy.wsgi.apps.filestore.buckets import BucketOperations
 from encproxy.wsgi.apps.filestore.configuration import ConfigurationOperations
 from encproxy.wsgi.apps.filestore.multipart import MultipartOperations
@@ -23,7 +24,7 @@ from encproxy.wsgi.responses import s3_error_boundary
 
 
 class FileStoreApp(BucketOperations, ObjectOperations, MultipartOperations,
-                   ConfigurationOperations):
+                   AclOperations, ConfigurationOperations):
     def __init__(self, store: FileStore, region: str) -> None:
         self.store = store
         self.region = region

@@ -12,15 +12,16 @@ from encproxy.filestore.store import FileStore
 from encproxy.s3 import xml
 from encproxy.s3.dates import iso8601
 from encproxy.s3.names import check_bucket_name
+from encproxy.wsgi import environ as env
 from encproxy.wsgi.apps.filestore.common import (
     NULL_VERSION,
+    acl_from_request,
     check_version_id,
     common_prefixes,
     encoder,
     list_params,
     owner_nodes,
     quoted,
-    refuse_acl,
 )
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import xml_response
@@ -62,7 +63,7 @@ class BucketOperations:
     def op_CreateBucket(self, req: S3Request) -> Response:
         assert req.bucket is not None
         check_bucket_name(req.bucket)
-        refuse_acl(req)
+        acl = acl_from_request(req)
         body = req.read_small_body(xml.MAX_REQUEST_XML)
         if body.strip():
             config = xml.parse(body)
@@ -73,7 +74,14 @@ class BucketOperations:
                 raise errors.IllegalLocationConstraintException(
                     f"The {constraint} location constraint is incompatible for the region "
                     f"specific endpoint this request was sent to.")
-        self.store.create_bucket(req.bucket)
+        try:
+            self.store.create_bucket(req.bucket, acl)
+        except errors.BucketAlreadyOwnedByYou:
+            # S3's legacy us-east-1 answer: 200, the bucket kept, its ACL reset.
+            if self.region != "us-east-1":
+                raise
+            self.store.put_bucket_acl(req.bucket, acl)
+            req.environ[env.BUCKET_EXISTED] = True
         return Response(b"", status=200, headers={"Location": "/" + req.bucket})
 
     def op_HeadBucket(self, req: S3Request) -> Response:

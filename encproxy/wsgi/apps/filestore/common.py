@@ -8,7 +8,7 @@ from urllib.parse import quote
 from encproxy import errors
 from encproxy.filestore.records import ObjectMeta, ObjectRecord
 from encproxy.filestore.store import FileStore
-from encproxy.s3 import metadata, preconditions, xml
+from encproxy.s3 import acl, metadata, preconditions, xml
 from encproxy.s3.copy_source import parse_copy_source
 from encproxy.s3.operations import ALLOW_UNORDERED
 from encproxy.wsgi import environ as env
@@ -17,16 +17,13 @@ from encproxy.wsgi.request import S3Request
 MAX_PUT_SIZE = 5 * 1024**3
 OWNER_ID = hashlib.sha256(b"encproxy-owner").hexdigest()
 OWNER_NAME = "encproxy"
-# Canned ACLs that mean what the file store does anyway; anything else is refused.
-HARMLESS_ACLS = {"private", "bucket-owner-full-control"}
 # Request headers for features the file store does not offer: refusing them is
 # honest, ignoring them would silently drop what the client asked for.
 UNSUPPORTED_WRITE_HEADERS = (
     "x-amz-tagging", "x-amz-website-redirect-location", "x-amz-object-lock-mode",
     "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold",
     "x-amz-server-side-encryption", "x-amz-server-side-encryption-customer-algorithm",
-    "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-grant-read", "x-amz-grant-write",
-    "x-amz-grant-read-acp", "x-amz-grant-write-acp", "x-amz-grant-full-control",
+    "x-amz-server-side-encryption-aws-kms-key-id",
 )
 
 
@@ -73,12 +70,10 @@ def checksum_headers(req: S3Request) -> dict[str, str]:
 
 
 # -- writes ----------------------------------------------------------------------------
-def refuse_acl(req: S3Request) -> None:
-    acl = req.headers.get("x-amz-acl")
-    if acl is not None and acl not in HARMLESS_ACLS:
-        raise errors.NotImplementedError_(
-            f"The canned ACL {acl!r} is not supported by encproxy's file store.",
-            Header="x-amz-acl")
+def acl_from_request(req: S3Request) -> acl.Acl | None:
+    """The ACL the request's ``x-amz-acl`` or ``x-amz-grant-*`` headers give (None: none,
+    which stores as private).  Objects and buckets have the one owner."""
+    return acl.from_headers(req.headers, OWNER_ID)
 
 
 def meta_from_request(req: S3Request) -> ObjectMeta:
@@ -87,10 +82,10 @@ def meta_from_request(req: S3Request) -> ObjectMeta:
             raise errors.NotImplementedError_(
                 f"The {name} header is not supported by encproxy's file store.",
                 Header=name)
-    refuse_acl(req)
     return ObjectMeta(content_headers=metadata.content_headers(req.headers),
                       user_metadata=metadata.user_metadata(req.headers),
-                      storage_class=metadata.storage_class(req.headers))
+                      storage_class=metadata.storage_class(req.headers),
+                      acl=acl_from_request(req))
 
 
 def put_length(req: S3Request) -> int:

@@ -1,6 +1,12 @@
-"""The file store's bucket and object configurations: it keeps none.
+"""The file store's bucket and object configurations: it keeps CORS (below) and ACLs
+(acls.py), and no other.
 
-Reads are answered as S3 answers them for a bucket or object without that
+PutBucketCors, GetBucketCors and DeleteBucketCors keep the bucket's CORS
+configuration (``encproxy.s3.cors``) in its bucket record; the CORS layer
+(``wsgi.edge.preflight``) evaluates it for preflights and for requests that
+carry ``Origin`` (``preflight.py`` here).
+
+Other reads are answered as S3 answers them for a bucket or object without that
 configuration (``encproxy.s3.configuration_reads``), after the bucket (and the
 object) is found, so that NoSuchBucket and NoSuchKey come first.  Deleting a
 configuration that does not exist succeeds.  Writes are not implemented: the
@@ -13,17 +19,45 @@ from collections.abc import Callable
 
 from werkzeug.wrappers import Response
 
+from encproxy import errors
 from encproxy.filestore.store import FileStore
 from encproxy.s3 import configuration_reads as reads
-from encproxy.wsgi.apps.filestore.common import OWNER_ID, OWNER_NAME, version_of
+from encproxy.s3 import cors
+from encproxy.wsgi.apps.filestore.common import version_of
 from encproxy.wsgi.request import S3Request
-from encproxy.wsgi.responses import request_id, xml_response
+from encproxy.wsgi.responses import xml_response
 
 Handler = Callable[[S3Request], Response]
 
 
 class ConfigurationOperations:
     store: FileStore
+
+    def op_PutBucketCors(self, req: S3Request) -> Response:
+        assert req.bucket is not None
+        self.store.require_bucket(req.bucket)
+        # S3 requires a digest of this body (the auth layer has verified any given).
+        if not ("content-md5" in req.headers or "x-amz-trailer" in req.headers
+                or any(h.startswith("x-amz-checksum-") for h in req.headers)):
+            raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
+        if req.content_length(required=False) > cors.MAX_CONFIGURATION_XML:
+            raise errors.MaxMessageLengthExceeded()
+        rules = cors.parse_configuration(req.read_small_body(cors.MAX_CONFIGURATION_XML))
+        self.store.put_bucket_cors(req.bucket, rules)
+        return Response(b"", status=200)
+
+    def op_GetBucketCors(self, req: S3Request) -> Response:
+        assert req.bucket is not None
+        rules = self.store.bucket(req.bucket).cors
+        if rules is None:
+            raise errors.NoSuchCORSConfiguration(BucketName=req.bucket)
+        return xml_response(cors.configuration_xml(rules), environ=req.environ)
+
+    def op_DeleteBucketCors(self, req: S3Request) -> Response:
+        assert req.bucket is not None
+        if self.store.bucket(req.bucket).cors is not None:     # NoSuchBucket first
+            self.store.put_bucket_cors(req.bucket, None)
+        return Response(b"", status=204)
 
     def configuration_handler(self, operation: str) -> Handler | None:
         """The method that answers ``operation``, if it is a configuration this store
@@ -40,8 +74,6 @@ class ConfigurationOperations:
         self.store.require_bucket(req.bucket)
         if op in reads.BUCKET_DELETES:
             return Response(b"", status=204)
-        if op == "GetBucketAcl":
-            return _acl(req)
         if op in reads.EMPTY_DOCUMENTS:
             return xml_response(reads.EMPTY_DOCUMENTS[op](), environ=req.environ)
         if op in reads.MISSING:
@@ -61,13 +93,5 @@ class ConfigurationOperations:
             return Response(b"", status=204, headers=headers)
         if op in reads.OBJECT_LOCK_READS:
             raise reads.object_lock_missing()
-        if op == "GetObjectAcl":
-            return _acl(req, headers)
         return xml_response(reads.EMPTY_DOCUMENTS[op](), environ=req.environ, headers=headers)
 
-
-def _acl(req: S3Request, headers: dict[str, str] | None = None) -> Response:
-    resp = Response(reads.access_control_policy(OWNER_ID, OWNER_NAME), status=200,
-                    content_type="application/xml", headers=headers)
-    resp.headers["x-amz-request-id"] = request_id(req.environ)
-    return resp

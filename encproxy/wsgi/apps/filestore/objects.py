@@ -2,6 +2,7 @@
 and copies."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,7 @@ from encproxy import errors
 from encproxy.filestore.records import ObjectMeta, ObjectRecord
 from encproxy.filestore.store import FileStore
 from encproxy.io_sizes import PIECE
-from encproxy.s3 import conditional_writes, metadata, preconditions, xml
+from encproxy.s3 import acl, conditional_writes, metadata, preconditions, xml
 from encproxy.s3.dates import http_date, iso8601
 from encproxy.s3.names import check_key
 from encproxy.s3.ranges import ByteRange, parse_range
@@ -149,7 +150,13 @@ class ObjectOperations:
             meta = ObjectMeta(content_headers=src.meta.content_headers,
                               user_metadata=src.meta.user_metadata,
                               storage_class=metadata.storage_class(req.headers)
-                              if "x-amz-storage-class" in req.headers else src.meta.storage_class)
+                              if "x-amz-storage-class" in req.headers else src.meta.storage_class,
+                              acl=meta.acl)
+        if (src_bucket, src_key) == (req.bucket, req.key) and not acl.has_acl_headers(req.headers):
+            # A copy gets its own ACL (private unless the request gives one), as in S3,
+            # except a copy onto itself: that is how encproxy re-wraps keys (rotation,
+            # UpdateObjectEncryption), which must not make a public object private.
+            meta = dataclasses.replace(meta, acl=src.meta.acl)
         record = self.store.copy_object(src_bucket, src_key, req.bucket, req.key, meta,
                                         precondition=condition)
         root = xml.Node("CopyObjectResult")

@@ -13,6 +13,7 @@ from encproxy.s3.names import check_bucket_name
 from encproxy.s3backend import forwarding
 from encproxy.s3backend.client import BackendConfig, S3BackendClient
 from encproxy.settings import Settings
+from encproxy.wsgi import environ as env
 from encproxy.wsgi.apps.s3backend.buckets import BucketOperations
 from encproxy.wsgi.apps.s3backend.multipart import MultipartOperations
 from encproxy.wsgi.apps.s3backend.objects import ObjectOperations
@@ -23,19 +24,32 @@ from encproxy.wsgi.responses import s3_error_boundary
 
 class S3BackendApp(BucketOperations, ObjectOperations, MultipartOperations):
     def __init__(self, client: S3BackendClient, region: str,
-                 conditional_writes: frozenset[str] = frozenset({"PutObject"})) -> None:
+                 conditional_writes: frozenset[str] = frozenset({"PutObject"}),
+                 internal_bucket: str | None = None) -> None:
         """``conditional_writes``: what the backend enforces, ``[backend]
-        conditional_writes`` (``Operation`` or ``Operation:If-Match``...)."""
+        conditional_writes`` (``Operation`` or ``Operation:If-Match``...).
+        ``internal_bucket``: encproxy's own, whose requests are always signed."""
         self.client = client
         self.region = region
         self.conditional_writes = conditional_writes
+        self.internal_bucket = internal_bucket
         self._app = s3_error_boundary(self.handle)
+        # An anonymous caller's requests (environ.ANONYMOUS, kept by every sub-request
+        # made for it) go unsigned, so that the backend's own ACLs decide them: the same
+        # app over a client that does not sign.
+        self._anonymous: S3BackendApp = self
+        if client.signs:
+            self._anonymous = S3BackendApp(client.unsigned(), region, conditional_writes,
+                                           internal_bucket)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         return self._app(environ, start_response)
 
     def handle(self, environ: dict[str, Any]) -> Response:
         req = S3Request.of(environ)
+        if environ.get(env.ANONYMOUS) and self._anonymous is not self \
+                and req.bucket != self.internal_bucket:
+            return self._anonymous.handle(environ)
         op = req.operation
         kind = forwarding.disposition(op)
         if kind == forwarding.REFUSE:
@@ -87,4 +101,5 @@ def build_s3_backend(settings: Settings) -> S3BackendApp:
         read_timeout=settings.get("backend", "read_timeout"),
         pool_size=settings.get("backend", "pool_size"))
     return S3BackendApp(S3BackendClient(config), region=settings.get("server", "region"),
-                        conditional_writes=settings.get("backend", "conditional_writes"))
+                        conditional_writes=settings.get("backend", "conditional_writes"),
+                        internal_bucket=settings.get("backend", "internal_bucket"))

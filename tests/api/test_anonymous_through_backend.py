@@ -1,0 +1,142 @@
+"""Anonymous requests through an S3 backend: sent unsigned, so that the backend's own
+ACLs decide them, and still encrypted and decrypted by encproxy.  (The file store's own
+ACLs are tested in test_filestore_acl.py.)"""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import botocore
+import pytest
+import requests
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+pytestmark = pytest.mark.parametrize("backend", ["moto", "ceph"], indirect=True)
+
+INTERNAL_BUCKET = "encproxy-internal"
+AES256 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+
+
+def failure(call: Callable[[], Any]) -> tuple[int, str]:
+    """The status and code ``call`` failed with; (200, "") when it succeeded."""
+    try:
+        call()
+    except ClientError as exc:
+        return (exc.response["ResponseMetadata"]["HTTPStatusCode"],
+                exc.response["Error"]["Code"])
+    return (200, "")
+
+
+@pytest.fixture
+def anon(server) -> Any:
+    return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                        config=Config(signature_version=botocore.UNSIGNED,
+                                      s3={"addressing_style": "path"},
+                                      retries={"max_attempts": 1}))
+
+
+@pytest.fixture
+def public_bucket(s3) -> Iterator[Callable[[str], str]]:
+    """Encrypting buckets created with a canned ACL, emptied and removed after."""
+    made: list[str] = []
+
+    def make(acl: str) -> str:
+        name = "anon-" + uuid.uuid4().hex[:12]
+        s3.create_bucket(Bucket=name, ACL=acl)
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=AES256)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        for obj in s3.list_objects_v2(Bucket=name).get("Contents", []):
+            s3.delete_object(Bucket=name, Key=obj["Key"])
+        s3.delete_bucket(Bucket=name)
+
+
+def test_public_object_is_served_decrypted(s3, anon, backend_client, public_bucket):
+    bucket = public_bucket("public-read")
+    body = b"public and encrypted " + os.urandom(1000)
+    s3.put_object(Bucket=bucket, Key="pub", Body=body, ACL="public-read")
+    got = anon.get_object(Bucket=bucket, Key="pub")
+    assert got["Body"].read() == body
+    assert got["ServerSideEncryption"] == "AES256"
+    assert anon.head_object(Bucket=bucket, Key="pub")["ContentLength"] == len(body)
+    ranged = anon.get_object(Bucket=bucket, Key="pub", Range="bytes=5-20")["Body"].read()
+    assert ranged == body[5:21]
+    listed = anon.list_objects_v2(Bucket=bucket)["Contents"]
+    assert [(o["Key"], o["Size"]) for o in listed] == [("pub", len(body))]
+    at_rest = backend_client.get_object(Bucket=bucket, Key="pub")["Body"].read()
+    assert body[:21] not in at_rest and len(at_rest) > len(body)
+
+
+def test_private_object_is_the_backends_to_refuse(s3, anon, public_bucket, quirks):
+    bucket = public_bucket("public-read")
+    s3.put_object(Bucket=bucket, Key="private", Body=b"secret bytes")
+    with quirks.breaks("anonymous-acls-ignored"):
+        assert failure(lambda: anon.get_object(Bucket=bucket, Key="private")) == \
+            (403, "AccessDenied")
+
+
+def test_anonymous_write_to_a_public_bucket_lands_encrypted(s3, anon, backend_client,
+                                                            public_bucket):
+    bucket = public_bucket("public-read-write")
+    body = b"written by nobody " + os.urandom(500)
+    anon.put_object(Bucket=bucket, Key="drop", Body=body)
+    assert s3.get_object(Bucket=bucket, Key="drop")["Body"].read() == body
+    at_rest = backend_client.get_object(Bucket=bucket, Key="drop")["Body"].read()
+    assert body[:18] not in at_rest
+
+
+def test_anonymous_write_to_a_private_bucket_is_refused(s3, anon, public_bucket, quirks):
+    bucket = public_bucket("private")
+    with quirks.breaks("anonymous-acls-ignored"):
+        assert failure(lambda: anon.put_object(Bucket=bucket, Key="x", Body=b"x")) == \
+            (403, "AccessDenied")
+        assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+def test_what_encproxy_answers_itself_is_never_anonymous(s3, anon, server, public_bucket):
+    """Whatever the backend's ACLs say: encproxy's configuration, keys, internal bucket,
+    and the operations it builds from requests of its own."""
+    bucket = public_bucket("public-read-write")
+    s3.put_object(Bucket=bucket, Key="src", Body=b"source", ACL="public-read-write")
+    refusals = {
+        "GetBucketEncryption": lambda: anon.get_bucket_encryption(Bucket=bucket),
+        "PutBucketEncryption": lambda: anon.put_bucket_encryption(
+            Bucket=bucket, ServerSideEncryptionConfiguration=AES256),
+        "DeleteBucketEncryption": lambda: anon.delete_bucket_encryption(Bucket=bucket),
+        "ListBuckets": lambda: anon.list_buckets(),
+        "CreateMultipartUpload": lambda: anon.create_multipart_upload(Bucket=bucket, Key="m"),
+        "CopyObject": lambda: anon.copy_object(Bucket=bucket, Key="copy",
+                                               CopySource={"Bucket": bucket, "Key": "src"}),
+        "DeleteBucket": lambda: anon.delete_bucket(Bucket=bucket),
+        "PutBucketAcl": lambda: anon.put_bucket_acl(Bucket=bucket, ACL="private"),
+        "internal bucket": lambda: anon.list_objects_v2(Bucket=INTERNAL_BUCKET),
+    }
+    for name, call in refusals.items():
+        assert failure(call) == (403, "AccessDenied"), name
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+    assert rules["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert s3.get_object(Bucket=bucket, Key="src")["Body"].read() == b"source"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["src"]
+
+
+def test_refused_when_configured_to(backend, tmp_path_factory, s3, public_bucket):
+    """``[auth] anonymous = refuse``: AccessDenied, whatever the ACLs say."""
+    from support.server import start_server
+    bucket = public_bucket("public-read")
+    s3.put_object(Bucket=bucket, Key="pub", Body=b"public", ACL="public-read")
+    running = start_server(tmp_path_factory.mktemp("anon-refuse"),
+                           env={**backend.server_env(), "ENCPROXY_AUTH_ANONYMOUS": "refuse"})
+    try:
+        resp = requests.get(f"{running.endpoint}/{bucket}/pub", timeout=10)
+        assert resp.status_code == 403
+        assert b"<Code>AccessDenied</Code>" in resp.content
+        assert b"public" not in resp.content
+    finally:
+        running.stop()
