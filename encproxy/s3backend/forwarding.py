@@ -19,8 +19,9 @@ Everything here is decided by allowlist, never by denylist:
   (``Authorization``, ``x-amz-date``, ``x-amz-content-sha256``,
   ``aws-chunked``, ``x-amz-decoded-content-length``, ``x-amz-trailer``) and the
   client's digests of the body (``Content-MD5``, ``x-amz-checksum-*``,
-  ``x-amz-sdk-checksum-algorithm``) are never forwarded: the authentication
-  layer has verified them, and a body encproxy sends may not be the body they
+  ``x-amz-sdk-checksum-algorithm``) are never forwarded, nor are the same
+  headers hoisted into a presigned URL's query: the authentication layer has
+  verified them, and a body encproxy sends may not be the body they
   describe (the encryption layer replaces it).  This is the one place that
   decision is made; the client's checksums are echoed from what was verified
   (``encproxy.body_checksums``).  Small bodies encproxy buffers get a
@@ -173,18 +174,38 @@ def forward_headers(headers: Mapping[str, str]) -> dict[str, str]:
 #: never forwarded (encproxy signs its own requests).
 PRESIGN_PARAMETERS = frozenset(name.encode("ascii")
                                for name in SIGV4_QUERY_AUTH | SIGV2_QUERY_AUTH)
+#: Headers a presigner hoists into the query (the Node SDK v3 signs its checksum
+#: behaviour there: ``x-amz-checksum-mode`` on reads, ``x-amz-sdk-checksum-algorithm``
+#: and ``x-amz-checksum-crc32`` on writes) stay the client's, as the headers do
+#: (:func:`forward_headers`): the body the backend gets is not the one a digest
+#: describes, and a digest of plaintext must never reach the backend.  Matched
+#: without regard to case, so that no spelling of one slips through.
+_HOISTED_CHECKSUM_PREFIX = b"x-amz-checksum-"
+_HOISTED_CHECKSUM_ALGORITHM = b"x-amz-sdk-checksum-algorithm"
 
 
-def forward_query(raw_query: str | bytes, replace: Mapping[str, str] | None = None) -> str:
+def _client_only(name: bytes) -> bool:
+    """True for a query parameter that is never forwarded to the backend."""
+    if name in PRESIGN_PARAMETERS:
+        return True
+    lname = name.lower()
+    return lname.startswith(_HOISTED_CHECKSUM_PREFIX) or lname == _HOISTED_CHECKSUM_ALGORITHM
+
+
+def forward_query(raw_query: str | bytes, replace: Mapping[str, str] | None = None,
+                  omit: Iterable[str] = ()) -> str:
     """The query to send: the client's parameters in their order, canonically encoded.
 
-    A parameter sent without a value (``?uploads``) stays without one.
-    ``replace`` gives parameters new values (``continuation-token``).
+    Its authentication and hoisted checksum headers are left out.  A parameter sent
+    without a value (``?uploads``) stays without one.
+    ``replace`` gives parameters new values (``continuation-token``); ``omit`` names
+    parameters left out.
     """
     swap = {name.encode("utf-8"): value.encode("utf-8") for name, value in (replace or {}).items()}
+    dropped = {name.encode("utf-8") for name in omit}
     parts: list[str] = []
     for name, value in parse_query(raw_query):
-        if name in PRESIGN_PARAMETERS:
+        if _client_only(name) or name in dropped:
             continue
         value = swap.get(name, value)
         parts.append(uri_encode(name) + ("=" + uri_encode(value) if value else ""))

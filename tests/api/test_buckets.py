@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import uuid
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from support.server import ACCESS_KEY, SECRET_KEY, start_server
 
 
 def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
@@ -30,11 +34,54 @@ def test_create_list_head_delete(s3):
     assert status(exc) == 404
 
 
-def test_create_twice_is_already_owned(s3, bucket):
-    with pytest.raises(ClientError) as exc:
-        s3.create_bucket(Bucket=bucket)
-    assert code(exc) == "BucketAlreadyOwnedByYou"
-    assert status(exc) == 409
+def test_create_twice_in_us_east_1_is_ok_and_keeps_the_bucket(s3, bucket):
+    """S3's legacy us-east-1 answer: 200, nothing created, the ACL reset to the request's;
+    the bucket's objects and its encryption configuration stay."""
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"still here")
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
+    all_users = "http://acs.amazonaws.com/groups/global/AllUsers"
+
+    def public() -> bool:
+        return any(g["Grantee"].get("URI") == all_users
+                   for g in s3.get_bucket_acl(Bucket=bucket)["Grants"])
+
+    assert public()
+    again = s3.create_bucket(Bucket=bucket)
+    assert again["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert again["Location"] == "/" + bucket
+    assert not public()
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    got = s3.get_object(Bucket=bucket, Key="kept")
+    assert got["Body"].read() == b"still here"
+    assert got["ServerSideEncryption"] == "AES256"
+
+
+def test_create_twice_elsewhere_is_already_owned(backend, tmp_path_factory):
+    """Outside us-east-1, S3 answers a second CreateBucket BucketAlreadyOwnedByYou."""
+    region = "eu-west-1"
+    running = start_server(tmp_path_factory.mktemp("eu-west-1"),
+                           env={**backend.server_env(), "ENCPROXY_SERVER_REGION": region})
+    try:
+        client = boto3.client(
+            "s3", endpoint_url=running.endpoint, region_name=region,
+            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+        name = "twice-" + uuid.uuid4().hex[:10]
+        client.create_bucket(Bucket=name,
+                             CreateBucketConfiguration={"LocationConstraint": region})
+        try:
+            with pytest.raises(ClientError) as exc:
+                client.create_bucket(Bucket=name,
+                                     CreateBucketConfiguration={"LocationConstraint": region})
+            assert code(exc) == "BucketAlreadyOwnedByYou"
+            assert status(exc) == 409
+        finally:
+            client.delete_bucket(Bucket=name)
+    finally:
+        running.stop()
 
 
 @pytest.mark.parametrize("name", ["ab", "UPPER", "a..b", "-abc", "192.168.0.1", "a" * 64])

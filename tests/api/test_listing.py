@@ -76,6 +76,14 @@ def test_start_after_and_marker(s3, filled):
     assert [o["Key"] for o in got["Contents"]] == ["z", "é", "ü/1"]
 
 
+def test_empty_continuation_token_is_no_token(s3, filled):
+    """An empty ContinuationToken lists from the start, and is echoed back empty."""
+    got = s3.list_objects_v2(Bucket=filled, ContinuationToken="")
+    assert got["ContinuationToken"] == ""
+    assert [o["Key"] for o in got["Contents"]] == utf8_sorted(KEYS)
+    assert got["IsTruncated"] is False
+
+
 def test_max_keys_zero_and_truncation(s3, filled, quirks):
     got = s3.list_objects_v2(Bucket=filled, MaxKeys=0)
     assert got["KeyCount"] == 0 and "Contents" not in got

@@ -149,6 +149,15 @@ def test_hop_by_hop_never_forwarded():
                  "&X-Amz-Credential=a%2Fb&X-Amz-Date=20260101T000000Z&X-Amz-Expires=60"
                  "&X-Amz-SignedHeaders=host&X-Amz-Signature=abc&X-Amz-Security-Token=t",
                  "partNumber=2&uploadId=x", id="presign-stripped"),
+    # The Node SDK v3 presigner's GET and PUT: its hoisted checksum headers (a digest of
+    # the plaintext among them) stay the client's, as the headers do.
+    pytest.param("X-Amz-Content-Sha256=UNSIGNED-PAYLOAD&x-amz-checksum-mode=ENABLED"
+                 "&versionId=v1&x-id=GetObject", "versionId=v1&x-id=GetObject",
+                 id="node-presigned-get"),
+    pytest.param("x-amz-checksum-crc32=AAAAAA%3D%3D&x-amz-sdk-checksum-algorithm=CRC32"
+                 "&X-Amz-Checksum-SHA256=x&X-AMZ-SDK-CHECKSUM-ALGORITHM=SHA256"
+                 "&partNumber=1&uploadId=u&x-id=UploadPart",
+                 "partNumber=1&uploadId=u&x-id=UploadPart", id="node-presigned-put"),
     pytest.param("response-content-type=text%2Fplain%3B%20charset%3Dutf-8",
                  "response-content-type=text%2Fplain%3B%20charset%3Dutf-8", id="override"),
 ])

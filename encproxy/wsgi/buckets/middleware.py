@@ -20,6 +20,7 @@ from encproxy import errors
 from encproxy.keys.provider import KeyProvider
 from encproxy.s3 import xml
 from encproxy.s3.bucket_encryption import MAX_BODY, parse_configuration
+from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
 from encproxy.wsgi.encryption.upload_store import open_uploads, remove_location, upload_location
@@ -142,9 +143,10 @@ class BucketEncryptionMiddleware:
     def op_CreateBucket(self, req: S3Request) -> Response:
         assert req.bucket is not None
         resp, relayed = self._relay(req)
-        if resp.ok:
+        if resp.ok and not req.environ.get(env.BUCKET_EXISTED):
             # A configuration left by a bucket deleted behind encproxy's back must not
-            # apply to a new bucket of the same name.
+            # apply to a new bucket of the same name.  (A 200 for a bucket that already
+            # existed, S3's us-east-1 answer, created nothing: its configuration stays.)
             self.store.delete(req.bucket, parent=req.environ)
         return relayed
 

@@ -43,12 +43,10 @@ class BucketOperations:
                 raise errors.IllegalLocationConstraintException(
                     f"The {constraint} location constraint is incompatible for the region "
                     f"specific endpoint this request was sent to.")
-        # S3 in us-east-1 (and backends copying it) answers 200 to a second CreateBucket
-        # by its owner; encproxy answers as for any other region.
         head = self.client.request("HEAD", req.bucket, None)
         head.close()
         if head.status == 200:
-            raise errors.BucketAlreadyOwnedByYou(BucketName=req.bucket)
+            return self._create_existing(req)
         if head.status == 403:
             raise errors.relayed("BucketAlreadyExists", 409,
                                  "The requested bucket name is not available.",
@@ -63,6 +61,24 @@ class BucketOperations:
         if resp.status >= 300:
             raise backend_error(req, resp)
         resp.close()
+        return Response(b"", status=200, headers={"Location": "/" + req.bucket})
+
+    def _create_existing(self, req: S3Request) -> Response:
+        """CreateBucket of a bucket the caller owns: S3 answers BucketAlreadyOwnedByYou,
+        except in us-east-1, where for legacy compatibility it answers 200 and resets
+        the bucket's ACL (to the request's, or private)."""
+        assert req.bucket is not None
+        if self.region != "us-east-1":
+            raise errors.BucketAlreadyOwnedByYou(BucketName=req.bucket)
+        acl_headers = {name: value for name, value in req.headers.items()
+                       if name.lower() == "x-amz-acl" or name.lower().startswith("x-amz-grant-")}
+        if not acl_headers:
+            acl_headers = {"x-amz-acl": "private"}
+        resp = self.client.request("PUT", req.bucket, None, query="acl", headers=acl_headers)
+        if resp.status >= 300:
+            raise backend_error(req, resp)
+        resp.close()
+        req.environ[env.BUCKET_EXISTED] = True
         return Response(b"", status=200, headers={"Location": "/" + req.bucket})
 
     def op_HeadBucket(self, req: S3Request) -> Response:
@@ -94,11 +110,15 @@ class BucketOperations:
                                          ArgumentValue=req.query.get("list-type", ""))
         _check_list_arguments(req, "max-keys")
         token = req.query.get("continuation-token")
-        replace = {} if token is None else {
+        # An empty token is no token, as S3 reads it (it is still echoed back).
+        replace = {} if not token else {
             "continuation-token": forwarding.unwrap_token(token)}
-        query = forwarding.forward_query(req.environ.get(env.RAW_QUERY, ""), replace)
+        query = forwarding.forward_query(req.environ.get(env.RAW_QUERY, ""), replace,
+                                         omit=() if token else ("continuation-token",))
         resp = send(self.client, req, query=query)
         root = read_result(req, resp)
+        if token == "" and root.find("ContinuationToken") is None:
+            root.append(root.makeelement("ContinuationToken", {}))
         for name, value in (("ContinuationToken", token), ("NextContinuationToken", None)):
             el = root.find(name)
             if el is not None:
