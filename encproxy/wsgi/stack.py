@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 
-from encproxy.errors import ConfigError
+from werkzeug.wrappers import Response
+
+from encproxy.errors import AccessDenied, ConfigError
 from encproxy.filestore.store import FileStore
 from encproxy.keys.factory import build_provider
 from encproxy.keys.provider import KeyProvider
@@ -40,6 +42,7 @@ from encproxy.wsgi.edge.preflight import CorsHeaders, CorsLayer, PreflightAnswer
 from encproxy.wsgi.edge.socket_input import SocketInputLayer
 from encproxy.wsgi.encryption.middleware import EncryptionMiddleware
 from encproxy.wsgi.encryption.policy import EncryptionPolicy
+from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import WSGIApp
 
 
@@ -57,13 +60,22 @@ def build_backend(settings: Settings) -> WSGIApp:
     raise AssertionError(f"backend type {kind!r} passed validation but has no builder")
 
 
-def preflight_answer(backend: WSGIApp) -> PreflightAnswer:
-    """How ``backend`` answers a CORS preflight (``wsgi.edge.preflight``)."""
+def preflight_answer(backend: WSGIApp, internal_bucket: str) -> PreflightAnswer:
+    """How ``backend`` answers a CORS preflight (``wsgi.edge.preflight``); the internal
+    bucket is AccessDenied, as every other request to it."""
+    answer: PreflightAnswer
     if isinstance(backend, FileStoreApp):
-        return functools.partial(answer_filestore_preflight, backend.store)
-    if isinstance(backend, S3BackendApp):
-        return functools.partial(answer_s3_preflight, backend.client)
-    raise TypeError(f"no preflight answer for {type(backend).__name__}")
+        answer = functools.partial(answer_filestore_preflight, backend.store)
+    elif isinstance(backend, S3BackendApp):
+        answer = functools.partial(answer_s3_preflight, backend.client)
+    else:
+        raise TypeError(f"no preflight answer for {type(backend).__name__}")
+
+    def guarded(req: S3Request) -> Response:
+        if req.bucket == internal_bucket:
+            raise AccessDenied()
+        return answer(req)
+    return guarded
 
 
 def cors_headers(backend: WSGIApp) -> CorsHeaders | None:
@@ -115,7 +127,7 @@ def build_app(settings: Settings, keys: KeyProvider | None = None) -> WSGIApp:
                                     anonymous=anonymous)
     # CORS preflights are never authenticated: answered before the authentication layer,
     # which also refuses nothing before the CORS headers of an answer are decided.
-    cors = CorsLayer(auth, preflight_answer(raw_backend), cors_headers(raw_backend))
+    cors = CorsLayer(auth, preflight_answer(raw_backend, internal), cors_headers(raw_backend))
     gateway = Gateway(cors, settings.get("server", "hostnames"),
                       client_timeout=settings.get("server", "client_timeout"))
     # Outermost: large request bodies read straight from the socket (socket_input.py).

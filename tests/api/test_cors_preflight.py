@@ -278,3 +278,12 @@ def test_presigned_url_preflight_flow(server, s3, bucket, method, http_method):
     assert resp.status_code == 200
     assert resp.headers["access-control-allow-origin"] == "example"
     assert resp.headers["access-control-allow-methods"] == http_method
+
+
+def test_preflight_to_the_internal_bucket_is_access_denied(server):
+    """encproxy's internal bucket answers a preflight as it answers every request."""
+    headers = {"Origin": ORIGIN, "Access-Control-Request-Method": "GET"}
+    resp = requests.options(object_url(server.endpoint, "encproxy-internal"), headers=headers,
+                            timeout=10)
+    assert resp.status_code == 403
+    assert error_code(resp) == "AccessDenied"
