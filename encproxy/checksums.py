@@ -1,6 +1,7 @@
 """Body digests a client can claim: Content-MD5 and ``x-amz-checksum-*``.
 
-Pure module (stdlib plus ``google_crc32c``).  It knows the wire format of
+Pure module (stdlib plus ``google_crc32c``, and ``awscrt`` for CRC64NVME, the
+checksum AWS CLI v2 uploads with).  It knows the wire format of
 each claim (base64 of the big-endian digest), validates it the way S3 does,
 and hashes a body incrementally in one pass however many digests are wanted,
 so that MD5, SHA-256 and a CRC never read the body twice.
@@ -9,8 +10,8 @@ Error codes follow S3: a malformed Content-MD5 is ``InvalidDigest``, a
 malformed or repeated ``x-amz-checksum-*`` is ``InvalidRequest``, and a
 mismatch is ``BadDigest`` ("The CRC32 you specified did not match the
 calculated checksum.").  Algorithms S3 knows but encproxy cannot compute
-(CRC64NVME and the xxHash family need native code we do not ship) are
-refused with ``NotImplemented`` rather than accepted unchecked.
+(the xxHash family needs native code we do not ship) are refused with
+``NotImplemented`` rather than accepted unchecked.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import google_crc32c
+from awscrt import checksums as awscrt_checksums
 
 from encproxy import errors
 
@@ -31,10 +33,10 @@ CHECKSUM_HEADER_PREFIX = "x-amz-checksum-"
 
 # algorithm -> digest size in bytes
 DIGEST_SIZES: dict[str, int] = {
-    "crc32": 4, "crc32c": 4, "sha1": 20, "sha256": 32, "sha512": 64,
+    "crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32, "sha512": 64,
 }
 ALGORITHMS = tuple(DIGEST_SIZES)
-UNSUPPORTED_ALGORITHMS = frozenset({"crc64nvme", "xxhash64", "xxhash3", "xxhash128"})
+UNSUPPORTED_ALGORITHMS = frozenset({"xxhash64", "xxhash3", "xxhash128"})
 # Response/configuration headers that share the prefix but carry no body digest.
 _NOT_DIGEST_HEADERS = frozenset({"x-amz-checksum-algorithm", "x-amz-checksum-type",
                                  "x-amz-checksum-mode"})
@@ -78,12 +80,29 @@ class _Crc32c:
         return self._value.to_bytes(4, "big")
 
 
+class _Crc64Nvme:
+    """CRC-64/NVME, the CRC S3 calls CRC64NVME, from awscrt's hardware-accelerated C."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None:
+        self._value = awscrt_checksums.crc64nvme(data, self._value)
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(8, "big")
+
+
 def new_hasher(algorithm: str) -> Hasher:
     """An incremental hasher for ``md5`` or any of :data:`ALGORITHMS`."""
     if algorithm == "crc32":
         return _Crc32()
     if algorithm == "crc32c":
         return _Crc32c()
+    if algorithm == "crc64nvme":
+        return _Crc64Nvme()
     if algorithm in ("md5", "sha1", "sha256", "sha512"):
         return hashlib.new(algorithm)
     raise ValueError(f"unknown digest algorithm {algorithm!r}")

@@ -19,8 +19,21 @@ def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-# Known answers computed by independent implementations (zlib, google_crc32c, hashlib).
+def crc64nvme_bitwise(data: bytes) -> int:
+    """CRC-64/NVME bit by bit (reflected polynomial 0x9A6C9329AC4BC9B5, init and final
+    XOR all ones): slow, and independent of awscrt's table-driven C."""
+    crc = (1 << 64) - 1
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x9A6C9329AC4BC9B5 if crc & 1 else 0)
+    return crc ^ ((1 << 64) - 1)
+
+
+# Known answers computed by independent implementations (zlib, google_crc32c, hashlib, the
+# bitwise CRC-64/NVME above).
 KNOWN = {
+    "crc64nvme": crc64nvme_bitwise(DATA).to_bytes(8, "big"),
     "crc32": zlib.crc32(DATA).to_bytes(4, "big"),
     "crc32c": google_crc32c.value(DATA).to_bytes(4, "big"),
     "sha1": hashlib.sha1(DATA).digest(),
@@ -43,6 +56,9 @@ def test_hashers_match_reference(algorithm: str) -> None:
     pytest.param("crc32", b"hello world", "DUoRhQ==", id="crc32-hello-world"),
     pytest.param("crc32c", b"a" * 66560, "sOO8/Q==", id="crc32c-aws-trailer-example"),
     pytest.param("crc32", b"", "AAAAAA==", id="crc32-empty"),
+    # CRC-64/NVME's check value (the CRC of "123456789"): 0xAE8B14860A799888.
+    pytest.param("crc64nvme", b"123456789", "rosUhgp5mIg=", id="crc64nvme-check-value"),
+    pytest.param("crc64nvme", b"", "AAAAAAAAAAA=", id="crc64nvme-empty"),
 ])
 def test_published_checksum_values(algorithm: str, data: bytes, expected: str) -> None:
     hasher = checksums.new_hasher(algorithm)
@@ -130,8 +146,11 @@ def test_no_checksum_header_and_non_digest_prefixed_headers() -> None:
                  errors.InvalidRequest,
                  "Expecting a single x-amz-checksum- header. Multiple checksum Types are "
                  "not allowed.", id="two-checksums"),
-    pytest.param({"x-amz-checksum-crc64nvme": "AAAAAAAAAAA="}, errors.NotImplementedError_,
-                 "The CRC64NVME checksum algorithm is not supported.", id="crc64nvme"),
+    pytest.param({"x-amz-checksum-crc64nvme": "AAAAAA=="}, errors.InvalidRequest,
+                 "Value for x-amz-checksum-crc64nvme header is invalid.",
+                 id="crc64nvme-wrong-size"),
+    pytest.param({"x-amz-checksum-xxhash64": "AAAAAAAAAAA="}, errors.NotImplementedError_,
+                 "The XXHASH64 checksum algorithm is not supported.", id="xxhash64"),
     pytest.param({"x-amz-checksum-md4": "AAAAAA=="}, errors.InvalidRequest,
                  "The checksum header x-amz-checksum-md4 is not supported.", id="unknown"),
 ])
