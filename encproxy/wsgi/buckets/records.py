@@ -21,9 +21,11 @@ keys) are skipped.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from encproxy import errors, metrics
@@ -36,7 +38,7 @@ from encproxy.crypto.records import (
     seal_record,
     split_record,
 )
-from encproxy.format.errors import RecordsRootInvalid
+from encproxy.format.errors import RecordMalformed, RecordsRootInvalid
 from encproxy.keys.blob import WrappedKey
 from encproxy.keys.provider import KeyProvider
 from encproxy.s3 import xml
@@ -66,6 +68,22 @@ def report(what: str, exc: errors.IntegrityError) -> None:
     metrics.integrity_failure(type(exc).__name__)
     log.error("integrity failure on %s: %s (%s)", what, type(exc).__name__,
               exc.default_message)
+
+
+@contextlib.contextmanager
+def decoding(what: str) -> Iterator[None]:
+    """Decode the fields of the authenticated record ``what`` in this block: an integrity
+    error raised in it is reported and re-raised; a field of the wrong shape (ValueError,
+    TypeError, KeyError) is RecordMalformed, reported and raised."""
+    try:
+        yield
+    except errors.IntegrityError as exc:
+        report(what, exc)
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        failure = RecordMalformed()
+        report(what, failure)
+        raise failure from exc
 
 
 class RecordKeys:

@@ -50,7 +50,7 @@ from encproxy.format.errors import RecordAuthenticationFailed, RecordMalformed
 from encproxy.lru import LRU
 from encproxy.s3 import xml
 from encproxy.wsgi import subrequest
-from encproxy.wsgi.buckets.records import RecordKeys, ensure_internal_bucket, report
+from encproxy.wsgi.buckets.records import RecordKeys, decoding, ensure_internal_bucket, report
 from encproxy.wsgi.responses import WSGIApp
 
 log = logging.getLogger("encproxy.uploads")
@@ -234,20 +234,13 @@ class UploadStore:
             raise subrequest.internal_failure(resp.status)
         body = self.records.open(f"{self.internal_bucket}/{name}", PURPOSE_HELD, bucket, key,
                                  upload_id, resp.body, parent)
-        try:
+        with decoding(f"held reference {self.internal_bucket}/{name}"):
             data = json.loads(body)
             if data["part"] != part_number or data["etag"] != etag.strip('"'):
                 raise RecordAuthenticationFailed()   # an authentic reference moved here
             salt = bytes.fromhex(data["salt"])
             return HeldCopy(self.held_key(bucket, key, upload_id, part_number, salt),
                             int(data["size"]), salt)
-        except RecordAuthenticationFailed as exc:
-            report(f"held reference {self.internal_bucket}/{name}", exc)
-            raise
-        except (ValueError, TypeError, KeyError) as exc:
-            failure = RecordMalformed()
-            report(f"held reference {self.internal_bucket}/{name}", failure)
-            raise failure from exc
 
     # -- part records (FORMAT.md §7.8) ---------------------------------------------------
     def part_key(self, bucket: str, key: str, upload_id: str, part_number: int, name: str,
@@ -346,7 +339,7 @@ class UploadStore:
         backend ETag (its digest) it is stored under."""
         what = f"{self.internal_bucket}/{where}"
         body = self.records.open(what, PURPOSE_PART, bucket, key, upload_id, stored, parent)
-        try:
+        with decoding(f"part record {what}"):
             data = json.loads(body)
             etag, size, md5 = data["etag"], data["size"], data["md5"]
             if not isinstance(etag, str) or not etag or not isinstance(size, int) \
@@ -357,13 +350,6 @@ class UploadStore:
                     or (backend_etag is not None and etag != backend_etag.strip('"')):
                 raise RecordAuthenticationFailed()   # an authentic record moved here
             return PartRecord(f'"{etag}"', size, md5)
-        except RecordAuthenticationFailed as exc:
-            report(f"part record {what}", exc)
-            raise
-        except (ValueError, TypeError, KeyError) as exc:
-            failure = RecordMalformed()
-            report(f"part record {what}", failure)
-            raise failure from exc
 
     # -- unwrapped keys ---------------------------------------------------------------
     def cached_keys(self, bucket: str, key: str, upload_id: str) -> ObjectKeys | None:
