@@ -80,6 +80,10 @@ _OVERRIDES = frozenset({"response-cache-control", "response-content-disposition"
 # query; it only asks for checksums in the answer.
 _READ = _OVERRIDES | {"versionId", "partNumber", "x-amz-checksum-mode"}
 _UPLOAD = frozenset({"partNumber", "uploadId"})
+#: What S3 appends to a POST Object's ``success_action_redirect`` URL.  A form may
+#: redirect the browser to a listing or an object of the same gateway, which S3
+#: answers as if the parameters were absent; they name no subresource.
+POST_REDIRECT = frozenset({"bucket", "key", "etag"})
 
 
 def _configuration_parameters() -> dict[str, frozenset[str]]:
@@ -101,7 +105,7 @@ PARAMETERS: dict[str, frozenset[str]] = {
     "ListBuckets": frozenset({"max-buckets", "continuation-token", "prefix", "bucket-region"}),
     "CreateBucket": frozenset(), "HeadBucket": frozenset(), "DeleteBucket": frozenset(),
     "GetBucketLocation": frozenset({"location"}),
-    "ListObjects": _LISTING | {"marker", "max-keys", ALLOW_UNORDERED},
+    "ListObjects": _LISTING | POST_REDIRECT | {"marker", "max-keys", ALLOW_UNORDERED},
     "ListObjectsV2": _LISTING | {"list-type", "continuation-token", "fetch-owner", "max-keys",
                                  "start-after", ALLOW_UNORDERED},
     "ListObjectVersions": _LISTING | {"versions", "key-marker", "max-keys",
@@ -111,7 +115,7 @@ PARAMETERS: dict[str, frozenset[str]] = {
     "DeleteObjects": frozenset({"delete"}),
     "PostObject": frozenset(),
     "PutObject": frozenset(), "CopyObject": frozenset(),
-    "GetObject": _READ, "HeadObject": _READ,
+    "GetObject": _READ | POST_REDIRECT, "HeadObject": _READ | POST_REDIRECT,
     "DeleteObject": frozenset({"versionId"}),
     "GetObjectAttributes": frozenset({"attributes", "versionId"}),
     "UpdateObjectEncryption": frozenset({"encryption", "versionId"}),

@@ -49,6 +49,7 @@ from encproxy.s3.operations import (
     BUCKET_CONFIG_SUBRESOURCES,
     OBJECT_BODY_SUBRESOURCES,
     OBJECT_CONFIG_SUBRESOURCES,
+    POST_REDIRECT,
     SIGV2_QUERY_AUTH,
     SIGV4_QUERY_AUTH,
 )
@@ -174,6 +175,9 @@ def forward_headers(headers: Mapping[str, str]) -> dict[str, str]:
 #: never forwarded (encproxy signs its own requests).
 PRESIGN_PARAMETERS = frozenset(name.encode("ascii")
                                for name in SIGV4_QUERY_AUTH | SIGV2_QUERY_AUTH)
+#: What S3 appends to a POST Object's redirect target: meant for the browser's page,
+#: no operation's parameter, so the backend never sees them.
+_REDIRECT_PARAMETERS = frozenset(name.encode("ascii") for name in POST_REDIRECT)
 #: Headers a presigner hoists into the query (the Node SDK v3 signs its checksum
 #: behaviour there: ``x-amz-checksum-mode`` on reads, ``x-amz-sdk-checksum-algorithm``
 #: and ``x-amz-checksum-crc32`` on writes) stay the client's, as the headers do
@@ -186,7 +190,7 @@ _HOISTED_CHECKSUM_ALGORITHM = b"x-amz-sdk-checksum-algorithm"
 
 def _client_only(name: bytes) -> bool:
     """True for a query parameter that is never forwarded to the backend."""
-    if name in PRESIGN_PARAMETERS:
+    if name in PRESIGN_PARAMETERS or name in _REDIRECT_PARAMETERS:
         return True
     lname = name.lower()
     return lname.startswith(_HOISTED_CHECKSUM_PREFIX) or lname == _HOISTED_CHECKSUM_ALGORITHM
