@@ -346,8 +346,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("keys", "ca_file", "", _text, "provider=awskms: CA bundle for the endpoint."),
 )
 
-DYNAMIC_SECTIONS = {"credentials"}
+#: ``[backend_credentials]``: ``<client access key> = <backend access key> <backend secret>``.
+DYNAMIC_SECTIONS = {"credentials", "backend_credentials"}
 SECTIONS = {o.section for o in OPTIONS} | DYNAMIC_SECTIONS
+
+
+@dataclass(frozen=True)
+class BackendCredential:
+    access_key: str
+    secret_key: str = field(repr=False)  # keep it out of logs and tracebacks
 
 
 @dataclass(frozen=True)
@@ -355,6 +362,9 @@ class Settings:
     values: Mapping[tuple[str, str], Any]
     credentials: Mapping[str, str] = field(default_factory=dict)
     base_dir: Path = Path(".")
+    #: client access key -> the backend identity its requests are signed as (``type = s3``);
+    #: a client not named here is signed as ``[backend] access_key``.
+    backend_credentials: Mapping[str, BackendCredential] = field(default_factory=dict)
 
     def get(self, section: str, option: str) -> Any:
         return self.values[(section, option)]
@@ -400,21 +410,22 @@ def load(text: str, base_dir: Path, environ: Mapping[str, str] | None = None) ->
         raise ConfigError("file", None, line) from None
 
     raw: dict[tuple[str, str], str] = {}
-    credentials: dict[str, str] = {}
+    dynamic: dict[str, dict[str, str]] = {name: {} for name in DYNAMIC_SECTIONS}
     for section in parser.sections():
         if section not in SECTIONS:
             raise ConfigError(section, None, "unknown section")
         for option, value in parser.items(section):
-            if section == "credentials":
-                credentials[option] = value
+            if section in DYNAMIC_SECTIONS:
+                dynamic[section][option] = value
             else:
                 raw[(section, option.lower())] = value
 
     for section, option, value in _env_overrides(os.environ if environ is None else environ):
-        if section == "credentials":
-            credentials[option] = value
+        if section in DYNAMIC_SECTIONS:
+            dynamic[section][option] = value
         else:
             raw[(section, option)] = value
+    credentials = dynamic["credentials"]
 
     known = {(o.section, o.name): o for o in OPTIONS}
     for section, option in raw:
@@ -444,7 +455,31 @@ def load(text: str, base_dir: Path, environ: Mapping[str, str] | None = None) ->
     _check_keys(values)
     _check_backend(values)
     _check_server(values)
-    return Settings(values=values, credentials=credentials, base_dir=base_dir)
+    backend_credentials = _backend_credentials(dynamic["backend_credentials"], credentials,
+                                               values[("backend", "type")])
+    return Settings(values=values, credentials=credentials, base_dir=base_dir,
+                    backend_credentials=backend_credentials)
+
+
+def _backend_credentials(entries: Mapping[str, str], credentials: Mapping[str, str],
+                         backend_type: str) -> dict[str, BackendCredential]:
+    """``[backend_credentials]``: each names a client of ``[credentials]`` and the backend
+    access key and secret (separated by white space) its requests are signed with."""
+    out: dict[str, BackendCredential] = {}
+    for client, value in entries.items():
+        if client not in credentials:
+            raise ConfigError("backend_credentials", client,
+                              "names no access key of [credentials]")
+        if backend_type != "s3":
+            raise ConfigError("backend_credentials", client,
+                              "backend identities need [backend] type = s3")
+        fields = value.split()
+        if len(fields) != 2 or not ACCESS_KEY_RE.match(fields[0]):
+            # The value holds a secret: the message never quotes it.
+            raise ConfigError("backend_credentials", client,
+                              "must be '<backend access key> <backend secret key>'")
+        out[client] = BackendCredential(fields[0], fields[1])
+    return out
 
 
 _KEYS_REQUIRED = {

@@ -16,7 +16,7 @@ RGW targets ran, the differential: the tests RGW passes alone that fail through 
 (``RUN_DIR/differential.tsv``).
 
 The suite's second user (``ALT_*``) is a second credential: in encproxy's ``[credentials]``,
-and a second user on RGW.  ``MAIN_USER_ID``/``MAIN_DISPLAY_NAME`` (and ``ALT_*``) are the Owner
+and a second user on RGW, to which encproxy in front of RGW maps it (``[backend_credentials]``).  ``MAIN_USER_ID``/``MAIN_DISPLAY_NAME`` (and ``ALT_*``) are the Owner
 each credential's ListBuckets reports, since the ACL tests compare against them.  encproxy's
 keyring gets the KMS key ids the suite uses, ``testkey-1`` and ``testkey-2``.
 ``test_upload_part_copy_percent_encoded_key`` is deselected wherever RGW is the server or the
@@ -140,11 +140,17 @@ def owner(url: str, key: tuple[str, str]) -> tuple[str, str]:
 # -- the servers --------------------------------------------------------------------------
 @contextmanager
 def encproxy(directory: Path, out: Path, backend: Backend | None) -> Iterator[str]:
-    """encproxy (gunicorn, as users run it), default AES256, both users, the suite's KMS keys."""
+    """encproxy (gunicorn, as users run it), default AES256, both users, the suite's KMS keys.
+
+    In front of RGW, the second user is signed through to RGW's second user
+    (``[backend_credentials]``), as a gateway shared by two teams is configured; the main
+    user goes as encproxy's own backend identity."""
     env = {"ENCPROXY_ENCRYPTION_DEFAULT": "AES256",
            f"ENCPROXY_CREDENTIALS_{ALT_ACCESS_KEY}": ALT_SECRET_KEY}
     if backend is not None:
         env.update(backend.server_env())
+        env[f"ENCPROXY_BACKEND_CREDENTIALS_{ALT_ACCESS_KEY}"] = \
+            f"{ALT_ACCESS_KEY} {ALT_SECRET_KEY}"
     server: RunningServer | None = None
     try:
         server = start_server(directory, env=env, timeout=60)
@@ -189,7 +195,7 @@ def target_endpoint(target: str, work: Path, out: Path) -> Iterator[Endpoint]:
             yield Endpoint(backend.endpoint, (backend.access_key, backend.secret_key), alt,
                            deselect_rgw_crasher=True)
     elif target == "encproxy-rgw":
-        with rgw(work / "rgw", out, with_alt_user=False) as backend, \
+        with rgw(work / "rgw", out, with_alt_user=True) as backend, \
                 encproxy(work / "encproxy", out, backend) as url:
             yield Endpoint(url, main, alt, deselect_rgw_crasher=True)
     else:

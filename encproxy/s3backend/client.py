@@ -216,6 +216,14 @@ class S3BackendClient:
         twin.signs = False
         return twin
 
+    def signing_as(self, access_key: str, secret_key: str) -> S3BackendClient:
+        """A client of the same endpoint and connection pool that signs as another
+        backend identity: a client credential mapped to its own backend user
+        (``[backend_credentials]``), so that the backend's own policies and ACLs decide."""
+        twin = copy.copy(self)
+        twin.identity = sigv4.SigningIdentity(access_key, secret_key, self.identity.region)
+        return twin
+
     def close(self) -> None:
         self.adapter.close()
 

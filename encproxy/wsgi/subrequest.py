@@ -64,13 +64,16 @@ def request_environ(parent: dict[str, Any] | None, method: str, bucket: str,
                     key: str | None = None, query: str = "",
                     headers: dict[str, str] | None = None, body: Any = None,
                     length: int = 0) -> dict[str, Any]:
-    """A clean WSGI environ for ``method /bucket/key?query`` with exactly these headers.
+    """A clean WSGI environ for ``method /bucket/key?query`` with exactly these headers
+    (``bucket`` empty: the service, ``GET /`` being ListBuckets).
 
-    Only the request id and the caller's anonymity are taken from ``parent``:
-    nothing the client sent (its signature, checksums, SSE headers) reaches the app
-    below unless named here.  An anonymous caller stays anonymous in every request
-    made for it, so that an S3 backend gets them all unsigned and its own ACLs decide
-    (``S3BackendApp``; encproxy's internal bucket excepted).
+    Only the request id and who the caller is (its access key, or its anonymity) are
+    taken from ``parent``: nothing the client sent (its signature, checksums, SSE
+    headers) reaches the app below unless named here.  A caller stays who it is in
+    every request made for it, so that an S3 backend gets them all unsigned for an
+    anonymous caller, or signed as the backend identity mapped to the caller's
+    credential, and its own ACLs and policies decide (``S3BackendApp``; encproxy's
+    internal bucket excepted).
     """
     raw_path = "/" + bucket + ("/" + quote(key, safe="/~") if key is not None else "")
     environ: dict[str, Any] = {
@@ -81,11 +84,13 @@ def request_environ(parent: dict[str, Any] | None, method: str, bucket: str,
         "wsgi.input": body if body is not None else io.BytesIO(b""),
         "wsgi.errors": io.StringIO(), "wsgi.multithread": True, "wsgi.multiprocess": True,
         "wsgi.run_once": False, "CONTENT_LENGTH": str(length),
-        env.BUCKET: bucket, env.KEY: key, env.RAW_PATH: raw_path, env.RAW_QUERY: query,
+        env.BUCKET: bucket or None, env.KEY: key, env.RAW_PATH: raw_path, env.RAW_QUERY: query,
         env.REQUEST_ID: (parent or {}).get(env.REQUEST_ID, "subrequest"),
     }
     if parent is not None and parent.get(env.ANONYMOUS):
         environ[env.ANONYMOUS] = True
+    if parent is not None and parent.get(env.ACCESS_KEY):
+        environ[env.ACCESS_KEY] = parent[env.ACCESS_KEY]
     for name, value in (headers or {}).items():
         if name.lower() == "content-type":
             environ["CONTENT_TYPE"] = value

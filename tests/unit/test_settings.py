@@ -63,3 +63,41 @@ def test_bad_config_names_section_and_option(tmp_path, text, environ, section, o
     assert exc.value.section == section
     assert exc.value.option == option
     assert "\n" not in str(exc.value)
+
+
+S3_BASE = BASE.replace("type = file\nroot = data", """type = s3
+endpoint = http://127.0.0.1:7480
+access_key = encproxy-backend
+secret_key = encproxy-backend-secret""")
+
+
+def test_backend_credentials_map_clients_to_backend_users(tmp_path: Path):
+    text = S3_BASE + "[backend_credentials]\nAKIDEXAMPLE = TEAMA-RGW  team-a-rgw/secret+0\n"
+    s = load(text, tmp_path, environ={
+        "ENCPROXY_CREDENTIALS_team-b": "team-b-client-secret",
+        "ENCPROXY_BACKEND_CREDENTIALS_team-b": "TEAMB-RGW team-b-rgw-secret"})
+    assert {k: (v.access_key, v.secret_key) for k, v in s.backend_credentials.items()} == {
+        "AKIDEXAMPLE": ("TEAMA-RGW", "team-a-rgw/secret+0"),
+        "team-b": ("TEAMB-RGW", "team-b-rgw-secret")}
+    # The secret stays out of anything that prints the settings.
+    assert "team-a-rgw/secret+0" not in repr(s.backend_credentials)
+    assert load(S3_BASE, tmp_path, environ={}).backend_credentials == {}
+
+
+@pytest.mark.parametrize("text,why", [
+    pytest.param(S3_BASE + "[backend_credentials]\nnobody = A-RGW secret-0123\n",
+                 "names no access key", id="unknown-client"),
+    pytest.param(S3_BASE + "[backend_credentials]\nAKIDEXAMPLE = A-RGW\n",
+                 "must be", id="no-secret"),
+    pytest.param(S3_BASE + "[backend_credentials]\nAKIDEXAMPLE = A-RGW a b\n",
+                 "must be", id="three-fields"),
+    pytest.param(BASE + "[backend_credentials]\nAKIDEXAMPLE = A-RGW secret-0123\n",
+                 "type = s3", id="file-store"),
+])
+def test_bad_backend_credentials_name_the_line_not_the_secret(tmp_path, text, why):
+    with pytest.raises(ConfigError) as exc:
+        load(text, tmp_path, environ={})
+    assert (exc.value.section, exc.value.option) == ("backend_credentials",
+                                                     text.rsplit("\n", 2)[-2].split(" = ")[0])
+    assert why in str(exc.value)
+    assert "secret" not in str(exc.value).replace("secret key", "")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from werkzeug.wrappers import Response
@@ -31,10 +31,15 @@ log = logging.getLogger("encproxy.bucket_encryption")
 
 
 class BucketEncryptionMiddleware:
-    def __init__(self, app: WSGIApp, store: BucketConfigStore, keys: KeyProvider) -> None:
+    def __init__(self, app: WSGIApp, store: BucketConfigStore, keys: KeyProvider,
+                 own_backend_identity: Collection[str] = ()) -> None:
+        """``own_backend_identity``: the access keys whose requests reach the backend as
+        a backend user of their own (``[backend_credentials]``); their bucket encryption
+        requests are decided as S3 decides them, for the bucket owner alone."""
         self.app = app
         self.store = store
         self.keys = keys
+        self.own_backend_identity = frozenset(own_backend_identity)
         self._native = s3_error_boundary(self.handle)
 
     def __call__(self, environ: dict[str, Any],
@@ -58,11 +63,29 @@ class BucketEncryptionMiddleware:
     def _require_bucket(self, req: S3Request) -> str:
         assert req.bucket is not None
         resp = subrequest.request(self.app, req.environ, "HEAD", req.bucket)
-        if resp.status == 404:
-            raise errors.NoSuchBucket(BucketName=req.bucket)
-        if not resp.ok:
-            raise errors.ServiceUnavailable() if resp.status == 503 else errors.InternalError()
+        _check_answer(resp, req.bucket)
+        if req.environ.get(env.ACCESS_KEY) in self.own_backend_identity:
+            self._require_owner(req)
         return req.bucket
+
+    def _require_owner(self, req: S3Request) -> None:
+        """AccessDenied unless the caller's backend user owns the bucket.
+
+        encproxy answers ``?encryption`` itself, so the backend never decides it; S3
+        gives the bucket owner alone the encryption configuration (its
+        ``s3:PutEncryptionConfiguration`` and ``s3:GetEncryptionConfiguration``).  A
+        backend that lets another team read a bucket must not let it remove the
+        bucket's encryption: the owner in the bucket's ACL must be the caller's own,
+        as its ListBuckets names it, both asked as the caller.
+        """
+        assert req.bucket is not None
+        acl = subrequest.request(self.app, req.environ, "GET", req.bucket, query="acl")
+        _check_answer(acl, req.bucket)
+        listing = subrequest.request(self.app, req.environ, "GET", "", query="max-buckets=1")
+        _check_answer(listing, req.bucket)
+        owner, caller = _owner_id(acl.body), _owner_id(listing.body)
+        if owner is None or owner != caller:
+            raise errors.AccessDenied()
 
     def op_PutBucketEncryption(self, req: S3Request) -> Response:
         bucket = self._require_bucket(req)
@@ -165,3 +188,22 @@ class BucketEncryptionMiddleware:
                 buckets.remove(bucket)
             buckets.extend(entries)
         return Response(xml.render_element(root), status=200, content_type="application/xml")
+
+
+def _check_answer(resp: subrequest.SubResponse, bucket: str) -> None:
+    """The backend's refusal of a check made for the caller, as S3 would answer it."""
+    if resp.status == 404:
+        raise errors.NoSuchBucket(BucketName=bucket)
+    if resp.status == 403:
+        raise errors.AccessDenied()
+    if not resp.ok:
+        raise errors.ServiceUnavailable() if resp.status == 503 else errors.InternalError()
+
+
+def _owner_id(body: bytes) -> str | None:
+    """``Owner/ID`` of a GetBucketAcl or ListBuckets answer; None if there is none."""
+    try:
+        owner = xml.parse(body).find("Owner")
+    except errors.S3Error:
+        return None
+    return None if owner is None else xml.child_text(owner, "ID")

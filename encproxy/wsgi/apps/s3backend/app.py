@@ -2,7 +2,7 @@
 forwarding), and ``build_s3_backend``, the app built from settings."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from werkzeug.wrappers import Response
@@ -12,7 +12,7 @@ from encproxy.s3 import conditional_writes
 from encproxy.s3.names import check_bucket_name
 from encproxy.s3backend import forwarding
 from encproxy.s3backend.client import BackendConfig, S3BackendClient
-from encproxy.settings import Settings
+from encproxy.settings import BackendCredential, Settings
 from encproxy.wsgi import environ as env
 from encproxy.wsgi.apps.s3backend.buckets import BucketOperations
 from encproxy.wsgi.apps.s3backend.multipart import MultipartOperations
@@ -25,10 +25,13 @@ from encproxy.wsgi.responses import s3_error_boundary
 class S3BackendApp(BucketOperations, ObjectOperations, MultipartOperations):
     def __init__(self, client: S3BackendClient, region: str,
                  conditional_writes: frozenset[str] = frozenset({"PutObject"}),
-                 internal_bucket: str | None = None) -> None:
+                 internal_bucket: str | None = None,
+                 backend_credentials: Mapping[str, BackendCredential] | None = None) -> None:
         """``conditional_writes``: what the backend enforces, ``[backend]
         conditional_writes`` (``Operation`` or ``Operation:If-Match``...).
-        ``internal_bucket``: encproxy's own, whose requests are always signed."""
+        ``internal_bucket``: encproxy's own, whose requests are always signed, as
+        encproxy.  ``backend_credentials``: client access key -> the backend identity
+        its requests are signed as (``[backend_credentials]``)."""
         self.client = client
         self.region = region
         self.conditional_writes = conditional_writes
@@ -41,15 +44,26 @@ class S3BackendApp(BucketOperations, ObjectOperations, MultipartOperations):
         if client.signs:
             self._anonymous = S3BackendApp(client.unsigned(), region, conditional_writes,
                                            internal_bucket)
+        # A client with its own backend identity: every request made for it
+        # (environ.ACCESS_KEY, kept by sub-requests) goes signed as that identity, the
+        # same app over a client that signs so.  encproxy's internal bucket is not the
+        # client's: its records are always read and written as encproxy.
+        self._as_client: dict[str, S3BackendApp] = {
+            access_key: S3BackendApp(client.signing_as(cred.access_key, cred.secret_key),
+                                     region, conditional_writes, internal_bucket)
+            for access_key, cred in (backend_credentials or {}).items()}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         return self._app(environ, start_response)
 
     def handle(self, environ: dict[str, Any]) -> Response:
         req = S3Request.of(environ)
-        if environ.get(env.ANONYMOUS) and self._anonymous is not self \
-                and req.bucket != self.internal_bucket:
-            return self._anonymous.handle(environ)
+        if req.bucket != self.internal_bucket:
+            if environ.get(env.ANONYMOUS) and self._anonymous is not self:
+                return self._anonymous.handle(environ)
+            twin = self._as_client.get(environ.get(env.ACCESS_KEY) or "")
+            if twin is not None:
+                return twin.handle(environ)
         op = req.operation
         kind = forwarding.disposition(op)
         if kind == forwarding.REFUSE:
@@ -102,4 +116,5 @@ def build_s3_backend(settings: Settings) -> S3BackendApp:
         pool_size=settings.get("backend", "pool_size"))
     return S3BackendApp(S3BackendClient(config), region=settings.get("server", "region"),
                         conditional_writes=settings.get("backend", "conditional_writes"),
-                        internal_bucket=settings.get("backend", "internal_bucket"))
+                        internal_bucket=settings.get("backend", "internal_bucket"),
+                        backend_credentials=settings.backend_credentials)
