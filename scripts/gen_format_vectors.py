@@ -19,6 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from encproxy import checksums  # noqa: E402
 from encproxy.crypto.keys import ObjectKeys, hkdf_expand, hkdf_extract  # noqa: E402
 from encproxy.crypto.multipart import (  # noqa: E402
     CompletionKeys,
@@ -41,6 +42,7 @@ from encproxy.crypto.records import (  # noqa: E402
 )
 from encproxy.crypto.single import ObjectEncryptor  # noqa: E402
 from encproxy.crypto.suites import record_cipher  # noqa: E402
+from encproxy.format.checksum import COMPOSITE, FULL_OBJECT, StoredChecksum  # noqa: E402
 from encproxy.format.constants import (  # noqa: E402
     FORMAT_VERSION,
     INDEX_RECORD_INDEX,
@@ -104,17 +106,32 @@ def derived(keys: ObjectKeys) -> dict[str, str]:
     return out
 
 
-def single_vector(seed: int, suite: Suite, size: int) -> dict[str, Any]:
-    keys = ObjectKeys(Kind.SINGLE, suite, object_id(seed), data_key(seed))
+def single_vector(seed: int, suite: Suite, size: int,
+                  checksum: str | None = None) -> dict[str, Any]:
+    """With ``checksum`` (an algorithm), envelope version 2: the seal also carries the
+    plaintext's FULL_OBJECT checksum (FORMAT.md §15)."""
+    version = 1 if checksum is None else 2
+    keys = ObjectKeys(Kind.SINGLE, suite, object_id(seed), data_key(seed), version)
     envelope = keys.envelope(KEY_ID, WRAPPED, BUCKET, KEY)
     plaintext = pattern(size)
-    body = joined(ObjectEncryptor(keys, size).encrypt([plaintext]))
+    extra: dict[str, Any] = {}
+    if checksum is None:
+        body = joined(ObjectEncryptor(keys, size).encrypt([plaintext]))
+    else:
+        hasher = checksums.new_hasher(checksum)
+        hasher.update(plaintext)
+        stored = StoredChecksum(checksum, FULL_OBJECT, hasher.digest())
+        body = joined(ObjectEncryptor(keys, size).encrypt([plaintext],
+                                                          checksum=lambda: stored))
+        extra = {"envelope_version": 2, "checksum_algorithm": checksum,
+                 "checksum_digest": stored.digest.hex()}
     return {
-        "name": f"single-{suite.name.lower()}-{size}",
+        "name": f"single-{suite.name.lower()}-{size}"
+                + ("" if checksum is None else f"-checksum-{checksum}"),
         "inputs": {"kind": "single", "suite": int(suite), "data_key": keys.data_key.hex(),
                    "object_id": keys.object_id.hex(), "bucket": BUCKET, "key": KEY,
                    "key_id": KEY_ID, "wrapped_key": WRAPPED.hex(),
-                   "plaintext_size": size},
+                   "plaintext_size": size, **extra},
         "outputs": {"derived": derived(keys), "envelope_tag": envelope.tag.hex(),
                     "metadata_value": envelope.encode(),
                     "plaintext_md5": hashlib.md5(plaintext).hexdigest(),
@@ -124,7 +141,8 @@ def single_vector(seed: int, suite: Suite, size: int) -> dict[str, Any]:
 
 def multipart_vector(seed: int, suite: Suite, sizes: list[int],
                      numbers: list[int] | None = None, *, upload_id: str | None = None,
-                     completion: bool = False) -> dict[str, Any]:
+                     completion: bool = False, checksum: tuple[str, str] | None = None
+                     ) -> dict[str, Any]:
     """Parts ``numbers`` (1..m by default) of these sizes, completed with exactly them;
     with ``upload_id``, as the server completes SSE-S3 and SSE-KMS uploads (always
     indexed, the index described: FORMAT.md §7.8); with ``completion``, the trailer
@@ -142,8 +160,20 @@ def multipart_vector(seed: int, suite: Suite, sizes: list[int],
             "segment_key": hkdf_expand(prk, segment_label(suite, number, salt(seed, number)),
                                        suite.key_size).hex(),
             "header_hex": seg[:52].hex(), "segment": blob(seg)})
+    summed: tuple[StoredChecksum | None, list[bytes]] = (None, [])
+    if checksum is not None:   # (algorithm, type): the checksummed index (FORMAT.md §15)
+        algorithm, checksum_type = checksum
+        part_sums = []
+        for size in sizes:
+            hasher = checksums.new_hasher(algorithm)
+            hasher.update(pattern(size))
+            part_sums.append(hasher.digest())
+        whole = (checksums.composite(algorithm, part_sums) if checksum_type == COMPOSITE
+                 else checksums.combine_crc(algorithm, list(zip(part_sums, sizes,
+                                                                strict=True))))
+        summed = (StoredChecksum(algorithm, checksum_type, whole), part_sums)
     description = None if upload_id is None else describe(
-        [hashlib.md5(pattern(size)).digest() for size in sizes], upload_id)
+        [hashlib.md5(pattern(size)).digest() for size in sizes], upload_id, *summed)
     plan = plan_completion(numbers, sizes, can_rewrite_last_part=True,
                            always_index=upload_id is not None, description=description)
     trailer_number = numbers[-1] + 1
@@ -174,6 +204,11 @@ def multipart_vector(seed: int, suite: Suite, sizes: list[int],
     if completion:
         extra["completion_keyed"] = True
         kind += "completion-"
+    if checksum is not None and summed[0] is not None:
+        extra["checksum_algorithm"], extra["checksum_type"] = checksum
+        extra["checksum_digest"] = summed[0].digest.hex()
+        extra["part_checksums"] = [d.hex() for d in summed[1]]
+        kind += f"checksum-{checksum[0]}-"
     return {
         "name": f"multipart-{suite.name.lower()}-{kind}{parts}{'-'.join(map(str, sizes))}",
         "inputs": {"kind": "multipart", "suite": int(suite), "data_key": keys.data_key.hex(),
@@ -238,6 +273,11 @@ def build() -> dict[str, dict[str, Any]]:
     single = [single_vector(seed, suite, size)
               for suite in Suite
               for seed, size in enumerate((0, 1, 17, 65535, 65536, 65537, 200_000))]
+    # Issue 16: envelope version 2, the seal carries the checksum (FORMAT.md §15).
+    single += [single_vector(500 + seed, suite, size, checksum)
+               for suite in Suite
+               for seed, (size, checksum) in enumerate(((0, "crc64nvme"), (65537, "sha256"),
+                                                        (200_000, "crc32")))]
     multipart = [multipart_vector(100 + seed, suite, sizes)
                  for suite in Suite
                  for seed, sizes in enumerate(([5 * MiB, 100],                 # terminal last
@@ -262,6 +302,13 @@ def build() -> dict[str, dict[str, Any]]:
                   for seed, (numbers, sizes) in enumerate((
                       ([1, 2], [5 * MiB, 5 * MiB]),              # header-only
                       ([2, 4], [5 * MiB + 1, 5 * MiB])))]        # indexed, trailer is part 5
+    # Issue 16: checksummed described indexes (COMPOSITE and FULL_OBJECT, FORMAT.md §15).
+    multipart += [multipart_vector(600 + seed, suite, sizes, upload_id=f"upload-{seed}",
+                                   checksum=checksum)
+                  for suite in Suite
+                  for seed, (sizes, checksum) in enumerate((
+                      ([5 * MiB, 100], ("sha256", COMPOSITE)),           # held tail
+                      ([5 * MiB, 5 * MiB], ("crc64nvme", FULL_OBJECT))))]   # own part
     header = {"format_version": FORMAT_VERSION,
               "plaintext": "pattern(n): byte i is (7 * i + 3) % 256",
               "blobs": "hex, or size + sha256 + head_hex/tail_hex (64 bytes) when longer "

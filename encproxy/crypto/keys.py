@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from encproxy.crypto.suites import RecordCipher, record_cipher
 from encproxy.format.constants import (
+    CHECKSUMMED_ENVELOPE_VERSION,
     DATA_KEY_SIZE,
     FORMAT_VERSION,
     OBJECT_ID_SIZE,
@@ -80,6 +81,9 @@ class ObjectKeys:
     suite: Suite
     object_id: bytes
     data_key: bytes = field(repr=False)
+    # The envelope version: 2 for a single-part object whose seal carries its checksum
+    # (FORMAT.md §15).  Copies that keep the body (rebind) keep it.
+    version: int = FORMAT_VERSION
     _prk: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -88,10 +92,15 @@ class ObjectKeys:
         object.__setattr__(self, "_prk", hkdf_extract(self.object_id, self.data_key))
 
     @classmethod
-    def generate(cls, kind: Kind, suite: Suite) -> ObjectKeys:
+    def generate(cls, kind: Kind, suite: Suite, version: int = FORMAT_VERSION) -> ObjectKeys:
         """Fresh keys for a new object: random data key, random object id."""
         return cls(Kind(kind), Suite(suite), os.urandom(OBJECT_ID_SIZE),
-                   os.urandom(DATA_KEY_SIZE))
+                   os.urandom(DATA_KEY_SIZE), version)
+
+    @property
+    def checksummed(self) -> bool:
+        """A single-part object whose sealed tail carries its checksum (envelope v2)."""
+        return self.version == CHECKSUMMED_ENVELOPE_VERSION
 
     def envelope_tag(self, bucket: str, key: str, version: int = FORMAT_VERSION,
                      protection: Protection = Protection.SSE_S3) -> bytes:
@@ -104,15 +113,15 @@ class ObjectKeys:
                  protection: Protection = Protection.SSE_S3) -> Envelope:
         """The envelope of this object at ``bucket/key``."""
         return Envelope(self.kind, self.suite, self.object_id,
-                        self.envelope_tag(bucket, key, protection=protection), key_id,
-                        wrapped_key, protection=protection)
+                        self.envelope_tag(bucket, key, self.version, protection), key_id,
+                        wrapped_key, self.version, protection)
 
     def verify(self, envelope: Envelope, bucket: str, key: str) -> None:
         """Check the envelope tag (constant time); raise EnvelopeAuthenticationFailed."""
         expected = self.envelope_tag(bucket, key, envelope.version, envelope.protection)
         if not hmac.compare_digest(expected, envelope.tag) \
-                or (envelope.kind, envelope.suite, envelope.object_id) \
-                != (self.kind, self.suite, self.object_id):
+                or (envelope.kind, envelope.suite, envelope.object_id, envelope.version) \
+                != (self.kind, self.suite, self.object_id, self.version):
             raise EnvelopeAuthenticationFailed()
 
     def body_cipher(self) -> RecordCipher:
@@ -151,12 +160,16 @@ def full_context(bucket: str, key: str, object_id: bytes,
 def new_object(wrapper: KeyWrapper, key_id: str, bucket: str, key: str, *,
                kind: Kind, suite: Suite = Suite.AES256_GCM,
                protection: Protection = Protection.SSE_S3,
-               extra_context: Mapping[str, str] | None = None) -> tuple[ObjectKeys, Envelope]:
-    """Keys and envelope for a new object (PutObject) or upload (CreateMultipartUpload).
+               extra_context: Mapping[str, str] | None = None,
+               version: int = FORMAT_VERSION) -> tuple[ObjectKeys, Envelope]:
+    """Keys and envelope for a new object (PutObject) or upload (CreateMultipartUpload);
+    ``version`` 2 for a single-part object that seals its checksum (FORMAT.md §15).
 
     Store ``envelope.metadata()`` in the object's user metadata.
     """
-    keys = ObjectKeys.generate(kind, suite)
+    if version != FORMAT_VERSION and kind is not Kind.SINGLE:
+        raise ValueError("only single-part objects have envelope version 2")
+    keys = ObjectKeys.generate(kind, suite, version)
     wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key, extra_context))
     return keys, keys.envelope(key_id, wrapped, bucket, key, protection)
 
@@ -172,7 +185,8 @@ def open_object(wrapper: KeyWrapper, envelope: Envelope, bucket: str, key: str,
     data_key = wrapper.unwrap(envelope.wrapped_key, context)
     if len(data_key) != DATA_KEY_SIZE:
         raise EnvelopeAuthenticationFailed()
-    keys = ObjectKeys(envelope.kind, envelope.suite, envelope.object_id, bytes(data_key))
+    keys = ObjectKeys(envelope.kind, envelope.suite, envelope.object_id, bytes(data_key),
+                      envelope.version)
     keys.verify(envelope, bucket, key)
     return keys
 

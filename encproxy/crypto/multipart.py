@@ -52,6 +52,7 @@ from encproxy.crypto.stream import (
 )
 from encproxy.crypto.suites import RecordCipher, RecordRejected, record_cipher
 from encproxy.errors import IncompleteBody
+from encproxy.format.checksum import DIGEST_SIZES, StoredChecksum
 from encproxy.format.constants import (
     CHUNK_CIPHERTEXT_SIZE,
     CHUNK_SIZE,
@@ -249,7 +250,9 @@ def build_trailer(keys: Sealer, plan: CompletionPlan, *,
     header, cipher = seal_header(
         keys, trailer_header(keys.suite, number, salt, index_size=len(index),
                              described=layout.description is not None,
-                             completion_keyed=completion))
+                             completion_keyed=completion,
+                             checksummed=layout.description is not None
+                             and layout.description.checksum is not None))
     record = cipher.seal(INDEX_RECORD_INDEX, _index_aad(header), index)
     trailer = header.encode() + record
     trailer += encode_footer(len(trailer) + FOOTER_SIZE)
@@ -264,7 +267,7 @@ def _open_index(header: SegmentHeader, cipher: RecordCipher,
         plaintext = cipher.open(INDEX_RECORD_INDEX, _index_aad(header), record)
     except RecordRejected:
         raise IndexAuthenticationFailed() from None
-    index = decode_index(plaintext, header.described)
+    index = decode_index(plaintext, header.described, header.checksummed)
     if header.part_number != index.part_numbers[-1] + 1:
         raise IndexMalformed()
     return index
@@ -504,6 +507,7 @@ def layout_from_headers(headers: Sequence[SegmentHeader], *,
 UPLOAD_DIGEST_LABEL = b"encproxy/1 upload id\x00"
 PART_NAME_LABEL = b"encproxy/1 part etag name"
 PART_MD5_LABEL = b"encproxy/1 part etag seal"
+PART_CHECKSUM_LABEL = b"encproxy/1 part checksum seal"
 _U32 = struct.Struct(">I")
 
 
@@ -519,9 +523,13 @@ def multipart_etag_md5(part_md5s: Sequence[bytes]) -> bytes:
     return hashlib.md5(b"".join(part_md5s), usedforsecurity=False).digest()
 
 
-def describe(part_md5s: Sequence[bytes], upload_id: str) -> IndexDescription:
-    """The description a completion of ``upload_id`` with these parts writes."""
-    return IndexDescription(multipart_etag_md5(part_md5s), upload_digest(upload_id))
+def describe(part_md5s: Sequence[bytes], upload_id: str,
+             checksum: StoredChecksum | None = None,
+             part_checksums: Sequence[bytes] = ()) -> IndexDescription:
+    """The description a completion of ``upload_id`` with these parts (and, if the
+    upload has one, the object's checksum and its parts' digests) writes."""
+    return IndexDescription(multipart_etag_md5(part_md5s), upload_digest(upload_id), checksum,
+                            tuple(part_checksums))
 
 
 def _part_key(keys: ObjectKeys, label: bytes) -> bytes:
@@ -568,3 +576,34 @@ def open_part_md5(keys: ObjectKeys, part_number: int, name: str, sealed: str) ->
     if not hmac.compare_digest(part_etag_name(keys, part_number, md5), name):
         raise RecordAuthenticationFailed()
     return md5
+
+
+def _checksum_pad(keys: ObjectKeys, part_number: int, name: str, algorithm: str) -> bytes:
+    return hmac.new(_part_key(keys, PART_CHECKSUM_LABEL),
+                    _U32.pack(part_number) + bytes.fromhex(name) + algorithm.encode("ascii"),
+                    hashlib.sha256).digest()[:DIGEST_SIZES[algorithm]]
+
+
+def seal_part_checksum(keys: ObjectKeys, part_number: int, name: str, algorithm: str,
+                       digest: bytes) -> str:
+    """The part's checksum (``x-amz-checksum-<algorithm>`` of its plaintext) as a part
+    record keeps it (hex; FORMAT.md §15): XORed with a pad derived from the record's
+    name, which is a MAC of the part's MD5, like the MD5 itself.  The record's MAC
+    authenticates it; the pad keeps the digest from confirming guesses."""
+    if len(digest) != DIGEST_SIZES[algorithm]:
+        raise ValueError("digest size")
+    pad = _checksum_pad(keys, part_number, name, algorithm)
+    return bytes(a ^ b for a, b in zip(digest, pad, strict=True)).hex()
+
+
+def open_part_checksum(keys: ObjectKeys, part_number: int, name: str, algorithm: str,
+                       sealed: str) -> bytes:
+    """The digest ``seal_part_checksum`` sealed; RecordAuthenticationFailed if malformed."""
+    try:
+        raw = bytes.fromhex(sealed)
+        pad = _checksum_pad(keys, part_number, name, algorithm)
+    except (ValueError, KeyError):
+        raise RecordAuthenticationFailed() from None
+    if len(raw) != len(pad):
+        raise RecordAuthenticationFailed()
+    return bytes(a ^ b for a, b in zip(raw, pad, strict=True))

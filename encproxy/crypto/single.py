@@ -3,7 +3,8 @@
     body = chunk_0 || ... || chunk_{K-1} || etag_seal
 
 ``chunk_i`` is ``seal(body key, i, AAD(domain 1, part 0, i, final = i == K-1), pt_i)``;
-``etag_seal`` is ``seal(body key, 2**64-1, AAD(domain 2, final) || u64 size, md5)``.
+``etag_seal`` is ``seal(body key, 2**64-1, AAD(domain 2, final) || u64 size, md5)``, or,
+for an object whose envelope is version 2, of ``md5 || checksum block`` (FORMAT.md §15).
 
 Typical use::
 
@@ -35,11 +36,11 @@ from encproxy.crypto.stream import (
 )
 from encproxy.crypto.suites import RecordCipher, RecordRejected
 from encproxy.errors import IncompleteBody
+from encproxy.format.checksum import StoredChecksum
 from encproxy.format.constants import (
     CHUNK_CIPHERTEXT_SIZE,
     CHUNK_SIZE,
     ETAG_SEAL_INDEX,
-    ETAG_SEAL_SIZE,
     MD5_SIZE,
     Domain,
     Kind,
@@ -55,6 +56,7 @@ from encproxy.format.layout import (
     chunk_count,
     ciphertext_size,
     plaintext_size,
+    seal_size,
 )
 from encproxy.format.records import AadPacker, aad, u64
 
@@ -76,26 +78,31 @@ class ObjectEncryptor:
 
     def __init__(self, keys: ObjectKeys, plaintext_size: int) -> None:
         _require_single(keys)
-        check_single_size(plaintext_size)
+        check_single_size(plaintext_size, keys.checksummed)
         self.keys = keys
         self.plaintext_size = plaintext_size
-        self.ciphertext_size = ciphertext_size(plaintext_size)
+        self.ciphertext_size = ciphertext_size(plaintext_size, keys.checksummed)
         self._etag_seal: bytes | None = None
 
-    def encrypt(self, source: Source, md5: Callable[[], bytes] | None = None
+    def encrypt(self, source: Source, md5: Callable[[], bytes] | None = None,
+                checksum: Callable[[], StoredChecksum] | None = None
                 ) -> Iterator[memoryview]:
         """Yield the body (``ciphertext_size`` bytes) in ~1 MiB views.
 
         ``md5`` is called once, after the last plaintext byte was read, and must
         return the 16-byte MD5 of the plaintext (the client-visible ETag); the
         caller usually computes it beside the encryption.  Without it the
-        encryptor computes it inline (slower).  Raises IncompleteBody if the
-        source holds fewer or more than ``plaintext_size`` bytes.
+        encryptor computes it inline (slower).  ``checksum``, required exactly when
+        the keys are of a checksummed (version 2) object, is called after it and
+        returns the object's checksum, sealed beside the MD5.  Raises IncompleteBody
+        if the source holds fewer or more than ``plaintext_size`` bytes.
         """
+        if (checksum is None) == self.keys.checksummed:
+            raise ValueError("a checksum is sealed exactly in a version 2 object")
         cipher = self.keys.body_cipher()
         src = ByteSource(source, READ_SIZE)
         out = batch_for(chunk_count(self.plaintext_size), CHUNK_CIPHERTEXT_SIZE,
-                        slack=ETAG_SEAL_SIZE)
+                        slack=seal_size(self.keys.checksummed))
         digest = None
         if md5 is None:
             digest = hashlib.md5(usedforsecurity=False)
@@ -108,6 +115,8 @@ class ObjectEncryptor:
         value = md5()
         if len(value) != MD5_SIZE:
             raise ValueError("md5 must return 16 bytes")
+        if checksum is not None:
+            value += checksum().encode()
         self._etag_seal = cipher.seal(ETAG_SEAL_INDEX, _seal_aad(self.keys, self.plaintext_size),
                                       value)
         out.put(self._etag_seal)
@@ -133,8 +142,10 @@ class ObjectDecryptor:
         _require_single(keys)
         self.keys = keys
         self.ciphertext_size = ciphertext_size
-        self.plaintext_size = plaintext_size(ciphertext_size)
+        self.seal_size = seal_size(keys.checksummed)
+        self.plaintext_size = plaintext_size(ciphertext_size, keys.checksummed)
         self.etag_md5: bytes | None = None
+        self.checksum: StoredChecksum | None = None
         self._cipher: RecordCipher | None = None
 
     @property
@@ -153,10 +164,10 @@ class ObjectDecryptor:
         last = chunk_count(self.plaintext_size) - 1
         aadp = AadPacker(self.keys.suite, Domain.CHUNK, 0)
         yield from decrypt_chunks(self.cipher, aadp, self.plaintext_size, 0, last, src, out)
-        seal = src.take(ETAG_SEAL_SIZE)
-        if len(seal) != ETAG_SEAL_SIZE:
+        seal = src.take(self.seal_size)
+        if len(seal) != self.seal_size:
             raise CiphertextTruncated()
-        self.etag_md5 = self.open_etag_seal(seal)
+        self.etag_md5, self.checksum = self.open_seal(seal)
         if not src.at_end():
             raise CiphertextTrailingData()
         yield out.take()
@@ -179,16 +190,25 @@ class ObjectDecryptor:
         yield out.take()
 
     def open_etag_seal(self, seal: bytes | memoryview) -> bytes:
-        """The plaintext MD5 from the object's last ETAG_SEAL_SIZE bytes (for HEAD)."""
-        if len(seal) != ETAG_SEAL_SIZE:
+        """The plaintext MD5 from the object's sealed tail (for HEAD)."""
+        return self.open_seal(seal)[0]
+
+    def open_seal(self, seal: bytes | memoryview) -> tuple[bytes, StoredChecksum | None]:
+        """The plaintext MD5 and (envelope version 2) the checksum from the object's
+        sealed tail (``etag_seal_range``)."""
+        if len(seal) != self.seal_size:
             raise CiphertextTruncated()
         try:
-            return self.cipher.open(ETAG_SEAL_INDEX, _seal_aad(self.keys, self.plaintext_size),
-                                    seal)
+            opened = self.cipher.open(ETAG_SEAL_INDEX,
+                                      _seal_aad(self.keys, self.plaintext_size), seal)
         except RecordRejected:
             raise EtagSealAuthenticationFailed() from None
+        if not self.keys.checksummed:
+            return bytes(opened), None
+        return bytes(opened[:MD5_SIZE]), StoredChecksum.decode(
+            opened[MD5_SIZE:], EtagSealAuthenticationFailed)
 
     @property
     def etag_seal_range(self) -> tuple[int, int]:
-        """``[start, stop)`` of the sealed MD5 in the stored body."""
-        return self.ciphertext_size - ETAG_SEAL_SIZE, self.ciphertext_size
+        """``[start, stop)`` of the sealed tail (MD5, checksum) in the stored body."""
+        return self.ciphertext_size - self.seal_size, self.ciphertext_size

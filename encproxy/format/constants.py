@@ -11,6 +11,10 @@ from enum import IntEnum
 from typing import Final
 
 FORMAT_VERSION: Final = 1
+# An envelope of version 2 is a single-part object whose sealed tail also carries its
+# checksum (FORMAT.md §5, §15); every other field and derivation is version 1's.
+CHECKSUMMED_ENVELOPE_VERSION: Final = 2
+ENVELOPE_VERSIONS: Final = (FORMAT_VERSION, CHECKSUMMED_ENVELOPE_VERSION)
 
 KiB: Final = 1024
 MiB: Final = 1024 * KiB
@@ -31,6 +35,10 @@ ENVELOPE_TAG_SIZE: Final = 32
 # -- single-part objects ----------------------------------------------------------------
 MD5_SIZE: Final = 16
 ETAG_SEAL_SIZE: Final = MD5_SIZE + TAG_SIZE   # sealed plaintext MD5 at the end of the body
+# The checksum block (FORMAT.md §15): u8 algorithm, u8 type, u16 0, 32-byte digest.
+CHECKSUM_BLOCK_SIZE: Final = 36
+# Envelope version 2: the sealed tail holds the MD5 and the checksum block.
+CHECKSUMMED_SEAL_SIZE: Final = MD5_SIZE + CHECKSUM_BLOCK_SIZE + TAG_SIZE
 
 # -- multipart objects ------------------------------------------------------------------
 SEGMENT_HEADER_SIZE: Final = 52
@@ -124,9 +132,10 @@ class SegmentFlag(IntEnum):
     INDEXED = 0x04    # the trailer carries an index of the part sizes
     DESCRIBED = 0x08  # the index also carries the object's ETag and its upload's digest
     COMPLETION = 0x10  # a trailer sealed under the upload's completion key (FORMAT.md §7.9)
+    CHECKSUMMED = 0x20  # the described index also carries the object's checksum (§15)
 
 
-SEGMENT_FLAGS_MASK: Final = 0x1F
+SEGMENT_FLAGS_MASK: Final = 0x3F
 
 # Record indices outside the chunk range (chunk indices stay below 2**32), so that a
 # (key, nonce) pair is never used twice within one key's lifetime.

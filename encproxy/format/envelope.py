@@ -2,7 +2,7 @@
 
 One metadata entry, ``x-amz-meta-encproxy``, holds the unpadded base64url of::
 
-    u8  version            (1)
+    u8  version            (1; 2: a single-part object whose seal carries its checksum)
     u8  kind               (1 single-part, 2 multipart)
     u8  suite              (1 AES-256-GCM, 2 AES-256-CTR-HMAC-SHA256)
     u8  protection         (0 SSE-S3, 1 SSE-KMS, 2 SSE-C: what S3 reports)
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from encproxy.format.constants import (
     ENVELOPE_FIXED_SIZE,
     ENVELOPE_TAG_SIZE,
+    ENVELOPE_VERSIONS,
     FORMAT_VERSION,
     MAX_KEY_ID_SIZE,
     MAX_METADATA_VALUE_SIZE,
@@ -101,13 +102,15 @@ class Envelope:
                 + MAX_WRAPPED_KEY_SIZE:
             raise EnvelopeMalformed()
         version, kind, suite, protection, object_id, tag = _HEAD.unpack_from(raw)
-        if version != FORMAT_VERSION:
+        if version not in ENVELOPE_VERSIONS:
             raise UnsupportedVersion()
         if suite not in Suite._value2member_map_:
             raise UnsupportedSuite()
         if kind not in Kind._value2member_map_ \
                 or protection not in Protection._value2member_map_:
             raise EnvelopeMalformed()
+        if version != FORMAT_VERSION and kind != Kind.SINGLE:
+            raise EnvelopeMalformed()   # version 2 is a checksummed single-part object
         pos = _HEAD.size
         key_id_len = raw[pos]
         pos += 1

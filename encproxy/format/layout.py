@@ -30,10 +30,13 @@ from encproxy.errors import (
     InvalidRange,
     InvalidRequest,
 )
+from encproxy.format.checksum import StoredChecksum
 from encproxy.format.constants import (
     BACKEND_MAX_OBJECT_SIZE,
     BACKEND_MAX_PART_SIZE,
     BACKEND_MAX_PUT_SIZE,
+    CHECKSUM_BLOCK_SIZE,
+    CHECKSUMMED_SEAL_SIZE,
     CHUNK_CIPHERTEXT_SIZE,
     CHUNK_SIZE,
     ETAG_SEAL_SIZE,
@@ -112,16 +115,23 @@ def _largest_stream(budget: int) -> int:
 # -- single-part objects ------------------------------------------------------------------
 
 
-def ciphertext_size(plaintext_size: int) -> int:
+def seal_size(checksummed: bool = False) -> int:
+    """Size of a single-part object's sealed tail: the MD5, and with envelope version 2
+    (``checksummed``) the checksum block too (FORMAT.md §5)."""
+    return CHECKSUMMED_SEAL_SIZE if checksummed else ETAG_SEAL_SIZE
+
+
+def ciphertext_size(plaintext_size: int, checksummed: bool = False) -> int:
     """Stored size of a single-part object of ``plaintext_size`` bytes."""
-    return stream_size(plaintext_size) + ETAG_SEAL_SIZE
+    return stream_size(plaintext_size) + seal_size(checksummed)
 
 
-def plaintext_size(ciphertext_size: int) -> int:
+def plaintext_size(ciphertext_size: int, checksummed: bool = False) -> int:
     """Exact inverse of :func:`ciphertext_size`; raises CiphertextSizeInvalid off its image."""
-    if ciphertext_size < ETAG_SEAL_SIZE + TAG_SIZE:
+    seal = seal_size(checksummed)
+    if ciphertext_size < seal + TAG_SIZE:
         raise CiphertextSizeInvalid()
-    return stream_plaintext_size(ciphertext_size - ETAG_SEAL_SIZE)
+    return stream_plaintext_size(ciphertext_size - seal)
 
 
 def etag_seal_offset(plaintext_size: int) -> int:
@@ -129,11 +139,16 @@ def etag_seal_offset(plaintext_size: int) -> int:
     return stream_size(plaintext_size)
 
 
-# The largest indexed trailer: 10,000 index entries, the description and the largest pad.
+# The largest indexed trailer: 10,000 index entries, the description with the checksum
+# block, and the largest pad.
+MAX_CHECKSUM_SIZE = 32   # SHA-256, the largest digest of S3's checksums
 MAX_INDEXED_TRAILER_SIZE = (SEGMENT_HEADER_SIZE + INDEX_PREFIX_SIZE
                             + INDEX_ENTRY_SIZE * MAX_PART_NUMBER + INDEX_DESCRIPTION_SIZE
+                            + CHECKSUM_BLOCK_SIZE + MAX_CHECKSUM_SIZE * MAX_PART_NUMBER
                             + MAX_INDEX_PAD + TAG_SIZE + FOOTER_SIZE)
 MAX_SINGLE_PLAINTEXT_SIZE = _largest_stream(BACKEND_MAX_PUT_SIZE - ETAG_SEAL_SIZE)
+MAX_CHECKSUMMED_SINGLE_PLAINTEXT_SIZE = _largest_stream(BACKEND_MAX_PUT_SIZE
+                                                        - CHECKSUMMED_SEAL_SIZE)
 MAX_PART_PLAINTEXT_SIZE = _largest_stream(BACKEND_MAX_PART_SIZE - SEGMENT_HEADER_SIZE)
 # Part 10000 is always terminal, so it may have to carry an indexed trailer in the
 # same backend part (held tail): it keeps room for the largest one.
@@ -147,10 +162,11 @@ MAX_OBJECT_PLAINTEXT_SIZE = _largest_stream(
     - MAX_INDEXED_TRAILER_SIZE)
 
 
-def check_single_size(plaintext_size: int) -> None:
+def check_single_size(plaintext_size: int, checksummed: bool = False) -> None:
     """Raise EntityTooLarge if a single PUT of this size cannot be stored."""
     _check_size(plaintext_size)
-    if plaintext_size > MAX_SINGLE_PLAINTEXT_SIZE:
+    if plaintext_size > (MAX_CHECKSUMMED_SINGLE_PLAINTEXT_SIZE if checksummed
+                         else MAX_SINGLE_PLAINTEXT_SIZE):
         raise EntityTooLarge()
 
 
@@ -259,34 +275,44 @@ class Trailer(Enum):
     INDEXED = "indexed"          # a trailer carrying the index of part sizes
 
 
-def index_record_size(parts: int, pad: int, described: bool = False) -> int:
+def index_record_size(parts: int, pad: int, described: bool = False,
+                      checksum_size: int = 0) -> int:
     """Plaintext size of an index: prefix, one entry (part number, size) per data
-    segment, the description when ``described`` (FORMAT.md §7.8), then padding."""
+    segment, the description when ``described`` (FORMAT.md §7.8), and when
+    ``checksum_size`` (the digest size of its algorithm) the object's checksum block
+    and each part's digest (§15), then padding."""
     return (INDEX_PREFIX_SIZE + INDEX_ENTRY_SIZE * parts
-            + (INDEX_DESCRIPTION_SIZE if described else 0) + pad)
+            + (INDEX_DESCRIPTION_SIZE if described else 0)
+            + (CHECKSUM_BLOCK_SIZE + parts * checksum_size if checksum_size else 0) + pad)
 
 
-def indexed_trailer_size(parts: int, pad: int, described: bool = False) -> int:
+def indexed_trailer_size(parts: int, pad: int, described: bool = False,
+                         checksum_size: int = 0) -> int:
     """Stored size of an indexed trailer: header, sealed index, footer."""
-    return (SEGMENT_HEADER_SIZE + index_record_size(parts, pad, described) + TAG_SIZE
-            + FOOTER_SIZE)
+    return (SEGMENT_HEADER_SIZE + index_record_size(parts, pad, described, checksum_size)
+            + TAG_SIZE + FOOTER_SIZE)
 
 
 def index_tail_hint(backend_parts: int) -> int:
     """Bytes at the end of an indexed object that surely contain its whole trailer
-    (an index lists at most ``backend_parts`` parts and may be described; at most
-    185,692 bytes)."""
+    (an index lists at most ``backend_parts`` parts and may be described and carry
+    SHA-256 part checksums; at most 505,728 bytes)."""
     return indexed_trailer_size(min(backend_parts, MAX_PART_NUMBER), CHUNK_CIPHERTEXT_SIZE,
-                                described=True)
+                                described=True, checksum_size=MAX_CHECKSUM_SIZE)
 
 
 class IndexDescription(NamedTuple):
     """What a described index says about the object besides its layout (FORMAT.md §7.8):
     the MD5 its S3-style ETag shows (of the concatenated binary MD5s of the client's
-    parts) and the digest of the upload id that completed it."""
+    parts) and the digest of the upload id that completed it; and, for an upload that
+    declared a checksum algorithm (or defaulted to one), the object's checksum (§15,
+    a ``format.checksum.StoredChecksum``; the header's CHECKSUMMED flag) and its parts'."""
 
     etag_md5: bytes
     upload_digest: bytes
+    checksum: StoredChecksum | None = None
+    # With ``checksum``: each part's digest of its algorithm, in the index's order.
+    part_checksums: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -715,11 +741,18 @@ def plan_completion(part_numbers: Sequence[int], part_sizes: Sequence[int], *,
         own_part = not terminal
         backend_parts = len(sizes) + own_part
         described = description is not None
-        unpadded = (bare.data_size + indexed_trailer_size(len(sizes), 0, described)
+        checksum_size = 0
+        if description is not None and description.checksum is not None:
+            checksum_size = len(description.checksum.digest)
+            if len(description.part_checksums) != len(sizes) \
+                    or any(len(d) != checksum_size for d in description.part_checksums):
+                raise ValueError("one part checksum of the object's algorithm per part")
+        unpadded = (bare.data_size
+                    + indexed_trailer_size(len(sizes), 0, described, checksum_size)
                     - backend_parts * SEGMENT_HEADER_SIZE)
         pad = (INDEX_SIGNAL_RESIDUE - unpadded) % CHUNK_CIPHERTEXT_SIZE
         layout = MultipartLayout(sizes, Trailer.INDEXED,
-                                 indexed_trailer_size(len(sizes), pad, described),
+                                 indexed_trailer_size(len(sizes), pad, described, checksum_size),
                                  part_numbers=numbers, description=description)
         plan = CompletionPlan(layout, own_part, backend_parts, pad)
     if plan.layout.ciphertext_size > BACKEND_MAX_OBJECT_SIZE:

@@ -26,7 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from encproxy.format.checksum import StoredChecksum
 from encproxy.format.constants import (
+    CHECKSUM_BLOCK_SIZE,
     FOOTER_MAGIC,
     FOOTER_SIZE,
     FORMAT_VERSION,
@@ -51,6 +53,7 @@ from encproxy.format.errors import (
     UnsupportedVersion,
 )
 from encproxy.format.layout import (
+    MAX_CHECKSUM_SIZE,
     MAX_PART_PLAINTEXT_SIZE,
     IndexDescription,
     index_record_size,
@@ -68,7 +71,9 @@ assert _FOOTER.size == FOOTER_SIZE
 _INDEX_PREFIX = struct.Struct(">II")
 _INDEX_ENTRY = struct.Struct(">IQ")
 assert _INDEX_ENTRY.size == INDEX_ENTRY_SIZE
-MAX_INDEX_SIZE = index_record_size(MAX_PART_NUMBER, MAX_INDEX_PAD, described=True)
+MAX_INDEX_SIZE = index_record_size(MAX_PART_NUMBER, MAX_INDEX_PAD, described=True,
+                                   checksum_size=MAX_CHECKSUM_SIZE)
+MIN_CHECKSUM_SIZE = 4   # CRC32
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,11 @@ class SegmentHeader:
     def described(self) -> bool:
         """An indexed trailer whose index carries a description (FORMAT.md §7.8)."""
         return bool(self.flags & SegmentFlag.DESCRIBED)
+
+    @property
+    def checksummed(self) -> bool:
+        """A described index that also carries the object's checksum (FORMAT.md §15)."""
+        return bool(self.flags & SegmentFlag.CHECKSUMMED)
 
     @property
     def span(self) -> int:
@@ -147,7 +157,8 @@ class SegmentHeader:
         if reserved or flags & ~SEGMENT_FLAGS_MASK or not 1 <= number <= MAX_SEGMENT_NUMBER:
             raise SegmentHeaderMalformed()
         trailer, indexed = flags & SegmentFlag.TRAILER, flags & SegmentFlag.INDEXED
-        if flags & SegmentFlag.DESCRIBED and not indexed \
+        if flags & SegmentFlag.CHECKSUMMED and not flags & SegmentFlag.DESCRIBED \
+                or flags & SegmentFlag.DESCRIBED and not indexed \
                 or flags & SegmentFlag.COMPLETION and not trailer:
             raise SegmentHeaderMalformed()
         if trailer:
@@ -157,7 +168,9 @@ class SegmentHeader:
                 raise SegmentHeaderMalformed()
             if not indexed and size != 0:
                 raise SegmentHeaderMalformed()
-            least = index_record_size(1, 0, bool(flags & SegmentFlag.DESCRIBED))
+            least = index_record_size(1, 0, bool(flags & SegmentFlag.DESCRIBED),
+                                      MIN_CHECKSUM_SIZE if flags & SegmentFlag.CHECKSUMMED
+                                      else 0)
             if indexed and not least <= size <= MAX_INDEX_SIZE:
                 raise SegmentHeaderMalformed()
         else:
@@ -170,7 +183,7 @@ class SegmentHeader:
 
 def trailer_header(suite: Suite, part_number: int, salt: bytes, *,
                    index_size: int | None = None, described: bool = False,
-                   completion_keyed: bool = False) -> SegmentHeader:
+                   completion_keyed: bool = False, checksummed: bool = False) -> SegmentHeader:
     """The header of a trailer; ``index_size`` given for an indexed trailer,
     ``described`` for one whose index carries a description (FORMAT.md §7.8)."""
     flags = SegmentFlag.TERMINAL | SegmentFlag.TRAILER
@@ -180,6 +193,10 @@ def trailer_header(suite: Suite, part_number: int, salt: bytes, *,
         if index_size is None:
             raise ValueError("only an index is described")
         flags |= SegmentFlag.DESCRIBED
+    if checksummed:
+        if not described:
+            raise ValueError("only a described index carries a checksum")
+        flags |= SegmentFlag.CHECKSUMMED
     if completion_keyed:
         flags |= SegmentFlag.COMPLETION
     return SegmentHeader(suite, int(flags), part_number, index_size or 0, salt)
@@ -219,19 +236,35 @@ def encode_index(part_numbers: Sequence[int], part_sizes: Sequence[int], pad: in
         described = description.etag_md5 + description.upload_digest
         if len(described) != INDEX_DESCRIPTION_SIZE or len(description.etag_md5) != 16:
             raise ValueError("a description is a 16-byte MD5 and a 32-byte digest")
+        if description.checksum is not None:
+            size = len(description.checksum.digest)
+            if len(description.part_checksums) != count \
+                    or any(len(d) != size for d in description.part_checksums):
+                raise ValueError("one part checksum of the object's algorithm per part")
+            described += description.checksum.encode() + b"".join(description.part_checksums)
     return b"".join((_INDEX_PREFIX.pack(count, pad), entries, described, bytes(pad)))
 
 
-def decode_index(raw: bytes | memoryview, described: bool = False) -> PartIndex:
+def decode_index(raw: bytes | memoryview, described: bool = False,
+                 checksummed: bool = False) -> PartIndex:
     """Part numbers and sizes (and the description of a ``described`` index) from an
     (authenticated) index plaintext; raises IndexMalformed for a bad shape, numbers
     not strictly ascending in 1..10000, sizes beyond a part, or non-zero padding."""
+    if checksummed and not described:
+        raise ValueError("only a described index carries a checksum")
     raw = memoryview(raw)
     if not INDEX_PREFIX_SIZE <= len(raw) <= MAX_INDEX_SIZE:
         raise IndexMalformed()
     count, pad = _INDEX_PREFIX.unpack_from(raw)
-    if not 1 <= count <= MAX_PART_NUMBER or pad > MAX_INDEX_PAD \
-            or len(raw) != index_record_size(count, pad, described):
+    if not 1 <= count <= MAX_PART_NUMBER or pad > MAX_INDEX_PAD:
+        raise IndexMalformed()
+    checksum = None
+    checksum_size = 0
+    if checksummed:
+        at = INDEX_PREFIX_SIZE + INDEX_ENTRY_SIZE * count + INDEX_DESCRIPTION_SIZE
+        checksum = StoredChecksum.decode(raw[at:at + CHECKSUM_BLOCK_SIZE])
+        checksum_size = len(checksum.digest)
+    if len(raw) != index_record_size(count, pad, described, checksum_size):
         raise IndexMalformed()
     stop = INDEX_PREFIX_SIZE + INDEX_ENTRY_SIZE * count
     entries = list(_INDEX_ENTRY.iter_unpack(raw[INDEX_PREFIX_SIZE:stop]))
@@ -240,8 +273,15 @@ def decode_index(raw: bytes | memoryview, described: bool = False) -> PartIndex:
     description = None
     if described:
         extra = bytes(raw[stop:stop + INDEX_DESCRIPTION_SIZE])
-        description = IndexDescription(extra[:16], extra[16:])
         stop += INDEX_DESCRIPTION_SIZE
+        part_checksums: tuple[bytes, ...] = ()
+        if checksum is not None:
+            stop += CHECKSUM_BLOCK_SIZE
+            part_checksums = tuple(bytes(raw[stop + i * checksum_size:
+                                             stop + (i + 1) * checksum_size])
+                                   for i in range(count))
+            stop += count * checksum_size
+        description = IndexDescription(extra[:16], extra[16:], checksum, part_checksums)
     if not part_numbers_valid(numbers) or any(s > MAX_PART_PLAINTEXT_SIZE for s in sizes) \
             or any(raw[stop:]):
         raise IndexMalformed()

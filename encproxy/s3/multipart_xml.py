@@ -19,3 +19,23 @@ def parse_complete(body: bytes) -> list[tuple[int, str]]:
     if not parts:
         raise errors.MalformedXML()
     return parts
+
+
+_CHECKSUM_ELEMENTS = {"ChecksumCRC32": "crc32", "ChecksumCRC32C": "crc32c",
+                      "ChecksumCRC64NVME": "crc64nvme", "ChecksumSHA1": "sha1",
+                      "ChecksumSHA256": "sha256"}
+
+
+def parse_part_checksums(body: bytes) -> dict[int, dict[str, str]]:
+    """The part checksums a CompleteMultipartUpload body names: part number ->
+    {algorithm: base64 value as sent} (parts that name none are absent)."""
+    root = xml.parse(body)
+    found: dict[int, dict[str, str]] = {}
+    for p in root.findall("Part"):
+        number = (xml.child_text(p, "PartNumber") or "").strip()
+        sums = {algorithm: (xml.child_text(p, element) or "").strip()
+                for element, algorithm in _CHECKSUM_ELEMENTS.items()
+                if p.find(element) is not None}
+        if sums and number.isdigit():
+            found[int(number)] = sums
+    return found

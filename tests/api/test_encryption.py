@@ -17,11 +17,12 @@ import uuid
 import pytest
 import requests
 from botocore.exceptions import ClientError
-
 from support.backends import Stored
 from support.clients import make_client
 from support.server import start_server
 from test_buckets import code, status
+
+from encproxy.format.constants import CHECKSUMMED_SEAL_SIZE
 
 MARKER = b"PLAINTEXT-MARKER-7f3a"
 SSE_S3 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
@@ -86,7 +87,8 @@ def test_backend_etag_names_the_ciphertext_and_is_new_for_every_write(backend, s
         assert s3.put_object(Bucket=encrypted_bucket, Key="twice", Body=data)["ETag"] == \
             md5_etag(data)
         held.append(stored.read(encrypted_bucket, "twice"))
-        expected = held[-1].body if backend.is_s3 else held[-1].body[-32:]
+        # the seal: the MD5 and (envelope version 2) the checksum, FORMAT.md §15
+        expected = held[-1].body if backend.is_s3 else held[-1].body[-CHECKSUMMED_SEAL_SIZE:]
         assert held[-1].etag == hashlib.md5(expected).hexdigest()
     assert held[0].etag != held[1].etag
     assert s3.head_object(Bucket=encrypted_bucket, Key="twice")["ETag"] == md5_etag(data)

@@ -97,7 +97,10 @@ def test_metadata_budget(key_id: str, wrapped: int, budget: int) -> None:
     pytest.param("AQE+AA", EnvelopeMalformed, id="not base64url"),
     pytest.param("A", EnvelopeMalformed, id="impossible length"),
     pytest.param(b64(b"\x01\x01\x01\x00" + bytes(60)), EnvelopeMalformed, id="truncated"),
-    pytest.param(b64(b"\x02" + bytes(90)), UnsupportedVersion, id="version 2"),
+    pytest.param(b64(b"\x03" + bytes(90)), UnsupportedVersion, id="version 3"),
+    # version 2 (a checksummed single-part object, FORMAT.md §15) is never multipart
+    pytest.param(b64(b"\x02\x02\x01\x00" + bytes(90)), EnvelopeMalformed,
+                 id="version 2 multipart"),
     pytest.param(b64(b"\x01\x01\x09\x00" + bytes(90)), UnsupportedSuite, id="suite 9"),
     pytest.param(b64(b"\x01\x03\x01\x00" + bytes(90)), EnvelopeMalformed, id="kind 3"),
     pytest.param(b64(b"\x01\x01\x01\x80" + bytes(90)), EnvelopeMalformed, id="flag set"),

@@ -322,7 +322,7 @@ def test_part_10000_keeps_room_for_a_held_tail() -> None:
     last = plan.layout.backend_part_ranges(plan.backend_parts)[-1]
     assert last[1] - last[0] <= BACKEND_MAX_PART_SIZE
     assert index_tail_hint(MAX_PART_NUMBER) >= MAX_INDEXED_TRAILER_SIZE
-    assert index_tail_hint(MAX_PART_NUMBER) == 185_692   # a described index (§7.8)
+    assert index_tail_hint(MAX_PART_NUMBER) == 505_728   # described, SHA-256 part sums (§15)
 
 
 @pytest.mark.parametrize(("numbers", "parts", "rewrite"), [

@@ -11,10 +11,12 @@ import hashlib
 import hmac
 import json
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from awscrt import checksums as crt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -29,6 +31,7 @@ from encproxy.crypto.multipart import (
     read_index,
 )
 from encproxy.crypto.single import ObjectDecryptor, ObjectEncryptor
+from encproxy.format.checksum import StoredChecksum
 from encproxy.format.constants import CHUNK_SIZE, Domain, Kind, Suite
 from encproxy.format.envelope import Envelope
 from encproxy.format.layout import (
@@ -68,7 +71,26 @@ def matches(data: bytes, expected: dict[str, Any]) -> bool:
 def keys_of(inputs: dict[str, Any]) -> ObjectKeys:
     kind = Kind.SINGLE if inputs["kind"] == "single" else Kind.MULTIPART
     return ObjectKeys(kind, Suite(inputs["suite"]), bytes.fromhex(inputs["object_id"]),
-                      bytes.fromhex(inputs["data_key"]))
+                      bytes.fromhex(inputs["data_key"]), inputs.get("envelope_version", 1))
+
+
+# FORMAT.md §15: algorithm codes of the checksum block, and the digests from the primitives.
+CHECKSUM_CODES = {"crc32": 1, "crc32c": 2, "crc64nvme": 3, "sha1": 4, "sha256": 5}
+
+
+def reference_digest(algorithm: str, data: bytes) -> bytes:
+    if algorithm == "crc32":
+        return zlib.crc32(data).to_bytes(4, "big")
+    if algorithm == "crc32c":
+        return crt.crc32c(data).to_bytes(4, "big")
+    if algorithm == "crc64nvme":
+        return crt.crc64nvme(data).to_bytes(8, "big")
+    return hashlib.new(algorithm, data).digest()
+
+
+def checksum_block(algorithm: str, checksum_type: str, digest: bytes) -> bytes:
+    kind = {"FULL_OBJECT": 1, "COMPOSITE": 2}[checksum_type]
+    return bytes([CHECKSUM_CODES[algorithm], kind, 0, 0]) + digest + bytes(32 - len(digest))
 
 
 def join(views: Any) -> bytes:
@@ -90,11 +112,12 @@ def check_envelope(v: dict[str, Any]) -> ObjectKeys:
     assert env_key.hex() == outputs["derived"]["envelope_key"]
     assert hkdf_reference(inputs, b"encproxy/1 envelope", 32) == env_key
     b, k = inputs["bucket"].encode(), inputs["key"].encode()
-    tag_input = (b"encproxy/1 envelope tag\x00" + bytes([1, keys.kind, keys.suite, 0])
+    version = inputs.get("envelope_version", 1)
+    tag_input = (b"encproxy/1 envelope tag\x00" + bytes([version, keys.kind, keys.suite, 0])
                  + keys.object_id + struct.pack(">H", len(b)) + b + struct.pack(">H", len(k)) + k)
     tag = hmac.digest(env_key, tag_input, "sha256")
-    assert tag.hex() == outputs["envelope_tag"] == keys.envelope_tag(inputs["bucket"],
-                                                                     inputs["key"]).hex()
+    assert tag.hex() == outputs["envelope_tag"] == keys.envelope_tag(
+        inputs["bucket"], inputs["key"], version).hex()
     env = keys.envelope(inputs["key_id"], bytes.fromhex(inputs["wrapped_key"]), inputs["bucket"],
                         inputs["key"])
     assert env.encode() == outputs["metadata_value"]
@@ -120,7 +143,14 @@ def test_single_vector(v: dict[str, Any]) -> None:
     body_key = hkdf_reference(inputs, b"encproxy/1 body" + bytes([suite]), suite.key_size)
     assert body_key.hex() == outputs["derived"]["body_key"]
     plaintext = pattern(size)
-    body = join(ObjectEncryptor(keys, size).encrypt([plaintext]))
+    algorithm = inputs.get("checksum_algorithm")
+    stored = None
+    if algorithm is not None:   # envelope version 2: the seal carries the checksum (§15)
+        digest = reference_digest(algorithm, plaintext)
+        assert digest.hex() == inputs["checksum_digest"]
+        stored = StoredChecksum(algorithm, "FULL_OBJECT", digest)
+    body = join(ObjectEncryptor(keys, size).encrypt(
+        [plaintext], **({} if stored is None else {"checksum": lambda: stored})))
     assert matches(body, outputs["body"])
 
     # First chunk and the seal, from the spec alone.
@@ -131,18 +161,21 @@ def test_single_vector(v: dict[str, Any]) -> None:
     assert body.startswith(first)
     md5 = hashlib.md5(plaintext).digest()
     assert md5.hex() == outputs["plaintext_md5"]
+    sealed = md5 if stored is None else md5 + checksum_block(stored.algorithm, "FULL_OBJECT",
+                                                             stored.digest)
     seal = reference_record(suite, body_key, 2**64 - 1,
                             aad(suite, Domain.ETAG_SEAL, 0, 2**64 - 1, final=True)
-                            + struct.pack(">Q", size), md5)
-    assert body.endswith(seal)
+                            + struct.pack(">Q", size), sealed)
+    assert body.endswith(seal) and len(seal) == (32 if stored is None else 68)
 
     dec = ObjectDecryptor(keys, len(body))
     assert join(dec.decrypt([body])) == plaintext and dec.etag_md5 == md5
+    assert dec.checksum == stored
 
 
 def reference_trailer(inputs: dict[str, Any], suite: Suite, number: int, salt: bytes,
                       index: bytes | None, *, described: bool = False,
-                      completion: bool = False) -> bytes:
+                      completion: bool = False, checksummed: bool = False) -> bytes:
     """A trailer built from the spec alone (FORMAT.md §7.1, §7.3, §7.4, §7.8, §7.9)."""
     label = b"encproxy/1 segment" + bytes([suite]) + number.to_bytes(4, "big") + salt
     if completion:   # §7.9: the same derivation from the completion key
@@ -154,7 +187,8 @@ def reference_trailer(inputs: dict[str, Any], suite: Suite, number: int, salt: b
     else:
         key = hkdf_reference(inputs, label, suite.key_size)
     flags = 0x03 if index is None else 0x07              # terminal | trailer [| indexed]
-    flags |= (0x08 if described else 0) | (0x10 if completion else 0)
+    flags |= (0x08 if described else 0) | (0x10 if completion else 0) \
+        | (0x20 if checksummed else 0)
     head = (b"EPS" + bytes([1, suite, flags, 0, 0]) + struct.pack(">IQ", number,
                                                                   len(index or b""))
             + salt)
@@ -204,10 +238,25 @@ def test_multipart_vector(v: dict[str, Any]) -> None:
                                             for s in sizes)).digest()
                        + hashlib.sha256(b"encproxy/1 upload id\x00"
                                         + upload_id.encode()).digest())
+    algorithm = inputs.get("checksum_algorithm")
+    summed: tuple[StoredChecksum | None, tuple[bytes, ...]] = (None, ())
+    if algorithm is not None:   # §15: the block and the part digests follow the description
+        checksum_type = inputs["checksum_type"]
+        part_sums = tuple(reference_digest(algorithm, pattern(s)) for s in sizes)
+        whole = (reference_digest(algorithm, b"".join(part_sums))
+                 if checksum_type == "COMPOSITE"
+                 else reference_digest(algorithm, b"".join(pattern(s) for s in sizes)))
+        assert whole.hex() == inputs["checksum_digest"]
+        assert [d.hex() for d in part_sums] == inputs["part_checksums"]
+        summed = (StoredChecksum(algorithm, checksum_type, whole), part_sums)
+        description_checksum = checksum_block(algorithm, checksum_type, whole) \
+            + b"".join(part_sums)
     plan = plan_completion(numbers, sizes, can_rewrite_last_part=True,
                            always_index=upload_id is not None,
                            description=None if upload_id is None else IndexDescription(
-                               description[:16], description[16:]))
+                               description[:16], description[16:], *summed))
+    if algorithm is not None:
+        description += description_checksum
     sealer = CompletionKeys.of(keys) if completion else keys
     trailer = build_trailer(sealer, plan, fixed_salt_for_vectors=salts[len(sizes)])
     expected_trailer = outputs["trailer"]
@@ -230,7 +279,8 @@ def test_multipart_vector(v: dict[str, Any]) -> None:
         assert plan.trailer_number == numbers[-1] + 1
         assert trailer == reference_trailer(inputs, suite, numbers[-1] + 1, salts[len(sizes)],
                                             index, described=bool(description),
-                                            completion=completion)
+                                            completion=completion,
+                                            checksummed=algorithm is not None)
         assert matches(trailer, expected_trailer["bytes"])
     body = b"".join(segments) + trailer
     assert len(body) == outputs["ciphertext_size"] == plan.layout.ciphertext_size
@@ -242,6 +292,9 @@ def test_multipart_vector(v: dict[str, Any]) -> None:
         assert layout.part_numbers == tuple(numbers) and layout.part_sizes == tuple(sizes)
         assert layout.etag == (f'"{description[:16].hex()}-{len(sizes)}"' if description
                                else None)
+        if algorithm is not None:
+            assert layout.description is not None
+            assert (layout.description.checksum, layout.description.part_checksums) == summed
     else:
         assert multipart_plaintext_size(len(body), n_parts) == sum(sizes)
     dec = MultipartDecryptor(keys, len(body), layout=layout)

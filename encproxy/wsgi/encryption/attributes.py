@@ -6,19 +6,21 @@ plaintext sizes; the ETag is the one HEAD and GET report; for an encrypted
 multipart object ``ObjectParts`` lists each part's number and plaintext size
 (from the index, or the checked headers).  For a plain multipart object only
 ``TotalPartsCount`` is known (the ``-N`` of its ETag): its part boundaries are
-not (no backend call tells them reliably).  Checksums are not kept by encproxy,
-so ``Checksum`` is never returned.
+not (no backend call tells them reliably).  ``Checksum`` is the sealed checksum of
+an encrypted object (FORMAT.md §15; for a multipart one, also each part's in
+``ObjectParts``); a plain object's is not known to encproxy and not returned.
 """
 from __future__ import annotations
 
 from werkzeug.wrappers import Response
 
 from encproxy import errors
-from encproxy.s3 import sse, xml
+from encproxy.format.checksum import StoredChecksum
+from encproxy.s3 import checksum_headers, sse, xml
 from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.layouts import backend_parts
-from encproxy.wsgi.encryption.sources import Source, open_source
+from encproxy.wsgi.encryption.sources import Source, open_source, source_checksum
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import xml_response
 
@@ -55,6 +57,12 @@ def get_object_attributes(ctx: EncryptionContext, req: S3Request) -> Response:
     root = xml.Node("GetObjectAttributesResponse")
     if "ETag" in wanted:
         root.add("ETag", src.etag.strip('"'))
+    summed = source_checksum(ctx, src) if src.encrypted and (
+        "Checksum" in wanted or "ObjectParts" in wanted) else None
+    if "Checksum" in wanted and summed is not None:
+        checksum, count = summed
+        checksum_headers.add_elements(root.add("Checksum"), checksum,
+                                      count if src.multipart else None)
     if "ObjectParts" in wanted:
         parts = _parts(ctx, src)
         if parts is not None:
@@ -70,8 +78,12 @@ def get_object_attributes(ctx: EncryptionContext, req: S3Request) -> Response:
                     node.add("NextPartNumberMarker", page[-1][0])
                 node.add("MaxParts", max_parts)
                 node.add("IsTruncated", truncated)
+                part_sums = _part_checksums(ctx, src, summed)
                 for number, size in page:
-                    node.add("Part", [xml.Node("PartNumber", number), xml.Node("Size", size)])
+                    part = node.add("Part", [xml.Node("PartNumber", number),
+                                             xml.Node("Size", size)])
+                    if number in part_sums:
+                        checksum_headers.add_elements(part, part_sums[number], with_type=False)
     if "StorageClass" in wanted:
         root.add("StorageClass", src.headers.get("x-amz-storage-class", "STANDARD"))
     if "ObjectSize" in wanted:
@@ -100,3 +112,19 @@ def _parts(ctx: EncryptionContext, src: Source
         return None
     n = backend_parts(src.backend_etag)
     return None if n is None else (n, None)
+
+
+def _part_checksums(ctx: EncryptionContext, src: Source,
+                    summed: tuple[StoredChecksum, int] | None) -> dict[int, StoredChecksum]:
+    """Part number -> the part's checksum, from a multipart object's index."""
+    if summed is None or not src.multipart or src.keys is None:
+        return {}
+    with integrity.reported(src.bucket, src.key):
+        layout = ctx.layouts.layout(src.keys, src.stored_size, src.backend_etag,
+                                    src.fetcher).layout
+    description = layout.description
+    if description is None or description.checksum is None:
+        return {}
+    return {number: description.checksum._replace(digest=digest)
+            for number, digest in zip(layout.part_numbers, description.part_checksums,
+                                      strict=True)}

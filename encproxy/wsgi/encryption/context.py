@@ -18,7 +18,7 @@ from encproxy import errors
 from encproxy.crypto.customer_keys import KEY_ID as SSE_C_KEY_ID
 from encproxy.crypto.customer_keys import CustomerKeyWrapper
 from encproxy.crypto.keys import KeyWrapper, ObjectKeys, new_object, open_object, rebind
-from encproxy.format.constants import Kind
+from encproxy.format.constants import CHECKSUMMED_ENVELOPE_VERSION, FORMAT_VERSION, Kind
 from encproxy.format.envelope import Envelope
 from encproxy.keys.provider import KeyProvider
 from encproxy.s3 import sse
@@ -112,11 +112,13 @@ class EncryptionContext:
 
     def new_keys(self, plan: sse.WritePlan, bucket: str, key: str,
                  kind: Kind) -> tuple[ObjectKeys, Envelope]:
-        """A fresh data key for a new object or upload, and its envelope."""
+        """A fresh data key for a new object or upload, and its envelope.  Every new
+        single-part object seals its checksum (envelope version 2, FORMAT.md §15)."""
+        version = CHECKSUMMED_ENVELOPE_VERSION if kind is Kind.SINGLE else FORMAT_VERSION
         try:
             return new_object(self.wrapper(plan.mode, plan.customer), self.key_id(plan),
                               bucket, key, kind=kind, protection=protection_of(plan.mode),
-                              extra_context=plan.context)
+                              extra_context=plan.context, version=version)
         except ValueError:
             raise _context_redefined() from None
 

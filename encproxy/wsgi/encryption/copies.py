@@ -32,15 +32,17 @@ from werkzeug.wrappers import Response
 from encproxy import errors
 from encproxy.crypto.single import ObjectEncryptor
 from encproxy.crypto.stream import copied
+from encproxy.format.checksum import FULL_OBJECT, StoredChecksum
 from encproxy.format.constants import Kind, Suite
 from encproxy.format.envelope import Envelope
 from encproxy.format.layout import check_part, check_single_size
+from encproxy.s3 import checksum_headers, preconditions, sse, xml
 from encproxy.s3 import metadata as s3meta
-from encproxy.s3 import preconditions, sse, xml
 from encproxy.s3.copy_source import parse_copy_source
 from encproxy.s3.dates import iso8601
 from encproxy.s3.ranges import parse_copy_range
 from encproxy.wsgi import subrequest
+from encproxy.wsgi.encryption import checksummed
 from encproxy.wsgi.encryption.conditions import (
     CONDITION_HEADERS,
     backend_conditions,
@@ -55,7 +57,12 @@ from encproxy.wsgi.encryption.headers import (
 )
 from encproxy.wsgi.encryption.layouts import backend_parts, client_multipart_etag
 from encproxy.wsgi.encryption.part_copy import copy_parts_completed
-from encproxy.wsgi.encryption.sources import Source, open_source, source_plaintext
+from encproxy.wsgi.encryption.sources import (
+    Source,
+    open_source,
+    source_checksum,
+    source_plaintext,
+)
 from encproxy.wsgi.encryption.uploads import MultipartUploads, part_number, upload_id_of
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import xml_response
@@ -120,17 +127,24 @@ class Copies:
         context = req.headers.get(sse.SSE_CONTEXT) if plan.context is not None else None
         same_customer = (src.customer is None) == (plan.customer is None) and (
             src.customer is None or plan.customer is None or src.customer.key == plan.customer.key)
-        if src.envelope is not None and src.envelope.suite is Suite.AES256_GCM and same_customer:
+        # x-amz-checksum-algorithm asks for the checksum to be computed again (S3): the
+        # body is read through, so that it can be.
+        recompute = checksum_headers.ALGORITHM_HEADER in req.headers
+        if src.envelope is not None and src.envelope.suite is Suite.AES256_GCM and same_customer \
+                and not recompute:
             return self._rebind(req, src, plan, context, meta)
         return self._reencrypt(req, src, plan, context, meta)
 
     def _result(self, req: S3Request, src: Source, etag: str, last_modified: str,
-                sse_headers: dict[str, str], written: dict[str, str]) -> Response:
+                sse_headers: dict[str, str], written: dict[str, str],
+                checksum: tuple[StoredChecksum, int] | None = None) -> Response:
         """``written``: the headers of the app's answer to the write that made the copy
-        (its version id)."""
+        (its version id); ``checksum``: the copy's, with its part count."""
         root = xml.Node("CopyObjectResult")
         root.add("LastModified", last_modified)
         root.add("ETag", etag)
+        if checksum is not None:
+            checksum_headers.add_elements(root, checksum[0], checksum[1])
         headers = dict(sse_headers)
         # The version copied: the one named, else the one the source's HEAD answered.
         source_version = src.version_id or src.headers.get("x-amz-version-id")
@@ -157,7 +171,8 @@ class Copies:
                 backend_etag)
             ctx.facts.put(req.bucket, req.key, backend_etag, src.stored_size, ObjectFacts(
                 True, src.plaintext_size, etag, plan.mode, key_id))
-            return self._result(req, src, etag, iso8601(time.time()), sse_headers, written)
+            return self._result(req, src, etag, iso8601(time.time()), sse_headers, written,
+                                source_checksum(ctx, src))
         headers.update({"x-amz-copy-source": src.copy_source(),
                         "x-amz-metadata-directive": "REPLACE",
                         "x-amz-copy-source-if-match": src.backend_etag})
@@ -173,7 +188,7 @@ class Copies:
         ctx.facts.put(req.bucket, req.key, backend_etag, src.stored_size, ObjectFacts(
             True, src.plaintext_size, etag, plan.mode, key_id))
         return self._result(req, src, etag, xml.child_text(result, "LastModified") or "",
-                            sse_headers, resp.headers)
+                            sse_headers, resp.headers, source_checksum(ctx, src))
 
     def _copy_parts(self, req: S3Request, src: Source, headers: dict[str, str]
                     ) -> tuple[str, dict[str, str]]:
@@ -206,23 +221,26 @@ class Copies:
         assert req.bucket is not None and req.key is not None
         ctx = self.ctx
         try:
-            check_single_size(src.plaintext_size)
+            check_single_size(src.plaintext_size, checksummed=True)
         except errors.S3Error:
             raise errors.InvalidRequest("The specified copy source is larger than the maximum "
                                         "allowable size for a copy source.") from None
         keys, envelope = ctx.new_keys(plan, req.bucket, req.key, Kind.SINGLE)
         headers = _with_envelope(meta, envelope, context)
         md5 = hashlib.md5(usedforsecurity=False)
+        known = source_checksum(ctx, src)
+        checksum = checksummed.for_copy(req.headers, known[0] if known else None)
         pieces, stream = source_plaintext(ctx, src, None)
 
         def observed() -> Iterator[bytes]:
-            for piece in pieces:
+            for piece in checksum.observed(pieces):
                 md5.update(piece)
                 yield piece
 
         encryptor = ObjectEncryptor(keys, src.plaintext_size)
         try:
-            body = subrequest.IterReader(copied(encryptor.encrypt(observed(), md5=md5.digest)))
+            body = subrequest.IterReader(copied(encryptor.encrypt(
+                observed(), md5=md5.digest, checksum=checksum.result)))
             resp = subrequest.request(ctx.app, req.environ, "PUT", req.bucket, req.key,
                                       headers=headers, body=body,
                                       length=encryptor.ciphertext_size)
@@ -235,10 +253,11 @@ class Copies:
         if plan.mode == sse.MODE_SSE_C:
             etag = backend_etag
         key_id = ctx.key_id(plan)
+        stored = checksum.result()
         ctx.facts.put(req.bucket, req.key, backend_etag, encryptor.ciphertext_size, ObjectFacts(
-            True, src.plaintext_size, etag, plan.mode, key_id))
+            True, src.plaintext_size, etag, plan.mode, key_id, stored))
         return self._result(req, src, etag, iso8601(time.time()),
-                            _sse_headers(plan, key_id, context), resp.headers)
+                            _sse_headers(plan, key_id, context), resp.headers, (stored, 1))
 
     def _decrypt_into_plain(self, req: S3Request, src: Source, meta: dict[str, str]
                             ) -> Response:
@@ -286,18 +305,23 @@ class Copies:
             raise errors.InvalidRequest("The specified copy range is larger than the maximum "
                                         "allowable size of a part.") from None
         pieces, stream = source_plaintext(self.ctx, src, byte_range)
+        sums: dict[str, bytes] = {}
         try:
             if keys is None:
                 etag = uploads.put_part(req.environ, req.bucket, req.key, upload_id, number,
                                         subrequest.IterReader(pieces), length)
             else:
-                etag = uploads.write_part(req.environ, req.bucket, req.key, upload_id, keys,
-                                          number, length, pieces)
+                etag, sums = uploads.write_part(req.environ, req.bucket, req.key, upload_id,
+                                                keys, number, length, pieces)
         finally:
             stream.close()
         root = xml.Node("CopyPartResult")
         root.add("LastModified", iso8601(time.time()))
         root.add("ETag", etag)
+        declared = record.checksum_algorithm
+        if declared is not None and declared in sums:   # the part's, as S3 answers it
+            checksum_headers.add_elements(root, StoredChecksum(
+                declared, record.checksum_type or FULL_OBJECT, sums[declared]), with_type=False)
         headers = uploads.sse_headers(record, customer) if record.encrypted else {}
         source_version = src.version_id or src.headers.get("x-amz-version-id")
         if source_version:

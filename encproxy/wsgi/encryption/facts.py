@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from encproxy.format.checksum import StoredChecksum
 from encproxy.lru import LRU
 
 
@@ -23,6 +24,9 @@ class ObjectFacts:
     etag: str              # the client-visible ETag, quoted
     mode: str = "none"     # none, AES256, aws:kms, sse-c
     key_id: str | None = None
+    # The sealed checksum (FORMAT.md §15), when it was opened with the ETag; None when
+    # not known (not opened yet, or the object has none).
+    checksum: StoredChecksum | None = None
 
 
 class FactsCache:

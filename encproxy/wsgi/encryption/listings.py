@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 from encproxy import errors
 from encproxy.crypto.keys import open_object
 from encproxy.crypto.single import ObjectDecryptor
-from encproxy.format.constants import Kind
+from encproxy.format.constants import FORMAT_VERSION, Kind
 from encproxy.format.envelope import Envelope
 from encproxy.format.errors import FormatError
 from encproxy.format.layout import multipart_plaintext_size, plaintext_size
@@ -96,7 +96,8 @@ class Listings:
         mode = mode_of(envelope.protection)
         if mode == sse.MODE_SSE_C:
             self.ctx.facts.put(bucket, key, etag, stored_size, ObjectFacts(
-                True, plaintext_size(stored_size), etag, mode))
+                True, plaintext_size(stored_size, envelope.version != FORMAT_VERSION), etag,
+                mode))
             return
         keys = open_object(self.ctx.keys, envelope, bucket, key, _context(headers))
         decryptor = ObjectDecryptor(keys, stored_size)

@@ -20,10 +20,11 @@ from werkzeug.wrappers import Response
 from encproxy import errors
 from encproxy.crypto.keys import ObjectKeys
 from encproxy.crypto.single import ObjectDecryptor
+from encproxy.format.checksum import StoredChecksum
 from encproxy.format.constants import Kind
 from encproxy.format.envelope import Envelope
 from encproxy.format.layout import plan_range
-from encproxy.s3 import preconditions, sse
+from encproxy.s3 import checksum_headers, preconditions, sse
 from encproxy.s3.dates import parse_http_date
 from encproxy.s3.ranges import ByteRange, parse_range
 from encproxy.wsgi import environ as env
@@ -136,13 +137,35 @@ def client_etag(ctx: EncryptionContext, decryptor: ObjectDecryptor, mode: str,
     facts = ctx.facts.get(fetcher.bucket, fetcher.key, fetcher.etag, stored_size)
     if facts is not None and facts.encrypted:
         return facts.etag
+    return _open_seal(ctx, decryptor, mode, fetcher, stored_size, whole).etag
+
+
+def _open_seal(ctx: EncryptionContext, decryptor: ObjectDecryptor, mode: str,
+               fetcher: Fetcher, stored_size: int, whole: bytes | None) -> ObjectFacts:
+    """The facts the sealed tail gives (the ETag, and the checksum of a version 2
+    object), opened and cached."""
     start, stop = decryptor.etag_seal_range
     with integrity.reported(fetcher.bucket, fetcher.key):
         seal = whole[start:stop] if whole is not None else fetcher.read(start, stop)
-        etag = '"' + decryptor.open_etag_seal(seal).hex() + '"'
-    ctx.facts.put(fetcher.bucket, fetcher.key, fetcher.etag, stored_size, ObjectFacts(
-        True, decryptor.plaintext_size, etag, mode))
-    return etag
+        md5, checksum = decryptor.open_seal(seal)
+    etag = fetcher.etag if mode == sse.MODE_SSE_C else '"' + md5.hex() + '"'
+    facts = ObjectFacts(True, decryptor.plaintext_size, etag, mode, checksum=checksum)
+    if mode != sse.MODE_SSE_C:   # a listing must not learn what only the key opens
+        ctx.facts.put(fetcher.bucket, fetcher.key, fetcher.etag, stored_size, facts)
+    return facts
+
+
+def single_checksum(ctx: EncryptionContext, decryptor: ObjectDecryptor, mode: str,
+                    fetcher: Fetcher, stored_size: int, whole: bytes | None = None
+                    ) -> StoredChecksum | None:
+    """The sealed checksum of a single-part object (None if it has none: written
+    before envelope version 2), from the facts cache or opened from the seal."""
+    if not decryptor.keys.checksummed:
+        return None
+    facts = ctx.facts.get(fetcher.bucket, fetcher.key, fetcher.etag, stored_size)
+    if facts is not None and facts.checksum is not None and mode != sse.MODE_SSE_C:
+        return facts.checksum
+    return _open_seal(ctx, decryptor, mode, fetcher, stored_size, whole).checksum
 
 
 def _check_conditions(read: EncryptedRead, etag: str) -> None:
@@ -154,10 +177,14 @@ def _check_conditions(read: EncryptedRead, etag: str) -> None:
         raise
 
 
-def _headers(read: EncryptedRead, etag: str, key_id: str) -> list[tuple[str, str]]:
+def _headers(read: EncryptedRead, etag: str, key_id: str,
+             checksum: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """The response headers; ``key_id`` is the authenticated one (never the envelope's
-    field as stored: ``integrity.authenticated_key_id``)."""
+    field as stored: ``integrity.authenticated_key_id``); ``checksum``: the object's
+    checksum headers, when the client asked for them."""
     headers = client_view(read.first.headers)
+    if checksum:
+        headers += list(checksum.items())
     headers += [("ETag", etag), ("Accept-Ranges", "bytes")]
     headers += list(sse.response_headers(
         read.mode, key_id, read.customer.key_md5 if read.customer else None,
@@ -189,8 +216,14 @@ def _single(ctx: EncryptionContext, read: EncryptedRead) -> Response:
             byte_range = parse_range(f"bytes=0-{size - 1}", size)
     else:
         byte_range = parse_range(read.req.headers.get("range"), size)
+    shown = None
+    if checksum_headers.mode_enabled(read.req.headers) and not read.ranged:
+        # S3 shows the checksum of whole-object reads only.
+        checksum = single_checksum(ctx, decryptor, read.mode, read.fetcher, stored_size, whole)
+        if checksum is not None:
+            shown = checksum_headers.response_headers(checksum)
 
-    headers = _headers(read, etag, key_id)
+    headers = _headers(read, etag, key_id, shown)
     status = 206 if byte_range is not None else 200
     if byte_range is not None:
         headers.append(("Content-Range", byte_range.content_range()))
@@ -237,13 +270,24 @@ def _multipart(ctx: EncryptionContext, read: EncryptedRead) -> Response:
         ctx.facts.put(read.bucket, read.key, etag, stored_size,
                       ObjectFacts(True, size, client, read.mode, key_id))
         _check_conditions(read, client)
-        byte_range, parts_count = None, None
+        byte_range, parts_count, position = None, None, None
         if "partNumber" in read.req.query:
-            byte_range, parts_count = _part_range(ctx, read, keys, size)
+            byte_range, parts_count, position = _part_range(ctx, read, keys, size)
         else:
             byte_range = parse_range(read.req.headers.get("range"), size)
 
-    headers = _headers(read, client, key_id)
+    shown = None
+    description = layout.description
+    if checksum_headers.mode_enabled(read.req.headers) and description is not None \
+            and description.checksum is not None:
+        checksum = description.checksum
+        if position is not None:
+            # A part read shows the part's checksum, as S3 does (FORMAT.md §15).
+            shown = checksum_headers.response_headers(checksum._replace(
+                digest=description.part_checksums[position]))
+        elif not read.ranged:
+            shown = checksum_headers.response_headers(checksum, layout.parts)
+    headers = _headers(read, client, key_id, shown)
     if parts_count is not None:
         headers.append(("x-amz-mp-parts-count", str(parts_count)))
     status = 206 if byte_range is not None else 200
@@ -273,8 +317,9 @@ def _multipart(ctx: EncryptionContext, read: EncryptedRead) -> Response:
 
 
 def _part_range(ctx: EncryptionContext, read: EncryptedRead, keys: ObjectKeys,
-                size: int) -> tuple[ByteRange | None, int]:
-    """The plaintext range of part ``partNumber`` (as uploaded), and the part count."""
+                size: int) -> tuple[ByteRange | None, int, int]:
+    """The plaintext range of part ``partNumber`` (as uploaded), the part count, and the
+    part's position in the layout."""
     number = _part_number(read.req)
     # Layouts are verified whole (FORMAT.md §7.7), so the part count reported is the client's.
     known = ctx.layouts.layout(keys, read.stored_size, read.backend_etag, read.fetcher)
@@ -283,6 +328,6 @@ def _part_range(ctx: EncryptionContext, read: EncryptedRead, keys: ObjectKeys,
         raise errors.InvalidPartNumber()
     span = known.layout.spans[position]
     if not span.plaintext_size:
-        return None, known.layout.parts
+        return None, known.layout.parts, position
     return ByteRange(span.plaintext_offset, span.plaintext_offset + span.plaintext_size - 1,
-                     size), known.layout.parts
+                     size), known.layout.parts, position

@@ -15,6 +15,7 @@ from encproxy import errors
 from encproxy.crypto.keys import ObjectKeys
 from encproxy.crypto.single import ObjectDecryptor
 from encproxy.crypto.stream import copied
+from encproxy.format.checksum import StoredChecksum
 from encproxy.format.constants import Kind
 from encproxy.format.envelope import Envelope
 from encproxy.format.layout import plan_range
@@ -27,7 +28,7 @@ from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.context import EncryptionContext, check_customer_matches
 from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER, mode_of
 from encproxy.wsgi.encryption.layouts import client_multipart_etag
-from encproxy.wsgi.encryption.reads import client_etag
+from encproxy.wsgi.encryption.reads import client_etag, single_checksum
 from encproxy.wsgi.encryption.streaming import Fetcher
 from encproxy.wsgi.request import S3Request
 
@@ -171,3 +172,22 @@ def _plaintext(ctx: EncryptionContext, src: Source, byte_range: ByteRange | None
         return copied(decryptor.decrypt_range(plan, stream.body)), stream
     stream = src.fetcher.stream()
     return copied(decryptor.decrypt(stream.body)), stream
+
+
+def source_checksum(ctx: EncryptionContext, src: Source) -> tuple[StoredChecksum, int] | None:
+    """The sealed checksum of an encrypted source and its part count (1 for a
+    single-part object); None if it has none (written before checksums were kept,
+    or a multipart object completed without one)."""
+    if src.keys is None:
+        return None
+    with integrity.reported(src.bucket, src.key):
+        if src.multipart:
+            layout = ctx.layouts.layout(src.keys, src.stored_size, src.backend_etag,
+                                        src.fetcher).layout
+            description = layout.description
+            if description is None or description.checksum is None:
+                return None
+            return description.checksum, layout.parts
+        decryptor = ObjectDecryptor(src.keys, src.stored_size)
+    checksum = single_checksum(ctx, decryptor, src.mode, src.fetcher, src.stored_size)
+    return None if checksum is None else (checksum, 1)

@@ -75,13 +75,22 @@ class UploadRecord:
     # Complete needs no customer key (FORMAT.md §7.9); None for other modes and for
     # uploads created before.
     completion: str | None = None
+    # The checksum the upload declared at Create (x-amz-checksum-algorithm, lower-case,
+    # and x-amz-checksum-type), FORMAT.md §15; None: it declared none (records written
+    # before checksums were kept have neither).
+    checksum_algorithm: str | None = None
+    checksum_type: str | None = None
 
     @property
     def encrypted(self) -> bool:
         return self.envelope is not None
 
     def to_json(self) -> bytes:
-        return json.dumps({"v": RECORD_VERSION, **asdict(self)}, sort_keys=True).encode()
+        fields = asdict(self)
+        for later in ("checksum_algorithm", "checksum_type"):
+            if fields[later] is None:
+                del fields[later]
+        return json.dumps({"v": RECORD_VERSION, **fields}, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> UploadRecord:
@@ -89,6 +98,8 @@ class UploadRecord:
             data = json.loads(raw.decode("utf-8"))
             if data.pop("v") != RECORD_VERSION:
                 raise ValueError("record version")
+            # Fields added later are left out while unset, so that records without
+            # them read as before (and older replicas read what they can).
             return cls(**data)
         except (ValueError, TypeError, KeyError, UnicodeDecodeError):
             log.error("an upload record in the internal bucket is unreadable")
@@ -103,6 +114,10 @@ class PartRecord(NamedTuple):
     backend_etag: str
     size: int
     sealed_md5: str                 # the plaintext MD5, sealed (``crypto.multipart``)
+    # algorithm -> sealed digest (hex) of the part's checksums (FORMAT.md §15): the one
+    # the client sent, and CRC64NVME (S3's default), which encproxy computes if the
+    # client sent another; empty for a record written before checksums were kept.
+    sealed_checksums: tuple[tuple[str, str], ...] = ()
 
 
 class HeldCopy(NamedTuple):
@@ -257,14 +272,17 @@ class UploadStore:
 
     def remember_part(self, bucket: str, key: str, upload_id: str, part_number: int,
                       name: str, sealed_md5: str, backend_etag: str, size: int,
-                      parent: dict[str, Any] | None) -> None:
+                      parent: dict[str, Any] | None,
+                      sealed_checksums: tuple[tuple[str, str], ...] = ()) -> None:
         """Record, authenticated, that an upload of part ``part_number`` with the plaintext
         MD5 that ``name`` is keyed from (and ``sealed_md5`` seals) made the backend part
         with ``backend_etag``.  Every upload has its own record, so uploads of the same
         bytes racing each other leave one for whichever the backend kept."""
-        body = json.dumps({"part": part_number, "name": name, "md5": sealed_md5,
-                           "etag": backend_etag.strip('"'), "size": size},
-                          sort_keys=True).encode()
+        fields: dict[str, Any] = {"part": part_number, "name": name, "md5": sealed_md5,
+                                  "etag": backend_etag.strip('"'), "size": size}
+        if sealed_checksums:
+            fields["checksums"] = [list(pair) for pair in sealed_checksums]
+        body = json.dumps(fields, sort_keys=True).encode()
         sealed = self.records.seal(PURPOSE_PART, bucket, key, upload_id, body, parent)
         where = self.part_key(bucket, key, upload_id, part_number, name, backend_etag)
         resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket, where,
@@ -349,7 +367,12 @@ class UploadStore:
                     or where != self.part_key(bucket, key, upload_id, part_number, name, etag) \
                     or (backend_etag is not None and etag != backend_etag.strip('"')):
                 raise RecordAuthenticationFailed()   # an authentic record moved here
-            return PartRecord(f'"{etag}"', size, md5)
+            pairs = data.get("checksums", [])
+            if not isinstance(pairs, list) or not all(
+                    isinstance(pair, list) and len(pair) == 2
+                    and all(isinstance(x, str) for x in pair) for pair in pairs):
+                raise ValueError("part record checksums")
+            return PartRecord(f'"{etag}"', size, md5, tuple((a, v) for a, v in pairs))
 
     # -- unwrapped keys ---------------------------------------------------------------
     def cached_keys(self, bucket: str, key: str, upload_id: str) -> ObjectKeys | None:

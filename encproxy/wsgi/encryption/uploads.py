@@ -27,19 +27,22 @@ Abort and ListParts, with no state outside the backend.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import Any
 from urllib.parse import quote
+from xml.etree import ElementTree
 
 from werkzeug.wrappers import Response
 
-from encproxy import errors
+from encproxy import checksums, errors
+from encproxy.checksums import ChecksumClaim
 from encproxy.crypto.customer_keys import CustomerKeyWrapper
 from encproxy.crypto.held import verified_held_segment
 from encproxy.crypto.keys import ObjectKeys, open_object
@@ -49,12 +52,15 @@ from encproxy.crypto.multipart import (
     build_trailer,
     completion_key,
     describe,
+    open_part_checksum,
     open_part_md5,
     part_etag_name,
+    seal_part_checksum,
     seal_part_md5,
     upload_digest,
 )
 from encproxy.crypto.stream import copied
+from encproxy.format.checksum import COMPOSITE, FULL_OBJECT, StoredChecksum
 from encproxy.format.constants import Kind
 from encproxy.format.envelope import Envelope
 from encproxy.format.errors import CiphertextSizeInvalid
@@ -67,13 +73,13 @@ from encproxy.format.layout import (
     segment_plaintext_size,
     segment_size,
 )
+from encproxy.s3 import checksum_headers, sse, xml
 from encproxy.s3 import metadata as s3meta
-from encproxy.s3 import sse, xml
-from encproxy.s3.multipart_xml import parse_complete
+from encproxy.s3.multipart_xml import parse_complete, parse_part_checksums
 from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.buckets.records import report
-from encproxy.wsgi.encryption import integrity
+from encproxy.wsgi.encryption import checksummed, integrity
 from encproxy.wsgi.encryption.conditions import backend_conditions, passed_through
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.facts import ObjectFacts
@@ -89,7 +95,7 @@ from encproxy.wsgi.encryption.headers import (
 from encproxy.wsgi.encryption.layouts import KnownLayout, client_multipart_etag
 from encproxy.wsgi.encryption.part_copy import complete_upload, upload_query
 from encproxy.wsgi.encryption.streaming import Fetcher, read_exactly
-from encproxy.wsgi.encryption.upload_store import UploadRecord, UploadStore
+from encproxy.wsgi.encryption.upload_store import PartRecord, UploadRecord, UploadStore
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import relayed, xml_response
 
@@ -111,6 +117,54 @@ def _part_md5(upload_id: str, number: int, etag: str) -> bytes:
     if m is None:
         raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
     return bytes.fromhex(m.group(1))
+
+
+def _append(parent: ElementTree.Element, tag: str, text: str) -> None:
+    ElementTree.SubElement(parent, tag).text = text
+
+
+def check_part_checksum(record: UploadRecord, sent: str | None) -> None:
+    """UploadPart of an upload that declared a checksum algorithm must carry that
+    algorithm's checksum (S3's InvalidRequest otherwise)."""
+    declared = record.checksum_algorithm
+    if declared is None or sent == declared:
+        return
+    if sent is None:
+        raise errors.InvalidRequest(
+            f"The upload was created using the {checksum_headers.XML_NAMES[declared]} "
+            f"checksum algorithm: each part must carry x-amz-checksum-{declared}.")
+    raise errors.InvalidRequest(f"Checksum Type mismatch occurred, expected checksum Type: "
+                                f"{declared}, actual checksum Type: {sent}")
+
+
+def object_checksum_claim(headers: Mapping[str, str], record: UploadRecord
+                          ) -> ChecksumClaim | None:
+    """CompleteMultipartUpload's ``x-amz-checksum-<algorithm>``: the client's checksum
+    of the whole object, as AWS defines it (the FULL_OBJECT checksum, or the COMPOSITE
+    one with or without its ``-N``), never of the request body.  One that is not a
+    digest of its algorithm, or names another algorithm than the upload declared, is
+    BadDigest (it cannot match)."""
+    names = checksums.checksum_header_names(headers)
+    if not names:
+        return None
+    if len(names) > 1:
+        raise errors.InvalidRequest(
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+    algorithm = checksums.checksum_algorithm(names[0])
+    value = headers[names[0]].strip()
+    head, dash, count = value.rpartition("-")
+    if dash and count.isdigit():
+        value = head
+    bad = errors.BadDigest(f"The {checksums.display_name(algorithm)} you specified did not "
+                           "match the calculated checksum.")
+    declared = record.checksum_algorithm
+    if algorithm not in checksum_headers.XML_NAMES \
+            or declared is not None and algorithm != declared:
+        raise bad
+    try:
+        return checksums.parse_checksum_value(algorithm, value)
+    except errors.S3Error:
+        raise bad from None
 
 
 def part_number(req: S3Request) -> int:
@@ -153,6 +207,7 @@ class MultipartUploads:
             if 200 <= resp.status < 300:
                 self._record(req, body, UploadRecord(req.bucket, req.key, sse.MODE_NONE))
             return relayed(resp.status, resp.headers, body)
+        settings = checksum_headers.upload_settings(req.headers)   # S3's errors, first
         key_id = self.ctx.key_id(plan)
         keys, envelope = self.ctx.new_keys(plan, req.bucket, req.key, Kind.MULTIPART)
         context = req.headers.get(sse.SSE_CONTEXT) if plan.context is not None else None
@@ -169,11 +224,15 @@ class MultipartUploads:
                 self.store.records.key_id, completion_key(keys),
                 completion_context(req.bucket, req.key, envelope)).hex()
         upload_id = self._record(req, body, UploadRecord(
-            req.bucket, req.key, plan.mode, envelope.encode(), key_id, context, completion))
+            req.bucket, req.key, plan.mode, envelope.encode(), key_id, context, completion,
+            *(settings or (None, None))))
         if plan.mode != sse.MODE_SSE_C:
             self.store.cache_keys(req.bucket, req.key, upload_id, keys)
-        return relayed(resp.status, resp.headers, body, sse.response_headers(
-            plan.mode, key_id, plan.customer.key_md5 if plan.customer else None, context))
+        extra = sse.response_headers(plan.mode, key_id,
+                                     plan.customer.key_md5 if plan.customer else None, context)
+        if settings is not None:
+            extra.update(checksum_headers.upload_headers(*settings))
+        return relayed(resp.status, resp.headers, body, extra)
 
     def _record(self, req: S3Request, body: bytes, record: UploadRecord) -> str:
         """Write the record of the upload the backend just created; abort it if that fails."""
@@ -247,8 +306,12 @@ class MultipartUploads:
             check_part(number, length)
         except errors.EntityTooLarge:
             raise errors.EntityTooLarge(ProposedSize=str(length)) from None
-        etag = self.write_part(req.environ, req.bucket, req.key, upload_id, keys, number, length,
-                               read_exactly(req.body, length))
+        sent = checksum_headers.sent_algorithm(req.headers)
+        check_part_checksum(record, sent)   # before the body is read
+        if not checksummed.verified_upstream(req.environ):
+            sent = None   # nothing upstream verifies it (this layer on its own): hash
+        etag, _ = self.write_part(req.environ, req.bucket, req.key, upload_id, keys, number,
+                                  length, read_exactly(req.body, length), sent=sent)
         headers = {"ETag": etag, **self.sse_headers(record, customer)}
         for alg, value in (req.environ.get(env.BODY_CHECKSUMS) or {}).items():
             headers[f"x-amz-checksum-{alg}"] = value
@@ -261,29 +324,50 @@ class MultipartUploads:
 
     def write_part(self, parent: dict[str, Any], bucket: str, key: str, upload_id: str,
                    keys: ObjectKeys, number: int, length: int,
-                   plaintext: Iterable[bytes]) -> str:
+                   plaintext: Iterable[bytes], *, sent: str | None = None
+                   ) -> tuple[str, dict[str, bytes]]:
         """Encrypt ``length`` bytes of plaintext as part ``number``; the part ETag the
         client gets (FORMAT.md §7.8): the plaintext MD5, once the part record that maps it
-        to the backend part is written; for SSE-C, the backend's ETag (opaque)."""
+        to the backend part is written; for SSE-C, the backend's ETag (opaque).
+
+        The part record also keeps the part's checksums (FORMAT.md §15), sealed: the
+        one the client sent (``sent``: its algorithm; the value, verified upstream, is
+        in ``parent``'s ``BODY_CHECKSUMS`` once the body ended), the upload's declared
+        algorithm's and CRC64NVME (S3's default), computed as the plaintext streams
+        when the client did not send them.  Returns the ETag and those checksums
+        (algorithm -> digest; none for SSE-C)."""
         record = self.store.get(bucket, key, upload_id, parent)
         if record is None:
             raise errors.NoSuchUpload(UploadId=upload_id)
         if record.mode == sse.MODE_SSE_C:
             return self._write_segment(parent, bucket, key, upload_id, keys, number, length,
-                                       plaintext)
+                                       plaintext), {}
         md5 = hashlib.md5(usedforsecurity=False)
+        wanted = {record.checksum_algorithm or checksum_headers.DEFAULT_ALGORITHM,
+                  checksum_headers.DEFAULT_ALGORITHM}
+        computed = checksums.DigestSet(sorted(wanted - {sent}))
+        updates = [md5.update, computed.update]
 
         def hashed() -> Iterator[bytes]:
             for piece in plaintext:
-                md5.update(piece)
+                for update in updates:
+                    update(piece)
                 yield piece
         backend_etag = self._write_segment(parent, bucket, key, upload_id, keys, number,
                                            length, hashed())
         digest = md5.digest()
         name, sealed = seal_part_md5(keys, number, digest)
+        sums = computed.digests()
+        if sent in checksum_headers.XML_NAMES:
+            value = (parent.get(env.BODY_CHECKSUMS) or {}).get(sent)
+            if value is None:
+                raise errors.InternalError()   # verified upstream, so it must be there
+            sums[sent] = base64.b64decode(value)
+        sealed_sums = tuple((algorithm, seal_part_checksum(keys, number, name, algorithm, d))
+                            for algorithm, d in sorted(sums.items()))
         self.store.remember_part(bucket, key, upload_id, number, name, sealed, backend_etag,
-                                 length, parent)
-        return f'"{digest.hex()}"'
+                                 length, parent, sealed_sums)
+        return f'"{digest.hex()}"', sums
 
     def _write_segment(self, parent: dict[str, Any], bucket: str, key: str, upload_id: str,
                        keys: ObjectKeys, number: int, length: int,
@@ -358,10 +442,12 @@ class MultipartUploads:
             if record is not None and 200 <= resp.status < 300 and b"<Error>" not in body:
                 self.store.forget(bucket, key, upload_id, req.environ)
             return relayed(resp.status, resp.headers, body)
-        chosen = parse_complete(req.read_small_body(xml.MAX_REQUEST_XML))
+        raw = req.read_small_body(xml.MAX_REQUEST_XML)
+        chosen = parse_complete(raw)
         numbers = [n for n, _ in chosen]
         check_part_numbers(numbers)
         customer = sse.parse_customer_key(req.headers)
+        claim = object_checksum_claim(req.headers, record)   # a malformed one: BadDigest
         conditions = backend_conditions(self.ctx, req)   # enforced by the backend Complete
         description = None
         if record.mode != sse.MODE_SSE_C:
@@ -370,13 +456,24 @@ class MultipartUploads:
             keys = self.keys_for(req, bucket, key, upload_id, record, customer)
             md5s = [_part_md5(upload_id, n, etag) for n, etag in chosen]
             stored = self.backend_parts(req.environ, bucket, key, upload_id)
-            backend = self._backend_etags(req.environ, bucket, key, upload_id, keys, chosen,
-                                          md5s, stored)
-            description = describe(md5s, upload_id)
+            found = self._backend_etags(req.environ, bucket, key, upload_id, keys, chosen,
+                                        md5s, stored)
+            backend = [(n, etag) for n, etag, _ in found]
+            etags, sizes, retried_tail = self._chosen_parts(req, upload_id, chosen, backend,
+                                                            stored)
+            summed = self._object_checksum(upload_id, record, keys, chosen, md5s,
+                                           [r for _, _, r in found], sizes,
+                                           parse_part_checksums(raw), claim)
+            description = describe(md5s, upload_id, *(summed or (None, ())))
         else:
+            if claim is not None:
+                # SSE-C part records keep no checksums (their names would need the key).
+                raise errors.NotImplementedError_(
+                    "Checksums of SSE-C multipart uploads are not supported.")
             stored = self.backend_parts(req.environ, bucket, key, upload_id)
             backend = list(chosen)
-        etags, sizes, retried_tail = self._chosen_parts(req, upload_id, chosen, backend, stored)
+            etags, sizes, retried_tail = self._chosen_parts(req, upload_id, chosen, backend,
+                                                            stored)
         # An SSE-C object's index opens only with the customer's key, which listings do
         # not have: they size it by §7.5's arithmetic, which an index signal would stop.
         plan = plan_completion(numbers, sizes, can_rewrite_last_part=True,
@@ -401,10 +498,13 @@ class MultipartUploads:
                                   KnownLayout(plan.layout))
         headers = {k: v for k, v in done.headers.items() if k in ("x-amz-version-id",)}
         headers.update(self.sse_headers(record, customer))
-        return self._completed(req, etag, headers)
+        return self._completed(req, etag, headers,
+                               description.checksum if description is not None else None,
+                               len(numbers))
 
     @staticmethod
-    def _completed(req: S3Request, etag: str, headers: dict[str, str]) -> Response:
+    def _completed(req: S3Request, etag: str, headers: dict[str, str],
+                   checksum: StoredChecksum | None = None, parts: int = 0) -> Response:
         assert req.bucket is not None and req.key is not None
         root = xml.Node("CompleteMultipartUploadResult")
         host = req.headers.get("host", "localhost")
@@ -412,7 +512,54 @@ class MultipartUploads:
         root.add("Bucket", req.bucket)
         root.add("Key", req.key)
         root.add("ETag", etag)
+        if checksum is not None:
+            checksum_headers.add_elements(root, checksum, parts)
         return xml_response(root, environ=req.environ, headers=headers)
+
+    def _object_checksum(self, upload_id: str, record: UploadRecord, keys: ObjectKeys,
+                         chosen: list[tuple[int, str]], md5s: list[bytes],
+                         records: list[PartRecord], sizes: list[int],
+                         sent: dict[int, dict[str, str]], claim: ChecksumClaim | None
+                         ) -> tuple[StoredChecksum, list[bytes]] | None:
+        """The object's checksum (FORMAT.md §15), from its parts' sealed checksums,
+        without reading a part again: the upload's declared algorithm and type, else
+        S3's default (FULL_OBJECT CRC64NVME); None when a part has none (uploaded before
+        checksums were kept), unless the upload declared one (InvalidPart).  The part
+        checksums the client's list names must be the parts' (InvalidPart; a list may
+        name none, as at S3).  ``claim``: the client's checksum of
+        the whole object (``x-amz-checksum-<algorithm>``), which must be this one
+        (BadDigest)."""
+        declared = record.checksum_algorithm
+        algorithm = declared or (claim.algorithm if claim is not None
+                                 else checksum_headers.DEFAULT_ALGORITHM)
+        checksum_type = record.checksum_type or (
+            FULL_OBJECT if algorithm in checksums.CRC_ALGORITHMS else COMPOSITE)
+        digests = []
+        for (number, etag), md5, part, size in zip(chosen, md5s, records, sizes, strict=True):
+            invalid = errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
+            sealed = dict(part.sealed_checksums).get(algorithm)
+            if sealed is None:
+                if declared is not None or claim is not None:
+                    raise invalid
+                return None   # a part uploaded before encproxy kept checksums
+            name = part_etag_name(keys, number, md5)
+            digest = open_part_checksum(keys, number, name, algorithm, sealed)
+            named = sent.get(number, {})
+            if declared is not None:
+                value = named.get(declared)
+                if any(a != declared for a in named) or value is not None \
+                        and value != base64.b64encode(digest).decode("ascii"):
+                    raise invalid
+            digests.append((digest, size))
+        if checksum_type == FULL_OBJECT:
+            whole = checksums.combine_crc(algorithm, digests)
+        else:
+            whole = checksums.composite(algorithm, [d for d, _ in digests])
+        checksum = StoredChecksum(algorithm, checksum_type, whole)
+        if claim is not None and claim.digest != whole:
+            raise errors.BadDigest(f"The {checksums.display_name(algorithm)} you specified "
+                                   "did not match the calculated checksum.")
+        return checksum, [d for d, _ in digests]
 
     def _completed_before(self, req: S3Request, upload_id: str, raw: bytes) -> Response | None:
         """A retried Complete of an upload encproxy already completed (its records are
@@ -448,7 +595,7 @@ class MultipartUploads:
             return None
         if layout.description.upload_digest != upload_digest(upload_id):
             return None
-        if layout.description != describe(md5s, upload_id) \
+        if layout.description[:2] != describe(md5s, upload_id)[:2] \
                 or layout.part_numbers != tuple(n for n, _ in chosen):
             # This upload made the object, with other parts: it is complete, and gone
             # (never handed to the backend, which may still know it: moto does).
@@ -458,30 +605,34 @@ class MultipartUploads:
                                             head.headers.get(CONTEXT_HEADER)))
         log.info("upload %s of %s/%s: Complete retried after it succeeded; same answer",
                  upload_id, bucket, key)
-        return self._completed(req, layout.etag, headers)
+        return self._completed(req, layout.etag, headers, layout.description.checksum,
+                               layout.parts)
 
     def _backend_etags(self, parent: dict[str, Any], bucket: str, key: str, upload_id: str,
                        keys: ObjectKeys, chosen: list[tuple[int, str]], md5s: list[bytes],
-                       stored: dict[int, tuple[str, int]]) -> list[tuple[int, str]]:
+                       stored: dict[int, tuple[str, int]]
+                       ) -> list[tuple[int, str, PartRecord]]:
         """The backend ETag of each part the client names by its plaintext MD5: the
         backend's part, if an authenticated part record says an upload of that part with
         those bytes made it; read a few at a time.  InvalidPart otherwise (no upload of that
         part had those bytes, or one did but was replaced since).  The last part of a
         retried Complete whose held tail was written has another backend ETag now: it is
         named by the record whose backend ETag has a held copy (``_chosen_parts``)."""
-        def find(position: int) -> tuple[int, str]:
+        def find(position: int) -> tuple[int, str, PartRecord]:
             number, etag = chosen[position]
             name = part_etag_name(keys, number, md5s[position])
             current = stored.get(number)
-            if current is not None and self.store.find_part(
-                    bucket, key, upload_id, number, name, current[0], parent) is not None:
-                return number, current[0]
+            if current is not None:
+                found = self.store.find_part(bucket, key, upload_id, number, name, current[0],
+                                             parent)
+                if found is not None:
+                    return number, current[0], found
             if position == len(chosen) - 1:
                 for record in self.store.part_attempts(bucket, key, upload_id, number, name,
                                                        parent):
                     if self.store.find_held(bucket, key, upload_id, number,
                                             record.backend_etag, parent) is not None:
-                        return number, record.backend_etag
+                        return number, record.backend_etag, record
             raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
         if len(chosen) == 1:
             return [find(0)]
@@ -644,23 +795,31 @@ class MultipartUploads:
         return relayed(resp.status, resp.headers, body)
 
     def _client_part_etags(self, req: S3Request, upload_id: str, record: UploadRecord,
-                           listed: dict[int, str]) -> dict[tuple[int, str], str] | None:
+                           listed: dict[int, str]
+                           ) -> dict[tuple[int, str], tuple[str, StoredChecksum | None]] | None:
         """(part number, backend ETag) -> the part ETag the client got (its plaintext
-        MD5), from the authenticated records of the ``listed`` parts (number -> backend
-        ETag); None for SSE-C (opaque ETags)."""
+        MD5) and the part's checksum in the upload's declared algorithm, from the
+        authenticated records of the ``listed`` parts (number -> backend ETag); None for
+        SSE-C (opaque ETags)."""
         assert req.bucket is not None and req.key is not None
         if record.mode == sse.MODE_SSE_C:
             return None
         keys = self.keys_for(req, req.bucket, req.key, upload_id, record, None)
         out = {}
+        declared = record.checksum_algorithm
         for number, name, part in self.store.part_records(req.bucket, req.key, upload_id,
                                                           listed, req.environ):
             try:
                 md5 = open_part_md5(keys, number, name, part.sealed_md5)
+                sealed = dict(part.sealed_checksums).get(declared or "")
+                checksum = None if declared is None or sealed is None else StoredChecksum(
+                    declared, FULL_OBJECT if declared in checksums.CRC_ALGORITHMS
+                    else COMPOSITE,
+                    open_part_checksum(keys, number, name, declared, sealed))
             except errors.IntegrityError as exc:
                 report(f"part record {name} of part {number} (upload {upload_id})", exc)
                 raise
-            out[(number, part.backend_etag.strip('"'))] = f'"{md5.hex()}"'
+            out[(number, part.backend_etag.strip('"'))] = (f'"{md5.hex()}"', checksum)
         return out
 
     def list_parts(self, req: S3Request) -> Response:
@@ -677,14 +836,23 @@ class MultipartUploads:
         client_etags = self._client_part_etags(req, upload_id, record, {
             int(p.findtext("PartNumber") or "0"): p.findtext("ETag") or ""
             for p in root.findall("Part")})
+        for child in list(root):
+            if child.tag in ("ChecksumAlgorithm", "ChecksumType"):
+                root.remove(child)   # the backend's word about an upload it sees in parts
+        if record.checksum_algorithm is not None and record.checksum_type is not None:
+            _append(root, "ChecksumAlgorithm",
+                    checksum_headers.XML_NAMES[record.checksum_algorithm])
+            _append(root, "ChecksumType", record.checksum_type)
         for part in root.findall("Part"):
             etag = part.find("ETag")
+            checksum = None
             if client_etags is not None and etag is not None:
                 number = int(part.findtext("PartNumber") or "0")
                 # A part without a record never got its ETag to the client (the upload
                 # failed before it answered): it is shown with the backend's.
-                etag.text = client_etags.get((number, (etag.text or "").strip('"')),
-                                             etag.text)
+                found = client_etags.get((number, (etag.text or "").strip('"')))
+                if found is not None:
+                    etag.text, checksum = found
             size = part.find("Size")
             try:
                 size.text = str(segment_plaintext_size(int(size.text or "0")))  # type: ignore
@@ -694,6 +862,9 @@ class MultipartUploads:
             for child in list(part):
                 if child.tag.startswith("Checksum"):
                     part.remove(child)
+            if checksum is not None:
+                _append(part, "Checksum" + checksum_headers.XML_NAMES[checksum.algorithm],
+                        checksum.value())
         return Response(xml.render_element(root), status=200,
                         headers=[(k, v) for k, v in resp.headers
                                  if k.lower() not in ("content-length",)])

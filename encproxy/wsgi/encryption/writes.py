@@ -17,10 +17,11 @@ from encproxy.crypto.single import ObjectEncryptor
 from encproxy.crypto.stream import copied
 from encproxy.format.constants import Kind
 from encproxy.format.layout import check_single_size
+from encproxy.s3 import checksum_headers, sse
 from encproxy.s3 import metadata as s3meta
-from encproxy.s3 import sse
 from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
+from encproxy.wsgi.encryption import checksummed
 from encproxy.wsgi.encryption.conditions import (
     CONDITION_HEADERS,
     backend_conditions,
@@ -48,7 +49,7 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
         return Response.from_app(ctx.app, passed_through(req, conditions))
     length = req.content_length()
     try:
-        check_single_size(length)
+        check_single_size(length, checksummed=True)
     except errors.S3Error:
         raise errors.EntityTooLarge(ProposedSize=str(length)) from None
     keys, envelope = ctx.new_keys(plan, req.bucket, req.key, Kind.SINGLE)
@@ -56,14 +57,16 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
     check_metadata_budget(s3meta.user_metadata(req.headers), envelope, context)
 
     md5 = digests.md5_for(length)  # the plaintext ETag, hashed on the other core
+    checksum = checksummed.for_write(req.environ, req.headers)   # sealed with it (§15)
 
     def plaintext() -> Iterator[bytes]:
-        for piece in read_exactly(req.body, length):
+        for piece in checksum.observed(read_exactly(req.body, length)):
             md5.update(piece)
             yield piece
 
     encryptor = ObjectEncryptor(keys, length)
-    ciphertext = subrequest.IterReader(copied(encryptor.encrypt(plaintext(), md5=md5.digest)))
+    ciphertext = subrequest.IterReader(copied(encryptor.encrypt(
+        plaintext(), md5=md5.digest, checksum=checksum.result)))
     inner = subrequest.derived_environ(
         client_only_removed(req.environ), drop=CONDITION_HEADERS,
         headers={**stored_metadata(envelope, context), **conditions},
@@ -82,15 +85,15 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
     if plan.mode == sse.MODE_SSE_C:
         etag = backend_etag or etag
     key_id = ctx.key_id(plan)
+    stored = checksum.result()
     if backend_etag:
         ctx.facts.put(req.bucket, req.key, backend_etag, encryptor.ciphertext_size, ObjectFacts(
-            True, length, etag, plan.mode, key_id))
+            True, length, etag, plan.mode, key_id, stored))
     headers = {"ETag": etag, **sse.response_headers(
         plan.mode, key_id, plan.customer.key_md5 if plan.customer else None,
         req.headers.get(sse.SSE_CONTEXT))}
     version = resp.header("x-amz-version-id")
     if version is not None:
         headers["x-amz-version-id"] = version
-    for alg, value in (req.environ.get(env.BODY_CHECKSUMS) or {}).items():
-        headers[f"x-amz-checksum-{alg}"] = value
+    headers.update(checksum_headers.response_headers(stored))   # S3 echoes it, with its type
     return Response(b"", status=200, headers=headers)
