@@ -433,6 +433,22 @@ class NoSuchTagSet(S3Error):
     default_message = "The TagSet does not exist"
 
 
+class IllegalVersioningConfigurationException(S3Error):
+    """S3 error IllegalVersioningConfigurationException (400)."""
+
+    code = "IllegalVersioningConfigurationException"
+    status = 400
+    default_message = "The versioning configuration specified in the request is invalid."
+
+
+class InvalidTag(S3Error):
+    """S3 error InvalidTag (400): a tag set that breaks S3's tagging rules."""
+
+    code = "InvalidTag"
+    status = 400
+    default_message = "The tag provided was not a valid tag."
+
+
 class NoSuchLifecycleConfiguration(S3Error):
     """S3 error NoSuchLifecycleConfiguration (404)."""
 

@@ -7,12 +7,15 @@
         <kind>-<time_ns hex>-<random>      temp files and staging directories
       buckets/<bucket>/                    appears and disappears by one rename
         bucket                             record file: name, creation time
-        objects/<h[0:2]>/<h[2:4]>/<h>      one file per object, h = sha256(key UTF-8) hex
+        objects/<h[0:2]>/<h[2:4]>/<h>.<r>  one file per object version, h = sha256(key UTF-8)
+                                           hex, r random (the index names each file)
         uploads/<upload id>/               one directory per multipart upload
           upload                           record file: key, metadata, initiation time
           part-00001 … part-10000          one file per uploaded part
-      lost+found/                          only if a failed bucket delete could not be undone
-      locks/<h[0:2]>                       256 lock files: an object's commit holds one
+      lost+found/                          only from versions before the index (a failed bucket
+                                           delete that could not be undone)
+      locks/<h[0:2]>                       256 lock files: a bucket record's change holds one
+      index.sqlite3                        the metadata index (``index.py``)
 
 Object keys never reach a path: an object's file name is the SHA-256 of its
 key, so ``/``, ``..``, newlines or 1024-byte keys are all just bytes to hash,
@@ -173,10 +176,6 @@ class Layout:
         level1 = os.path.join(objects, h[0:2])
         level2 = os.path.join(level1, h[2:4])
         return ObjectPath(objects, level1, level2, os.path.join(level2, h))
-
-    def object_lock(self, loc: ObjectPath) -> str:
-        """The lock file an object's commits and deletes hold (one of 256, by key hash)."""
-        return os.path.join(self.locks, loc.name[0:2])
 
     def upload(self, bucket: str, upload_id: str) -> str:
         return os.path.join(self.uploads(bucket), check_upload_id(upload_id))

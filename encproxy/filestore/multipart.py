@@ -7,6 +7,7 @@ complete/abort calls wins and late part uploads fail with NoSuchUpload.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -59,6 +60,7 @@ from encproxy.filestore.records import (
     UploadRecord,
 )
 from encproxy.filestore.streams import BodyReader, copy_range, receive
+from encproxy.s3.tagging import Tags
 
 log = logging.getLogger("encproxy.filestore")
 
@@ -72,10 +74,11 @@ class MultipartStore(ObjectStore):
     and answers NoSuchUpload otherwise (also for ids that are not ours).
     """
 
-    def create_upload(self, bucket: str, key: str, meta: ObjectMeta | None = None) -> str:
+    def create_upload(self, bucket: str, key: str, meta: ObjectMeta | None = None,
+                      tags: Tags = ()) -> str:
         """Start a multipart upload; returns its id (48 hex digits, unguessable).
 
-        ``meta`` becomes the metadata of the completed object.
+        ``meta`` and ``tags`` become the metadata and tags of the completed object.
         """
         check_key(key)
         meta = ObjectMeta() if meta is None else meta
@@ -85,7 +88,8 @@ class MultipartStore(ObjectStore):
         staging = make_staging_dir(self.layout.tmp, "upload")
         try:
             self._write_record(os.path.join(staging, UPLOAD_RECORD),
-                               sf.upload_fields(upload_id, bucket, key, meta), time.time())
+                               sf.upload_fields(upload_id, bucket, key, meta, tags),
+                               time.time())
             fsync_dir(staging)
             try:
                 os.rename(staging, os.path.join(uploads, upload_id))
@@ -124,19 +128,20 @@ class MultipartStore(ObjectStore):
 
     def upload_part_copy(self, bucket: str, key: str, upload_id: str, part_number: int,
                          src_bucket: str, src_key: str,
-                         byte_range: tuple[int, int] | None = None) -> PartRecord:
+                         byte_range: tuple[int, int] | None = None,
+                         src_version: str | None = None) -> PartRecord:
         """Make part ``part_number`` from bytes ``first..last`` (inclusive) of an object.
 
-        None copies the whole object.  The part's ETag is the MD5 of the bytes.
+        None copies the whole object.  The source is its latest version, or
+        ``src_version``.  The part's ETag is the MD5 of the bytes.
         A range outside the source raises InvalidRange (the S3 layer normally
         refuses it first, when parsing ``x-amz-copy-source-range``).
         """
         check_part_number(part_number)
         self._load_upload(bucket, key, upload_id)
-        src_loc = self.layout.object(src_bucket, src_key)
-        fd = self._open_object(src_bucket, src_key, src_loc)
+        row, fd, src_path = self._open_version(src_bucket, src_key, src_version)
         try:
-            src, h = self._read_object(fd, src_loc, src_key)
+            src, h = self._read_object(fd, src_path, src_key, row)
             if byte_range is None:
                 first, length = 0, src.size
             else:
@@ -150,7 +155,7 @@ class MultipartStore(ObjectStore):
             with TempFile(self.layout.tmp, "partcopy") as tf:
                 tf.write(sf.encode_fixed(len(record), length, sf.EMPTY_MD5, 0.0))
                 tf.write(record)
-                copy_range(fd, h.body_offset + first, length, tf, md5, path=src_loc.path)
+                copy_range(fd, h.body_offset + first, length, tf, md5, path=src_path)
                 digest, now = md5.digest(), time.time()
                 tf.pwrite(sf.encode_fixed(len(record), length, digest, now), 0)
                 self._commit_part(tf, bucket, upload_id, part_number)
@@ -226,13 +231,17 @@ class MultipartStore(ObjectStore):
                         os.close(fd)
                 now = time.time()
                 tf.pwrite(sf.encode_fixed(len(record), total, digest, now), 0)
-                self._commit_object(tf, bucket, loc, precondition)
+                out = ObjectRecord(key=key, size=total,
+                                   etag=etags.multipart_etag(digest, len(sizes)),
+                                   last_modified=now, meta=upload.meta, part_sizes=sizes,
+                                   tag_count=len(upload.tags))
+                version = self._commit_version(tf, bucket, loc, out, precondition,
+                                               upload.tags)
         except BaseException:
             self._unclaim(claim, upload_dir)
             raise
         shutil.rmtree(claim, ignore_errors=True)
-        return ObjectRecord(key=key, size=total, etag=etags.multipart_etag(digest, len(sizes)),
-                            last_modified=now, meta=upload.meta, part_sizes=sizes)
+        return dataclasses.replace(out, version_id=version)
 
     def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         """Discard the upload and its parts; NoSuchUpload if unknown (or already gone)."""

@@ -1,9 +1,10 @@
 """Buckets and objects: the core of the file store (see ``store.py`` for the whole).
 
-Every write goes through ``TempFile`` (``atomic.py``) and every read opens one
-file and checks its header (``storefile.py``); this module maps S3 operations
-on buckets and objects onto those two, and owns the one O(n) scan that
-listings use.
+Every write goes through ``TempFile`` (``atomic.py``) and is made visible by
+a row of the metadata index (``index.py``); every read finds its version's row
+and opens that one file, checking its header (``storefile.py``).  Listings are
+pages of the index.  This module maps S3 operations on buckets and objects
+(versions, delete markers and tags included) onto those.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -25,10 +27,14 @@ from encproxy.errors import (
     BucketNotEmpty,
     InternalError,
     InvalidArgument,
+    MethodNotAllowed,
     NoSuchBucket,
     NoSuchKey,
+    NoSuchVersion,
+    S3Error,
 )
 from encproxy.filestore import etag as etags
+from encproxy.filestore import index as ix
 from encproxy.filestore import storefile as sf
 from encproxy.filestore.atomic import (
     TempFile,
@@ -37,27 +43,38 @@ from encproxy.filestore.atomic import (
     make_staging_dir,
     mkdir_durable,
 )
+from encproxy.filestore.index import NULL_VERSION
 from encproxy.filestore.layout import (
     BUCKET_RECORD,
     Layout,
     ObjectPath,
     check_bucket_name,
+    check_key,
     check_text,
     tmp_prefix,
 )
 from encproxy.filestore.listing import paginate
 from encproxy.filestore.records import (
+    DEFAULT_STORAGE_CLASS,
     BucketRecord,
+    DeleteResult,
     ListResult,
     ObjectMeta,
     ObjectRecord,
+    VersionListResult,
+    VersionRecord,
     check_acl,
 )
 from encproxy.filestore.streams import BodyReader, ObjectBody, copy_range, receive
 from encproxy.s3.acl import Acl
 from encproxy.s3.cors import CorsConfiguration, check_configuration
+from encproxy.s3.tagging import Tags
 
 log = logging.getLogger("encproxy.filestore")
+
+ENABLED = "Enabled"
+SUSPENDED = "Suspended"
+_OPEN_ATTEMPTS = 8   # a version's file replaced or deleted between index read and open
 
 
 def md5_hash() -> hashlib._Hash:
@@ -101,6 +118,8 @@ class ObjectStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.layout = Layout(os.fspath(root))
         self.layout.create()
+        self.index = ix.Index(self.layout.root)
+        self._index_existing()
 
     # -- buckets --------------------------------------------------------------------
     def list_buckets(self) -> list[BucketRecord]:
@@ -131,7 +150,9 @@ class ObjectStore:
         (S3 in us-east-1 answers 200 to re-creating one's own bucket; that
         choice is the S3 layer's.)  The bucket is assembled in ``tmp/`` and
         renamed into ``buckets/`` whole; of two concurrent creators exactly one
-        succeeds.
+        succeeds.  The rename happens inside an index transaction that first
+        clears whatever the index may still hold under that name (a delete cut
+        short by a crash), so a new bucket starts unversioned and untagged.
         """
         path = self.layout.bucket(name)
         if os.path.isdir(path):
@@ -144,12 +165,17 @@ class ObjectStore:
             self._write_record(os.path.join(staging, BUCKET_RECORD),
                                sf.bucket_fields(name, check_acl(acl)), now)
             fsync_dir(staging)
-            try:
-                os.rename(staging, path)
-            except OSError as exc:
-                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise BucketAlreadyOwnedByYou(BucketName=name) from None
-                raise
+            with self.index.write() as conn:
+                if os.path.isdir(path):
+                    raise BucketAlreadyOwnedByYou(BucketName=name)
+                conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
+                conn.execute("DELETE FROM versions WHERE bucket = ?", (name,))
+                try:
+                    os.rename(staging, path)
+                except OSError as exc:
+                    if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise BucketAlreadyOwnedByYou(BucketName=name) from None
+                    raise
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -208,39 +234,26 @@ class ObjectStore:
         gone, and a bucket with only incomplete uploads deletes), and it means a
         client never needs ListMultipartUploads to delete a bucket.
 
-        The bucket is renamed away first, then checked again: an object that a
-        concurrent PUT renamed in between makes the delete fail and the bucket
-        is put back, so a successful PUT is never lost to a delete.
+        Emptiness is the index's: no version and no delete marker.  The check and
+        the rename of the bucket's directory away are one index transaction, so
+        no version commits in between (a write whose file was renamed in before
+        finds it gone with the directory when it commits, and fails with
+        NoSuchBucket), and the bucket's versioning and tags go with it.
         """
         path = self.layout.bucket(name)
         if not os.path.isdir(path):
             raise NoSuchBucket(BucketName=name)
-        if _has_files(os.path.join(path, "objects")):
-            raise BucketNotEmpty(BucketName=name)
         doomed = os.path.join(self.layout.tmp, tmp_prefix("delbucket") + secrets.token_hex(8))
-        try:
-            os.rename(path, doomed)
-        except FileNotFoundError:
-            raise NoSuchBucket(BucketName=name) from None
-        if _has_files(os.path.join(doomed, "objects")):
-            self._put_bucket_back(doomed, path, name)
-            raise BucketNotEmpty(BucketName=name)
+        with self.index.write() as conn:
+            if ix.has_versions(conn, name):
+                raise BucketNotEmpty(BucketName=name)
+            try:
+                os.rename(path, doomed)
+            except FileNotFoundError:
+                raise NoSuchBucket(BucketName=name) from None
+            conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
         fsync_dir(self.layout.buckets)
         shutil.rmtree(doomed, ignore_errors=True)
-
-    def _put_bucket_back(self, doomed: str, path: str, name: str) -> None:
-        try:
-            os.rename(doomed, path)
-            return
-        except OSError:
-            pass
-        # Someone created a new bucket of that name within the last instant: keep the
-        # old one's objects where an operator will find them rather than lose them.
-        os.makedirs(self.layout.lost_found, mode=0o700, exist_ok=True)
-        dest = os.path.join(self.layout.lost_found, f"{name}-{time.time_ns():x}")
-        os.rename(doomed, dest)
-        log.error("file store: bucket %s could not be restored after a failed delete; "
-                  "its objects are in %s", name, dest)
 
     def _read_bucket(self, name: str) -> BucketRecord:
         path = self.layout.bucket_record(name)
@@ -257,7 +270,8 @@ class ObjectStore:
     def put_object(self, bucket: str, key: str, body: BodyReader, length: int,
                    meta: ObjectMeta | None = None,
                    digest_of: Callable[[], bytes] | None = None,
-                   precondition: Precondition | None = None) -> ObjectRecord:
+                   precondition: Precondition | None = None,
+                   tags: Tags | None = None) -> ObjectRecord:
         """Store exactly ``length`` bytes of ``body`` under ``key``, atomically.
 
         Streams in 1 MiB pieces and computes the MD5 (the ETag) on the way, unless
@@ -266,10 +280,11 @@ class ObjectStore:
         needs no MD5: environ.STORED_DIGEST).  If
         the body raises, that exception propagates; if it ends early,
         IncompleteBody; either way nothing becomes visible and the temp file is
-        removed.  Concurrent writers to one key: the last rename wins, whole.
+        removed.  Concurrent writers to one key: the last commit wins, whole.
         ``last_modified`` is the time the body was complete.  ``precondition``
-        (conditional writes) is checked against the object the write would replace,
-        atomically with the replacing rename (``_commit_object``).
+        (conditional writes) is checked against the latest version, atomically with
+        the commit that makes the new one latest (``_commit_version``).  The new
+        version is ``null`` unless the bucket's versioning is Enabled.
         """
         loc = self.layout.object(bucket, key)
         check_length(length)
@@ -286,73 +301,99 @@ class ObjectStore:
                 digest = md5.digest() if md5 is not None else _fingerprint(digest_of)
                 now = time.time()
                 tf.pwrite(sf.encode_fixed(len(record), length, digest, now), 0)
-                self._commit_object(tf, bucket, loc, precondition)
+                out = ObjectRecord(key=key, size=length, etag=etags.md5_etag(digest),
+                                   last_modified=now, meta=meta, part_sizes=None,
+                                   tag_count=len(tags or ()))
+                version = self._commit_version(tf, bucket, loc, out, precondition, tags)
         finally:
             if md5 is not None:
                 digests.close(md5)
-        return ObjectRecord(key=key, size=length, etag=etags.md5_etag(digest), last_modified=now,
-                            meta=meta, part_sizes=None)
+        return dataclasses.replace(out, version_id=version)
 
-    def head_object(self, bucket: str, key: str) -> ObjectRecord:
-        """The object's record, from its header only; NoSuchKey / NoSuchBucket."""
-        loc = self.layout.object(bucket, key)
-        fd = self._open_object(bucket, key, loc)
-        try:
-            return self._read_object(fd, loc, key)[0]
-        finally:
-            os.close(fd)
+    def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectRecord:
+        """The record of the latest version (or of ``version_id``), from its header
+        only; NoSuchKey / NoSuchVersion / NoSuchBucket, and for a delete marker
+        NoSuchKey (latest) or MethodNotAllowed (by id), as ``_find`` says."""
+        record, reader = self.open_object(bucket, key, version_id)
+        reader.close()
+        return record
 
-    def open_object(self, bucket: str, key: str) -> tuple[ObjectRecord, ObjectBody]:
+    def open_object(self, bucket: str, key: str,
+                    version_id: str | None = None) -> tuple[ObjectRecord, ObjectBody]:
         """The record and a seekable reader over the body of the same version.
 
         The reader must be closed (it is a context manager).  It keeps reading
         the version it opened even if the object is replaced or deleted.
         """
-        loc = self.layout.object(bucket, key)
-        fd = self._open_object(bucket, key, loc)
+        row, fd, path = self._open_version(bucket, key, version_id)
         try:
-            record, h = self._read_object(fd, loc, key)
+            record, h = self._read_object(fd, path, key, row)
         except BaseException:
             os.close(fd)
             raise
-        return record, ObjectBody(fd, h.body_offset, record.size, loc.path)
+        return record, ObjectBody(fd, h.body_offset, record.size, path)
 
-    def delete_object(self, bucket: str, key: str) -> None:
-        """Remove the object if it exists (no error if not); NoSuchBucket if no bucket."""
+    def delete_object(self, bucket: str, key: str,
+                      version_id: str | None = None) -> DeleteResult:
+        """Delete as S3 does; NoSuchBucket if no bucket.
+
+        Without ``version_id``: in a bucket that never had versioning, remove the
+        object if there is one; with versioning Enabled, add a delete marker (a new
+        version id); Suspended, replace the ``null`` version by a ``null`` delete
+        marker.  With ``version_id``: remove that version or delete marker (none:
+        nothing to do); if it was the latest, the next newest becomes the latest.
+        The index row goes first (the commit is the delete), then the file.
+        """
         loc = self.layout.object(bucket, key)
-        try:
-            with locked(self.layout.object_lock(loc)):   # never between a check and its commit
-                os.unlink(loc.path)
-        except FileNotFoundError:
-            self.require_bucket(bucket)
-            return
-        with contextlib.suppress(FileNotFoundError):
-            fsync_dir(loc.level2)
-        # Keep the fan-out sparse so that emptiness checks and scans stay cheap.  A
-        # writer racing with this retries (TempFile.commit); ENOTEMPTY means in use.
-        for d in (loc.level2, loc.level1):
-            try:
-                os.rmdir(d)
-            except OSError:
-                break
+        gone: str | None = None
+        with self.index.write() as conn:
+            if not self.bucket_exists(bucket):
+                raise NoSuchBucket(BucketName=bucket)
+            if version_id is None:
+                status = ix.versioning(conn, bucket)
+                # Never versioned: the one (null) version goes; Suspended: the null
+                # version is replaced by a null delete marker; Enabled: nothing goes.
+                current = None if status == ENABLED else \
+                    ix.by_id(conn, bucket, key, NULL_VERSION)
+                if current is not None:
+                    ix.remove(conn, current)
+                    gone = current.file
+                if status is None:
+                    result = DeleteResult(None, False)
+                else:
+                    vid = new_version_id() if status == ENABLED else NULL_VERSION
+                    ix.insert_latest(conn, ix.Row(bucket, key, ix.next_seq(conn, bucket, key),
+                                                  vid, True, True, 0, "", time.time(),
+                                                  DEFAULT_STORAGE_CLASS, None, None))
+                    result = DeleteResult(vid, True)
+            else:
+                found = ix.by_id(conn, bucket, key, version_id)
+                if found is not None:
+                    ix.remove(conn, found)
+                    gone = found.file
+                result = DeleteResult(version_id, found is not None and found.delete_marker)
+        if gone is not None:
+            self._unlink_file(loc, gone)
+        return result
 
     def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str,
                     meta: ObjectMeta | None = None,
-                    precondition: Precondition | None = None) -> ObjectRecord:
+                    precondition: Precondition | None = None,
+                    src_version: str | None = None,
+                    tags: Tags | None = None) -> ObjectRecord:
         """Copy an object's body, with ``meta`` or (None) the source's metadata.
 
-        Streams, is atomic, and is safe when source and destination are the
-        same object (the source is read from the version opened first).  The
-        copy is a single-part object, as in S3: its ETag is the MD5 of the
-        bytes (reused from a single-part source; computed for a multipart one),
-        and it has no part sizes.  Refusing a copy onto itself without changes
-        is the S3 layer's rule, not the store's.
+        The source is the latest version, or ``src_version``.  Streams, is atomic,
+        and is safe when source and destination are the same object (the source is
+        read from the version opened first).  The copy is a single-part object, as
+        in S3: its ETag is the MD5 of the bytes (reused from a single-part source;
+        computed for a multipart one), and it has no part sizes.  Refusing a copy
+        onto itself without changes is the S3 layer's rule, not the store's.
         """
-        src_loc = self.layout.object(src_bucket, src_key)
         dst_loc = self.layout.object(dst_bucket, dst_key)
-        fd = self._open_object(src_bucket, src_key, src_loc)
+        row, fd, src_path = self._open_version(src_bucket, src_key, src_version)
         try:
-            src, h = self._read_object(fd, src_loc, src_key)
+            src, h = self._read_object(fd, src_path, src_key, row)
             self.require_bucket(dst_bucket)
             new_meta = src.meta if meta is None else meta
             record = sf.encode_fields(sf.object_fields(dst_key, new_meta, None))
@@ -360,38 +401,44 @@ class ObjectStore:
                 tf.write(sf.encode_fixed(len(record), src.size, sf.EMPTY_MD5, 0.0))
                 tf.write(record)
                 if src.part_sizes is None:
-                    copy_range(fd, h.body_offset, src.size, tf, path=src_loc.path)
+                    copy_range(fd, h.body_offset, src.size, tf, path=src_path)
                     digest = h.md5
                 else:
                     md5 = md5_hash()
-                    copy_range(fd, h.body_offset, src.size, tf, md5, path=src_loc.path)
+                    copy_range(fd, h.body_offset, src.size, tf, md5, path=src_path)
                     digest = md5.digest()
                 now = time.time()
                 tf.pwrite(sf.encode_fixed(len(record), src.size, digest, now), 0)
-                self._commit_object(tf, dst_bucket, dst_loc, precondition)
+                out = ObjectRecord(key=dst_key, size=src.size, etag=etags.md5_etag(digest),
+                                   last_modified=now, meta=new_meta, part_sizes=None,
+                                   tag_count=len(tags or ()))
+                version = self._commit_version(tf, dst_bucket, dst_loc, out, precondition,
+                                               tags)
         finally:
             os.close(fd)
-        return ObjectRecord(key=dst_key, size=src.size, etag=etags.md5_etag(digest),
-                            last_modified=now, meta=new_meta, part_sizes=None)
+        return dataclasses.replace(out, version_id=version)
 
-    def put_object_acl(self, bucket: str, key: str, acl: Acl | None) -> ObjectRecord:
-        """Replace the object's ACL (None: private); NoSuchKey / NoSuchBucket.
+    def put_object_acl(self, bucket: str, key: str, acl: Acl | None,
+                       version_id: str | None = None) -> ObjectRecord:
+        """Replace the ACL of the latest version, or of ``version_id`` (None: private);
+        NoSuchKey / NoSuchVersion / NoSuchBucket.
 
-        The ACL is in the object's header, so the file is written again: the same
-        body (copied by the kernel where it can), MD5, time and metadata, a new ACL,
-        renamed over the object under its lock.  Its ETag and Last-Modified do not
-        change, as in S3.  O(size of the object) in disk I/O: the embedded store
-        keeps ACL and object in one file so that a PutObject replaces both at once.
+        The ACL is in the version's file header, so the file is written again under
+        a new name: the same body (copied by the kernel where it can), MD5, time and
+        metadata, a new ACL; the index row is then pointed at it, and the old file
+        removed.  Its ETag and Last-Modified do not change, as in S3.  O(size of the
+        object) in disk I/O: the embedded store keeps ACL and object in one file so
+        that a PutObject replaces both at once.
 
-        If the object was replaced or deleted while its body was copied, the new
+        If the version was replaced or deleted while its body was copied, the new
         ACL is not applied, and the call still succeeds: it is ordered before the
         write that replaced the object, which would have reset its ACL anyway.
         """
         check_acl(acl)
         loc = self.layout.object(bucket, key)
-        fd = self._open_object(bucket, key, loc)
+        row, fd, path = self._open_version(bucket, key, version_id)
         try:
-            src, h = self._read_object(fd, loc, key)
+            src, h = self._read_object(fd, path, key, row)
             meta = ObjectMeta(content_headers=src.meta.content_headers,
                               user_metadata=src.meta.user_metadata,
                               storage_class=src.meta.storage_class, acl=acl)
@@ -401,54 +448,95 @@ class ObjectStore:
             with TempFile(self.layout.tmp, "objacl") as tf:
                 tf.write(sf.encode_fixed(len(record), h.body_length, h.md5, h.time))
                 tf.write(record)
-                copy_range(fd, h.body_offset, h.body_length, tf, path=loc.path)
-                tf.sync()
-                with locked(self.layout.object_lock(loc)):
-                    if self._current_identity(loc) == (h.md5, h.time, h.body_length):
-                        tf.commit(loc.level2, loc.name, lambda: None)
+                copy_range(fd, h.body_offset, h.body_length, tf, path=path)
+                name = self._rename_in(tf, bucket, loc)
         finally:
             os.close(fd)
-        return ObjectRecord(key=key, size=src.size, etag=src.etag,
-                            last_modified=src.last_modified, meta=meta,
-                            part_sizes=src.part_sizes)
-
-    def _current_identity(self, loc: ObjectPath) -> tuple[bytes, float, int] | None:
-        """What tells one version of an object from another: MD5, time and size."""
+        applied = False
         try:
-            fd = open_read(loc.path)
-        except FileNotFoundError:
-            return None
-        try:
-            h = sf.read_header(fd, "object", loc.path)
-            return h.md5, h.time, h.body_length
+            with self.index.write() as conn:
+                current = ix.by_id(conn, bucket, key, row.version_id)
+                if current is not None and current.seq == row.seq and current.file == row.file:
+                    conn.execute("UPDATE versions SET file = ? WHERE bucket = ? AND key = ? "
+                                 "AND seq = ?", (name, bucket, key, row.seq))
+                    applied = True
         finally:
-            os.close(fd)
+            self._unlink_file(loc, row.file if applied and row.file else name)
+        return dataclasses.replace(src, meta=meta)
 
-    def _open_object(self, bucket: str, key: str, loc: ObjectPath) -> int:
-        try:
-            return open_read(loc.path)
-        except FileNotFoundError:
-            self.require_bucket(bucket)
-            raise NoSuchKey(Key=key) from None
+    def object_file(self, bucket: str, key: str, version_id: str | None = None) -> str:
+        """The path of the file that holds the body of the latest version of ``key`` or
+        of ``version_id`` (for operators and tests; it changes with every write)."""
+        row = self._find(bucket, key, version_id)
+        assert row.file is not None
+        return self._file_path(self.layout.object(bucket, key), row.file)
 
-    def _read_object(self, fd: int, loc: ObjectPath, key: str) -> tuple[ObjectRecord, sf.Header]:
-        h = sf.read_header(fd, "object", loc.path)
-        record = sf.object_record(h, loc.path)
-        if record.key != key:  # a SHA-256 collision: report it, never serve the other key
-            log.error("file store: %s holds key %r, not %r", loc.path, record.key, key)
-            raise NoSuchKey(Key=key)
-        return record, h
+    # -- versions: finding, reading, committing ------------------------------------------
+    def _find(self, bucket: str, key: str, version_id: str | None) -> ix.Row:
+        """The index row of the latest version of ``key`` or of ``version_id``.
 
-    def _commit_object(self, tf: TempFile, bucket: str, loc: ObjectPath,
-                       precondition: Precondition | None = None) -> None:
-        """Rename ``tf`` onto the object, holding the object's lock.
-
-        Every commit and delete of an object holds its lock, so a ``precondition``
-        decided on the current object under the lock still holds at the rename: two
-        ``If-None-Match: *`` writes of one key cannot both succeed, and an ``If-Match``
-        write replaces exactly the object it matched.  The body was streamed and
-        fsync-ed before: the lock covers a header read, a rename and a directory fsync.
+        NoSuchBucket; NoSuchKey (no version, or the latest is a delete marker: then
+        with ``x-amz-delete-marker: true`` and the marker's version id);
+        NoSuchVersion; MethodNotAllowed for a delete marker asked for by id (as S3).
         """
+        check_key(key)
+        with self.index.read() as conn:
+            row = ix.latest(conn, bucket, key) if version_id is None else \
+                ix.by_id(conn, bucket, key, version_id)
+        if row is None:
+            self.require_bucket(bucket)
+            if version_id is None:
+                raise NoSuchKey(Key=key)
+            raise NoSuchVersion(Key=key, VersionId=version_id)
+        if row.delete_marker:
+            exc: S3Error = NoSuchKey(Key=key) if version_id is None else \
+                MethodNotAllowed(Method="GET", ResourceType="DeleteMarker")
+            exc.headers.update({"x-amz-delete-marker": "true",
+                                "x-amz-version-id": row.version_id})
+            if version_id is not None:
+                exc.headers["Allow"] = "DELETE"
+            raise exc
+        return row
+
+    def _open_version(self, bucket: str, key: str,
+                      version_id: str | None) -> tuple[ix.Row, int, str]:
+        """The row, an open descriptor of its file, and the file's path.
+
+        A file vanishes when its version is deleted or replaced after the row was
+        read: the row is looked up again.  A row whose file stays missing is damage.
+        """
+        loc = self.layout.object(bucket, key)
+        for _ in range(_OPEN_ATTEMPTS):
+            row = self._find(bucket, key, version_id)
+            assert row.file is not None
+            path = self._file_path(loc, row.file)
+            try:
+                return row, open_read(path), path
+            except FileNotFoundError:
+                continue
+        raise sf.corrupt(self._file_path(loc, row.file or "?"),
+                         "the index names a file that does not exist")
+
+    def _file_path(self, loc: ObjectPath, name: str) -> str:
+        if not ix.FILE_NAME.fullmatch(name) or not name.startswith(loc.name):
+            raise sf.corrupt(loc.path, f"the index names file {name!r} for this key")
+        return os.path.join(loc.level2, name)
+
+    def _read_object(self, fd: int, path: str, key: str,
+                     row: ix.Row) -> tuple[ObjectRecord, sf.Header]:
+        h = sf.read_header(fd, "object", path)
+        record = sf.object_record(h, path)
+        if record.key != key:  # a SHA-256 collision: report it, never serve the other key
+            log.error("file store: %s holds key %r, not %r", path, record.key, key)
+            raise NoSuchKey(Key=key)
+        if (record.size, record.etag) != (row.size, row.etag):
+            raise sf.corrupt(path, "the file does not hold the version its index row names")
+        return dataclasses.replace(record, version_id=row.version_id,
+                                   tag_count=len(decode_tags(row.tags))), h
+
+    def _rename_in(self, tf: TempFile, bucket: str, loc: ObjectPath) -> str:
+        """fsync ``tf`` and rename it beside the key's other files under a name of its
+        own; nothing refers to it yet (the index row that will is committed next)."""
         def prepare() -> None:
             try:
                 mkdir_durable(loc.level1)
@@ -457,23 +545,125 @@ class ObjectStore:
                 if not os.path.isdir(loc.objects_dir):
                     raise NoSuchBucket(BucketName=bucket) from None
                 # else a concurrent delete removed level1 between the two mkdirs: retry
-        tf.sync()
-        with locked(self.layout.object_lock(loc)):
-            if precondition is not None:
-                precondition(self._current_etag(bucket, loc))
-            tf.commit(loc.level2, loc.name, prepare)
+        name = f"{loc.name}.{secrets.token_hex(16)}"
+        tf.commit(loc.level2, name, prepare)
+        return name
 
-    def _current_etag(self, bucket: str, loc: ObjectPath) -> str | None:
-        """The ETag of the object at ``loc`` (unquoted), None if there is none."""
+    def _commit_version(self, tf: TempFile, bucket: str, loc: ObjectPath,
+                        record: ObjectRecord, precondition: Precondition | None,
+                        tags: Tags | None) -> str:
+        """Make ``tf`` the latest version of ``record.key``; returns its version id.
+
+        The file is renamed in under a name of its own, then one ``BEGIN IMMEDIATE``
+        transaction checks that it is still there (a bucket deleted meanwhile took it
+        along: NoSuchBucket), checks ``precondition`` against the latest version's
+        ETag (None: no version, or a delete marker), and inserts the row, replacing the
+        ``null`` version unless versioning is Enabled.  SQLite's write lock makes the
+        decision and the commit one step for every writer in every process.  On any
+        failure the new file is removed; after the commit, the replaced one.
+        """
+        name = self._rename_in(tf, bucket, loc)
+        path = os.path.join(loc.level2, name)
+        replaced: str | None = None
         try:
-            fd = open_read(loc.path)
-        except FileNotFoundError:
+            with self.index.write() as conn:
+                if not os.path.exists(path):
+                    raise NoSuchBucket(BucketName=bucket)
+                if precondition is not None:
+                    current = ix.latest(conn, bucket, record.key)
+                    precondition(None if current is None or current.delete_marker
+                                 else current.etag)
+                status = ix.versioning(conn, bucket)
+                vid = new_version_id() if status == ENABLED else NULL_VERSION
+                if vid == NULL_VERSION:
+                    old = ix.by_id(conn, bucket, record.key, NULL_VERSION)
+                    if old is not None:
+                        ix.remove(conn, old)
+                        replaced = old.file
+                ix.insert_latest(conn, ix.Row(
+                    bucket, record.key, ix.next_seq(conn, bucket, record.key), vid, True,
+                    False, record.size, record.etag, record.last_modified,
+                    record.meta.storage_class, name, encode_tags(tags)))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            raise
+        if replaced is not None:
+            self._unlink_file(loc, replaced)
+        return vid
+
+    def _unlink_file(self, loc: ObjectPath, name: str) -> None:
+        """Remove a file no index row names any more (a crash before this leaves it to
+        the sweep), and the key's fan-out directories if they are left empty."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(loc.level2, name))
+        with contextlib.suppress(FileNotFoundError):
+            fsync_dir(loc.level2)
+        # Keep the fan-out sparse so that scans stay cheap.  A writer racing with this
+        # retries (TempFile.commit); ENOTEMPTY means in use.
+        for d in (loc.level2, loc.level1):
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
+
+    # -- versioning and tags ----------------------------------------------------------
+    def bucket_versioning(self, bucket: str) -> str | None:
+        """None (never enabled), ``Enabled`` or ``Suspended``; NoSuchBucket."""
+        with self.index.read() as conn:
+            status = ix.versioning(conn, bucket)
+        self.require_bucket(bucket)
+        return status
+
+    def put_bucket_versioning(self, bucket: str, status: str) -> None:
+        """Set versioning to ``Enabled`` or ``Suspended``; NoSuchBucket."""
+        if status not in (ENABLED, SUSPENDED):
+            raise InvalidArgument("Versioning status must be Enabled or Suspended.",
+                                  ArgumentName="Status", ArgumentValue=str(status))
+        with self.index.write() as conn:
             self.require_bucket(bucket)
-            return None
-        try:
-            return sf.object_record(sf.read_header(fd, "object", loc.path), loc.path).etag
-        finally:
-            os.close(fd)
+            conn.execute("INSERT INTO buckets (name, versioning) VALUES (?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET versioning = excluded.versioning",
+                         (bucket, status))
+
+    def bucket_tags(self, bucket: str) -> Tags | None:
+        """The bucket's tag set, None if it has none; NoSuchBucket."""
+        with self.index.read() as conn:
+            found = conn.execute("SELECT tags FROM buckets WHERE name = ?",
+                                 (bucket,)).fetchone()
+        self.require_bucket(bucket)
+        return None if found is None or found[0] is None else decode_tags(found[0])
+
+    def put_bucket_tags(self, bucket: str, tags: Tags | None) -> None:
+        """Replace the bucket's tag set (None: delete it); NoSuchBucket."""
+        with self.index.write() as conn:
+            self.require_bucket(bucket)
+            conn.execute("INSERT INTO buckets (name, tags) VALUES (?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET tags = excluded.tags",
+                         (bucket, None if tags is None else encode_tags(tags)))
+
+    def object_tags(self, bucket: str, key: str,
+                    version_id: str | None = None) -> tuple[str, Tags]:
+        """The version id and tag set of the latest version or of ``version_id``."""
+        row = self._find(bucket, key, version_id)
+        return row.version_id, decode_tags(row.tags)
+
+    def put_object_tags(self, bucket: str, key: str, tags: Tags | None,
+                        version_id: str | None = None) -> str:
+        """Replace the tags of the latest version or of ``version_id`` (None: remove
+        them); returns the version id.  The read and the update are one transaction."""
+        check_key(key)
+        with self.index.write() as conn:
+            row = ix.latest(conn, bucket, key) if version_id is None else \
+                ix.by_id(conn, bucket, key, version_id)
+            if row is not None and not row.delete_marker:
+                conn.execute("UPDATE versions SET tags = ? WHERE bucket = ? AND key = ? "
+                             "AND seq = ?",
+                             (encode_tags(tags) if tags else None, bucket, key, row.seq))
+        if row is None or row.delete_marker:
+            self._find(bucket, key, version_id)   # raises S3's error for it
+            raise NoSuchKey(Key=key)
+        return row.version_id
 
     # -- listing --------------------------------------------------------------------
     def list_objects(self, bucket: str, prefix: str = "", delimiter: str | None = None,
@@ -484,46 +674,138 @@ class ObjectStore:
         ``start-after`` and v2's decoded continuation token alike; pass back
         ``next_marker`` for the next page.  ``max_keys`` is used as given (the
         S3 layer caps it at 1000); 0 lists nothing, not truncated.  An empty
-        delimiter means none.
+        delimiter means none.  Each key's latest version, unless it is a delete
+        marker; from the index, in key order, reading only as far as the page needs
+        (and the keys rolled up into its common prefixes).
         """
+        self._check_listing(bucket, prefix, delimiter, start_after, "marker", max_keys)
+        if max_keys == 0:
+            return ListResult([], [], False, None)
+        with self.index.read() as conn:
+            rows = ix.rows_from(conn, bucket, start_after or "", prefix, latest_only=True)
+            page = paginate(rows, attrgetter("key"), prefix=prefix,
+                            delimiter=delimiter or None, marker=start_after,
+                            max_entries=max_keys)
+        records = [ObjectRecord(key=r.key, size=r.size, etag=r.etag, last_modified=r.mtime,
+                                meta=ObjectMeta(storage_class=r.storage_class),
+                                version_id=r.version_id) for r in page.items]
+        return ListResult(records, page.common_prefixes, page.is_truncated, page.next_marker)
+
+    def list_versions(self, bucket: str, prefix: str = "", delimiter: str | None = None,
+                      key_marker: str | None = None, version_id_marker: str | None = None,
+                      max_keys: int = 1000) -> VersionListResult:
+        """One page of ListObjectVersions: by key, then newest first; delete markers
+        included.  With ``key_marker`` alone, the versions of keys after it; with
+        ``version_id_marker`` too, also the versions of that key older than the one
+        named (an id the key does not have: from the next key).  Common prefixes roll
+        up and count as in ``list_objects``; each version counts as one entry."""
+        self._check_listing(bucket, prefix, delimiter, key_marker, "key-marker", max_keys)
+        if max_keys == 0:
+            return VersionListResult([], [], False, None, None)
+        with self.index.read() as conn:
+            tie: Callable[[ix.Row], bool] | None = None
+            if key_marker is not None and version_id_marker is not None:
+                marked = ix.by_id(conn, bucket, key_marker, version_id_marker)
+                if marked is not None:
+                    seq = marked.seq
+                    tie = lambda r: r.seq < seq  # noqa: E731
+            rows = ix.rows_from(conn, bucket, key_marker or "", prefix, latest_only=False)
+            page = paginate(rows, attrgetter("key"), prefix=prefix,
+                            delimiter=delimiter or None, marker=key_marker,
+                            max_entries=max_keys, tie_after=tie)
+        versions = [VersionRecord(r.key, r.version_id, r.latest, r.delete_marker, r.size,
+                                  r.etag, r.mtime, r.storage_class) for r in page.items]
+        last = page.last_item.version_id if page.last_item is not None else None
+        return VersionListResult(versions, page.common_prefixes, page.is_truncated,
+                                 page.next_marker, last)
+
+    def _check_listing(self, bucket: str, prefix: str, delimiter: str | None,
+                       marker: str | None, marker_name: str, max_keys: int) -> None:
         self.require_bucket(bucket)
         check_text(prefix, "prefix")
         if delimiter is not None:
             check_text(delimiter, "delimiter")
-        if start_after is not None:
-            check_text(start_after, "marker")
+        if marker is not None:
+            check_text(marker, marker_name)
         check_max(max_keys, "max-keys")
-        if max_keys == 0:
-            return ListResult([], [], False, None)
-        records = sorted((r for r in self.scan_objects(bucket) if r.key.startswith(prefix)),
-                         key=attrgetter("key"))
-        page = paginate(records, attrgetter("key"), prefix=prefix, delimiter=delimiter or None,
-                        marker=start_after, max_entries=max_keys)
-        return ListResult(page.items, page.common_prefixes, page.is_truncated, page.next_marker)
 
     def scan_objects(self, bucket: str) -> Iterator[ObjectRecord]:
-        """Every object in the bucket, in no particular order, from headers only.
+        """Every object in the bucket (the latest version of each key that is not a
+        delete marker), in key order, from the index."""
+        marker: str | None = None
+        while True:
+            page = self.list_objects(bucket, start_after=marker)
+            yield from page.contents
+            if not page.is_truncated:
+                return
+            marker = page.next_marker
 
-        Cost: O(n) in the number of objects in the bucket for *every* listing
-        page, whatever the prefix or page size: one open, one 4 KiB read and
-        one close per object, then a sort.  Keys are hashed on disk, so there
-        is no order to walk.  This is the one function to replace when buckets
-        grow large (e.g. with a sorted per-bucket key index).  Objects deleted
-        during the scan are skipped; damaged files are logged and skipped.
+    # -- the index: existing stores, files nothing names ---------------------------------
+    def _index_existing(self) -> None:
+        """Index the objects of a store written before the index (once per store).
+
+        Each object file (named by its key's hash alone) becomes its key's ``null``
+        version, as the only version an unversioned bucket has.  One transaction:
+        other processes opening the store meanwhile wait, then find it done.
         """
-        objects = self.layout.objects(bucket)
-        for path in _walk_fanout(objects):
-            try:
-                fd = open_read(path)
-            except FileNotFoundError:
-                continue
-            try:
-                yield sf.object_record(sf.read_header(fd, "object", path), path)
-            except InternalError:
-                continue  # logged by storefile.corrupt
-            finally:
-                os.close(fd)
+        with self.index.read() as conn:
+            if conn.execute("SELECT 1 FROM meta WHERE name = 'indexed'").fetchone():
+                return
+        with self.index.write() as conn:
+            if conn.execute("SELECT 1 FROM meta WHERE name = 'indexed'").fetchone():
+                return
+            count = 0
+            for bucket in _bucket_names(self.layout.buckets):
+                for path in _walk_fanout(self.layout.objects(bucket)):
+                    name = os.path.basename(path)
+                    if not ix.FILE_NAME.fullmatch(name) or "." in name:
+                        continue
+                    try:
+                        fd = open_read(path)
+                    except FileNotFoundError:
+                        continue
+                    try:
+                        r = sf.object_record(sf.read_header(fd, "object", path), path)
+                    except InternalError:
+                        continue   # damaged: logged, left for an operator
+                    finally:
+                        os.close(fd)
+                    if self.layout.object(bucket, r.key).name != name:
+                        log.error("file store: %s holds key %r, which hashes elsewhere",
+                                  path, r.key)
+                        continue
+                    conn.execute(
+                        f"INSERT OR IGNORE INTO versions ({ix.COLUMNS}) "
+                        "VALUES (?, ?, 1, ?, 1, 0, ?, ?, ?, ?, ?, NULL)",
+                        (bucket, r.key, NULL_VERSION, r.size, r.etag, r.last_modified,
+                         r.meta.storage_class, name))
+                    count += 1
+            conn.execute("INSERT INTO meta (name, value) VALUES ('indexed', ?)",
+                         (ix.SCHEMA_VERSION,))
+        if count:
+            log.warning("file store: indexed %d objects of a store written before the index",
+                        count)
 
+    def sweep_unindexed(self, max_age: float) -> int:
+        """Remove object files that no index row names and nobody has written to for
+        ``max_age`` seconds: left by a crash between a file's rename and its row's
+        commit, or between a row's removal and its file's unlink."""
+        removed = 0
+        for bucket in _bucket_names(self.layout.buckets):
+            with self.index.read() as conn:
+                named = ix.files_of(conn, bucket)
+            now = time.time()
+            for path in _walk_fanout(self.layout.objects(bucket)):
+                if os.path.basename(path) in named:
+                    continue
+                try:
+                    if now - os.stat(path).st_mtime <= max_age:
+                        continue
+                    os.unlink(path)
+                    removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
 
     def _write_record(self, path: str, fields: dict[str, object], when: float) -> None:
         """A header-only file in a private staging directory (renamed in later)."""
@@ -559,8 +841,31 @@ def _subdirs(path: str) -> list[str]:
         return []
 
 
-def _has_files(objects: str) -> bool:
-    return next(_walk_fanout(objects), None) is not None
+def _bucket_names(buckets: str) -> list[str]:
+    try:
+        with os.scandir(buckets) as it:
+            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return []
+
+
+def new_version_id() -> str:
+    """32 hex digits: ``time_ns`` then random bits; opaque to clients, URL-safe."""
+    return f"{time.time_ns():016x}{secrets.token_hex(8)}"
+
+
+def encode_tags(tags: Tags | None) -> str | None:
+    return None if not tags else json.dumps([[k, v] for k, v in tags], ensure_ascii=True)
+
+
+def decode_tags(value: str | None) -> Tags:
+    if value is None:
+        return ()
+    try:
+        items = json.loads(value)
+        return tuple((str(k), str(v)) for k, v in items)
+    except (ValueError, TypeError):
+        raise InternalError("The file store's index holds damaged tags.") from None
 
 
 def fsync_dir_if_exists(path: str) -> None:

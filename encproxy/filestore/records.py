@@ -117,6 +117,9 @@ class ObjectRecord:
     last_modified: float
     meta: ObjectMeta
     part_sizes: tuple[int, ...] | None = None
+    # ``null`` for the version written while versioning was never enabled or suspended.
+    version_id: str = "null"
+    tag_count: int = 0
 
     @property
     def quoted_etag(self) -> str:
@@ -182,6 +185,7 @@ class UploadRecord:
     key: str
     initiated: float
     meta: ObjectMeta
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,51 @@ class ListResult:
     common_prefixes: list[str]
     is_truncated: bool
     next_marker: str | None
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One entry of ListObjectVersions: a version or (``delete_marker``) a delete marker,
+    whose size is 0 and ETag empty."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    delete_marker: bool
+    size: int
+    etag: str
+    last_modified: float
+    storage_class: str
+
+    @property
+    def quoted_etag(self) -> str:
+        return etags.quote(self.etag)
+
+
+@dataclass(frozen=True)
+class VersionListResult:
+    """One page of ListObjectVersions, by key, then newest first.
+
+    When ``is_truncated``, ``next_key_marker`` is the last key or common prefix of the
+    page and ``next_version_id_marker`` the last version id (None when the page ends in
+    a common prefix).
+    """
+
+    versions: list[VersionRecord]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_key_marker: str | None
+    next_version_id_marker: str | None
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What a delete did: the version it removed or the delete marker it made
+    (``version_id`` None: the bucket never had versioning, nothing to report), and
+    whether that version is a delete marker."""
+
+    version_id: str | None
+    delete_marker: bool
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ Python, not HTTP, and raises the S3 errors of ``encproxy.errors``.
 
 Correctness never rests on in-process locks: gunicorn runs several processes
 with several threads over one root, and encproxy replicas may share it.  It
-rests on three things the filesystem guarantees:
+rests on SQLite's write lock and atomic commits for the metadata index
+(``index.py``: which versions exist, in which order, in which files), and on
+three things the filesystem guarantees:
 
 - ``rename(2)`` is atomic, so every file and every directory appears whole or
   not at all (``encproxy.filestore.atomic``);
@@ -46,16 +48,19 @@ class FileStore(MultipartStore):
     """An S3 store in the directory ``root`` (created, mode 0700, if missing).
 
     Buckets and objects: ``objects.ObjectStore``; multipart uploads:
-    ``multipart.MultipartStore``.  Constructing one also sweeps ``tmp/`` of
-    entries abandoned for more than ``stale_after`` seconds
-    (``cleanup_stale``); every worker process does so at start-up, which is
-    harmless because the sweep only touches entries nobody has written to for
+    ``multipart.MultipartStore``; the metadata index: ``index.Index``.
+    Constructing one indexes a store written before the index (once), sweeps
+    ``tmp/`` of entries abandoned for more than ``stale_after`` seconds
+    (``cleanup_stale``) and removes object files no index row names that are as
+    old (``sweep_unindexed``); every worker process does so at start-up, which is
+    harmless because the sweeps only touch entries nobody has written to for
     that long.
     """
 
     def __init__(self, root: str | os.PathLike[str], *, stale_after: float = STALE_AFTER) -> None:
         super().__init__(root)
         self.cleanup_stale(stale_after)
+        self.sweep_unindexed(stale_after)
 
     # -- housekeeping ---------------------------------------------------------------
     def cleanup_stale(self, max_age: float = STALE_AFTER) -> int:

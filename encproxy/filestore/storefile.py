@@ -225,9 +225,24 @@ def part_record(h: Header, path: str, upload_id: str, part_number: int) -> PartR
                       last_modified=h.time)
 
 
-def upload_fields(upload_id: str, bucket: str, key: str, meta: ObjectMeta) -> dict[str, Any]:
-    return {"kind": "upload", "upload_id": upload_id, "bucket": bucket, "key": key,
-            "meta": meta_fields(meta)}
+def upload_fields(upload_id: str, bucket: str, key: str, meta: ObjectMeta,
+                  tags: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    fields: dict[str, Any] = {"kind": "upload", "upload_id": upload_id, "bucket": bucket,
+                              "key": key, "meta": meta_fields(meta)}
+    if tags:
+        fields["tags"] = [[k, v] for k, v in tags]
+    return fields
+
+
+def decode_tags(value: Any) -> tuple[tuple[str, str], ...]:
+    """An upload's tags; absent (no tags, or written before tags were kept) is none."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+            isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t)
+            for t in value):
+        raise TypeError("tags")
+    return tuple((t[0], t[1]) for t in value)
 
 
 def upload_record(h: Header, path: str) -> UploadRecord:
@@ -236,7 +251,7 @@ def upload_record(h: Header, path: str) -> UploadRecord:
         if not all(isinstance(f[n], str) for n in ("upload_id", "bucket", "key")):
             raise TypeError("names")
         return UploadRecord(upload_id=f["upload_id"], bucket=f["bucket"], key=f["key"],
-                            initiated=h.time, meta=_meta(f))
+                            initiated=h.time, meta=_meta(f), tags=decode_tags(f.get("tags")))
     except Exception as exc:
         raise corrupt(path, f"bad upload record: {exc!r}") from None
 

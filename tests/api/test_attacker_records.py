@@ -192,8 +192,8 @@ def test_deleted_configuration_falls_back_to_the_server_default(pair):
 def flip_in_place(stored: Stored, name: str) -> None:
     """Flip one byte of a stored object; on the file store keep its record (and ETag)."""
     if stored._client is None:   # noqa: SLF001
-        h = hashlib.sha256(name.encode()).hexdigest()
-        path = Path(stored.root) / "buckets" / INTERNAL / "objects" / h[:2] / h[2:4] / h
+        from encproxy.filestore.store import FileStore
+        path = Path(FileStore(stored.root).object_file(INTERNAL, name))
         raw = bytearray(path.read_bytes())
         raw[-20] ^= 0x01   # inside the body, which ends the file
         path.write_bytes(bytes(raw))

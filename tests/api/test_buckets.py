@@ -152,8 +152,9 @@ def test_unimplemented_subresource_is_501_xml(s3, bucket, backend):
         assert status(exc) == 501
         return
     # The file store answers configuration reads as S3 does for none
-    # (test_filestore_configuration_reads.py) and refuses the writes.
+    # (test_filestore_configuration_reads.py) and refuses the writes it does not keep.
     with pytest.raises(ClientError) as exc:
-        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})
+        s3.put_bucket_website(Bucket=bucket, WebsiteConfiguration={
+            "IndexDocument": {"Suffix": "index.html"}})
     assert code(exc) == "NotImplemented"
     assert status(exc) == 501

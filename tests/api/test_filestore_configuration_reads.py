@@ -3,7 +3,8 @@ every read of one as AWS S3 answers for a bucket or object that has none
 (docs/BACKENDS.md, the file store): an empty document, S3's "no such configuration" error
 (CORS too, until PutBucketCors), or (for ACLs never set) the owner's FULL_CONTROL ACL.
 Deleting a configuration that does not exist succeeds; writes are 501 NotImplemented,
-ACLs and CORS aside (kept since issue 15: test_filestore_acl.py, test_cors_preflight.py).
+ACLs and CORS aside (kept since issue 15: test_filestore_acl.py, test_cors_preflight.py),
+and versioning and tags (kept since issue 17: test_versioning_filestore.py).
 
 boto3 through the real server, on the file store only (an S3 backend answers these itself:
 test_backend_passthrough.py).
@@ -231,15 +232,7 @@ def test_deleting_a_configuration_that_does_not_exist_succeeds(s3, filled, call)
 
 
 @pytest.mark.parametrize("write,read", [
-    pytest.param(lambda s3, b: s3.put_bucket_versioning(
-        Bucket=b, VersioningConfiguration={"Status": "Enabled"}),
-        lambda s3, b: s3.get_bucket_versioning(Bucket=b).get("Status"), id="versioning"),
-    pytest.param(lambda s3, b: s3.put_bucket_tagging(
-        Bucket=b, Tagging={"TagSet": [{"Key": "a", "Value": "b"}]}),
-        lambda s3, b: failure(lambda: s3.get_bucket_tagging(Bucket=b))[1], id="tagging"),
-    pytest.param(lambda s3, b: s3.put_object_tagging(
-        Bucket=b, Key=KEY, Tagging={"TagSet": [{"Key": "a", "Value": "b"}]}),
-        lambda s3, b: s3.get_object_tagging(Bucket=b, Key=KEY)["TagSet"], id="object-tagging"),
+    # (Versioning and tags are kept: tests/api/test_versioning_filestore.py.)
     pytest.param(lambda s3, b: s3.put_bucket_policy(Bucket=b, Policy="{}"),
                  lambda s3, b: failure(lambda: s3.get_bucket_policy(Bucket=b))[1],
                  id="policy"),

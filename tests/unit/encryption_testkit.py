@@ -158,9 +158,9 @@ class Stack:
             return record, reader.read()
 
     def object_file(self, bucket: str, key: str) -> Path:
-        """The object's file, by FORMAT.md's layout: a hash of the key, never the key."""
-        h = hashlib.sha256(key.encode("utf-8")).hexdigest()
-        return self.root / "data" / "buckets" / bucket / "objects" / h[0:2] / h[2:4] / h
+        """The file of the object's latest version, as the store's index names it
+        (FORMAT.md's layout: a hash of the key and a random suffix, never the key)."""
+        return Path(self.store.object_file(bucket, key))
 
     def flip_stored_byte(self, bucket: str, key: str, offset: int) -> None:
         """Flip one bit of the stored body at ``offset`` (negative: from the end), on disk."""

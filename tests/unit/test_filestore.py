@@ -9,6 +9,7 @@ import stat
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,7 +81,11 @@ def tmp_entries(root: Path) -> list[str]:
 def test_root_is_created_private(root: Path) -> None:
     FileStore(root)
     assert stat.S_IMODE(os.stat(root).st_mode) & 0o077 == 0
-    assert sorted(os.listdir(root)) == ["buckets", "locks", "tmp"]
+    names = sorted(os.listdir(root))
+    assert [n for n in names if not n.startswith("index.sqlite3")] == ["buckets", "locks", "tmp"]
+    assert "index.sqlite3" in names
+    for name in names:
+        assert stat.S_IMODE(os.stat(root / name).st_mode) & 0o077 == 0, name
 
 
 def test_reopening_a_root_keeps_its_contents(store: FileStore, root: Path) -> None:
@@ -184,23 +189,27 @@ def test_delete_bucket_discards_pending_uploads(store: FileStore, root: Path) ->
     assert tmp_entries(root) == []
 
 
-def test_delete_bucket_racing_a_put_keeps_the_object(store: FileStore,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """A PUT that lands between the emptiness check and the rename wins."""
-    real = store_module._has_files
-    calls = []
+def test_delete_bucket_racing_a_put_never_loses_an_acknowledged_object(
+        store: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PUT whose file is renamed in but not yet committed when the bucket is deleted
+    fails (the file went with the bucket); a committed PUT makes the delete fail."""
+    real = FileStore._rename_in
 
-    def first_check_misses(objects: str) -> bool:
-        calls.append(objects)
-        if len(calls) == 1:
-            put(store, "late", b"arrived")  # lands after the check, before the rename
-            return False
-        return real(objects)
+    def delete_between(self: FileStore, *args: Any) -> str:
+        name = real(self, *args)
+        store.delete_bucket("bucket")     # the index has no row yet: the bucket is empty
+        return name
 
-    monkeypatch.setattr(store_module, "_has_files", first_check_misses)
+    monkeypatch.setattr(FileStore, "_rename_in", delete_between)
+    with pytest.raises(errors.NoSuchBucket):
+        put(store, "late", b"arrived")
+    assert not store.bucket_exists("bucket")
+    monkeypatch.undo()
+    store.create_bucket("bucket")
+    put(store, "kept", b"x")
     with pytest.raises(errors.BucketNotEmpty):
         store.delete_bucket("bucket")
-    assert get(store, "late") == b"arrived"
+    assert get(store, "kept") == b"x"
 
 
 def test_put_into_a_bucket_deleted_mid_stream(store: FileStore, root: Path) -> None:
@@ -362,7 +371,7 @@ def test_any_key_round_trips_inside_root(store: FileStore, root: Path, tmp_path:
             path = os.path.realpath(os.path.join(dirpath, name))
             assert path.startswith(str(root) + os.sep)
             assert name in ("tmp", "buckets", "bucket", "objects", "uploads", "locks") or \
-                all(c in "0123456789abcdef" for c in name)
+                name.startswith("index.sqlite3") or all(c in "0123456789abcdef." for c in name)
     store.delete_object("bucket", key)
     with pytest.raises(errors.NoSuchKey):
         store.head_object("bucket", key)
@@ -632,7 +641,8 @@ def test_damaged_files_are_reported_not_served(store: FileStore, root: Path, dam
         store.head_object("bucket", "k")
     with pytest.raises(errors.InternalError):
         store.open_object("bucket", "k")
-    assert store.list_objects("bucket").contents == []
+    # Listings come from the index, which never reads the file: the damage shows on reads.
+    assert [r.key for r in store.list_objects("bucket").contents] == ["k"]
     assert "damaged file" in caplog.text
 
 

@@ -114,7 +114,7 @@ def test_records_without_acl_read_as_private(store: FileStore) -> None:
     """A store written before ACLs were kept: no "acl" key anywhere."""
     put(store, "k", b"data", PUBLIC_READ)
     store.put_bucket_acl("bkt", PUBLIC_READ)
-    for path, kind in ((Path(store.layout.object("bkt", "k").path), "object"),
+    for path, kind in ((Path(store.object_file("bkt", "k")), "object"),
                        (Path(store.layout.bucket_record("bkt")), "bucket")):
         raw = path.read_bytes()
         fixed = sf.FIXED.unpack_from(raw)
@@ -139,7 +139,7 @@ def test_records_without_acl_read_as_private(store: FileStore) -> None:
 ])
 def test_damaged_acl_is_damage(store: FileStore, value: Any) -> None:
     put(store, "k", b"data")
-    path = Path(store.layout.object("bkt", "k").path)
+    path = Path(store.object_file("bkt", "k"))
     raw = path.read_bytes()
     fixed = sf.FIXED.unpack_from(raw)
     fields = json.loads(raw[sf.HEADER_SIZE:sf.HEADER_SIZE + fixed[3]])

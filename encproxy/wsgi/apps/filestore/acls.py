@@ -15,7 +15,13 @@ from werkzeug.wrappers import Response
 from encproxy import errors
 from encproxy.filestore.store import FileStore
 from encproxy.s3 import acl
-from encproxy.wsgi.apps.filestore.common import OWNER_ID, OWNER_NAME, acl_from_request, version_of
+from encproxy.wsgi.apps.filestore.common import (
+    OWNER_ID,
+    OWNER_NAME,
+    acl_from_request,
+    version_headers,
+    version_of,
+)
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import request_id
 
@@ -36,17 +42,17 @@ class AclOperations:
     def op_GetObjectAcl(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
         version = version_of(req)
-        record = self.store.head_object(req.bucket, req.key)
-        return _policy(req, record.meta.acl,
-                       {} if version is None else {"x-amz-version-id": version})
+        record = self.store.head_object(req.bucket, req.key, version)
+        return _policy(req, record.meta.acl, version_headers(
+            self.store, req.bucket, record.version_id, version is not None))
 
     def op_PutObjectAcl(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
         version = version_of(req)
-        self.store.head_object(req.bucket, req.key)   # NoSuchBucket, NoSuchKey first
-        self.store.put_object_acl(req.bucket, req.key, requested_acl(req))
-        return Response(b"", status=200,
-                        headers={} if version is None else {"x-amz-version-id": version})
+        self.store.head_object(req.bucket, req.key, version)   # NoSuchBucket, NoSuchKey first
+        record = self.store.put_object_acl(req.bucket, req.key, requested_acl(req), version)
+        return Response(b"", status=200, headers=version_headers(
+            self.store, req.bucket, record.version_id, version is not None))
 
 
 def requested_acl(req: S3Request) -> acl.Acl:

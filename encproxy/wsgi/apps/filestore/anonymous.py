@@ -71,12 +71,13 @@ class AnonymousAccess:
         if op in BUCKET_PERMISSIONS:
             self._bucket_allows(bucket, BUCKET_PERMISSIONS[op])
         elif op in OBJECT_PERMISSIONS and req.key is not None:
-            self._object_allows(bucket, req.key, OBJECT_PERMISSIONS[op])
+            self._object_allows(bucket, req.key, OBJECT_PERMISSIONS[op],
+                                req.query.get("versionId"))
         elif op in COPIES and req.key is not None and "x-amz-copy-source" in req.headers:
             source = parse_copy_source(req.headers["x-amz-copy-source"])
             if source.bucket in self.hidden:
                 raise errors.AccessDenied()
-            self._object_allows(source.bucket, source.key, acl.READ)
+            self._object_allows(source.bucket, source.key, acl.READ, source.version_id)
             self._bucket_allows(bucket, acl.WRITE)
         else:
             raise errors.AccessDenied()
@@ -88,11 +89,13 @@ class AnonymousAccess:
         if not acl.grants_to_all_users(self._bucket_acl(bucket), permission):
             raise errors.AccessDenied()
 
-    def _object_allows(self, bucket: str, key: str, permission: str) -> None:
+    def _object_allows(self, bucket: str, key: str, permission: str,
+                       version_id: str | None = None) -> None:
+        """By the ACL of the version asked for (each version has its own, as in S3)."""
         bucket_acl = self._bucket_acl(bucket)          # NoSuchBucket first
         try:
-            record = self.store.head_object(bucket, key)
-        except errors.NoSuchKey:
+            record = self.store.head_object(bucket, key, version_id)
+        except (errors.NoSuchKey, errors.NoSuchVersion, errors.MethodNotAllowed):
             if acl.grants_to_all_users(bucket_acl, acl.READ):
                 raise
             raise errors.AccessDenied() from None

@@ -14,7 +14,6 @@ from encproxy.s3.dates import iso8601
 from encproxy.s3.names import check_bucket_name
 from encproxy.wsgi import environ as env
 from encproxy.wsgi.apps.filestore.common import (
-    NULL_VERSION,
     acl_from_request,
     check_version_id,
     common_prefixes,
@@ -161,10 +160,9 @@ class BucketOperations:
         return xml_response(root, environ=req.environ)
 
     def op_ListObjectVersions(self, req: S3Request) -> Response:
-        """Every object as its one version, ``null``, as S3 lists a bucket that never had
-        versioning enabled: the same keys, sizes and ETags as ListObjects, no delete
-        markers.  A version-id marker can only be ``null``: listing after (key, null)
-        is listing after the key."""
+        """Every version and delete marker, by key then newest first, from the index.
+        Markers as S3's: ``key-marker`` alone lists after that key; with
+        ``version-id-marker``, after that version of that key."""
         assert req.bucket is not None
         prefix, delimiter, max_keys, url = list_params(req)
         key_marker = req.query.get("key-marker", "")
@@ -175,34 +173,66 @@ class BucketOperations:
                     "A version-id marker cannot be specified without a key marker.",
                     ArgumentName="version-id-marker", ArgumentValue=id_marker)
             check_version_id(id_marker, "version-id-marker")
-        result = self.store.list_objects(req.bucket, prefix=prefix, delimiter=delimiter,
-                                         start_after=key_marker or None, max_keys=max_keys)
+        result = self.store.list_versions(req.bucket, prefix=prefix, delimiter=delimiter,
+                                          key_marker=key_marker or None,
+                                          version_id_marker=id_marker, max_keys=max_keys)
         enc = encoder(url)
         root = xml.Node("ListVersionsResult")
         root.add("Name", req.bucket)
         root.add("Prefix", enc(prefix))
         root.add("KeyMarker", enc(key_marker))
         root.add("VersionIdMarker", id_marker or "")
-        if result.is_truncated and result.next_marker:
-            root.add("NextKeyMarker", enc(result.next_marker))
-            last = result.contents[-1].key if result.contents else None
-            if last == result.next_marker:   # a version, not a common prefix, ends the page
-                root.add("NextVersionIdMarker", NULL_VERSION)
+        if result.is_truncated and result.next_key_marker:
+            root.add("NextKeyMarker", enc(result.next_key_marker))
+            if result.next_version_id_marker is not None:
+                root.add("NextVersionIdMarker", result.next_version_id_marker)
         root.add("MaxKeys", max_keys)
         if delimiter:
             root.add("Delimiter", enc(delimiter))
         root.add("IsTruncated", result.is_truncated)
-        for r in result.contents:
-            root.add("Version", [
-                xml.Node("Key", enc(r.key)), xml.Node("VersionId", NULL_VERSION),
-                xml.Node("IsLatest", True), xml.Node("LastModified", iso8601(r.last_modified)),
-                xml.Node("ETag", quoted(r.etag)), xml.Node("Size", r.size),
-                xml.Node("Owner", owner_nodes()),
-                xml.Node("StorageClass", r.meta.storage_class)])
+        for v in result.versions:
+            common = [xml.Node("Key", enc(v.key)), xml.Node("VersionId", v.version_id),
+                      xml.Node("IsLatest", v.is_latest),
+                      xml.Node("LastModified", iso8601(v.last_modified))]
+            if v.delete_marker:
+                root.add("DeleteMarker", [*common, xml.Node("Owner", owner_nodes())])
+            else:
+                root.add("Version", [*common, xml.Node("ETag", quoted(v.etag)),
+                                     xml.Node("Size", v.size),
+                                     xml.Node("Owner", owner_nodes()),
+                                     xml.Node("StorageClass", v.storage_class)])
         root.extend(common_prefixes(result.common_prefixes, enc))
         if url:
             root.add("EncodingType", "url")
         return xml_response(root, environ=req.environ)
+
+    # -- versioning -------------------------------------------------------------------
+    def op_GetBucketVersioning(self, req: S3Request) -> Response:
+        """``Status`` once versioning was ever set; an empty document before, as S3."""
+        assert req.bucket is not None
+        status = self.store.bucket_versioning(req.bucket)
+        root = xml.Node("VersioningConfiguration")
+        if status is not None:
+            root.add("Status", status)
+        return xml_response(root, environ=req.environ)
+
+    def op_PutBucketVersioning(self, req: S3Request) -> Response:
+        """Enabled or Suspended.  MFA delete cannot be enabled: encproxy has no MFA
+        device to check tokens against, so it refuses rather than pretend."""
+        assert req.bucket is not None
+        self.store.require_bucket(req.bucket)
+        config = xml.parse(req.read_small_body(xml.MAX_REQUEST_XML))
+        if config.tag != "VersioningConfiguration":
+            raise errors.MalformedXML()
+        status = xml.child_text(config, "Status")
+        mfa = xml.child_text(config, "MfaDelete")
+        if status not in ("Enabled", "Suspended") or mfa not in (None, "Enabled", "Disabled"):
+            raise errors.IllegalVersioningConfigurationException()
+        if mfa == "Enabled":
+            raise errors.NotImplementedError_(
+                "encproxy's file store does not implement MFA delete.", ArgumentName="MfaDelete")
+        self.store.put_bucket_versioning(req.bucket, status)
+        return Response(b"", status=200)
 
 
 def _contents(records: list[ObjectRecord], encode: Callable[[str], str],

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from urllib.parse import quote
 
 from encproxy import errors
-from encproxy.filestore.records import ObjectMeta, ObjectRecord
+from encproxy.filestore.records import DeleteResult, ObjectMeta, ObjectRecord
 from encproxy.filestore.store import FileStore
-from encproxy.s3 import acl, metadata, preconditions, xml
+from encproxy.s3 import acl, metadata, preconditions, tagging, xml
 from encproxy.s3.copy_source import parse_copy_source
 from encproxy.s3.operations import ALLOW_UNORDERED
+from encproxy.s3.tagging import Tags
 from encproxy.wsgi import environ as env
 from encproxy.wsgi.request import S3Request
 
@@ -20,7 +22,7 @@ OWNER_NAME = "encproxy"
 # Request headers for features the file store does not offer: refusing them is
 # honest, ignoring them would silently drop what the client asked for.
 UNSUPPORTED_WRITE_HEADERS = (
-    "x-amz-tagging", "x-amz-website-redirect-location", "x-amz-object-lock-mode",
+    "x-amz-website-redirect-location", "x-amz-object-lock-mode",
     "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold",
     "x-amz-server-side-encryption", "x-amz-server-side-encryption-customer-algorithm",
     "x-amz-server-side-encryption-aws-kms-key-id",
@@ -38,18 +40,24 @@ def owner_nodes() -> list[xml.Node]:
 
 
 # -- versions ---------------------------------------------------------------------------
-# The file store does not version objects: each key holds one object, whose version id is
-# ``null``, as in an S3 bucket that never had versioning enabled.
+# Objects written while a bucket's versioning was never enabled, or is suspended, are its
+# ``null`` version; the store issues other ids (32 hex digits) while it is Enabled.
 NULL_VERSION = "null"
+_VERSION_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_version_id(value: str) -> bool:
+    """Whether ``value`` is ``null`` or of the form the store issues."""
+    return value == NULL_VERSION or _VERSION_ID.fullmatch(value) is not None
 
 
 def check_version_id(value: str, name: str = "versionId") -> str:
-    """``null``, the one version id the file store has; InvalidArgument for any other.
+    """``null`` or an id of the form the store issues; InvalidArgument for any other.
 
-    S3 answers InvalidArgument for a version id it never issued (a well-formed id
-    of a version that is gone is NoSuchVersion, but this store issues none).
+    S3 answers InvalidArgument for a version id it could never have issued, and
+    NoSuchVersion (the store's answer) for a well-formed one it does not have.
     """
-    if value == NULL_VERSION:
+    if is_version_id(value):
         return value
     if not value:
         raise errors.InvalidArgument("Version id cannot be the empty string",
@@ -59,9 +67,41 @@ def check_version_id(value: str, name: str = "versionId") -> str:
 
 
 def version_of(req: S3Request) -> str | None:
-    """The request's ``versionId`` (only ever ``null``), or None without one."""
+    """The request's ``versionId``, checked, or None without one."""
     value = req.query.get("versionId")
     return None if value is None else check_version_id(value)
+
+
+def version_headers(store: FileStore, bucket: str, version_id: str,
+                    named: bool = False) -> dict[str, str]:
+    """``x-amz-version-id`` on a read as S3 sends it: for every version of a bucket
+    whose versioning was ever set, and whenever the request named a version; not for
+    the objects of a bucket that never had versioning."""
+    if named or version_id != NULL_VERSION or store.bucket_versioning(bucket) is not None:
+        return {"x-amz-version-id": version_id}
+    return {}
+
+
+def written_headers(version_id: str) -> dict[str, str]:
+    """``x-amz-version-id`` on a write (PUT, copy, complete): the new version's id while
+    versioning is Enabled; nothing for a ``null`` version (never versioned, or
+    Suspended), as S3 answers and ceph/s3-tests checks."""
+    return {} if version_id == NULL_VERSION else {"x-amz-version-id": version_id}
+
+
+def deleted_headers(result: DeleteResult) -> dict[str, str]:
+    """The headers of a DeleteObject's answer: the version removed or the delete marker
+    made, and whether it is a delete marker."""
+    headers = {} if result.version_id is None else {"x-amz-version-id": result.version_id}
+    if result.delete_marker:
+        headers["x-amz-delete-marker"] = "true"
+    return headers
+
+
+def tags_from_request(req: S3Request) -> Tags:
+    """The tags ``x-amz-tagging`` gives (none without it)."""
+    value = req.headers.get("x-amz-tagging")
+    return () if value is None else tagging.parse_header(value)
 
 
 def checksum_headers(req: S3Request) -> dict[str, str]:
@@ -96,15 +136,30 @@ def put_length(req: S3Request) -> int:
 
 
 def copy_source(store: FileStore, req: S3Request) -> tuple[str, str, ObjectRecord]:
-    """The bucket, key and record of ``x-amz-copy-source``, its conditions checked."""
+    """The bucket, key and record of ``x-amz-copy-source`` (its latest version, or the
+    one ``?versionId=`` names), its conditions checked.  The record's ``version_id``
+    pins the copy to the version checked."""
     source = parse_copy_source(req.headers["x-amz-copy-source"])
     if source.version_id is not None:
         check_version_id(source.version_id)
     bucket, key = source.bucket, source.key
-    record = store.head_object(bucket, key)
+    try:
+        record = store.head_object(bucket, key, source.version_id)
+    except errors.MethodNotAllowed:
+        # A delete marker named by id: S3 refuses it as a copy source.
+        raise errors.InvalidRequest("The source of a copy request may not specifically "
+                                    "refer to a delete marker by version id.") from None
     preconditions.check(req.headers, record.etag, record.last_modified,
                         prefix="x-amz-copy-source-if-")
     return bucket, key, record
+
+
+def copy_source_headers(store: FileStore, req: S3Request, bucket: str,
+                        source: ObjectRecord) -> dict[str, str]:
+    """``x-amz-copy-source-version-id``: the version copied, when S3 reports it."""
+    named = "versionId=" in req.headers["x-amz-copy-source"]
+    found = version_headers(store, bucket, source.version_id, named)
+    return {"x-amz-copy-source-version-id": found["x-amz-version-id"]} if found else {}
 
 
 # -- listings --------------------------------------------------------------------------

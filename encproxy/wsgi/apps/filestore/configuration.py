@@ -1,7 +1,9 @@
-"""The file store's bucket and object configurations: it keeps CORS (below) and ACLs
-(acls.py), and no other.
+"""The file store's bucket and object configurations: it keeps CORS and tags (below),
+ACLs (acls.py) and versioning (buckets.py), and no other.
 
-PutBucketCors, GetBucketCors and DeleteBucketCors keep the bucket's CORS
+Object tags (per version) and bucket tags are kept in the store's index
+(``encproxy.s3.tagging`` checks them).  PutBucketCors, GetBucketCors and
+DeleteBucketCors keep the bucket's CORS
 configuration (``encproxy.s3.cors``) in its bucket record; the CORS layer
 (``wsgi.edge.preflight``) evaluates it for preflights and for requests that
 carry ``Origin`` (``preflight.py`` here).
@@ -22,8 +24,8 @@ from werkzeug.wrappers import Response
 from encproxy import errors
 from encproxy.filestore.store import FileStore
 from encproxy.s3 import configuration_reads as reads
-from encproxy.s3 import cors
-from encproxy.wsgi.apps.filestore.common import version_of
+from encproxy.s3 import cors, tagging
+from encproxy.wsgi.apps.filestore.common import version_headers, version_of
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import xml_response
 
@@ -59,6 +61,50 @@ class ConfigurationOperations:
             self.store.put_bucket_cors(req.bucket, None)
         return Response(b"", status=204)
 
+    # -- tags -------------------------------------------------------------------------------
+    def op_GetObjectTagging(self, req: S3Request) -> Response:
+        assert req.bucket is not None and req.key is not None
+        version = version_of(req)
+        version_id, tags = self.store.object_tags(req.bucket, req.key, version)
+        return xml_response(tagging.tagging_xml(tags), environ=req.environ,
+                            headers=version_headers(self.store, req.bucket, version_id,
+                                                    version is not None))
+
+    def op_PutObjectTagging(self, req: S3Request) -> Response:
+        assert req.bucket is not None and req.key is not None
+        version = version_of(req)
+        tags = tagging.parse_tagging(req.read_small_body(tagging.MAX_TAGGING_XML))
+        version_id = self.store.put_object_tags(req.bucket, req.key, tags, version)
+        return Response(b"", status=200, headers=version_headers(
+            self.store, req.bucket, version_id, version is not None))
+
+    def op_DeleteObjectTagging(self, req: S3Request) -> Response:
+        assert req.bucket is not None and req.key is not None
+        version = version_of(req)
+        version_id = self.store.put_object_tags(req.bucket, req.key, None, version)
+        return Response(b"", status=204, headers=version_headers(
+            self.store, req.bucket, version_id, version is not None))
+
+    def op_GetBucketTagging(self, req: S3Request) -> Response:
+        assert req.bucket is not None
+        tags = self.store.bucket_tags(req.bucket)
+        if tags is None:
+            raise errors.NoSuchTagSet(BucketName=req.bucket)
+        return xml_response(tagging.tagging_xml(tags), environ=req.environ)
+
+    def op_PutBucketTagging(self, req: S3Request) -> Response:
+        assert req.bucket is not None
+        self.store.require_bucket(req.bucket)
+        tags = tagging.parse_tagging(req.read_small_body(tagging.MAX_TAGGING_XML),
+                                     tagging.MAX_BUCKET_TAGS)
+        self.store.put_bucket_tags(req.bucket, tags)
+        return Response(b"", status=204)
+
+    def op_DeleteBucketTagging(self, req: S3Request) -> Response:
+        assert req.bucket is not None
+        self.store.put_bucket_tags(req.bucket, None)
+        return Response(b"", status=204)
+
     def configuration_handler(self, operation: str) -> Handler | None:
         """The method that answers ``operation``, if it is a configuration this store
         answers for; None otherwise."""
@@ -87,8 +133,9 @@ class ConfigurationOperations:
         assert req.bucket is not None and req.key is not None and req.operation is not None
         op = req.operation
         version = version_of(req)
-        self.store.head_object(req.bucket, req.key)  # NoSuchBucket, NoSuchKey
-        headers = {} if version is None else {"x-amz-version-id": version}
+        record = self.store.head_object(req.bucket, req.key, version)  # NoSuchKey, ...
+        headers = version_headers(self.store, req.bucket, record.version_id,
+                                  version is not None)
         if op in reads.OBJECT_DELETES:
             return Response(b"", status=204, headers=headers)
         if op in reads.OBJECT_LOCK_READS:

@@ -15,12 +15,15 @@ from encproxy.wsgi.apps.filestore.common import (
     checksum_headers,
     common_prefixes,
     copy_source,
+    copy_source_headers,
     encoder,
     list_params,
     meta_from_request,
     owner_nodes,
     put_length,
     quoted,
+    tags_from_request,
+    written_headers,
 )
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import xml_response
@@ -32,7 +35,7 @@ class MultipartOperations:
     def op_CreateMultipartUpload(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
         meta = meta_from_request(req)
-        upload_id = self.store.create_upload(req.bucket, req.key, meta)
+        upload_id = self.store.create_upload(req.bucket, req.key, meta, tags_from_request(req))
         root = xml.Node("InitiateMultipartUploadResult")
         root.add("Bucket", req.bucket)
         root.add("Key", req.key)
@@ -57,11 +60,13 @@ class MultipartOperations:
         byte_range = parse_copy_range(header, src.size) if header else None
         part = self.store.upload_part_copy(
             req.bucket, req.key, upload_id, number, src_bucket, src_key,
-            None if byte_range is None else (byte_range.first, byte_range.last))
+            None if byte_range is None else (byte_range.first, byte_range.last),
+            src_version=src.version_id)
         root = xml.Node("CopyPartResult")
         root.add("LastModified", iso8601(part.last_modified))
         root.add("ETag", quoted(part.etag))
-        return xml_response(root, environ=req.environ)
+        return xml_response(root, environ=req.environ,
+                            headers=copy_source_headers(self.store, req, src_bucket, src))
 
     def op_CompleteMultipartUpload(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
@@ -76,7 +81,8 @@ class MultipartOperations:
         root.add("Bucket", req.bucket)
         root.add("Key", req.key)
         root.add("ETag", quoted(record.etag))
-        return xml_response(root, environ=req.environ)
+        return xml_response(root, environ=req.environ,
+                            headers=written_headers(record.version_id))
 
     def op_AbortMultipartUpload(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None

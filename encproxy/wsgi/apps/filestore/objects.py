@@ -12,19 +12,24 @@ from encproxy import errors
 from encproxy.filestore.records import ObjectMeta, ObjectRecord
 from encproxy.filestore.store import FileStore
 from encproxy.io_sizes import PIECE
-from encproxy.s3 import acl, conditional_writes, metadata, preconditions, xml
+from encproxy.s3 import acl, conditional_writes, metadata, preconditions, tagging, xml
 from encproxy.s3.dates import http_date, iso8601
 from encproxy.s3.names import check_key
 from encproxy.s3.ranges import ByteRange, parse_range
 from encproxy.wsgi import environ as env
 from encproxy.wsgi.apps.filestore.common import (
-    NULL_VERSION,
     checksum_headers,
     copy_source,
+    copy_source_headers,
+    deleted_headers,
+    is_version_id,
     meta_from_request,
     put_length,
     quoted,
+    tags_from_request,
+    version_headers,
     version_of,
+    written_headers,
 )
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import xml_response
@@ -39,17 +44,25 @@ class ObjectOperations:
         assert req.bucket is not None and req.key is not None
         meta = meta_from_request(req)
         length = put_length(req)
+        tags = tags_from_request(req)
         condition = conditional_writes.precondition(req.headers, req.key)
         record = self.store.put_object(req.bucket, req.key, req.body, length, meta,
                                        digest_of=req.environ.get(env.STORED_DIGEST),
-                                       precondition=condition)
+                                       precondition=condition, tags=tags)
         return Response(b"", status=200,
-                        headers={"ETag": quoted(record.etag), **checksum_headers(req)})
+                        headers={"ETag": quoted(record.etag), **checksum_headers(req),
+                                 **written_headers(record.version_id)})
 
     def _read(self, req: S3Request, head: bool) -> Response:
         assert req.bucket is not None and req.key is not None
         version = version_of(req)
-        record, reader = self.store.open_object(req.bucket, req.key)
+        try:
+            record, reader = self.store.open_object(req.bucket, req.key, version)
+        except errors.NoSuchKey as exc:
+            # S3 says whether the key's latest version is a delete marker (the store
+            # sets "true" and the marker's version id when it is).
+            exc.headers.setdefault("x-amz-delete-marker", "false")
+            raise
         try:
             _check_conditions(req, record)
             byte_range, parts_count = _part_range(req, record)
@@ -59,8 +72,10 @@ class ObjectOperations:
             reader.close()
             raise
         headers = _object_headers(record)
-        if version is not None:
-            headers.append(("x-amz-version-id", version))
+        headers.extend(version_headers(self.store, req.bucket, record.version_id,
+                                       version is not None).items())
+        if record.tag_count:
+            headers.append(("x-amz-tagging-count", str(record.tag_count)))
         if parts_count is not None and record.part_sizes:
             headers.append(("x-amz-mp-parts-count", str(parts_count)))
         for param, header in metadata.RESPONSE_OVERRIDES.items():
@@ -89,9 +104,8 @@ class ObjectOperations:
     def op_DeleteObject(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
         version = version_of(req)   # checked before anything is deleted
-        self.store.delete_object(req.bucket, req.key)
-        return Response(b"", status=204,
-                        headers={} if version is None else {"x-amz-version-id": version})
+        result = self.store.delete_object(req.bucket, req.key, version)
+        return Response(b"", status=204, headers=deleted_headers(result))
 
     def op_DeleteObjects(self, req: S3Request) -> Response:
         assert req.bucket is not None
@@ -111,7 +125,6 @@ class ObjectOperations:
             key = xml.child_text(obj, "Key")
             if key is None:
                 raise errors.MalformedXML()
-            # Only the null version exists; S3 reports any other as NoSuchVersion here.
             version = xml.child_text(obj, "VersionId")
             named = [xml.Node("Key", key)] + (
                 [] if version is None else [xml.Node("VersionId", version)])
@@ -119,14 +132,20 @@ class ObjectOperations:
                 check_key(key)
                 if not key:
                     raise errors.InvalidArgument("Key must not be empty", ArgumentName="Key")
-                if version is not None and version != NULL_VERSION:
+                if version is not None and not is_version_id(version):
+                    # S3 reports a version id it could never have issued as NoSuchVersion
+                    # here, where GET, HEAD and DELETE say InvalidArgument.
                     raise errors.NoSuchVersion()
-                self.store.delete_object(req.bucket, key)
+                result = self.store.delete_object(req.bucket, key, version)
             except errors.S3Error as exc:
                 out.add("Error", [*named, xml.Node("Code", exc.code),
                                   xml.Node("Message", exc.message)])
                 continue
             if not quiet:
+                if result.delete_marker:
+                    assert result.version_id is not None
+                    named += [xml.Node("DeleteMarker", True),
+                              xml.Node("DeleteMarkerVersionId", result.version_id)]
                 out.add("Deleted", named)
         return xml_response(out, environ=req.environ)
 
@@ -138,8 +157,12 @@ class ObjectOperations:
                                          ArgumentName="x-amz-metadata-directive",
                                          ArgumentValue=directive)
         meta = meta_from_request(req)
+        tag_directive = tagging.directive(req.headers.get("x-amz-tagging-directive"))
+        replaced_tags = tags_from_request(req)
         condition = conditional_writes.precondition(req.headers, req.key)
         src_bucket, src_key, src = copy_source(self.store, req)
+        tags = replaced_tags if tag_directive == "REPLACE" else \
+            self.store.object_tags(src_bucket, src_key, src.version_id)[1]
         if directive == "COPY":
             if (src_bucket, src_key) == (req.bucket, req.key) and \
                     "x-amz-storage-class" not in req.headers:
@@ -158,11 +181,14 @@ class ObjectOperations:
             # UpdateObjectEncryption), which must not make a public object private.
             meta = dataclasses.replace(meta, acl=src.meta.acl)
         record = self.store.copy_object(src_bucket, src_key, req.bucket, req.key, meta,
-                                        precondition=condition)
+                                        precondition=condition, src_version=src.version_id,
+                                        tags=tags)
         root = xml.Node("CopyObjectResult")
         root.add("LastModified", iso8601(record.last_modified))
         root.add("ETag", quoted(record.etag))
-        return xml_response(root, environ=req.environ)
+        headers = written_headers(record.version_id)
+        headers.update(copy_source_headers(self.store, req, src_bucket, src))
+        return xml_response(root, environ=req.environ, headers=headers)
 
 
 def _object_headers(record: ObjectRecord) -> list[tuple[str, str]]:
