@@ -75,7 +75,7 @@ from encproxy.s3 import sse, xml
 from encproxy.s3.metadata import CONTENT_HEADERS
 from encproxy.settings import Settings
 from encproxy.wsgi import subrequest
-from encproxy.wsgi.encryption import integrity
+from encproxy.wsgi.encryption import integrity, kept_tags
 from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER
 from encproxy.wsgi.encryption.kept_acl import kept_acl_headers
 from encproxy.wsgi.encryption.layouts import LayoutReader, backend_parts
@@ -341,8 +341,11 @@ class Rotator:
 
         headers = _kept_headers(head, new)
         headers.update(kept_acl_headers(self.backend, None, bucket, key))
+        tags = kept_tags.read_tags(self.backend, None, bucket, key)
+        headers.update(kept_tags.tag_headers(tags))
         headers.update({"x-amz-copy-source": _copy_source(bucket, key),
                         "x-amz-metadata-directive": "REPLACE",
+                        "x-amz-tagging-directive": "REPLACE",
                         "x-amz-copy-source-if-match": etag})
         copy = subrequest.request(self.backend, None, "PUT", bucket, key, headers=headers)
         if copy.status == 412:
@@ -357,6 +360,8 @@ class Rotator:
             # S3 may answer a failed copy with 200 and an Error body.
             code = xml.child_text(result, "Code") if result is not None else None
             return Outcome(FAILED, f"copy failed: {code or 'no result'}", before)
+        kept_tags.restore_tags(self.backend, None, bucket, key, tags,
+                               copy.headers.get("x-amz-version-id"))
         copied_etag = xml.child_text(result, "ETag")
         if copied_etag and copied_etag.strip('"') != etag.strip('"'):
             log.warning("rotate %s/%s: the backend ETag changed from %s to %s on the self-copy",
@@ -392,13 +397,16 @@ class Rotator:
             if again.headers.get("etag") != etag:
                 raise errors.PreconditionFailed()
 
+        tags = kept_tags.read_tags(self.backend, None, bucket, key)
         try:
             copy_parts(self.backend, None, bucket, key, source=_copy_source(bucket, key),
                        source_etag=etag, ranges=known.layout.backend_part_ranges(parts),
                        numbers=known.layout.backend_part_numbers(parts),
                        headers={**_kept_headers(head, new),
-                                **kept_acl_headers(self.backend, None, bucket, key)},
+                                **kept_acl_headers(self.backend, None, bucket, key),
+                                **kept_tags.tag_headers(tags)},
                        before_complete=still_current)
+            kept_tags.restore_tags(self.backend, None, bucket, key, tags, None)
         except errors.S3Error as exc:
             if exc.status == 412:
                 return None     # overwritten meanwhile: look again

@@ -45,6 +45,9 @@ QUIRKS: dict[str, dict[str, str]] = {
         "anonymous-acls-ignored": "moto does not authorize anonymous requests: it serves "
                                   "private objects and buckets to them (its server mode "
                                   "checks no ACLs), so whatever it is sent unsigned succeeds",
+        "multipart-acl-500": "moto answers GetObjectAcl of an object that "
+                             "CompleteMultipartUpload made with 500 (its ACL is None), so "
+                             "re-wrapping such an object, which keeps its ACL, fails closed",
         "conditions-ignored": "moto ignores If-Match on CompleteMultipartUpload and both "
                               "If-Match and If-None-Match on CopyObject (it enforces them on "
                               "PutObject, and If-None-Match on Complete); encproxy's default "
@@ -63,6 +66,9 @@ QUIRKS: dict[str, dict[str, str]] = {
                            "x-amz-version-id or x-amz-copy-source-version-id",
         "unknown-version-nosuchkey": "Ceph RGW 16.2 answers a version id it never issued "
                                      "with NoSuchKey (S3: InvalidArgument or NoSuchVersion)",
+        "multipart-tagging-ignored": "Ceph RGW 16.2 ignores x-amz-tagging on "
+                                     "CreateMultipartUpload: the object gets no tags (s3-tests "
+                                     "test_set_multipart_tagging fails on RGW alone)",
         "conditions-ignored": "Ceph RGW 16.2 enforces If-Match / If-None-Match on PutObject "
                               "only; it ignores them on CompleteMultipartUpload and CopyObject, "
                               "which encproxy's default [backend] conditional_writes = "

@@ -36,13 +36,13 @@ from encproxy.format.checksum import FULL_OBJECT, StoredChecksum
 from encproxy.format.constants import Kind, Suite
 from encproxy.format.envelope import Envelope
 from encproxy.format.layout import check_part, check_single_size
-from encproxy.s3 import checksum_headers, preconditions, sse, xml
+from encproxy.s3 import checksum_headers, preconditions, sse, tagging, xml
 from encproxy.s3 import metadata as s3meta
 from encproxy.s3.copy_source import parse_copy_source
 from encproxy.s3.dates import iso8601
 from encproxy.s3.ranges import parse_copy_range
 from encproxy.wsgi import subrequest
-from encproxy.wsgi.encryption import checksummed
+from encproxy.wsgi.encryption import checksummed, kept_tags
 from encproxy.wsgi.encryption.conditions import (
     CONDITION_HEADERS,
     backend_conditions,
@@ -73,7 +73,7 @@ MAX_COPY_SIZE = 5 * 1024**3     # S3's limit for a CopyObject source
 # Request headers of a copy that describe the new object and go to the backend as sent.
 DESTINATION_HEADERS = (
     "x-amz-acl", "x-amz-grant-full-control", "x-amz-grant-read", "x-amz-grant-read-acp",
-    "x-amz-grant-write-acp", "x-amz-tagging", "x-amz-website-redirect-location",
+    "x-amz-grant-write-acp", "x-amz-website-redirect-location",
     "x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date",
     "x-amz-object-lock-legal-hold")
 
@@ -121,7 +121,9 @@ class Copies:
         if src.plaintext_size > MAX_COPY_SIZE:
             raise errors.InvalidRequest("The specified copy source is larger than the maximum "
                                         f"allowable size for a copy source: {MAX_COPY_SIZE}")
-        meta = {**_destination_metadata(req, src, directive), **conditions}
+        tags = self._destination_tags(req, src)
+        meta = {**_destination_metadata(req, src, directive), **conditions,
+                **kept_tags.tag_headers(tags)}
         if plan is None:
             return self._decrypt_into_plain(req, src, meta)
         context = req.headers.get(sse.SSE_CONTEXT) if plan.context is not None else None
@@ -132,8 +134,17 @@ class Copies:
         recompute = checksum_headers.ALGORITHM_HEADER in req.headers
         if src.envelope is not None and src.envelope.suite is Suite.AES256_GCM and same_customer \
                 and not recompute:
-            return self._rebind(req, src, plan, context, meta)
+            return self._rebind(req, src, plan, context, meta, tags)
         return self._reencrypt(req, src, plan, context, meta)
+
+    def _destination_tags(self, req: S3Request, src: Source) -> tagging.Tags | None:
+        """The new object's tags: the request's (``x-amz-tagging-directive: REPLACE``) or,
+        by default, the source version's, as S3 copies them (None: the backend keeps no
+        tags)."""
+        if tagging.directive(req.headers.get("x-amz-tagging-directive")) == "REPLACE":
+            return tagging.parse_header(req.headers.get("x-amz-tagging", ""))
+        return kept_tags.read_tags(self.ctx.app, req.environ, src.bucket, src.key,
+                                   src.version_id)
 
     def _result(self, req: S3Request, src: Source, etag: str, last_modified: str,
                 sse_headers: dict[str, str], written: dict[str, str],
@@ -155,7 +166,7 @@ class Copies:
         return xml_response(root, environ=req.environ, headers=headers)
 
     def _rebind(self, req: S3Request, src: Source, plan: sse.WritePlan, context: str | None,
-                meta: dict[str, str]) -> Response:
+                meta: dict[str, str], tags: tagging.Tags | None) -> Response:
         """The backend copies the body; only the envelope is new."""
         assert req.bucket is not None and req.key is not None and src.keys is not None
         ctx = self.ctx
@@ -165,6 +176,8 @@ class Copies:
         sse_headers = _sse_headers(plan, key_id, context)
         if src.multipart:
             backend_etag, written = self._copy_parts(req, src, headers)
+            kept_tags.restore_tags(ctx.app, req.environ, req.bucket, req.key, tags,
+                                   written.get("x-amz-version-id"))
             # The copy keeps the source's index, hence its S3-style ETag (FORMAT.md §7.8).
             etag = client_multipart_etag(ctx.layouts.layout(
                 src.keys, src.stored_size, src.backend_etag, src.fetcher).layout, plan.mode,
@@ -173,8 +186,11 @@ class Copies:
                 True, src.plaintext_size, etag, plan.mode, key_id))
             return self._result(req, src, etag, iso8601(time.time()), sse_headers, written,
                                 source_checksum(ctx, src))
+        # The copy's tags are settled (_destination_tags): the backend must not bring the
+        # source's of its own accord.
         headers.update({"x-amz-copy-source": src.copy_source(),
                         "x-amz-metadata-directive": "REPLACE",
+                        "x-amz-tagging-directive": "REPLACE",
                         "x-amz-copy-source-if-match": src.backend_etag})
         resp = subrequest.request(ctx.app, req.environ, "PUT", req.bucket, req.key,
                                   headers=headers)
@@ -184,6 +200,8 @@ class Copies:
         if result.tag == "Error":
             raise subrequest.failure(500, resp.body)
         backend_etag = xml.child_text(result, "ETag") or ""
+        kept_tags.restore_tags(ctx.app, req.environ, req.bucket, req.key, tags,
+                               resp.headers.get("x-amz-version-id"))
         etag = backend_etag if plan.mode == sse.MODE_SSE_C else src.etag
         ctx.facts.put(req.bucket, req.key, backend_etag, src.stored_size, ObjectFacts(
             True, src.plaintext_size, etag, plan.mode, key_id))

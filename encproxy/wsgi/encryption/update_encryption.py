@@ -43,7 +43,7 @@ from encproxy.s3 import metadata as s3meta
 from encproxy.s3 import sse, xml
 from encproxy.s3.object_encryption import MAX_BODY, parse_object_encryption
 from encproxy.wsgi import subrequest
-from encproxy.wsgi.encryption import integrity
+from encproxy.wsgi.encryption import integrity, kept_tags
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.facts import ObjectFacts
 from encproxy.wsgi.encryption.headers import (
@@ -123,6 +123,8 @@ def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str |
                                            and name not in (ENVELOPE_HEADER, CONTEXT_HEADER))}
     headers.update(stored_metadata(envelope, context))
     headers.update(kept_acl_headers(ctx.app, req.environ, bucket, key, version))
+    tags = kept_tags.read_tags(ctx.app, req.environ, bucket, key, version)
+    headers.update(kept_tags.tag_headers(tags))
     with integrity.reported(bucket, key):
         new_key_id = integrity.authenticated_key_id(envelope)
     if src.multipart:
@@ -132,6 +134,7 @@ def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str |
     if backend_etag is None:
         log.info("UpdateObjectEncryption %s/%s: the object changed meanwhile", bucket, key)
         return False
+    kept_tags.restore_tags(ctx.app, req.environ, bucket, key, tags, None)   # the copy made the latest
     # The copy keeps every part's bytes and the index: a multipart object's client-visible
     # ETag is still the one its described index gives, else the backend's (FORMAT.md §7.8).
     etag = src.etag
@@ -186,7 +189,7 @@ def _rewrite_single(ctx: EncryptionContext, req: S3Request, src: Source,
                     headers: dict[str, str]) -> str | None:
     """The backend's self-copy with the new envelope; its new ETag, None on 412."""
     headers = {**headers, "x-amz-copy-source": src.copy_source(),
-               "x-amz-metadata-directive": "REPLACE",
+               "x-amz-metadata-directive": "REPLACE", "x-amz-tagging-directive": "REPLACE",
                "x-amz-copy-source-if-match": src.backend_etag}
     resp = subrequest.request(ctx.app, req.environ, "PUT", src.bucket, src.key,
                               headers=headers)
