@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -197,6 +199,22 @@ def test_a_file_renamed_in_but_never_committed_is_invisible_then_swept(
     assert not orphan[0].exists()
     assert Path(kept).exists()   # named by a row: never swept, however old
     assert get(store, "k") == b"committed"
+
+
+def test_a_file_an_older_encproxy_wrote_after_indexing_is_never_swept(
+        store: FileStore, root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Only an encproxy older than the index writes ``<h>`` names; such a file holds a
+    write a client was told had succeeded, so the sweep leaves it, and says so."""
+    put(store, "k", b"data")
+    [current] = object_files(root)
+    legacy = current.with_name(current.name.split(".")[0])   # what an older version writes
+    shutil.copy(current, legacy)
+    old = time.time() - 3700
+    os.utime(legacy, (old, old))
+    with caplog.at_level(logging.WARNING):
+        FileStore(root)
+    assert legacy.exists()
+    assert any("not in the index" in r.getMessage() for r in caplog.records)
 
 
 def test_a_row_removed_before_its_file_leaves_only_an_orphan(
