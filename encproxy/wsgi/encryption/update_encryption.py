@@ -134,7 +134,8 @@ def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str |
     if backend_etag is None:
         log.info("UpdateObjectEncryption %s/%s: the object changed meanwhile", bucket, key)
         return False
-    kept_tags.restore_tags(ctx.app, req.environ, bucket, key, tags, None)   # the copy made the latest
+    # On the latest version: the one the copy made.
+    kept_tags.restore_tags(ctx.app, req.environ, bucket, key, tags, None)
     # The copy keeps every part's bytes and the index: a multipart object's client-visible
     # ETag is still the one its described index gives, else the backend's (FORMAT.md §7.8).
     etag = src.etag
