@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import http.client
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -40,16 +41,21 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from encproxy import errors, sigv4
 from encproxy.io_sizes import PIECE
+from encproxy.s3backend import expect
 from encproxy.s3backend.forwarding import HOP_BY_HOP, Endpoint
 
 log = logging.getLogger("encproxy.s3backend")
 
 USER_AGENT = "encproxy"
+#: Seconds a request with ``Expect: 100-continue`` waits for the backend's first answer
+#: before it sends its body anyway.
+EXPECT_WAIT = 3.0
 #: Methods safe to send again when a pooled connection was found dead before any answer.
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
@@ -124,9 +130,13 @@ class BodySource:
 class BackendResponse:
     """A backend response whose body has not been read; close it when done."""
 
-    def __init__(self, response: requests.Response, method: str) -> None:
+    def __init__(self, response: requests.Response, method: str,
+                 own_connection: bool = False) -> None:
+        """``own_connection``: the response's connection is not a pooled one: closed
+        with the response, whatever was read."""
         self._response = response
         self._raw = response.raw
+        self._own_connection = own_connection
         self.status: int = response.status_code
         self.method = method
         self._exhausted = False
@@ -185,7 +195,7 @@ class BackendResponse:
 
     def close(self) -> None:
         """Release the connection: back to the pool if the body was read, else closed."""
-        if not self._exhausted:
+        if not self._exhausted or self._own_connection:
             self._raw.close()  # unread bytes would corrupt the next response on it
         self._raw.release_conn()
 
@@ -207,6 +217,9 @@ class S3BackendClient:
         self.adapter = HTTPAdapter(pool_connections=4, pool_maxsize=config.pool_size,
                                    max_retries=0, pool_block=False)
         self.signs = True
+        # Whether the backend decides who may write (an anonymous caller's twin, a client's
+        # own backend user): a client's Expect: 100-continue then waits for its answer.
+        self.backend_authorizes = False
 
     def unsigned(self) -> S3BackendClient:
         """A client of the same endpoint and connection pool that signs nothing: an
@@ -214,6 +227,7 @@ class S3BackendClient:
         them as they would decide the caller's requests made to it directly."""
         twin = copy.copy(self)
         twin.signs = False
+        twin.backend_authorizes = True
         return twin
 
     def signing_as(self, access_key: str, secret_key: str) -> S3BackendClient:
@@ -222,6 +236,7 @@ class S3BackendClient:
         (``[backend_credentials]``), so that the backend's own policies and ACLs decide."""
         twin = copy.copy(self)
         twin.identity = sigv4.SigningIdentity(access_key, secret_key, self.identity.region)
+        twin.backend_authorizes = True
         return twin
 
     def close(self) -> None:
@@ -229,7 +244,8 @@ class S3BackendClient:
 
     def request(self, method: str, bucket: str | None, key: str | None, query: str = "",
                 headers: Mapping[str, str] | None = None,
-                body: bytes | BodySource | None = None, signed: bool = True) -> BackendResponse:
+                body: bytes | BodySource | None = None, signed: bool = True,
+                expect_continue: bool = False) -> BackendResponse:
         """Send one request and return the response once its headers arrived.
 
         ``query`` is already encoded for the wire
@@ -237,7 +253,9 @@ class S3BackendClient:
         sent as given (lower-case names), plus Host, Content-Length and the
         signature (none when ``signed`` is false: a CORS preflight, which S3 never
         authenticates).  Raises ServiceUnavailable if the backend cannot be reached
-        or times out, or the error of a failed :class:`BodySource`.
+        or times out, or the error of a failed :class:`BodySource`.  With
+        ``expect_continue`` a streamed body is sent only once the backend answered
+        "100 Continue" (:mod:`encproxy.s3backend.expect`).
         """
         path, host = self.endpoint.target(bucket, key)
         out = {name.lower(): value for name, value in (headers or {}).items()}
@@ -260,6 +278,9 @@ class S3BackendClient:
         prepared.url = self.endpoint.base_url + path + ("?" + query if query else "")
         prepared.headers = CaseInsensitiveDict(out)
         prepared.body = body
+        if expect_continue and isinstance(body, BodySource):
+            return self._send_expecting(prepared, method, path + ("?" + query if query else ""),
+                                        out, body)
         retry = method in IDEMPOTENT and not isinstance(body, BodySource)
         started = time.monotonic()
         while True:
@@ -282,6 +303,44 @@ class S3BackendClient:
                 if isinstance(body, BodySource) and body.error is not None:
                     raise body.error from None
                 raise
+
+
+    def _send_expecting(self, prepared: requests.PreparedRequest, method: str, target: str,
+                        headers: Mapping[str, str], body: BodySource) -> BackendResponse:
+        """``request`` with ``Expect: 100-continue``, on a connection of its own."""
+        pool = self.adapter.get_connection_with_tls_context(prepared, self.verify, proxies={})
+        conn = pool._new_conn()
+        # urllib3's connections are http.client's (its BaseHTTPConnection is a Protocol).
+        assert isinstance(conn, http.client.HTTPConnection)
+        started = time.monotonic()
+        try:
+            conn.timeout = self.timeout[0]
+            conn.connect()
+            assert conn.sock is not None
+            conn.sock.settimeout(self.timeout[1])
+            raw, sent = expect.send_expecting(conn, method, target, headers, body,
+                                              wait=EXPECT_WAIT)
+        except BaseException as exc:
+            conn.close()
+            if body.error is not None:
+                raise body.error from None
+            if not isinstance(exc, (OSError, http.client.HTTPException)):
+                raise
+            log.warning("backend %s %s failed after %.1f s: %s", method, target,
+                        time.monotonic() - started, _describe(exc))
+            raise errors.ServiceUnavailable(
+                "The storage backend is not available; please retry.") from None
+        if not sent:
+            log.info("backend %s %s: answered %d before the body", method, target, raw.status)
+        wrapped = urllib3.HTTPResponse(
+            body=raw, headers=urllib3.HTTPHeaderDict(raw.getheaders()), status=raw.status,
+            version=raw.version, reason=raw.reason, preload_content=False,
+            decode_content=False, original_response=raw, connection=conn)
+        response = requests.Response()
+        response.status_code, response.raw = raw.status, wrapped
+        response.url = prepared.url or ""
+        response.headers = CaseInsensitiveDict(raw.getheaders())
+        return BackendResponse(response, method, own_connection=True)
 
 
 def _stale_connection(exc: requests.RequestException) -> bool:

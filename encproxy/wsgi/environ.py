@@ -30,3 +30,6 @@ POST_FORM = "encproxy.post_form"
 # instead of the ciphertext's MD5 (ObjectEncryptor.fingerprint).  S3 backends make
 # their own ETags and ignore it.
 STORED_DIGEST = "encproxy.stored_digest"
+# The client sent "Expect: 100-continue" (kept by every sub-request made for it): where
+# the backend decides whether it may write, its refusal comes before the client's body.
+EXPECTS_CONTINUE = "encproxy.expects_continue"

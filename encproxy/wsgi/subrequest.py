@@ -91,6 +91,9 @@ def request_environ(parent: dict[str, Any] | None, method: str, bucket: str,
         environ[env.ANONYMOUS] = True
     if parent is not None and parent.get(env.ACCESS_KEY):
         environ[env.ACCESS_KEY] = parent[env.ACCESS_KEY]
+    if parent is not None and (parent.get(env.EXPECTS_CONTINUE) or str(
+            parent.get("HTTP_EXPECT", "")).lower() == "100-continue"):
+        environ[env.EXPECTS_CONTINUE] = True
     for name, value in (headers or {}).items():
         if name.lower() == "content-type":
             environ["CONTENT_TYPE"] = value

@@ -4,9 +4,11 @@ ACLs are tested in test_filestore_acl.py.)"""
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import botocore
@@ -140,3 +142,44 @@ def test_refused_when_configured_to(backend, tmp_path_factory, s3, public_bucket
         assert b"public" not in resp.content
     finally:
         running.stop()
+
+
+def first_answer(endpoint: str, path: str, body: bytes) -> tuple[str, bytes]:
+    """An anonymous PUT with ``Expect: 100-continue``, as ceph/s3-tests' test_100_continue
+    sends it: the status of the first answer, and what the socket held after it."""
+    parts = urlsplit(endpoint)
+    head = (f"PUT {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Length: {len(body)}\r\n"
+            "Expect: 100-continue\r\n\r\n").encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=20) as sock:
+        sock.sendall(head)
+        first = sock.recv(65536)
+        status = first.split(b" ", 2)[1].decode()
+        if status == "100":
+            sock.sendall(body)
+            rest = b""
+            while b"\r\n\r\n" not in rest:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                rest += chunk
+            return status, rest
+        return status, first
+
+
+def test_expect_continue_gets_the_backends_refusal_before_the_body(server, s3, backend_client,
+                                                                    public_bucket):
+    """Where the backend decides (an anonymous caller, sent on unsigned), a client's
+    ``Expect: 100-continue`` gets the backend's 403 instead of "100 Continue", and sends
+    no body; where the backend lets it write, "100 Continue", and the object lands
+    encrypted (ceph/s3-tests test_100_continue)."""
+    private, public = public_bucket("private"), public_bucket("public-read-write")
+    body = b"anonymous body " * 100
+    status, answer = first_answer(server.endpoint, f"/{private}/k", body)
+    assert status == "403", answer
+    assert b"AccessDenied" in answer
+    assert "Contents" not in s3.list_objects_v2(Bucket=private)
+    status, answer = first_answer(server.endpoint, f"/{public}/k", body)
+    assert status == "100", answer
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert s3.get_object(Bucket=public, Key="k")["Body"].read() == body
+    assert body[:15] not in backend_client.get_object(Bucket=public, Key="k")["Body"].read()

@@ -55,7 +55,9 @@ def send(client: S3BackendClient, req: S3Request, *, body: bytes | BodySource | 
          method: str | None = None, query: str | None = None,
          headers: dict[str, str] | None = None) -> BackendResponse:
     """The client's request as the backend gets it; ``method``, ``query`` and ``headers``
-    (added to the forwarded ones) change it."""
+    (added to the forwarded ones) change it.  A streamed body of a client that sent
+    ``Expect: 100-continue`` waits for the backend's go-ahead where the backend decides
+    whether the caller may write (``S3BackendClient.backend_authorizes``)."""
     out = forwarding.forward_headers(req.headers)
     if "x-amz-copy-source" in req.headers:
         out["x-amz-copy-source"] = forwarding.encode_copy_source(
@@ -66,7 +68,11 @@ def send(client: S3BackendClient, req: S3Request, *, body: bytes | BodySource | 
     out.update(headers or {})
     if query is None:
         query = forwarding.forward_query(req.environ.get(env.RAW_QUERY, ""))
-    return client.request(method or req.method, req.bucket, req.key, query, out, body)
+    expect = client.backend_authorizes and (
+        bool(req.environ.get(env.EXPECTS_CONTINUE))
+        or req.headers.get("expect", "").lower() == "100-continue")
+    return client.request(method or req.method, req.bucket, req.key, query, out, body,
+                          expect_continue=expect)
 
 
 def small_body(req: S3Request) -> bytes:
