@@ -134,10 +134,14 @@ class Index:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # Also when COMMIT itself fails: SQLite may leave the transaction open (busy,
+            # full, I/O error), holding the store's write lock. Once this raises, nothing
+            # of the block is committed.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

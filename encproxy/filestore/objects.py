@@ -456,10 +456,12 @@ class ObjectStore:
         try:
             with self.index.write() as conn:
                 current = ix.by_id(conn, bucket, key, row.version_id)
-                if current is not None and current.seq == row.seq and current.file == row.file:
+                still = current is not None and current.seq == row.seq \
+                    and current.file == row.file
+                if still:
                     conn.execute("UPDATE versions SET file = ? WHERE bucket = ? AND key = ? "
                                  "AND seq = ?", (name, bucket, key, row.seq))
-                    applied = True
+            applied = still     # committed: only now is the old file no row's
         finally:
             self._unlink_file(loc, row.file if applied and row.file else name)
         return dataclasses.replace(src, meta=meta)

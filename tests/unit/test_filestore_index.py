@@ -21,7 +21,8 @@ from encproxy.filestore import index as ix
 from encproxy.filestore import storefile as sf
 from encproxy.filestore.records import ObjectMeta
 from encproxy.filestore.store import FileStore
-from encproxy.s3 import conditional_writes
+from encproxy.s3 import acl, conditional_writes
+from encproxy.wsgi.apps.filestore.common import OWNER_ID
 
 
 @pytest.fixture
@@ -384,3 +385,34 @@ def test_threads_writing_deleting_and_listing_one_key(store: FileStore) -> None:
     assert len([v for v in listed if v.delete_marker]) == 12
     assert {v.version_id for v in listed if not v.delete_marker} == set(made)
     assert [v.is_latest for v in listed].count(True) == 1
+
+
+PUBLIC_READ = acl.canned("public-read", OWNER_ID)
+
+
+def test_a_commit_that_fails_leaves_the_acl_and_the_object_as_they_were(
+        store: FileStore, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PutObjectAcl writes the version's file again and points the row at it: if the
+    commit fails (disk full, an I/O error), the row still names the old file, which
+    must stay, and the new one goes."""
+    put(store, "k", b"hello")
+    real = ix.Index.write
+
+    @contextlib.contextmanager
+    def commit_fails(self: ix.Index) -> Any:
+        with real(self) as conn:
+            yield conn
+            conn.execute("ROLLBACK")   # what SQLite does on SQLITE_FULL at COMMIT
+            conn.execute("BEGIN IMMEDIATE")
+            raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(ix.Index, "write", commit_fails)
+    with pytest.raises(sqlite3.OperationalError):
+        store.put_object_acl("bucket", "k", PUBLIC_READ)
+    monkeypatch.undo()
+    assert get(store, "k") == b"hello"
+    assert store.head_object("bucket", "k").meta.acl is None
+    assert len(object_files(root)) == 1
+    # and the write lock is free: the next write goes through
+    put(store, "k2", b"next")
+    assert get(store, "k2") == b"next"
