@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS versions (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS versions_by_id ON versions (bucket, key, version_id);
 CREATE INDEX IF NOT EXISTS versions_latest ON versions (bucket, key) WHERE latest = 1;
+CREATE INDEX IF NOT EXISTS versions_file ON versions (bucket, file) WHERE file IS NOT NULL;
 """
 
 
@@ -209,9 +210,21 @@ def has_versions(conn: sqlite3.Connection, bucket: str) -> bool:
                         (bucket,)).fetchone() is not None
 
 
-def files_of(conn: sqlite3.Connection, bucket: str) -> set[str]:
-    return {str(f) for (f,) in conn.execute(
-        "SELECT file FROM versions WHERE bucket = ? AND file IS NOT NULL", (bucket,))}
+def names_file(conn: sqlite3.Connection, bucket: str, file: str) -> bool:
+    """Whether a row of ``bucket`` names ``file`` (by the ``versions_file`` index)."""
+    return conn.execute("SELECT 1 FROM versions WHERE bucket = ? AND file = ? LIMIT 1",
+                        (bucket, file)).fetchone() is not None
+
+
+def claim_sweep(conn: sqlite3.Connection, now: float, interval: float) -> bool:
+    """In a write transaction: True (and the time noted) if no sweep started within
+    ``interval`` seconds, so that of the workers starting together one sweeps."""
+    got = conn.execute("SELECT value FROM meta WHERE name = 'swept_at'").fetchone()
+    if got is not None and now - float(got[0]) < interval:
+        return False
+    conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('swept_at', ?)",
+                 (repr(now),))
+    return True
 
 
 def rows_from(conn: sqlite3.Connection, bucket: str, start: str, prefix: str, *,

@@ -788,19 +788,27 @@ class ObjectStore:
             log.warning("file store: indexed %d objects of a store written before the index",
                         count)
 
-    def sweep_unindexed(self, max_age: float) -> int:
+    def sweep_unindexed(self, max_age: float, every: float = 0.0) -> int:
         """Remove object files that no index row names and nobody has written to for
         ``max_age`` seconds: left by a crash between a file's rename and its row's
-        commit, or between a row's removal and its file's unlink."""
+        commit, or between a row's removal and its file's unlink.  Nothing if a sweep
+        started less than ``every`` seconds ago (in any process).  Memory stays
+        constant: each old file is looked up in the index on its own."""
         removed = 0
+        with self.index.write() as conn:
+            if not ix.claim_sweep(conn, time.time(), every):
+                return 0
         for bucket in _bucket_names(self.layout.buckets):
-            with self.index.read() as conn:
-                named = ix.files_of(conn, bucket)
-            now = time.time()
             for path in _walk_fanout(self.layout.objects(bucket)):
                 name = os.path.basename(path)
-                if name in named:
+                try:
+                    if time.time() - os.stat(path).st_mtime <= max_age:
+                        continue    # may be a write about to commit
+                except FileNotFoundError:
                     continue
+                with self.index.read() as conn:
+                    if ix.names_file(conn, bucket, name):
+                        continue
                 if "." not in name:
                     # A name without the random suffix is no file this version writes: an
                     # older encproxy wrote it after the store was indexed.  It holds a
@@ -808,13 +816,9 @@ class ObjectStore:
                     log.warning("file store: %s is not in the index (written by an encproxy "
                                 "older than the index?); left in place", path)
                     continue
-                try:
-                    if now - os.stat(path).st_mtime <= max_age:
-                        continue
+                with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
                     removed += 1
-                except FileNotFoundError:
-                    continue
         return removed
 
     def _write_record(self, path: str, fields: dict[str, object], when: float) -> None:

@@ -54,13 +54,15 @@ class FileStore(MultipartStore):
     (``cleanup_stale``) and removes object files no index row names that are as
     old (``sweep_unindexed``); every worker process does so at start-up, which is
     harmless because the sweeps only touch entries nobody has written to for
-    that long.
+    that long.  The object sweep walks every object file, so of the workers that
+    start within ``sweep_every`` seconds of one another only the first does it.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, stale_after: float = STALE_AFTER) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, stale_after: float = STALE_AFTER,
+                 sweep_every: float = STALE_AFTER) -> None:
         super().__init__(root)
         self.cleanup_stale(stale_after)
-        self.sweep_unindexed(stale_after)
+        self.sweep_unindexed(stale_after, sweep_every)
 
     # -- housekeeping ---------------------------------------------------------------
     def cleanup_stale(self, max_age: float = STALE_AFTER) -> int:

@@ -190,13 +190,13 @@ def test_a_file_renamed_in_but_never_committed_is_invisible_then_swept(
     orphan = [p for p in object_files(root) if p.name == name]
     assert orphan, "the crash left the file"
     assert get(store, "k") == b"committed"
-    FileStore(root)              # young: kept (a write may be about to commit it)
+    FileStore(root, sweep_every=0)   # young: kept (a write may be about to commit it)
     assert orphan[0].exists()
     hour_ago = time.time() - 3700
     os.utime(orphan[0], (hour_ago, hour_ago))
     kept = store.object_file("bucket", "k")
     os.utime(kept, (hour_ago, hour_ago))
-    FileStore(root)
+    FileStore(root, sweep_every=0)
     assert not orphan[0].exists()
     assert Path(kept).exists()   # named by a row: never swept, however old
     assert get(store, "k") == b"committed"
@@ -213,7 +213,7 @@ def test_a_file_an_older_encproxy_wrote_after_indexing_is_never_swept(
     old = time.time() - 3700
     os.utime(legacy, (old, old))
     with caplog.at_level(logging.WARNING):
-        FileStore(root)
+        FileStore(root, sweep_every=0)
     assert legacy.exists()
     assert any("not in the index" in r.getMessage() for r in caplog.records)
 
@@ -230,7 +230,7 @@ def test_a_row_removed_before_its_file_leaves_only_an_orphan(
     assert path.exists()
     old = time.time() - 3700
     os.utime(path, (old, old))
-    FileStore(root)
+    FileStore(root, sweep_every=0)
     assert not path.exists()
 
 
@@ -416,3 +416,20 @@ def test_a_commit_that_fails_leaves_the_acl_and_the_object_as_they_were(
     # and the write lock is free: the next write goes through
     put(store, "k2", b"next")
     assert get(store, "k2") == b"next"
+
+
+def test_workers_starting_together_sweep_once(
+        store: FileStore, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep walks every object file: of the workers that start within the hour,
+    only the first does it."""
+    put(store, "k", b"data")
+    path = Path(store.object_file("bucket", "k"))
+    monkeypatch.setattr(FileStore, "_unlink_file", lambda *a: None)   # crash after commit
+    store.delete_object("bucket", "k")
+    monkeypatch.undo()
+    old = time.time() - 3700
+    os.utime(path, (old, old))
+    FileStore(root)                  # the fixture's store swept at its start: not again
+    assert path.exists()
+    FileStore(root, sweep_every=0)
+    assert not path.exists()
