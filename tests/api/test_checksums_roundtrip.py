@@ -295,3 +295,23 @@ def test_upload_part_copy_computes_the_part_checksum(client: Any, encrypted: str
     composite = hashlib.sha256(digest("SHA256", source) + digest("SHA256", tail)).digest()
     assert done["ChecksumSHA256"] == b64(composite) + "-2"
     assert client.get_object(Bucket=encrypted, Key="mp")["Body"].read() == source + tail
+
+
+def test_a_whole_object_checksum_on_an_unencrypted_complete_is_refused(client: Any,
+                                                                       bucket: str) -> None:
+    """encproxy would check it against nothing (no backend gets it, the file store keeps
+    no checksums of unencrypted objects): refused, never ignored; the upload stays."""
+    part = os.urandom(5 * MiB)
+    uid = client.create_multipart_upload(Bucket=bucket, Key="plain-mp")["UploadId"]
+    etag = client.upload_part(Bucket=bucket, Key="plain-mp", UploadId=uid, PartNumber=1,
+                              Body=part)["ETag"]
+    with pytest.raises(ClientError) as exc:
+        client.complete_multipart_upload(
+            Bucket=bucket, Key="plain-mp", UploadId=uid, ChecksumSHA256=b64(b"\0" * 32),
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert exc.value.response["Error"]["Code"] == "NotImplemented"
+    done = client.complete_multipart_upload(
+        Bucket=bucket, Key="plain-mp", UploadId=uid,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert done["ETag"]
+    assert client.get_object(Bucket=bucket, Key="plain-mp")["Body"].read() == part

@@ -436,6 +436,13 @@ class MultipartUploads:
             if record is None and self.ctx.policy.require:
                 raise errors.NoSuchUpload(UploadId=upload_id)   # not one encproxy made
             self.ctx.refuse_unencrypted()   # [encryption] require, never through a record
+            if checksums.checksum_header_names(req.headers):
+                # The whole object's checksum (not the XML body's: authentication left it
+                # to this layer) would go unchecked: no backend gets it, and the file
+                # store keeps no checksums of unencrypted objects.
+                raise errors.NotImplementedError_(
+                    "encproxy does not verify the whole-object checksum of an unencrypted "
+                    "multipart upload.", Header=checksums.checksum_header_names(req.headers)[0])
             conditions = backend_conditions(self.ctx, req)
             resp = subrequest.open_stream(self.app, passed_through(req, conditions))
             body = resp.read_all()
@@ -537,6 +544,10 @@ class MultipartUploads:
         digests = []
         for (number, etag), md5, part, size in zip(chosen, md5s, records, sizes, strict=True):
             invalid = errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
+            if part.size != size:
+                # The sizes come from the backend's ListParts; a FULL_OBJECT CRC is
+                # combined from the authenticated ones, which they must match.
+                raise invalid
             sealed = dict(part.sealed_checksums).get(algorithm)
             if sealed is None:
                 if declared is not None or claim is not None:
