@@ -15,22 +15,14 @@ import botocore
 import pytest
 import requests
 from botocore.config import Config
-from botocore.exceptions import ClientError
+
+from support.clients import failure
 
 pytestmark = pytest.mark.parametrize("backend", ["moto", "ceph"], indirect=True)
 
 INTERNAL_BUCKET = "encproxy-internal"
 AES256 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
 
-
-def failure(call: Callable[[], Any]) -> tuple[int, str]:
-    """The status and code ``call`` failed with; (200, "") when it succeeded."""
-    try:
-        call()
-    except ClientError as exc:
-        return (exc.response["ResponseMetadata"]["HTTPStatusCode"],
-                exc.response["Error"]["Code"])
-    return (200, "")
 
 
 @pytest.fixture

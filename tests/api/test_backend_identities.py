@@ -14,16 +14,15 @@ import hashlib
 import os
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from support.backends import Backend
-from support.clients import make_client
+from support.clients import failure, make_client
 from support.server import RunningServer, start_server
 
 pytestmark = pytest.mark.parametrize("backend", [pytest.param("ceph", marks=pytest.mark.rgw)],
@@ -34,15 +33,6 @@ TEAM_B_RGW = ("TEAMBRGWACCESS", "team-b-rgw-secret-0123456789")
 AES256 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
 MARKER = b"TEAM-PLAINTEXT-MARKER"
 
-
-def failure(call: Callable[[], Any]) -> tuple[int, str]:
-    """The status and code ``call`` failed with; (200, "") when it succeeded."""
-    try:
-        call()
-    except ClientError as exc:
-        return (exc.response["ResponseMetadata"]["HTTPStatusCode"],
-                exc.response["Error"]["Code"])
-    return (200, "")
 
 
 def rgw_user(backend: Backend, uid: str, access_key: str, secret_key: str) -> None:

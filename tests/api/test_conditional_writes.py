@@ -16,6 +16,8 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
+from support.clients import failure
+
 MiB = 1024 * 1024
 MODES = {
     "plain": {},
@@ -26,12 +28,6 @@ MODES = {
 def md5_etag(data: bytes) -> str:
     return '"' + hashlib.md5(data).hexdigest() + '"'
 
-
-def failure(call) -> tuple[int, str]:
-    with pytest.raises(ClientError) as info:
-        call()
-    err = info.value.response
-    return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"]
 
 
 def body(s3, bucket: str, key: str) -> bytes:

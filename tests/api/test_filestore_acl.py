@@ -18,9 +18,8 @@ import botocore
 import pytest
 import requests
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
-from support.clients import make_client
+from support.clients import failure, make_client
 from support.server import start_server
 
 FILE = pytest.mark.parametrize("backend", ["file"], indirect=True)
@@ -31,12 +30,6 @@ MARKER = b"ANON-PLAINTEXT-MARKER-51c9"
 SSE_S3 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
 MiB = 1024 * 1024
 
-
-def failure(call: Callable[[], Any]) -> tuple[int, str]:
-    with pytest.raises(ClientError) as exc:
-        call()
-    return (exc.value.response["ResponseMetadata"]["HTTPStatusCode"],
-            exc.value.response["Error"]["Code"])
 
 
 def marked(size: int) -> bytes:
