@@ -102,9 +102,12 @@ class Results:
 
 def request(ep: Endpoint, method: str, path: str, *, length: int = 0,
             send: Callable[[http.client.HTTPConnection], None] | None = None,
-            conn: http.client.HTTPConnection | None = None) -> tuple[int, int]:
-    """One signed request; returns (status, bytes read).  The body is drained and dropped."""
-    headers = {"content-length": str(length)} if length or method == "PUT" else {}
+            conn: http.client.HTTPConnection | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, int]:
+    """One signed request, with ``headers`` besides its own; returns (status, bytes read).
+    The body is drained and dropped."""
+    headers = {**(headers or {}),
+               **({"content-length": str(length)} if length or method == "PUT" else {})}
     signed = Signed(method, ep.base + path, headers, "UNSIGNED-PAYLOAD", ep.access_key,
                     ep.secret_key)
     own = conn is None
