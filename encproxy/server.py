@@ -18,6 +18,7 @@ The only module that imports gunicorn (layer 5 of DESIGN.md).  Lifecycle
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -58,8 +59,46 @@ def check_settings(settings: Settings) -> None:
     """Everything a start (or a reload) checks before it serves with ``settings``."""
     from encproxy.keys.factory import check_provider
     check_tls(settings)
-    build_app(settings)
+    build_apart(settings)
     check_provider(settings)
+
+
+def build_apart(settings: Settings) -> None:
+    """``build_app(settings)`` in a child process, to check that it builds; its
+    ConfigError raised here.
+
+    gunicorn's master forks the workers, so it must hold nothing a worker could
+    inherit and misuse: the file store's SQLite index above all.  A connection that
+    crosses a fork is closed, sooner or later, in the child too, and POSIX drops a
+    process's locks on a file when it closes any descriptor of it: a worker's own
+    connection then looks closed to the others, and the next process to close its
+    connection takes itself for the last, checkpoints and removes the write-ahead log
+    under writers still using it (their commits vanish until they close).  The child
+    leaves with ``os._exit``, which closes its descriptors without SQLite's close."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(read_end)
+        status, report = 0, b""
+        try:
+            build_app(settings)
+        except ConfigError as exc:
+            status, report = 2, json.dumps([exc.section, exc.option, exc.problem]).encode()
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+            status, report = 3, type(exc).__name__.encode()
+        try:
+            os.write(write_end, report)
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read()
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if status == 2:
+        section, option, problem = json.loads(report)
+        raise ConfigError(section, option, problem)
+    if status != 0:
+        raise RuntimeError(f"building the application failed ({report.decode() or status})")
 
 
 class EncproxyApplication(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
@@ -138,9 +177,10 @@ def _metrics_dir() -> str:
 def serve(settings: Settings, config_path: Path | None = None) -> None:
     logjson.configure(settings.get("server", "log_level"), settings.get("server", "log_format"),
                       settings.get("server", "access_log"))
-    # Build once in the master so that a broken store fails start-up, not every worker.
+    # Build once before the workers so that a broken store fails start-up, not every
+    # worker (in a child: the master must hold no store of its own, build_apart).
     check_tls(settings)
-    build_app(settings)
+    build_apart(settings)
     master = os.getpid()
     directory = _metrics_dir()
     os.environ[metrics.MULTIPROC_ENV] = directory  # before any worker forks

@@ -86,10 +86,13 @@ class ScriptedClient:
         self.sent: list[Sent] = []
         self.config = type("Config", (), {"region": region})()
         self.signs = False      # the app makes no unsigned twin of a scripted client
+        self.backend_authorizes = False
 
     def request(self, method: str, bucket: str | None, key: str | None, query: str = "",
                 headers: dict[str, str] | None = None,
-                body: bytes | BodySource | None = None) -> FakeResponse:
+                body: bytes | BodySource | None = None,
+                expect_continue: bool = False) -> FakeResponse:
+        assert not expect_continue, "only where the backend authorizes the caller"
         data = b"".join(body) if isinstance(body, BodySource) else body
         self.sent.append(Sent(method, bucket, key, query, dict(headers or {}), data))
         assert self.answers, f"unexpected backend request {method} {bucket}/{key}?{query}"
