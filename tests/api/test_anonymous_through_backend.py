@@ -146,6 +146,7 @@ def first_answer(endpoint: str, path: str, body: bytes) -> tuple[str, bytes]:
         sock.sendall(head)
         first = sock.recv(65536)
         status = first.split(b" ", 2)[1].decode()
+        chunk = b""
         if status == "100":
             sock.sendall(body)
             rest = b""
@@ -155,6 +156,8 @@ def first_answer(endpoint: str, path: str, body: bytes) -> tuple[str, bytes]:
                     break
                 rest += chunk
             return status, rest
+        while chunk := sock.recv(65536):    # the refusal closes the connection: read it all
+            first += chunk
         return status, first
 
 
