@@ -380,7 +380,14 @@ def main() -> int:
                         help="4 KiB objects per round (also the listing size)")
     parser.add_argument("--threads", type=int, default=4, help="client threads for 4 KiB ops")
     parser.add_argument("--reps", type=int, default=3, help="repetitions")
+    parser.add_argument("--checksum", choices=("crc64nvme", "crc32", "crc32c", "sha1", "sha256"),
+                        help="instead: what sending this checksum costs an encrypted 1 GiB "
+                             "PUT on the file store, against the same PUT without one, in "
+                             "--reps paired rounds (scripts/bench_checksums.py)")
     args = parser.parse_args()
+    if args.checksum:
+        from bench_checksums import compare  # it imports this module's helpers
+        return compare(args.checksum, args.size_mib, args.reps)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-encryption-"))
     source = workdir / "cli-source.bin"
