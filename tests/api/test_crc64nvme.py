@@ -1,10 +1,11 @@
 """CRC64NVME, the checksum AWS CLI v2 uploads with, through the real server: boto3 (with
 awscrt, as the CLI) sends it in a header, a streaming SDK in an aws-chunked trailer; encproxy
-verifies it
-(BadDigest, nothing stored, on a mismatch) and stores only ciphertext."""
+verifies it (BadDigest, nothing stored, on a mismatch), stores only ciphertext, and gives
+it back, with CRC32C and SHA-256, to boto3's managed transfers."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 
 import pytest
@@ -66,6 +67,48 @@ def test_multipart_parts_with_crc64nvme(server, bucket):
     client.upload_fileobj(_Reader(data), bucket, "multi",
                           ExtraArgs={"ChecksumAlgorithm": "CRC64NVME"}, Config=parts)
     assert client.get_object(Bucket=bucket, Key="multi")["Body"].read() == data
+
+
+def _digest(algorithm: str, data: bytes) -> bytes:
+    if algorithm == "CRC64NVME":
+        return crt.crc64nvme(data).to_bytes(8, "big")
+    if algorithm == "CRC32C":
+        return crt.crc32c(data).to_bytes(4, "big")
+    return hashlib.sha256(data).digest()
+
+
+@pytest.mark.parametrize("size", [3 * MiB + 7, 12 * MiB + 5], ids=["single", "multipart"])
+@pytest.mark.parametrize("algorithm", ["CRC64NVME", "CRC32C", "SHA256"])
+def test_managed_transfers_get_their_checksum_back(server, stored, s3, bucket, tmp_path,
+                                                   algorithm, size):
+    """boto3 with awscrt, sending what AWS CLI v2 sends (CRC64NVME) and the other two the
+    issue names, through its managed transfer (s3transfer: one PutObject under the
+    threshold, 5 MiB parts above it) into an encrypted bucket: ChecksumMode=ENABLED
+    answers the checksum of what was sent, FULL_OBJECT for a CRC64NVME (S3 has no other)
+    and COMPOSITE for the others' multipart uploads, as S3 does when no type is asked."""
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=SSE_S3)
+    client = make_client(server.endpoint, request_checksum_calculation="when_supported",
+                         response_checksum_validation="when_supported")
+    data = b"MANAGED-TRANSFER-MARKER" + os.urandom(size - 23)
+    parts = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    client.upload_fileobj(_Reader(data), bucket, "obj",
+                          ExtraArgs={"ChecksumAlgorithm": algorithm}, Config=parts)
+    field = "Checksum" + algorithm
+    chunks = [data[i:i + 5 * MiB] for i in range(0, size, 5 * MiB)]
+    if size < 5 * MiB or algorithm == "CRC64NVME":
+        expected, kind = base64.b64encode(_digest(algorithm, data)).decode(), "FULL_OBJECT"
+    else:
+        joined = b"".join(_digest(algorithm, c) for c in chunks)
+        expected = f"{base64.b64encode(_digest(algorithm, joined)).decode()}-{len(chunks)}"
+        kind = "COMPOSITE"
+    head = client.head_object(Bucket=bucket, Key="obj", ChecksumMode="ENABLED")
+    assert (head[field], head["ChecksumType"]) == (expected, kind)
+    got = client.get_object(Bucket=bucket, Key="obj", ChecksumMode="ENABLED")
+    assert got[field] == expected and got["Body"].read() == data
+    out = tmp_path / "out.bin"
+    client.download_file(bucket, "obj", str(out), Config=parts)
+    assert out.read_bytes() == data
+    assert b"MANAGED-TRANSFER-MARKER" not in stored.read(bucket, "obj").body
 
 
 @pytest.mark.parametrize("where", ["header", "trailer"])
