@@ -214,8 +214,9 @@ OPTIONS: tuple[Option, ...] = (
            "Seconds a worker may be silent before it is restarted."),
     Option("server", "graceful_timeout", "30", _int_range(1, 86400),
            "Seconds in-flight requests get to finish on SIGTERM."),
-    Option("server", "keepalive", "5", _int_range(0, 3600),
-           "Seconds an idle keep-alive connection is held open."),
+    Option("server", "keepalive", "75", _int_range(0, 3600),
+           "Seconds an idle keep-alive connection is held open: longer than clients keep "
+           "theirs, so that a client never reuses a connection the server is closing."),
     Option("server", "client_timeout", "60", _int_range(1, 3600),
            "Seconds a client may stay silent in the middle of sending a request body; "
            "then the request fails with RequestTimeout and nothing is stored."),
