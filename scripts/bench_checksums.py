@@ -76,7 +76,9 @@ def compare(algorithm: str, size_mib: int, rounds: int) -> int:
     name = algorithm.upper()
 
     with tempfile.TemporaryDirectory(prefix="bench-checksums-") as workdir:
-        server = start_server(Path(workdir) / "server")
+        # The production default for the configuration cache (the tests turn it off).
+        server = start_server(Path(workdir) / "server",
+                              env={"ENCPROXY_ENCRYPTION_CONFIG_CACHE_SECONDS": "5"})
         try:
             ep = Endpoint("encrypted", "127.0.0.1", server.port, "bench-enc")
             assert request(ep, "PUT", f"/{ep.bucket}")[0] == 200
