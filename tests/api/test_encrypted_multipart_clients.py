@@ -9,19 +9,18 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import os
-import shutil
 import subprocess
 import time
 
 import pytest
 
+from support.clients import rclone_binary
 from support.server import ACCESS_KEY, SECRET_KEY
 from test_cli import aws
 from test_encrypted_multipart import SSE_S3_CONFIG, assert_no_plaintext
 
 MiB = 1024 * 1024
 MARKER = b"CLIENT-MULTIPART-PLAINTEXT"
-RCLONE = shutil.which("rclone")
 
 
 def marked_file(path, size: int) -> bytes:
@@ -81,8 +80,6 @@ def test_aws_cli_sync_transfers_nothing_twice(server, backend_client, s3, bucket
     assert_no_plaintext(server, backend_client, MARKER)
 
 
-@pytest.mark.skipif(RCLONE is None, reason="RCLONE MISSING: scripts/test installs Debian's "
-                    "rclone (scripts/test.d/40-clients.sh); install it to run this test")
 def test_rclone_multipart_copy_and_check(server, backend_client, s3, bucket, tmp_path):
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=SSE_S3_CONFIG)
     tree = tmp_path / "tree"
@@ -99,7 +96,7 @@ def test_rclone_multipart_copy_and_check(server, backend_client, s3, bucket, tmp
 
     def rclone(*args: str) -> subprocess.CompletedProcess[str]:
         # Multipart above 5 MiB, in 5 MiB chunks: big.bin is 3 parts, exact.bin 2.
-        return subprocess.run([RCLONE, *args, "--s3-upload-cutoff", "5M",
+        return subprocess.run([rclone_binary(), *args, "--s3-upload-cutoff", "5M",
                                "--s3-chunk-size", "5M"], env=env, capture_output=True,
                               text=True, timeout=300)
 

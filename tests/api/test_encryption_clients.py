@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 
 import pytest
 
+from support.clients import rclone_binary
 from support.server import ACCESS_KEY, SECRET_KEY
 from test_cli import aws
 
 MARKER = b"CLIENT-PLAINTEXT-MARKER"
 SSE_S3 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
-RCLONE = shutil.which("rclone")
 
 
 def test_aws_cli_on_an_encrypted_bucket(server, stored, s3, bucket, tmp_path):
@@ -40,8 +39,6 @@ def test_aws_cli_on_an_encrypted_bucket(server, stored, s3, bucket, tmp_path):
     assert MARKER not in stored.all_bytes()
 
 
-@pytest.mark.skipif(RCLONE is None, reason="RCLONE MISSING: scripts/test installs Debian's "
-                    "rclone (scripts/test.d/40-clients.sh); install it to run this test")
 def test_rclone_copy_check_and_nothing_to_recopy(server, stored, s3, bucket, tmp_path):
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=SSE_S3)
     tree = tmp_path / "tree"
@@ -60,7 +57,7 @@ def test_rclone_copy_check_and_nothing_to_recopy(server, stored, s3, bucket, tmp
            "RCLONE_CONFIG": os.devnull}
 
     def rclone(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([RCLONE, *args], env=env, capture_output=True, text=True,
+        return subprocess.run([rclone_binary(), *args], env=env, capture_output=True, text=True,
                               timeout=300)
 
     first = rclone("copy", str(tree), f"enc:{bucket}/t", "--stats-one-line", "-v")
@@ -72,4 +69,19 @@ def test_rclone_copy_check_and_nothing_to_recopy(server, stored, s3, bucket, tmp
     assert again.returncode == 0, again.stderr
     assert "Copied" not in again.stderr  # nothing was transferred the second time
     assert "There was nothing to transfer" in again.stderr or "Unchanged skipping" in again.stderr
+    # sync mirrors a changed tree (one file changed, one added, one deleted), then, run
+    # again, finds nothing to do: sizes and modification times in the listing match.
+    (tree / "a.txt").write_bytes(MARKER + b" changed")
+    (tree / "new.bin").write_bytes(MARKER + os.urandom(5000))
+    (tree / "dir" / "b.bin").unlink()
+    synced = rclone("sync", str(tree), f"enc:{bucket}/t", "-v")
+    assert synced.returncode == 0, synced.stderr
+    listed = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert listed == {f"t/{p.relative_to(tree)}": p.stat().st_size
+                      for p in tree.rglob("*") if p.is_file()}
+    resynced = rclone("sync", str(tree), f"enc:{bucket}/t", "-v")
+    assert resynced.returncode == 0, resynced.stderr
+    assert "Copied" not in resynced.stderr and "Deleted" not in resynced.stderr
+    check = rclone("check", "--download", str(tree), f"enc:{bucket}/t")
+    assert check.returncode == 0 and "0 differences found" in check.stderr, check.stderr
     assert MARKER not in stored.all_bytes()

