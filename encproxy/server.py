@@ -31,6 +31,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
 from encproxy import logjson, metrics
+from encproxy.access import unrestricted
 from encproxy.errors import ConfigError
 from encproxy.settings import RUNTIME_DIR_ENV, Settings, load_file
 from encproxy.worker import EncproxyWorker
@@ -100,6 +101,16 @@ def build_apart(settings: Settings) -> None:
         raise ConfigError(section, option, problem)
     if status != 0:
         raise RuntimeError(f"building the application failed ({report.decode() or status})")
+
+
+def warn_shared_full_access(settings: Settings) -> None:
+    """More than one client with full access: each can read, overwrite and delete the
+    others' data.  Fine for a sidecar, not for a gateway shared by teams ([access])."""
+    full = unrestricted(settings.credentials, settings.access)
+    if len(full) > 1:
+        log.warning("%d client credentials have full access to every bucket (%s): each can "
+                    "read, overwrite and delete the others' data; give each its buckets in "
+                    "[access] (docs/OPERATIONS.md §11)", len(full), ", ".join(full))
 
 
 class _Logger(GunicornLogger):  # type: ignore[misc]  # gunicorn is untyped
@@ -173,6 +184,7 @@ class EncproxyApplication(BaseApplication):  # type: ignore[misc]  # gunicorn is
         self.settings = settings
         log.info("reload: configuration read from %s (%d credential(s))", self.config_path,
                  len(settings.credentials))
+        warn_shared_full_access(settings)
 
     def load(self) -> Any:
         return build_app(self.settings)
@@ -193,6 +205,7 @@ def serve(settings: Settings, config_path: Path | None = None) -> None:
     # worker (in a child: the master must hold no store of its own, build_apart).
     check_tls(settings)
     build_apart(settings)
+    warn_shared_full_access(settings)
     master = os.getpid()
     directory = _metrics_dir()
     os.environ[metrics.MULTIPROC_ENV] = directory  # before any worker forks

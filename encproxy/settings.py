@@ -12,6 +12,7 @@ it the way the command line does (``--config``, else ``$ENCPROXY_CONFIG``, else
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from encproxy.access import ClientRules, parse_grants, parse_key_list
 from encproxy.errors import ConfigError
 
 ENV_PREFIX = "ENCPROXY_"
@@ -348,7 +350,9 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 #: ``[backend_credentials]``: ``<client access key> = <backend access key> <backend secret>``.
-DYNAMIC_SECTIONS = {"credentials", "backend_credentials"}
+#: ``[access]``: ``<client access key> = <grants>``; ``[access_kms_keys]``: ``<client> = <keys>``
+#: (encproxy.access).
+DYNAMIC_SECTIONS = {"credentials", "backend_credentials", "access", "access_kms_keys"}
 SECTIONS = {o.section for o in OPTIONS} | DYNAMIC_SECTIONS
 
 
@@ -366,6 +370,9 @@ class Settings:
     #: client access key -> the backend identity its requests are signed as (``type = s3``);
     #: a client not named here is signed as ``[backend] access_key``.
     backend_credentials: Mapping[str, BackendCredential] = field(default_factory=dict)
+    #: client access key -> what it may do (``[access]``); a client not named here has full
+    #: access.  KMS key ids as written (the key provider normalizes them).
+    access: Mapping[str, ClientRules] = field(default_factory=dict)
 
     def get(self, section: str, option: str) -> Any:
         return self.values[(section, option)]
@@ -458,8 +465,35 @@ def load(text: str, base_dir: Path, environ: Mapping[str, str] | None = None) ->
     _check_server(values)
     backend_credentials = _backend_credentials(dynamic["backend_credentials"], credentials,
                                                values[("backend", "type")])
+    access = _access_rules(dynamic["access"], dynamic["access_kms_keys"], credentials)
     return Settings(values=values, credentials=credentials, base_dir=base_dir,
-                    backend_credentials=backend_credentials)
+                    backend_credentials=backend_credentials, access=access)
+
+
+def _access_rules(entries: Mapping[str, str], kms_keys: Mapping[str, str],
+                  credentials: Mapping[str, str]) -> dict[str, ClientRules]:
+    """``[access]`` and ``[access_kms_keys]``: each line names a client of
+    ``[credentials]``; a KMS key list needs that client's ``[access]`` line (an
+    unrestricted client may name any key)."""
+    out: dict[str, ClientRules] = {}
+    for client, value in entries.items():
+        if client not in credentials:
+            raise ConfigError("access", client, "names no access key of [credentials]")
+        try:
+            out[client] = ClientRules(parse_grants(value))
+        except ValueError as exc:
+            raise ConfigError("access", client, str(exc)) from None
+    for client, value in kms_keys.items():
+        if client not in out:
+            raise ConfigError("access_kms_keys", client,
+                              "names no client of [access] (a client without access "
+                              "rules may name any key)")
+        try:
+            keys = frozenset(parse_key_list(value))
+        except ValueError as exc:
+            raise ConfigError("access_kms_keys", client, str(exc)) from None
+        out[client] = dataclasses.replace(out[client], kms_keys=keys)
+    return out
 
 
 def _backend_credentials(entries: Mapping[str, str], credentials: Mapping[str, str],

@@ -13,6 +13,7 @@ or filtered by the layers meant for client objects.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from werkzeug.wrappers import Response
@@ -31,6 +32,7 @@ from encproxy.wsgi.apps.filestore.preflight import response_cors_headers
 from encproxy.wsgi.apps.s3backend import S3BackendApp, build_s3_backend
 from encproxy.wsgi.apps.s3backend.anonymous import BackendAnonymousAccess
 from encproxy.wsgi.apps.s3backend.preflight import answer_preflight as answer_s3_preflight
+from encproxy.wsgi.auth.access import AccessRulesLayer
 from encproxy.wsgi.auth.middleware import AnonymousAuthorizer, AuthenticationMiddleware
 from encproxy.wsgi.buckets import generation
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
@@ -120,9 +122,14 @@ def build_app(settings: Settings, keys: KeyProvider | None = None) -> WSGIApp:
     encrypting = EncryptionMiddleware(backend, store, keys, policy)
     buckets = BucketEncryptionMiddleware(encrypting, store, keys,
                                          own_backend_identity=settings.backend_credentials)
+    # [access]: what each restricted client may do, decided right after authentication.
+    ruled = AccessRulesLayer(buckets, {
+        client: dataclasses.replace(rules, kms_keys=frozenset(
+            keys.normalize(k) for k in rules.kms_keys))
+        for client, rules in settings.access.items()})
     credentials = dict(settings.credentials)
     anonymous = anonymous_access(settings, raw_backend, internal)
-    auth = AuthenticationMiddleware(buckets, credentials.get,
+    auth = AuthenticationMiddleware(ruled, credentials.get,
                                     region=settings.get("server", "region"),
                                     allow_sigv2=settings.get("auth", "allow_sigv2"),
                                     anonymous=anonymous)

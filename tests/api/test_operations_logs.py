@@ -28,7 +28,7 @@ WRONG_SECRET = "wrong-secret-never-logged-5f1c"
 SESSION_TOKEN = "session-token-never-logged-93ab7e"
 FIELDS = {"time", "request_id", "remote_addr", "method", "operation", "bucket", "key", "status",
           "bytes_in", "bytes_out", "duration_ms", "access_key", "auth", "complete",
-          "user_agent"}
+          "user_agent", "access"}
 
 
 def access_lines(text: str) -> list[dict]:

@@ -74,14 +74,16 @@ root = {directory / "data"}
     return config
 
 
-def create_keys(config: Path, *names: str) -> None:
-    """The default key and ``names``, made with the real ``encproxy keys`` commands."""
+def create_keys(config: Path, *names: str, env: dict[str, str] | None = None) -> None:
+    """The default key and ``names``, made with the real ``encproxy keys`` commands (with
+    the server's environment: it may complete the configuration)."""
     encproxy = str(Path(sys.executable).with_name("encproxy"))
+    environ = {**os.environ, **(env or {})}
     subprocess.run([encproxy, "keys", "ensure-default", "--config", str(config)],
-                   check=True, capture_output=True, timeout=60)
+                   check=True, capture_output=True, timeout=60, env=environ)
     for name in names:
         subprocess.run([encproxy, "keys", "create", name, "--if-missing", "--config",
-                        str(config)], check=True, capture_output=True, timeout=60)
+                        str(config)], check=True, capture_output=True, timeout=60, env=environ)
 
 
 def start_server(directory: Path, extra: str = "", env: dict[str, str] | None = None,
@@ -89,7 +91,7 @@ def start_server(directory: Path, extra: str = "", env: dict[str, str] | None = 
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = write_config(directory, port, extra)
-    create_keys(config, "test-key", "other-key")
+    create_keys(config, "test-key", "other-key", env=env)
     log = directory / "server.log"
     encproxy = Path(sys.executable).with_name("encproxy")
     process = subprocess.Popen(

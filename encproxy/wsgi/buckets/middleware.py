@@ -22,6 +22,7 @@ from encproxy.s3 import xml
 from encproxy.s3.bucket_encryption import MAX_BODY, parse_configuration
 from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
+from encproxy.wsgi.auth.access import require_kms_key, visible_bucket
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
 from encproxy.wsgi.encryption.upload_store import open_uploads, remove_location, upload_location
 from encproxy.wsgi.request import S3Request
@@ -94,6 +95,7 @@ class BucketEncryptionMiddleware:
         config = parse_configuration(req.read_small_body(MAX_BODY))
         if config.kms_key_id is not None:
             key_id = self.keys.normalize(config.kms_key_id)
+            require_kms_key(req.environ, key_id)
             if not self.keys.key_exists(key_id):
                 raise errors.KMSNotFound(f"Invalid keyId '{config.kms_key_id}'")
             config = dataclasses.replace(config, kms_key_id=key_id)
@@ -180,8 +182,10 @@ class BucketEncryptionMiddleware:
         root = xml.parse(resp.body)
         buckets = root.find("Buckets")
         if buckets is not None:
+            visible = visible_bucket(req.environ)   # [access]: the caller's buckets only
             entries = [b for b in buckets
-                       if xml.child_text(b, "Name") != self.store.internal_bucket]
+                       if (name := xml.child_text(b, "Name")) != self.store.internal_bucket
+                       and name is not None and visible(name)]
             # S3 lists buckets by name; some backends (moto) list them as created.
             entries.sort(key=lambda b: (xml.child_text(b, "Name") or "").encode("utf-8"))
             for bucket in list(buckets):

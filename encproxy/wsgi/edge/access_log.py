@@ -35,6 +35,7 @@ from typing import Any
 from encproxy import errors, metrics
 from encproxy.logjson import ACCESS_LOGGER
 from encproxy.wsgi import environ as env
+from encproxy.wsgi.auth.access import DECISION
 from encproxy.wsgi.responses import WSGIApp, error_response
 
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -181,6 +182,7 @@ class RequestLog:
             "duration_ms": round(seconds * 1000, 3),
             "access_key": environ.get(env.ACCESS_KEY),
             "auth": auth_kind(environ),
+            "access": environ.get(DECISION) or ("acl" if environ.get(env.ANONYMOUS) else None),
             "complete": ex.complete,
             "user_agent": (environ.get("HTTP_USER_AGENT") or "")[:MAX_USER_AGENT] or None,
         }

@@ -23,6 +23,7 @@ from encproxy.format.envelope import Envelope
 from encproxy.keys.provider import KeyProvider
 from encproxy.s3 import sse
 from encproxy.s3.bucket_encryption import BucketEncryption
+from encproxy.wsgi.auth.access import require_kms_key
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
 from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.facts import FactsCache
@@ -69,6 +70,8 @@ class EncryptionContext:
         requested = sse.parse_request(req.headers)
         if requested.customer is not None:
             self.refuse_insecure_sse_c(req)
+        if requested.kms_key_id is not None:
+            require_kms_key(req.environ, self.keys.normalize(requested.kms_key_id))
         plan = sse.decide_write(requested, config.algorithm if config else None,
                                 config.kms_key_id if config else None, self.policy.default,
                                 self.policy.default_key)

@@ -43,6 +43,7 @@ from encproxy.s3 import metadata as s3meta
 from encproxy.s3 import sse, xml
 from encproxy.s3.object_encryption import MAX_BODY, parse_object_encryption
 from encproxy.wsgi import subrequest
+from encproxy.wsgi.auth.access import require_kms_key
 from encproxy.wsgi.encryption import integrity, kept_tags
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.facts import ObjectFacts
@@ -81,6 +82,7 @@ def update_object_encryption(ctx: EncryptionContext, req: S3Request) -> Response
         raise errors.InvalidRequest(NEEDS_SIGV4)
     wanted = parse_object_encryption(req.read_small_body(MAX_BODY))
     key_id = ctx.keys.normalize(wanted.kms_key)      # KMS.NotFoundException if malformed
+    require_kms_key(req.environ, key_id)              # [access_kms_keys]
     version = req.query.get("versionId")
     for _ in range(ATTEMPTS):
         if _attempt(ctx, req, key_id, version):
