@@ -15,6 +15,7 @@ import configparser
 import dataclasses
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,6 +355,14 @@ OPTIONS: tuple[Option, ...] = (
 #: (encproxy.access).
 DYNAMIC_SECTIONS = {"credentials", "backend_credentials", "access", "access_kms_keys"}
 SECTIONS = {o.section for o in OPTIONS} | DYNAMIC_SECTIONS
+#: Options whose values are secrets: each may be given as ``file:PATH`` (a Kubernetes
+#: Secret mounted as files), and a config file that holds one must not be world-readable.
+SECRET_OPTIONS = frozenset({("server", "metrics_token"), ("backend", "secret_key"),
+                            ("keys", "pkcs11_pin"), ("keys", "secret_key"),
+                            ("keys", "session_token")})
+#: Sections whose every value holds a secret.
+SECRET_SECTIONS = frozenset({"credentials", "backend_credentials"})
+FILE_PREFIX = "file:"
 
 
 @dataclass(frozen=True)
@@ -373,6 +382,8 @@ class Settings:
     #: client access key -> what it may do (``[access]``); a client not named here has full
     #: access.  KMS key ids as written (the key provider normalizes them).
     access: Mapping[str, ClientRules] = field(default_factory=dict)
+    #: The secrets written in the config text itself, as ``[section] option``.
+    inline_secrets: tuple[str, ...] = ()
 
     def get(self, section: str, option: str) -> Any:
         return self.values[(section, option)]
@@ -409,7 +420,11 @@ class _CaseSensitiveParser(configparser.ConfigParser):
         return optionstr
 
 
-def load(text: str, base_dir: Path, environ: Mapping[str, str] | None = None) -> Settings:
+def load(text: str, base_dir: Path, environ: Mapping[str, str] | None = None,
+         read_secret: Callable[[str], str] | None = None) -> Settings:
+    """The settings ``text`` and the environment give.  ``read_secret`` reads a
+    ``file:PATH`` secret (``load_file`` passes one; without it such a value is an
+    error)."""
     parser = _CaseSensitiveParser(interpolation=None, strict=True)
     try:
         parser.read_string(text)
@@ -427,12 +442,23 @@ def load(text: str, base_dir: Path, environ: Mapping[str, str] | None = None) ->
                 dynamic[section][option] = value
             else:
                 raw[(section, option.lower())] = value
+    # The secrets the text itself holds (not the environment's, not file: references).
+    inline = tuple(f"[{section}] {option}"
+                   for section, option, value in _secret_values(raw, dynamic)
+                   if value.strip() and not value.strip().startswith(FILE_PREFIX))
 
     for section, option, value in _env_overrides(os.environ if environ is None else environ):
         if section in DYNAMIC_SECTIONS:
             dynamic[section][option] = value
         else:
             raw[(section, option)] = value
+    for section, option, value in _secret_values(raw, dynamic):
+        if value.strip().startswith(FILE_PREFIX):
+            secret = _read_file_secret(section, option, value, read_secret)
+            if section in DYNAMIC_SECTIONS:
+                dynamic[section][option] = secret
+            else:
+                raw[(section, option)] = secret
     credentials = dynamic["credentials"]
 
     known = {(o.section, o.name): o for o in OPTIONS}
@@ -467,7 +493,35 @@ def load(text: str, base_dir: Path, environ: Mapping[str, str] | None = None) ->
                                                values[("backend", "type")])
     access = _access_rules(dynamic["access"], dynamic["access_kms_keys"], credentials)
     return Settings(values=values, credentials=credentials, base_dir=base_dir,
-                    backend_credentials=backend_credentials, access=access)
+                    backend_credentials=backend_credentials, access=access,
+                    inline_secrets=inline)
+
+
+def _secret_values(raw: Mapping[tuple[str, str], str], dynamic: Mapping[str, Mapping[str, str]]
+                   ) -> list[tuple[str, str, str]]:
+    out = [(section, option, value) for (section, option), value in raw.items()
+           if (section, option) in SECRET_OPTIONS]
+    out += [(section, option, value) for section in sorted(SECRET_SECTIONS)
+            for option, value in dynamic[section].items()]
+    return out
+
+
+def _read_file_secret(section: str, option: str, value: str,
+                      read_secret: Callable[[str], str] | None) -> str:
+    path = value.strip()[len(FILE_PREFIX):].strip()
+    if read_secret is None:
+        raise ConfigError(section, option, "file: secrets are read from a config file only")
+    if not path:
+        raise ConfigError(section, option, "file: names no file")
+    try:
+        secret = read_secret(path).strip()
+    except OSError as exc:
+        # The path is not a secret; what the file holds never reaches a message.
+        raise ConfigError(section, option,
+                          f"cannot read its secret file {path}: {exc.strerror}") from None
+    if not secret:
+        raise ConfigError(section, option, f"its secret file {path} is empty")
+    return secret
 
 
 def _access_rules(entries: Mapping[str, str], kms_keys: Mapping[str, str],
@@ -554,11 +608,26 @@ def _check_server(values: Mapping[tuple[str, str], Any]) -> None:
 
 
 def load_file(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings of the config file at ``path``, its ``file:`` secrets read (relative
+    paths from its directory).  A file that holds secrets itself must not be readable by
+    every user of the machine."""
     try:
         text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
     except OSError as exc:
         raise ConfigError("file", None, f"cannot read {path}: {exc.strerror}") from None
-    return load(text, path.resolve().parent, environ)
+    base_dir = path.resolve().parent
+
+    def read_secret(name: str) -> str:
+        return (base_dir / Path(name).expanduser()).read_text(encoding="utf-8")
+
+    settings = load(text, base_dir, environ, read_secret)
+    if settings.inline_secrets and mode & stat.S_IROTH:
+        raise ConfigError("file", None, (
+            f"{path} holds secrets ({', '.join(settings.inline_secrets)}) and every user of "
+            f"this machine may read it: chmod o-rwx {path}, or give the secrets in the "
+            "environment (ENCPROXY_CREDENTIALS_<access key>, ...) or in files (file:PATH)"))
+    return settings
 
 
 def config_path(arg: str | None) -> Path:

@@ -204,6 +204,7 @@ endpoint = {backend}
 access_key = {key}
 secret_key = {secret}
 """)
+    config.chmod(0o600)   # it holds secrets: encproxy refuses a world-readable one
     encproxy = str(Path(sys.executable).with_name("encproxy"))
     subprocess.run([encproxy, "keys", "ensure-default", "--config", str(config)],
                    check=True, capture_output=True, timeout=60)

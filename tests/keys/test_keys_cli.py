@@ -31,6 +31,7 @@ def config(tmp_path) -> Path:
     path = tmp_path / "encproxy.ini"
     path.write_text(f"[server]\nlisten = 127.0.0.1:1\n[credentials]\nabc = 12345678\n"
                     f"[backend]\nroot = {tmp_path / 'data'}\n[keys]\nkeyring = keys\n")
+    path.chmod(0o600)
     return path
 
 

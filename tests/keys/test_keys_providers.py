@@ -149,6 +149,7 @@ def test_missing_library_is_a_one_line_config_error(tmp_path, provider, module):
              "kmip": "kmip_host = h\nkmip_certfile = c\nkmip_keyfile = k\nkmip_ca = a\n"}
     config.write_text(f"[credentials]\nabc = 12345678\n[keys]\nprovider = {provider}\n"
                       + extra[provider])
+    config.chmod(0o600)
     code = (f"import sys; sys.modules[{module!r}] = None\n"
             "from encproxy.cli import main; sys.exit(main(sys.argv[1:]))")
     out = subprocess.run([sys.executable, "-c", code, "check-config", "--config", str(config)],

@@ -71,6 +71,7 @@ type = file
 root = {directory / "data"}
 {extra}
 """)
+    config.chmod(0o600)   # it holds secrets: encproxy refuses a world-readable one
     return config
 
 

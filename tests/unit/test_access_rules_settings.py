@@ -1,5 +1,5 @@
 """encproxy.access: parsing ``[access]`` lines, what each operation needs, the decision;
-and the settings that carry them (encproxy.settings)."""
+and the settings that carry them and keep secrets (encproxy.settings)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -128,3 +128,53 @@ def test_a_warning_when_several_clients_have_full_access(caplog):
     with caplog.at_level("WARNING", logger="encproxy.server"):
         warn_shared_full_access(ruled)
     assert caplog.text == ""
+
+
+# -- secrets: file:PATH values, and no world-readable file that holds one -----------------
+
+def test_secrets_from_files(tmp_path):
+    from encproxy.settings import load_file
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "team-a").write_text("team-a-secret-from-a-file\n")
+    (tmp_path / "backend-secret").write_text("backend-secret-from-a-file")
+    config = tmp_path / "encproxy.ini"
+    config.write_text("[credentials]\nteam-a = file:secrets/team-a\n"
+                      "[backend]\ntype = s3\nendpoint = http://127.0.0.1:1\naccess_key = AK\n"
+                      f"secret_key = file:{tmp_path / 'backend-secret'}\n")
+    config.chmod(0o644)   # no secret in it: others may read it
+    settings = load_file(config, environ={})
+    assert settings.credentials == {"team-a": "team-a-secret-from-a-file"}
+    assert settings.get("backend", "secret_key") == "backend-secret-from-a-file"
+    assert settings.inline_secrets == ()
+
+
+def test_a_missing_secret_file_names_its_line_not_a_secret(tmp_path):
+    from encproxy.settings import load_file
+    config = tmp_path / "encproxy.ini"
+    config.write_text("[credentials]\nteam-a = file:nowhere\n")
+    with pytest.raises(ConfigError) as exc:
+        load_file(config, environ={})
+    assert (exc.value.section, exc.value.option) == ("credentials", "team-a")
+    assert "cannot read its secret file nowhere" in exc.value.problem
+    with pytest.raises(ConfigError, match="read from a config file only"):
+        load("[credentials]\nteam-a = file:x\n", Path("."), environ={})
+
+
+def test_a_world_readable_file_with_secrets_is_refused(tmp_path):
+    from encproxy.settings import load_file
+    config = tmp_path / "encproxy.ini"
+    config.write_text(BASE)
+    config.chmod(0o644)
+    with pytest.raises(ConfigError) as exc:
+        load_file(config, environ={})
+    assert exc.value.section == "file"
+    assert "[credentials] main, [credentials] team-a" in exc.value.problem
+    assert f"chmod o-rwx {config}" in exc.value.problem
+    assert "secret-0123456789" not in str(exc.value)
+    config.chmod(0o640)    # the group may read it (a deployment's service group)
+    assert load_file(config, environ={}).credentials["main"] == "main-secret-0123456789"
+    # The same secret from the environment: nothing in the file to protect.
+    config.write_text("[credentials]\n")
+    config.chmod(0o644)
+    assert load_file(config, environ={"ENCPROXY_CREDENTIALS_x1y": "secret-from-env"}
+                     ).credentials == {"x1y": "secret-from-env"}
