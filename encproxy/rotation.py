@@ -5,7 +5,8 @@ See docs/OPERATIONS.md §6.
 ::
 
     encproxy rotate --bucket B [--prefix P] [--to-key K] [--dry-run]
-                    [--start-after KEY] [--workers N] [--no-progress] [--config PATH]
+                    [--start-after KEY] [--workers N] [--delete-superseded]
+                    [--no-progress] [--config PATH]
 
 For every object of the bucket (under the prefix) whose envelope
 (``x-amz-meta-encproxy``, docs/FORMAT.md §2) wraps its data key under anything
@@ -42,6 +43,24 @@ object, so the object's backend ETag is checked again just before, and the uploa
 is abandoned if it changed; the window left is the few milliseconds between that
 check and the completion.
 
+**Versioned buckets** (versioning Enabled or Suspended): every version is looked at
+(ListObjectVersions), not only the current ones, because retiring a master-key version
+makes every version still wrapped under it unreadable.  S3 has no operation that
+rewrites a version in place: a copy always makes a new current version.  So
+
+* a current version is re-wrapped by the conditional self-copy *of that version id*,
+  which makes a new current version (same body, ETag and tags; a new version id) and
+  leaves the version it copied, under the old wrapping, as a non-current one;
+* a non-current version is never copied (that would make it current again): if it is
+  under an old master-key version it is counted as ``older versions left``, and its
+  master-key version is listed among those still in use, so that ``keys retire`` is
+  known to be unsafe until such versions are deleted or expire (lifecycle
+  ``NoncurrentVersionExpiration``);
+* ``--delete-superseded`` deletes by id each non-current version that the key's current
+  version is a re-wrapped copy of (same object id, hence data key and ciphertext; same
+  backend ETag and size; another envelope), in this run or after an earlier one: only
+  its version id is lost.  A dry run deletes nothing.
+
 Left alone, and counted with a reason:
 
 * SSE-C objects: their data key is wrapped under the customer's key, which
@@ -53,6 +72,7 @@ Left alone, and counted with a reason:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import threading
@@ -98,6 +118,8 @@ PLAIN = "not encrypted"
 SKIPPED = "skipped"
 FAILED = "failed"
 VANISHED = "deleted meanwhile"
+LEFT = "older versions left"       # non-current versions under an old master-key version
+SUPERSEDED_DELETED = "superseded versions deleted"
 
 SKIP_SSE_C = "SSE-C (the customer's key is not held by encproxy)"
 SKIP_UNDERSCORE = "user-metadata name with '_' (cannot be copied unchanged)"
@@ -109,6 +131,18 @@ class Outcome:
     status: str
     reason: str = ""
     wrapped_under: tuple[str, str] | None = None   # (key id, version) after this run
+    # The wrapping of the version a re-wrap of a current version left behind, non-current
+    # (a versioned bucket), if it was not deleted.
+    left_behind: tuple[str, str] | None = None
+    superseded_deleted: bool = False
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One object, or one version of it, as the backend listed it."""
+    key: str
+    version_id: str | None = None      # None: an unversioned listing (the current object)
+    latest: bool = True
 
 
 @dataclass
@@ -124,6 +158,7 @@ class Summary:
     in_use: Counter[tuple[str, str]] = field(default_factory=Counter)
     resume_after: str | None = None     # the last key of the last finished page
     interrupted: bool = False
+    versioned: bool = False             # every version listed (ListObjectVersions)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, key: str, outcome: Outcome) -> None:
@@ -135,6 +170,11 @@ class Summary:
                 self.failures.append((key, outcome.reason))
             if outcome.wrapped_under is not None:
                 self.in_use[outcome.wrapped_under] += 1
+            if outcome.left_behind is not None:
+                self.counts[LEFT] += 1
+                self.in_use[outcome.left_behind] += 1
+            if outcome.superseded_deleted:   # beside a REWRAPPED outcome
+                self.counts[SUPERSEDED_DELETED] += 1
 
     @property
     def failed(self) -> int:
@@ -151,6 +191,9 @@ class Summary:
                 (CURRENT, self.counts[CURRENT]), (PLAIN, self.counts[PLAIN]),
                 (VANISHED, self.counts[VANISHED]), (SKIPPED, self.counts[SKIPPED]),
                 (FAILED, self.counts[FAILED])]
+        if self.versioned:
+            rows[3:3] = [(LEFT, self.counts[LEFT]),
+                         (SUPERSEDED_DELETED, self.counts[SUPERSEDED_DELETED])]
         width = max(len(r[0]) for r in rows)
         for name, value in rows:
             lines.append(f"  {name:<{width}}  {value:>8}")
@@ -167,6 +210,10 @@ class Summary:
             lines.append("  (none)")
         for (key_id, version), n in sorted(self.in_use.items()):
             lines.append(f"  {key_id} version {version or '(KMS-managed)'}: {n}")
+        if self.versioned and self.counts[LEFT]:
+            lines.append(f"{self.counts[LEFT]} older version(s) keep an old wrapping: no "
+                         "backend can rewrite a version in place; delete them or let them "
+                         "expire before retiring the master-key versions they use")
         if self.interrupted:
             lines.append("interrupted" + (f"; resume with --start-after {self.resume_after!r}"
                                           if self.resume_after else "; run it again"))
@@ -177,11 +224,13 @@ class Rotator:
     """Re-wraps the objects of one bucket; see the module docstring."""
 
     def __init__(self, backend: WSGIApp, keys: KeyProvider, *, to_key: str | None = None,
-                 dry_run: bool = False, internal_bucket: str | None = None) -> None:
+                 dry_run: bool = False, internal_bucket: str | None = None,
+                 delete_superseded: bool = False) -> None:
         self.backend = backend
         self.keys = keys
         self.to_key = keys.normalize(to_key) if to_key else None
         self.dry_run = dry_run
+        self.delete_superseded = delete_superseded
         self.internal_bucket = internal_bucket
         self._targets: dict[str, KeyInfo] = {}
         self._targets_lock = threading.Lock()
@@ -195,23 +244,80 @@ class Rotator:
         if bucket == self.internal_bucket:
             raise errors.InvalidArgument("the internal bucket holds no client objects")
         summary = Summary(bucket, prefix, self.to_key, self.dry_run)
+        summary.versioned = self.versioned(bucket)
         progress = progress or Progress("rotate", enabled=False)
+        pages = self.version_pages(bucket, prefix, start_after) if summary.versioned else (
+            ([Listed(k) for k in keys], more, keys[-1] if keys else None)
+            for keys, more in self.pages(bucket, prefix, start_after))
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="encproxy-rotate") as pool:
             try:
-                for keys, more in self.pages(bucket, prefix, start_after):
-                    summary.listed += len(keys)
+                for entries, more, finished in pages:
+                    summary.listed += len(entries)
                     progress.set_total(None if more else summary.listed)
 
-                    def one(key: str) -> None:
-                        summary.add(key, self.rotate_object(bucket, key))
+                    def one(entry: Listed) -> None:
+                        summary.add(entry.key, self.rotate_object(
+                            bucket, entry.key, entry.version_id, entry.latest))
                         progress.advance()
-                    list(pool.map(one, keys))
-                    if keys:
-                        summary.resume_after = keys[-1]
+                    list(pool.map(one, entries))
+                    if finished is not None:
+                        summary.resume_after = finished
             except KeyboardInterrupt:
                 summary.interrupted = True
                 pool.shutdown(wait=True, cancel_futures=True)
         return summary
+
+    def versioned(self, bucket: str) -> bool:
+        """Whether the bucket has (or had) versioning: Enabled or Suspended.  A backend
+        without versioning at all (501) has none; any other failure stops the run, which
+        could otherwise leave versions unlooked-at and say nothing."""
+        resp = subrequest.request(self.backend, None, "GET", bucket, query="versioning")
+        if resp.status == 404:
+            raise errors.NoSuchBucket(BucketName=bucket)
+        if resp.status == 501:
+            return False
+        if not resp.ok:
+            raise errors.ServiceUnavailable(f"GetBucketVersioning of {bucket} failed: "
+                                            f"{resp.error_code() or resp.status}")
+        root = xml.parse(resp.body) if resp.body.strip() else None
+        status = xml.child_text(root, "Status") if root is not None else None
+        return status in ("Enabled", "Suspended")
+
+    def version_pages(self, bucket: str, prefix: str = "", start_after: str = ""
+                      ) -> Iterator[tuple[list[Listed], bool, str | None]]:
+        """(versions of one page, whether more follow, the last key all of whose versions
+        are on this page or before), through ListObjectVersions on the backend.  Delete
+        markers hold no data key and are not listed."""
+        key_marker, version_marker = start_after, ""
+        while True:
+            query = f"versions&encoding-type=url&max-keys={PAGE}"
+            if prefix:
+                query += "&prefix=" + quote(prefix, safe="")
+            if key_marker:
+                query += "&key-marker=" + quote(key_marker, safe="")
+            if version_marker:
+                query += "&version-id-marker=" + quote(version_marker, safe="")
+            resp = subrequest.request(self.backend, None, "GET", bucket, query=query)
+            if resp.status == 404:
+                raise errors.NoSuchBucket(BucketName=bucket)
+            if not resp.ok:
+                raise errors.ServiceUnavailable(f"listing the versions of {bucket} failed: "
+                                                f"{resp.error_code() or resp.status}")
+            root = xml.parse(resp.body)
+            url = (xml.child_text(root, "EncodingType") or "") == "url"
+            name = _url_decoded if url else _as_listed
+            entries = [Listed(name(xml.child_text(v, "Key")),
+                              xml.child_text(v, "VersionId") or "null",
+                              (xml.child_text(v, "IsLatest") or "").lower() == "true")
+                       for v in root.findall("Version")]
+            more = (xml.child_text(root, "IsTruncated") or "").lower() == "true"
+            key_marker = name(xml.child_text(root, "NextKeyMarker"))
+            version_marker = xml.child_text(root, "NextVersionIdMarker") or ""
+            # The key the next page starts in may have more versions: not finished yet.
+            finished = [e.key for e in entries if not (more and e.key == key_marker)]
+            yield entries, more, finished[-1] if finished else None
+            if not more or not key_marker:
+                return
 
     def pages(self, bucket: str, prefix: str = "", start_after: str = ""
               ) -> Iterator[tuple[list[str], bool]]:
@@ -242,11 +348,14 @@ class Rotator:
                 return
 
     # -- one object --------------------------------------------------------------------
-    def rotate_object(self, bucket: str, key: str) -> Outcome:
+    def rotate_object(self, bucket: str, key: str, version_id: str | None = None,
+                      latest: bool = True) -> Outcome:
+        """Re-wrap one object, or one version of it (``version_id``, from a versioned
+        listing; ``latest``: whether it was the key's current version)."""
         try:
-            outcome = self._attempt(bucket, key)
+            outcome = self._attempt(bucket, key, version_id, latest)
             if outcome is None:  # overwritten between our HEAD and our copy: look again
-                outcome = self._attempt(bucket, key) or Outcome(
+                outcome = self._attempt(bucket, key, version_id, latest) or Outcome(
                     FAILED, "changed twice while being rotated; run again")
         except Exception as exc:  # noqa: BLE001 - one object's failure never stops the run
             reason = f"{exc.code}: {exc.message}" if isinstance(exc, errors.S3Error) \
@@ -265,8 +374,10 @@ class Rotator:
                 self._targets[key_id] = info
         return info
 
-    def _attempt(self, bucket: str, key: str) -> Outcome | None:
-        head = subrequest.request(self.backend, None, "HEAD", bucket, key)
+    def _attempt(self, bucket: str, key: str, version_id: str | None = None,
+                 latest: bool = True) -> Outcome | None:
+        query = ("versionId=" + subrequest.quote_param(version_id)) if version_id else ""
+        head = subrequest.request(self.backend, None, "HEAD", bucket, key, query)
         if head.status == 404:
             return Outcome(VANISHED)
         if not head.ok:
@@ -298,6 +409,12 @@ class Rotator:
         if key_id == target_id and blob.key_id == info.key_id and (
                 not info.managed_versions or blob.key_version == info.current_version):
             return Outcome(CURRENT, wrapped_under=before)
+        if version_id is not None and not self._is_current(bucket, key, version_id, latest):
+            # A copy would make it current again: no backend rewrites a version in place.
+            if self.delete_superseded and not self.dry_run and \
+                    self._delete_duplicate(bucket, key, version_id, head):
+                return Outcome(SUPERSEDED_DELETED)
+            return Outcome(LEFT, wrapped_under=before)
         multipart = envelope.kind is not Kind.SINGLE
         if any("_" in name for name in head.headers if name.startswith("x-amz-meta-")):
             return Outcome(SKIPPED, SKIP_UNDERSCORE, before)
@@ -309,13 +426,68 @@ class Rotator:
 
         try:
             if multipart:
-                return self._rewrite_multipart(bucket, key, head, envelope, target_id, etag,
-                                               before)
-            return self._rewrite(bucket, key, head, envelope, target_id, etag, before)
+                outcome = self._rewrite_multipart(bucket, key, version_id, head, envelope,
+                                                  target_id, etag, before)
+            else:
+                outcome = self._rewrite(bucket, key, version_id, head, envelope, target_id,
+                                        etag, before)
+            if outcome is None or outcome.status != REWRAPPED or version_id is None:
+                return outcome
+            return self._superseded(bucket, key, version_id, value, outcome, before)
         except Exception as exc:  # noqa: BLE001 - reported with the version still in use
             reason = f"{exc.code}: {exc.message}" if isinstance(exc, errors.S3Error) \
                 else type(exc).__name__
             return Outcome(FAILED, reason, before)
+
+    def _is_current(self, bucket: str, key: str, version_id: str, latest: bool) -> bool:
+        """Whether ``version_id`` is the key's current version now (the listing said
+        ``latest``; a write since may have pushed it down)."""
+        if not latest:
+            return False
+        current = subrequest.request(self.backend, None, "HEAD", bucket, key)
+        return current.ok and (current.headers.get("x-amz-version-id") or "null") == version_id
+
+    def _superseded(self, bucket: str, key: str, version_id: str, old_envelope: str,
+                    outcome: Outcome, before: tuple[str, str]) -> Outcome:
+        """After the self-copy of current version ``version_id`` of a versioned bucket:
+        that version, if it is still there under its old envelope (the copy made a new
+        version rather than replacing a ``null`` one), is left behind (counted), or with
+        ``--delete-superseded`` deleted (``_delete_duplicate``)."""
+        query = "versionId=" + subrequest.quote_param(version_id)
+        old = subrequest.request(self.backend, None, "HEAD", bucket, key, query)
+        if not old.ok or old.headers.get(ENVELOPE_HEADER) != old_envelope:
+            return outcome          # replaced in place (a null version)
+        if self.delete_superseded and self._delete_duplicate(bucket, key, version_id, old):
+            return dataclasses.replace(outcome, superseded_deleted=True)
+        return dataclasses.replace(outcome, left_behind=before)
+
+    def _delete_duplicate(self, bucket: str, key: str, version_id: str,
+                          old: subrequest.SubResponse) -> bool:
+        """Delete non-current version ``version_id`` (``old``: its HEAD) if the key's
+        current version is a re-wrapped copy of it: another version, with the same
+        object id (hence data key and ciphertext), backend ETag and size, under another
+        envelope.  Nothing is lost but the version id.  False if it is not (or the
+        delete failed): the version is then left."""
+        old_envelope = old.headers.get(ENVELOPE_HEADER)
+        current = subrequest.request(self.backend, None, "HEAD", bucket, key)
+        new_envelope = current.headers.get(ENVELOPE_HEADER)
+        if not current.ok or old_envelope is None or new_envelope is None \
+                or (current.headers.get("x-amz-version-id") or "null") == version_id \
+                or new_envelope == old_envelope \
+                or _object_id(new_envelope) != _object_id(old_envelope) \
+                or current.headers.get("etag", "").strip('"') != \
+                old.headers.get("etag", "").strip('"') \
+                or current.headers.get("content-length") != old.headers.get("content-length"):
+            return False
+        query = "versionId=" + subrequest.quote_param(version_id)
+        gone = subrequest.request(self.backend, None, "DELETE", bucket, key, query)
+        if not gone.ok:
+            log.error("rotate %s/%s: deleting superseded version %s answered %s", bucket, key,
+                      version_id, gone.status)
+            return False
+        log.info("rotate %s/%s: deleted version %s, superseded by its re-wrapped copy",
+                 bucket, key, version_id)
+        return True
 
     def _authenticated_key_id(self, bucket: str, key: str, head: subrequest.SubResponse,
                               envelope: Envelope) -> str:
@@ -329,8 +501,9 @@ class Rotator:
             open_object(self.keys, envelope, bucket, key, extra)
             return integrity.authenticated_key_id(envelope)
 
-    def _rewrite(self, bucket: str, key: str, head: subrequest.SubResponse, envelope: Envelope,
-                 target_id: str, etag: str, before: tuple[str, str]) -> Outcome | None:
+    def _rewrite(self, bucket: str, key: str, version_id: str | None,
+                 head: subrequest.SubResponse, envelope: Envelope, target_id: str, etag: str,
+                 before: tuple[str, str]) -> Outcome | None:
         """Re-wrap, check, and write the new envelope with the conditional self-copy."""
         context_value = head.headers.get(CONTEXT_HEADER)
         extra = sse.parse_context(context_value) if context_value else None
@@ -340,10 +513,10 @@ class Rotator:
         after = (after_blob.key_id, after_blob.key_version)
 
         headers = _kept_headers(head, new)
-        headers.update(kept_acl_headers(self.backend, None, bucket, key))
-        tags = kept_tags.read_tags(self.backend, None, bucket, key)
+        headers.update(kept_acl_headers(self.backend, None, bucket, key, version_id))
+        tags = kept_tags.read_tags(self.backend, None, bucket, key, version_id)
         headers.update(kept_tags.tag_headers(tags))
-        headers.update({"x-amz-copy-source": _copy_source(bucket, key),
+        headers.update({"x-amz-copy-source": _copy_source(bucket, key, version_id),
                         "x-amz-metadata-directive": "REPLACE",
                         "x-amz-tagging-directive": "REPLACE",
                         "x-amz-copy-source-if-match": etag})
@@ -369,9 +542,9 @@ class Rotator:
         return Outcome(REWRAPPED, wrapped_under=after)
 
 
-    def _rewrite_multipart(self, bucket: str, key: str, head: subrequest.SubResponse,
-                           envelope: Envelope, target_id: str, etag: str,
-                           before: tuple[str, str]) -> Outcome | None:
+    def _rewrite_multipart(self, bucket: str, key: str, version_id: str | None,
+                           head: subrequest.SubResponse, envelope: Envelope, target_id: str,
+                           etag: str, before: tuple[str, str]) -> Outcome | None:
         """A multipart-format object keeps its backend parts: each is copied with
         UploadPartCopy over its byte range to its own part number (FORMAT.md §3.4), into a
         new backend upload that carries the new envelope. Bodies, part numbers and the
@@ -388,7 +561,7 @@ class Rotator:
         after_blob = WrappedKey.from_bytes(new.wrapped_key)
         after = (after_blob.key_id, after_blob.key_version)
         stored_size = int(head.headers.get("content-length") or "0")
-        fetcher = Fetcher(self.backend, None, bucket, key, None, etag)
+        fetcher = Fetcher(self.backend, None, bucket, key, version_id, etag)
         known = self._layouts.layout(objkeys, stored_size, etag, fetcher)
 
         def still_current() -> None:
@@ -397,13 +570,15 @@ class Rotator:
             if again.headers.get("etag") != etag:
                 raise errors.PreconditionFailed()
 
-        tags = kept_tags.read_tags(self.backend, None, bucket, key)
+        tags = kept_tags.read_tags(self.backend, None, bucket, key, version_id)
         try:
-            copy_parts(self.backend, None, bucket, key, source=_copy_source(bucket, key),
+            copy_parts(self.backend, None, bucket, key,
+                       source=_copy_source(bucket, key, version_id),
                        source_etag=etag, ranges=known.layout.backend_part_ranges(parts),
                        numbers=known.layout.backend_part_numbers(parts),
                        headers={**_kept_headers(head, new),
-                                **kept_acl_headers(self.backend, None, bucket, key),
+                                **kept_acl_headers(self.backend, None, bucket, key,
+                                                   version_id),
                                 **kept_tags.tag_headers(tags)},
                        before_complete=still_current)
             kept_tags.restore_tags(self.backend, None, bucket, key, tags, None)
@@ -414,8 +589,26 @@ class Rotator:
         return Outcome(REWRAPPED, wrapped_under=after)
 
 
-def _copy_source(bucket: str, key: str) -> str:
-    return "/" + bucket + "/" + quote(key, safe="/~")
+def _copy_source(bucket: str, key: str, version_id: str | None = None) -> str:
+    source = "/" + bucket + "/" + quote(key, safe="/~")
+    if version_id is not None:
+        source += "?versionId=" + subrequest.quote_param(version_id)
+    return source
+
+
+def _url_decoded(text: str | None) -> str:
+    return unquote_plus(text or "")
+
+
+def _as_listed(text: str | None) -> str:
+    return text or ""
+
+
+def _object_id(envelope: str) -> bytes | None:
+    try:
+        return Envelope.decode(envelope).object_id
+    except (FormatError, errors.S3Error):
+        return None
 
 
 def _kept_headers(head: subrequest.SubResponse, envelope: Envelope) -> dict[str, str]:
@@ -435,7 +628,8 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
     try:
         try:
             rotator = Rotator(backend, keys, to_key=args.to_key, dry_run=args.dry_run,
-                              internal_bucket=settings.get("backend", "internal_bucket"))
+                              internal_bucket=settings.get("backend", "internal_bucket"),
+                              delete_superseded=args.delete_superseded)
             progress = Progress("rotate", enabled=None if args.progress else False)
             with progress:
                 summary = rotator.run(args.bucket, args.prefix, args.start_after,
@@ -463,6 +657,9 @@ def add_rotate_parser(sub: Any) -> None:
                     help="skip keys up to and including KEY (resume an interrupted run)")
     sp.add_argument("--workers", type=_workers, default=4, metavar="N",
                     help="objects handled at once (default 4)")
+    sp.add_argument("--delete-superseded", action="store_true",
+                    help="versioned buckets: once a current version is re-wrapped (a new "
+                         "version), delete the version it copied (same body, old wrapping)")
     sp.add_argument("--no-progress", dest="progress", action="store_false",
                     help="no progress bar (it is shown only on a terminal anyway)")
     sp.add_argument("--config", metavar="PATH",

@@ -48,6 +48,14 @@ QUIRKS: dict[str, dict[str, str]] = {
         "multipart-acl-500": "moto answers GetObjectAcl of an object that "
                              "CompleteMultipartUpload made with 500 (its ACL is None), so "
                              "re-wrapping such an object, which keeps its ACL, fails closed",
+        "suspended-put-drops-versions": "moto drops a key's earlier versions (those with "
+                                        "ids) when the key is written while the bucket's "
+                                        "versioning is Suspended (S3 keeps them and "
+                                        "replaces only the null version)",
+        "null-version-head": "moto answers HeadObject with versionId=null with 400 for a "
+                             "null version written while versioning was Suspended (its "
+                             "GetObject serves it), so encproxy rotate cannot look at "
+                             "such a version and reports it failed",
         "conditions-ignored": "moto ignores If-Match on CompleteMultipartUpload and both "
                               "If-Match and If-None-Match on CopyObject (it enforces them on "
                               "PutObject, and If-None-Match on Complete); encproxy's default "

@@ -203,8 +203,10 @@ class Copies:
         kept_tags.restore_tags(ctx.app, req.environ, req.bucket, req.key, tags,
                                resp.headers.get("x-amz-version-id"))
         etag = backend_etag if plan.mode == sse.MODE_SSE_C else src.etag
+        assert src.keys is not None   # a rebinding copy keeps the object id
         ctx.facts.put(req.bucket, req.key, backend_etag, src.stored_size, ObjectFacts(
-            True, src.plaintext_size, etag, plan.mode, key_id))
+            True, src.plaintext_size, etag, plan.mode, key_id,
+            object_id=src.keys.object_id))
         return self._result(req, src, etag, xml.child_text(result, "LastModified") or "",
                             sse_headers, resp.headers, source_checksum(ctx, src))
 
@@ -273,7 +275,7 @@ class Copies:
         key_id = ctx.key_id(plan)
         stored = checksum.result()
         ctx.facts.put(req.bucket, req.key, backend_etag, encryptor.ciphertext_size, ObjectFacts(
-            True, src.plaintext_size, etag, plan.mode, key_id, stored))
+            True, src.plaintext_size, etag, plan.mode, key_id, stored, keys.object_id))
         return self._result(req, src, etag, iso8601(time.time()),
                             _sse_headers(plan, key_id, context), resp.headers, (stored, 1))
 

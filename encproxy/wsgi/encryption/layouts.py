@@ -98,12 +98,14 @@ class KnownLayout:
     ``headers`` keeps the raw header of data spans already read (the first piece of
     a range that starts mid-segment needs it).  ``authoritative`` is always True for
     a layout the reader hands out; it is kept for callers that test it.
+    ``object_id``: of the envelope whose keys verified it (None: not known).
     """
 
     layout: MultipartLayout
     authoritative: bool = True
     verified: set[int] = field(default_factory=set)
     headers: dict[int, bytes] = field(default_factory=dict)
+    object_id: bytes | None = None
     positions: dict[int, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -175,10 +177,15 @@ class LayoutReader:
 
     def layout(self, keys: ObjectKeys, stored_size: int, etag: str,
                fetcher: Fetcher) -> KnownLayout:
-        """The object's layout, verified whole (FORMAT.md §7.7), from the cache or read."""
+        """The object's layout, verified whole (FORMAT.md §7.7), from the cache or read.
+
+        A cached layout is used only if it was verified under the keys of the same
+        envelope (object id): an S3 backend's ETag names the body, not the envelope,
+        and one version's body may be stored again under another's (same key)."""
         known = self.cached(fetcher.bucket, fetcher.key, stored_size, etag)
-        if known is None:
+        if known is None or known.object_id != keys.object_id:
             known = self._discover(keys, stored_size, etag, fetcher)
+            known.object_id = keys.object_id
             self.remember(fetcher.bucket, fetcher.key, stored_size, etag, known)
         return known
 

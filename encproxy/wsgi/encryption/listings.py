@@ -71,7 +71,13 @@ class Listings:
         """Look one listed object up (HEAD, then its sealed ETag) and cache the facts."""
         assert req.bucket is not None
         _, key, listed_etag, listed_size = _identity(req.bucket, entry, url_encoded)
-        resp = subrequest.request(self.ctx.app, req.environ, "HEAD", req.bucket, key)
+        # A non-current ListObjectVersions entry is looked up by its version id: the
+        # key's current version is another object (its ETag would not match, and the
+        # entry would be reported as listed: the ciphertext size).
+        latest = (xml.child_text(entry, "IsLatest") or "true").lower() == "true"
+        version = None if latest else xml.child_text(entry, "VersionId")
+        query = ("versionId=" + subrequest.quote_param(version)) if version else ""
+        resp = subrequest.request(self.ctx.app, req.environ, "HEAD", req.bucket, key, query)
         if not resp.ok or resp.headers.get("etag", "").strip('"') != listed_etag.strip('"'):
             return  # gone or replaced since the listing: report it as listed
         value = resp.headers.get(ENVELOPE_HEADER)
@@ -82,17 +88,18 @@ class Listings:
         try:
             envelope = Envelope.decode(value)
             if envelope.kind is not Kind.SINGLE:
-                self._learn_multipart(req.environ, req.bucket, key, envelope, resp.headers,
-                                      listed_size, listed_etag)
+                self._learn_multipart(req.environ, req.bucket, key, version, envelope,
+                                      resp.headers, listed_size, listed_etag)
             else:
-                self._learn_single(req.environ, req.bucket, key, envelope, resp.headers,
-                                   listed_size, listed_etag)
+                self._learn_single(req.environ, req.bucket, key, version, envelope,
+                                   resp.headers, listed_size, listed_etag)
         except (FormatError, errors.S3Error) as exc:
             log.warning("listing %s: cannot read the envelope of %s: %s", req.bucket, key,
                         type(exc).__name__)
 
-    def _learn_single(self, parent: dict[str, Any], bucket: str, key: str, envelope: Envelope,
-                      headers: dict[str, str], stored_size: int, etag: str) -> None:
+    def _learn_single(self, parent: dict[str, Any], bucket: str, key: str,
+                      version: str | None, envelope: Envelope, headers: dict[str, str],
+                      stored_size: int, etag: str) -> None:
         mode = mode_of(envelope.protection)
         if mode == sse.MODE_SSE_C:
             self.ctx.facts.put(bucket, key, etag, stored_size, ObjectFacts(
@@ -101,12 +108,12 @@ class Listings:
             return
         keys = open_object(self.ctx.keys, envelope, bucket, key, _context(headers))
         decryptor = ObjectDecryptor(keys, stored_size)
-        fetcher = Fetcher(self.ctx.app, parent, bucket, key, None, etag)
+        fetcher = Fetcher(self.ctx.app, parent, bucket, key, version, etag)
         client_etag(self.ctx, decryptor, mode, fetcher, stored_size)
 
     def _learn_multipart(self, parent: dict[str, Any], bucket: str, key: str,
-                         envelope: Envelope, headers: dict[str, str], stored_size: int,
-                         etag: str) -> None:
+                         version: str | None, envelope: Envelope, headers: dict[str, str],
+                         stored_size: int, etag: str) -> None:
         """The size (and, for SSE-S3 and SSE-KMS, the S3-style ETag of its described
         index, FORMAT.md §7.8) of the verified layout (FORMAT.md §7.7: every header, or
         the index, read once and cached by backend ETag), never ``(S, N)`` alone, which
@@ -132,7 +139,7 @@ class Listings:
             size = arithmetic
         else:
             keys = open_object(self.ctx.keys, envelope, bucket, key, _context(headers))
-            fetcher = Fetcher(self.ctx.app, parent, bucket, key, None, etag)
+            fetcher = Fetcher(self.ctx.app, parent, bucket, key, version, etag)
             with integrity.reported(bucket, key):
                 key_id = integrity.authenticated_key_id(envelope)
                 layout = self.ctx.layouts.layout(keys, stored_size, etag, fetcher).layout

@@ -134,7 +134,8 @@ def client_etag(ctx: EncryptionContext, decryptor: ObjectDecryptor, mode: str,
     """
     if mode == sse.MODE_SSE_C:
         return fetcher.etag
-    facts = ctx.facts.get(fetcher.bucket, fetcher.key, fetcher.etag, stored_size)
+    facts = ctx.facts.verified(fetcher.bucket, fetcher.key, fetcher.etag, stored_size,
+                               decryptor.keys.object_id)
     if facts is not None and facts.encrypted:
         return facts.etag
     return _open_seal(ctx, decryptor, mode, fetcher, stored_size, whole).etag
@@ -149,7 +150,8 @@ def _open_seal(ctx: EncryptionContext, decryptor: ObjectDecryptor, mode: str,
         seal = whole[start:stop] if whole is not None else fetcher.read(start, stop)
         md5, checksum = decryptor.open_seal(seal)
     etag = fetcher.etag if mode == sse.MODE_SSE_C else '"' + md5.hex() + '"'
-    facts = ObjectFacts(True, decryptor.plaintext_size, etag, mode, checksum=checksum)
+    facts = ObjectFacts(True, decryptor.plaintext_size, etag, mode, checksum=checksum,
+                        object_id=decryptor.keys.object_id)
     if mode != sse.MODE_SSE_C:   # a listing must not learn what only the key opens
         ctx.facts.put(fetcher.bucket, fetcher.key, fetcher.etag, stored_size, facts)
     return facts
@@ -162,7 +164,8 @@ def single_checksum(ctx: EncryptionContext, decryptor: ObjectDecryptor, mode: st
     before envelope version 2), from the facts cache or opened from the seal."""
     if not decryptor.keys.checksummed:
         return None
-    facts = ctx.facts.get(fetcher.bucket, fetcher.key, fetcher.etag, stored_size)
+    facts = ctx.facts.verified(fetcher.bucket, fetcher.key, fetcher.etag, stored_size,
+                               decryptor.keys.object_id)
     if facts is not None and facts.checksum is not None and mode != sse.MODE_SSE_C:
         return facts.checksum
     return _open_seal(ctx, decryptor, mode, fetcher, stored_size, whole).checksum
@@ -201,7 +204,8 @@ def _single(ctx: EncryptionContext, read: EncryptedRead) -> Response:
     whole = None
     if not read.head and not read.ranged and stored_size <= WHOLE_BODY_UP_TO and \
             read.mode != sse.MODE_SSE_C and \
-            ctx.facts.get(read.bucket, read.key, read.backend_etag, stored_size) is None:
+            ctx.facts.verified(read.bucket, read.key, read.backend_etag, stored_size,
+                               keys.object_id) is None:
         whole = read.first.read_all(limit=stored_size)
     etag = client_etag(ctx, decryptor, read.mode, read.fetcher, stored_size, whole)
     _check_conditions(read, etag)
@@ -268,7 +272,8 @@ def _multipart(ctx: EncryptionContext, read: EncryptedRead) -> Response:
         size = layout.plaintext_size
         client = client_multipart_etag(layout, read.mode, etag)   # FORMAT.md §7.8
         ctx.facts.put(read.bucket, read.key, etag, stored_size,
-                      ObjectFacts(True, size, client, read.mode, key_id))
+                      ObjectFacts(True, size, client, read.mode, key_id,
+                                  object_id=keys.object_id))
         _check_conditions(read, client)
         byte_range, parts_count, position = None, None, None
         if "partNumber" in read.req.query:

@@ -502,7 +502,8 @@ class MultipartUploads:
         # The layout written is the verified layout (§7.7): this worker's first read
         # of the object needs no layout check.
         self.ctx.layouts.remember(bucket, key, plan.layout.ciphertext_size, backend_etag,
-                                  KnownLayout(plan.layout))
+                                  KnownLayout(plan.layout, object_id=Envelope.decode(
+                                      record.envelope).object_id if record.envelope else None))
         headers = {k: v for k, v in done.headers.items() if k in ("x-amz-version-id",)}
         headers.update(self.sse_headers(record, customer))
         return self._completed(req, etag, headers,

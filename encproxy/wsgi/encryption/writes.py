@@ -88,7 +88,7 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
     stored = checksum.result()
     if backend_etag:
         ctx.facts.put(req.bucket, req.key, backend_etag, encryptor.ciphertext_size, ObjectFacts(
-            True, length, etag, plan.mode, key_id, stored))
+            True, length, etag, plan.mode, key_id, stored, keys.object_id))
     headers = {"ETag": etag, **sse.response_headers(
         plan.mode, key_id, plan.customer.key_md5 if plan.customer else None,
         req.headers.get(sse.SSE_CONTEXT))}
