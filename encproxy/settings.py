@@ -298,6 +298,11 @@ OPTIONS: tuple[Option, ...] = (
            "Operation:If-Match / Operation:If-None-Match. encproxy refuses the others with "
            "NotImplemented rather than let the backend ignore them (docs/BACKENDS.md). "
            "AWS S3 enforces all three."),
+    Option("backend", "trailing_checksums", "false", _bool,
+           "type=s3: the backend takes a checksum in an aws-chunked trailer "
+           "(STREAMING-UNSIGNED-PAYLOAD-TRAILER): an unencrypted upload whose client sent "
+           "its checksum in a trailer goes on with it in one. AWS S3 and moto do; Ceph RGW "
+           "16.2 does not (false: the checksum is not forwarded, docs/BACKENDS.md)."),
     # [keys]: documented in conf/encproxy.ini and docs/KEYS.md; cross-checked in _check_keys.
     Option("backend", "internal_bucket", "encproxy-internal", _bucket_name,
            "The backend bucket where encproxy keeps its own state (bucket encryption "

@@ -17,16 +17,19 @@ from collections.abc import Callable, Iterator, Sequence
 from operator import attrgetter
 
 from encproxy import digests
+from encproxy.checksums import DigestSet, combine_crc, composite, new_hasher
 from encproxy.errors import (
     EntityTooSmall,
     InternalError,
     InvalidPart,
     InvalidPartOrder,
     InvalidRange,
+    InvalidRequest,
     MalformedXML,
     NoSuchBucket,
     NoSuchUpload,
 )
+from encproxy.filestore import checksums as fs_checksums
 from encproxy.filestore import etag as etags
 from encproxy.filestore import storefile as sf
 from encproxy.filestore.atomic import TempFile, fsync_dir, make_staging_dir
@@ -48,7 +51,6 @@ from encproxy.filestore.objects import (
     check_length,
     check_max,
     fsync_dir_if_exists,
-    md5_hash,
     open_read,
 )
 from encproxy.filestore.records import (
@@ -60,11 +62,52 @@ from encproxy.filestore.records import (
     UploadRecord,
 )
 from encproxy.filestore.streams import BodyReader, copy_range, receive
+from encproxy.format.checksum import COMPOSITE, FULL_OBJECT, StoredChecksum
 from encproxy.s3.tagging import Tags
 
 log = logging.getLogger("encproxy.filestore")
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+
+
+def part_algorithm(upload: UploadRecord, sent: str | None) -> str:
+    """The algorithm of a part's checksum: the upload's, which the part must carry (as
+    S3: InvalidRequest otherwise), else CRC64NVME."""
+    if upload.checksum is None:
+        return fs_checksums.DEFAULT_ALGORITHM
+    declared = upload.checksum[0]
+    if sent is None:
+        raise InvalidRequest(
+            f"The upload was created using the {declared.upper()} checksum algorithm: "
+            f"each part must carry x-amz-checksum-{declared}.")
+    if sent != declared:
+        raise InvalidRequest(f"Checksum Type mismatch occurred, expected checksum Type: "
+                             f"{declared}, actual checksum Type: {sent}")
+    return declared
+
+
+def object_checksum(upload: UploadRecord, sums: Sequence[tuple[str, bytes] | None],
+                    sizes: Sequence[int]) -> StoredChecksum | None:
+    """A completed object's checksum, from its parts': the upload's (algorithm, type),
+    COMPOSITE (the hash of the part digests) or FULL_OBJECT (the part CRCs combined),
+    else FULL_OBJECT CRC64NVME, S3's default.  None when a part has none of that
+    algorithm (written before checksums were kept)."""
+    algorithm, kind = upload.checksum or (fs_checksums.DEFAULT_ALGORITHM, FULL_OBJECT)
+    digests_ = [s[1] for s in sums if s is not None and s[0] == algorithm]
+    if len(digests_) != len(sums):
+        return None
+    if kind == COMPOSITE:
+        return StoredChecksum(algorithm, COMPOSITE, composite(algorithm, digests_))
+    return StoredChecksum(algorithm, FULL_OBJECT,
+                          combine_crc(algorithm, zip(digests_, sizes, strict=True)))
+
+
+def _with_checksum(record: bytes, placeholder: str, algorithm: str, digest: bytes) -> bytes:
+    """The part record with its checksum in place of the placeholder (same length)."""
+    final = record.replace(placeholder.encode("ascii"),
+                           fs_checksums.encode_part(algorithm, digest).encode("ascii"), 1)
+    assert len(final) == len(record)
+    return final
 
 
 class MultipartStore(ObjectStore):
@@ -75,10 +118,11 @@ class MultipartStore(ObjectStore):
     """
 
     def create_upload(self, bucket: str, key: str, meta: ObjectMeta | None = None,
-                      tags: Tags = ()) -> str:
+                      tags: Tags = (), checksum: tuple[str, str] | None = None) -> str:
         """Start a multipart upload; returns its id (48 hex digits, unguessable).
 
-        ``meta`` and ``tags`` become the metadata and tags of the completed object.
+        ``meta`` and ``tags`` become the metadata and tags of the completed object;
+        ``checksum`` is the (algorithm, type) CreateMultipartUpload declared.
         """
         check_key(key)
         meta = ObjectMeta() if meta is None else meta
@@ -88,7 +132,7 @@ class MultipartStore(ObjectStore):
         staging = make_staging_dir(self.layout.tmp, "upload")
         try:
             self._write_record(os.path.join(staging, UPLOAD_RECORD),
-                               sf.upload_fields(upload_id, bucket, key, meta, tags),
+                               sf.upload_fields(upload_id, bucket, key, meta, tags, checksum),
                                time.time())
             fsync_dir(staging)
             try:
@@ -102,29 +146,41 @@ class MultipartStore(ObjectStore):
         return upload_id
 
     def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int,
-                    body: BodyReader, length: int) -> PartRecord:
+                    body: BodyReader, length: int,
+                    sent_algorithm: str | None = None) -> PartRecord:
         """Store part ``part_number`` (1..10000); the last upload of a number wins.
 
         Same streaming and failure rules as ``put_object``.  NoSuchUpload if the
         upload is unknown, belongs to another bucket or key, or is aborted or
-        completed while the part streams in.
+        completed while the part streams in.  The part keeps its checksum of the
+        upload's declared algorithm (which ``sent_algorithm``, the checksum the
+        request carries, must be: InvalidRequest before the body is read
+        otherwise), else CRC64NVME, for the object's default checksum.
         """
         check_part_number(part_number)
         check_length(length)
-        self._load_upload(bucket, key, upload_id)
-        record = sf.encode_fields(sf.part_fields(upload_id, part_number))
+        upload = self._load_upload(bucket, key, upload_id)
+        algorithm = part_algorithm(upload, sent_algorithm)
+        placeholder = fs_checksums.part_placeholder(algorithm)
+        record = sf.encode_fields(sf.part_fields(upload_id, part_number, placeholder))
         md5 = digests.md5_for(length)  # hashed beside the write, on the other core
+        hasher = new_hasher(algorithm)
         try:
             with TempFile(self.layout.tmp, "part") as tf:
-                tf.write(sf.encode_fixed(len(record), length, sf.EMPTY_MD5, 0.0))
+                fixed = sf.encode_fixed(len(record), length, sf.EMPTY_MD5, 0.0)
+                tf.write(fixed)
                 tf.write(record)
-                receive(body, length, tf, md5)
+                receive(body, length, tf, md5, hasher)
                 digest, now = md5.digest(), time.time()
+                checksum = hasher.digest()
+                tf.pwrite(_with_checksum(record, placeholder, algorithm, checksum),
+                          len(fixed))
                 tf.pwrite(sf.encode_fixed(len(record), length, digest, now), 0)
                 self._commit_part(tf, bucket, upload_id, part_number)
         finally:
             digests.close(md5)
-        return PartRecord(part_number, etags.md5_etag(digest), length, now)
+        return PartRecord(part_number, etags.md5_etag(digest), length, now,
+                          (algorithm, checksum))
 
     def upload_part_copy(self, bucket: str, key: str, upload_id: str, part_number: int,
                          src_bucket: str, src_key: str,
@@ -150,18 +206,26 @@ class MultipartStore(ObjectStore):
                     raise InvalidRange(RangeRequested=f"bytes={first}-{last}",
                                        ActualObjectSize=str(src.size))
                 length = last - first + 1
-            record = sf.encode_fields(sf.part_fields(upload_id, part_number))
-            md5 = md5_hash()
+            upload = self._load_upload(bucket, key, upload_id)
+            algorithm = upload.checksum[0] if upload.checksum else fs_checksums.DEFAULT_ALGORITHM
+            placeholder = fs_checksums.part_placeholder(algorithm)
+            record = sf.encode_fields(sf.part_fields(upload_id, part_number, placeholder))
+            hashes = DigestSet(("md5", algorithm))
             with TempFile(self.layout.tmp, "partcopy") as tf:
-                tf.write(sf.encode_fixed(len(record), length, sf.EMPTY_MD5, 0.0))
+                fixed = sf.encode_fixed(len(record), length, sf.EMPTY_MD5, 0.0)
+                tf.write(fixed)
                 tf.write(record)
-                copy_range(fd, h.body_offset + first, length, tf, md5, path=src_path)
-                digest, now = md5.digest(), time.time()
+                copy_range(fd, h.body_offset + first, length, tf, hashes, path=src_path)
+                found = hashes.digests()
+                digest, checksum, now = found["md5"], found[algorithm], time.time()
+                tf.pwrite(_with_checksum(record, placeholder, algorithm, checksum),
+                          len(fixed))
                 tf.pwrite(sf.encode_fixed(len(record), length, digest, now), 0)
                 self._commit_part(tf, bucket, upload_id, part_number)
         finally:
             os.close(fd)
-        return PartRecord(part_number, etags.md5_etag(digest), length, now)
+        return PartRecord(part_number, etags.md5_etag(digest), length, now,
+                          (algorithm, checksum))
 
     def list_parts(self, bucket: str, key: str, upload_id: str, part_number_marker: int = 0,
                    max_parts: int = 1000) -> PartListResult:
@@ -177,7 +241,9 @@ class MultipartStore(ObjectStore):
 
     def complete_upload(self, bucket: str, key: str, upload_id: str,
                         parts: Sequence[tuple[int, str]],
-                        precondition: Precondition | None = None) -> ObjectRecord:
+                        precondition: Precondition | None = None,
+                        expected: Callable[[StoredChecksum | None, int], None] | None = None,
+                        ) -> ObjectRecord:
         """Assemble the named parts into the object, as S3 validates and computes it.
 
         Checks, in this order: the upload exists for this bucket and key
@@ -196,6 +262,11 @@ class MultipartStore(ObjectStore):
         complete of a completed upload gets NoSuchUpload.  ``precondition``
         (conditional writes) is checked atomically with the rename; when it fails
         the upload is put back, like any failed complete.
+
+        The object's checksum comes from its parts' (``object_checksum``), never by
+        reading them again; ``expected`` is called with it and the part count before
+        anything is written (the S3 layer's check of a whole-object checksum the
+        client sent: it raises BadDigest, and the upload is put back).
         """
         loc = self.layout.object(bucket, key)
         upload = self._load_upload(bucket, key, upload_id)
@@ -212,11 +283,17 @@ class MultipartStore(ObjectStore):
         upload_dir = self.layout.upload(bucket, upload_id)
         claim = self._claim(upload_dir, bucket, upload_id, "claim")
         try:
-            chosen = self._validate_parts(claim, upload_id, parts)
+            chosen, sums = self._validate_parts(claim, upload_id, parts)
             sizes = tuple(size for _, size, _ in chosen)
             total = sum(sizes)
             digest = etags.multipart_digest(d for _, _, d in chosen)
-            record = sf.encode_fields(sf.object_fields(key, upload.meta, sizes))
+            checksum = object_checksum(upload, sums, sizes)
+            if expected is not None:
+                expected(checksum, len(sizes))
+            # The parts' digests stay with the object, for partNumber reads.
+            part_sums = None if checksum is None else [d for _, d in
+                                                       (s for s in sums if s is not None)]
+            record = sf.encode_fields(sf.object_fields(key, upload.meta, sizes, part_sums))
             with TempFile(self.layout.tmp, "complete") as tf:
                 tf.write(sf.encode_fixed(len(record), total, digest, 0.0))
                 tf.write(record)
@@ -234,7 +311,9 @@ class MultipartStore(ObjectStore):
                 out = ObjectRecord(key=key, size=total,
                                    etag=etags.multipart_etag(digest, len(sizes)),
                                    last_modified=now, meta=upload.meta, part_sizes=sizes,
-                                   tag_count=len(upload.tags))
+                                   tag_count=len(upload.tags), checksum=checksum,
+                                   part_checksums=None if part_sums is None
+                                   else b"".join(part_sums))
                 version = self._commit_version(tf, bucket, loc, out, precondition,
                                                upload.tags)
         except BaseException:
@@ -345,9 +424,11 @@ class MultipartStore(ObjectStore):
                 os.close(fd)
         return parts
 
-    def _validate_parts(self, claim: str, upload_id: str,
-                        parts: Sequence[tuple[int, str]]) -> list[tuple[int, int, bytes]]:
+    def _validate_parts(self, claim: str, upload_id: str, parts: Sequence[tuple[int, str]]
+                        ) -> tuple[list[tuple[int, int, bytes]],
+                                   list[tuple[str, bytes] | None]]:
         chosen: list[tuple[int, int, bytes]] = []
+        sums: list[tuple[str, bytes] | None] = []
         for number, given in parts:
             missing = InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=str(given))
             if not isinstance(given, str):
@@ -365,11 +446,12 @@ class MultipartStore(ObjectStore):
             if not etags.same_etag(part.etag, given):
                 raise missing
             chosen.append((number, part.size, h.md5))
+            sums.append(part.checksum)
         for number, size, digest in chosen[:-1]:
             if size < MIN_PART_SIZE:
                 raise EntityTooSmall(ProposedSize=str(size), MinSizeAllowed=str(MIN_PART_SIZE),
                                      PartNumber=str(number), ETag=etags.md5_etag(digest))
-        return chosen
+        return chosen, sums
 
     def _claim(self, upload_dir: str, bucket: str, upload_id: str, kind: str) -> str:
         """Rename the upload's directory into tmp/ so that this call alone owns it."""

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from operator import attrgetter
 
 from encproxy import digests
+from encproxy.checksums import DigestSet, new_hasher
 from encproxy.errors import (
     BucketAlreadyOwnedByYou,
     BucketNotEmpty,
@@ -33,6 +34,7 @@ from encproxy.errors import (
     NoSuchVersion,
     S3Error,
 )
+from encproxy.filestore import checksums as fs_checksums
 from encproxy.filestore import etag as etags
 from encproxy.filestore import index as ix
 from encproxy.filestore import storefile as sf
@@ -66,6 +68,7 @@ from encproxy.filestore.records import (
     check_acl,
 )
 from encproxy.filestore.streams import BodyReader, ObjectBody, copy_range, receive
+from encproxy.format.checksum import FULL_OBJECT, StoredChecksum
 from encproxy.s3.acl import Acl
 from encproxy.s3.cors import CorsConfiguration, check_configuration
 from encproxy.s3.tagging import Tags
@@ -110,6 +113,19 @@ def open_read(path: str) -> int:
 # Called with the current object's ETag (unquoted; None: no object) while its commit
 # holds the object's lock; raises the S3 error to refuse the write.
 Precondition = Callable[[str | None], None]
+
+
+def _copy_checksum(source: StoredChecksum | None, named: str | None
+                   ) -> tuple[StoredChecksum | None, str | None]:
+    """A copy's checksum kept as it is, or the algorithm to hash the copied bytes with
+    (``ObjectStore.copy_object``)."""
+    if named is not None:
+        return None, named
+    if source is None:
+        return None, None
+    if source.checksum_type == FULL_OBJECT:
+        return source, None
+    return None, fs_checksums.DEFAULT_ALGORITHM
 
 
 class ObjectStore:
@@ -271,8 +287,14 @@ class ObjectStore:
                    meta: ObjectMeta | None = None,
                    digest_of: Callable[[], bytes] | None = None,
                    precondition: Precondition | None = None,
-                   tags: Tags | None = None) -> ObjectRecord:
+                   tags: Tags | None = None,
+                   checksum_algorithm: str | None = None) -> ObjectRecord:
         """Store exactly ``length`` bytes of ``body`` under ``key``, atomically.
+
+        The object keeps a FULL_OBJECT checksum of its body, of ``checksum_algorithm``
+        (the one the client sent) or else CRC64NVME, S3's default, hashed as the body
+        is written; none for a sealed object (``digest_of``: the encryption layer
+        keeps the plaintext's, sealed, and the ciphertext's would serve no one).
 
         Streams in 1 MiB pieces and computes the MD5 (the ETag) on the way, unless
         ``digest_of`` is given: then it is called once the body is read and its 16
@@ -293,17 +315,21 @@ class ObjectStore:
         record = sf.encode_fields(sf.object_fields(key, meta, None))
         # hashed beside the write, on the other core
         md5 = digests.md5_for(length) if digest_of is None else None
+        algorithm = checksum_algorithm or fs_checksums.DEFAULT_ALGORITHM
+        hasher = new_hasher(algorithm) if digest_of is None else None
         try:
             with TempFile(self.layout.tmp, "put") as tf:
                 tf.write(sf.encode_fixed(len(record), length, sf.EMPTY_MD5, 0.0))
                 tf.write(record)
-                receive(body, length, tf, md5)
+                receive(body, length, tf, md5, hasher)
                 digest = md5.digest() if md5 is not None else _fingerprint(digest_of)
                 now = time.time()
                 tf.pwrite(sf.encode_fixed(len(record), length, digest, now), 0)
                 out = ObjectRecord(key=key, size=length, etag=etags.md5_etag(digest),
                                    last_modified=now, meta=meta, part_sizes=None,
-                                   tag_count=len(tags or ()))
+                                   tag_count=len(tags or ()),
+                                   checksum=None if hasher is None else StoredChecksum(
+                                       algorithm, FULL_OBJECT, hasher.digest()))
                 version = self._commit_version(tf, bucket, loc, out, precondition, tags)
         finally:
             if md5 is not None:
@@ -380,7 +406,8 @@ class ObjectStore:
                     meta: ObjectMeta | None = None,
                     precondition: Precondition | None = None,
                     src_version: str | None = None,
-                    tags: Tags | None = None) -> ObjectRecord:
+                    tags: Tags | None = None,
+                    checksum_algorithm: str | None = None) -> ObjectRecord:
         """Copy an object's body, with ``meta`` or (None) the source's metadata.
 
         The source is the latest version, or ``src_version``.  Streams, is atomic,
@@ -389,6 +416,15 @@ class ObjectStore:
         in S3: its ETag is the MD5 of the bytes (reused from a single-part source;
         computed for a multipart one), and it has no part sizes.  Refusing a copy
         onto itself without changes is the S3 layer's rule, not the store's.
+
+        Its checksum (FULL_OBJECT, as a single-part object's), as S3 gives it: of
+        ``checksum_algorithm`` (``x-amz-checksum-algorithm``), hashed as the bytes are
+        copied; else the source's FULL_OBJECT checksum, which describes the same bytes;
+        else, for a source with a COMPOSITE one (which cannot describe a single-part
+        object), CRC64NVME hashed as they are copied.  A source with none (written
+        before checksums were kept, or sealed: the encryption layer keeps an encrypted
+        object's) gives a copy with none: what the store would hash then is not the
+        object the client sees.
         """
         dst_loc = self.layout.object(dst_bucket, dst_key)
         row, fd, src_path = self._open_version(src_bucket, src_key, src_version)
@@ -400,18 +436,23 @@ class ObjectStore:
             with TempFile(self.layout.tmp, "copy") as tf:
                 tf.write(sf.encode_fixed(len(record), src.size, sf.EMPTY_MD5, 0.0))
                 tf.write(record)
-                if src.part_sizes is None:
+                checksum, algorithm = _copy_checksum(src.checksum, checksum_algorithm)
+                hashes = DigestSet(
+                    ([] if src.part_sizes is None else ["md5"])
+                    + ([] if algorithm is None else [algorithm]))
+                if src.part_sizes is None and algorithm is None:
                     copy_range(fd, h.body_offset, src.size, tf, path=src_path)
-                    digest = h.md5
                 else:
-                    md5 = md5_hash()
-                    copy_range(fd, h.body_offset, src.size, tf, md5, path=src_path)
-                    digest = md5.digest()
+                    copy_range(fd, h.body_offset, src.size, tf, hashes, path=src_path)
+                found = hashes.digests()
+                digest = h.md5 if src.part_sizes is None else found["md5"]
+                if algorithm is not None:
+                    checksum = StoredChecksum(algorithm, FULL_OBJECT, found[algorithm])
                 now = time.time()
                 tf.pwrite(sf.encode_fixed(len(record), src.size, digest, now), 0)
                 out = ObjectRecord(key=dst_key, size=src.size, etag=etags.md5_etag(digest),
                                    last_modified=now, meta=new_meta, part_sizes=None,
-                                   tag_count=len(tags or ()))
+                                   tag_count=len(tags or ()), checksum=checksum)
                 version = self._commit_version(tf, dst_bucket, dst_loc, out, precondition,
                                                tags)
         finally:
@@ -533,8 +574,13 @@ class ObjectStore:
             raise NoSuchKey(Key=key)
         if (record.size, record.etag) != (row.size, row.etag):
             raise sf.corrupt(path, "the file does not hold the version its index row names")
+        checksum = fs_checksums.decode_row(row.checksum)
+        if checksum is not None and record.part_checksums is not None and record.part_sizes \
+                and len(record.part_checksums) != len(checksum.digest) * len(record.part_sizes):
+            raise sf.corrupt(path, "the part checksums are not the object's")
         return dataclasses.replace(record, version_id=row.version_id,
-                                   tag_count=len(decode_tags(row.tags))), h
+                                   tag_count=len(decode_tags(row.tags)),
+                                   checksum=checksum), h
 
     def _rename_in(self, tf: TempFile, bucket: str, loc: ObjectPath) -> str:
         """fsync ``tf`` and rename it beside the key's other files under a name of its
@@ -585,7 +631,8 @@ class ObjectStore:
                 ix.insert_latest(conn, ix.Row(
                     bucket, record.key, ix.next_seq(conn, bucket, record.key), vid, True,
                     False, record.size, record.etag, record.last_modified,
-                    record.meta.storage_class, name, encode_tags(tags)))
+                    record.meta.storage_class, name, encode_tags(tags),
+                    fs_checksums.encode_row(record.checksum)))
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -778,7 +825,7 @@ class ObjectStore:
                         continue
                     conn.execute(
                         f"INSERT OR IGNORE INTO versions ({ix.COLUMNS}) "
-                        "VALUES (?, ?, 1, ?, 1, 0, ?, ?, ?, ?, ?, NULL)",
+                        "VALUES (?, ?, 1, ?, 1, 0, ?, ?, ?, ?, ?, NULL, NULL)",
                         (bucket, r.key, NULL_VERSION, r.size, r.etag, r.last_modified,
                          r.meta.storage_class, name))
                     count += 1

@@ -30,6 +30,7 @@ from types import MappingProxyType
 
 from encproxy.errors import InvalidArgument
 from encproxy.filestore import etag as etags
+from encproxy.format.checksum import StoredChecksum
 from encproxy.s3.acl import Acl, Grant
 from encproxy.s3.cors import CorsConfiguration
 
@@ -120,6 +121,11 @@ class ObjectRecord:
     # ``null`` for the version written while versioning was never enabled or suspended.
     version_id: str = "null"
     tag_count: int = 0
+    # The object's checksum (FORMAT.md, "Checksums"); None: none kept.
+    checksum: StoredChecksum | None = None
+    # A multipart object's part digests, concatenated in part order, of ``checksum``'s
+    # algorithm (None: not kept); ``part_checksum`` reads one.
+    part_checksums: bytes | None = None
 
     @property
     def quoted_etag(self) -> str:
@@ -140,6 +146,17 @@ class ObjectRecord:
     @property
     def storage_class(self) -> str:
         return self.meta.storage_class
+
+    def part_checksum(self, part_number: int) -> StoredChecksum | None:
+        """The checksum of part ``part_number`` (1-based) of a multipart object, with the
+        object's algorithm and type, as S3 shows it on a ``partNumber`` read; None when
+        not kept."""
+        checksum, sums, sizes = self.checksum, self.part_checksums, self.part_sizes
+        if checksum is None or sums is None or sizes is None \
+                or not 1 <= part_number <= len(sizes):
+            return None
+        size = len(checksum.digest)
+        return checksum._replace(digest=sums[(part_number - 1) * size:part_number * size])
 
     def part_bounds(self, part_number: int) -> tuple[int, int] | None:
         """``(offset, length)`` of part ``part_number`` (1-based) in the body.
@@ -170,6 +187,8 @@ class PartRecord:
     etag: str
     size: int
     last_modified: float
+    # (algorithm, digest) of the part's bytes; None: none kept.
+    checksum: tuple[str, bytes] | None = None
 
     @property
     def quoted_etag(self) -> str:
@@ -186,6 +205,8 @@ class UploadRecord:
     initiated: float
     meta: ObjectMeta
     tags: tuple[tuple[str, str], ...] = ()
+    # CreateMultipartUpload's (algorithm, type); None: it named none.
+    checksum: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ before CORS was kept have no ``cors`` key, read as null.
 """
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -52,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from encproxy.errors import InternalError, MetadataTooLarge, S3Error
+from encproxy.filestore import checksums as fs_checksums
 from encproxy.filestore import etag as etags
 from encproxy.filestore.records import (
     BucketRecord,
@@ -60,6 +62,7 @@ from encproxy.filestore.records import (
     PartRecord,
     UploadRecord,
 )
+from encproxy.format.checksum import DIGEST_SIZES, TYPE_CODES
 from encproxy.s3.acl import Acl, Grant
 from encproxy.s3.cors import CorsConfiguration, CorsRule, check_configuration
 
@@ -186,9 +189,15 @@ def decode_runs(runs: Any) -> tuple[int, ...]:
     return tuple(out)
 
 
-def object_fields(key: str, meta: ObjectMeta, part_sizes: Sequence[int] | None) -> dict[str, Any]:
-    return {"kind": "object", "key": key, "meta": meta_fields(meta),
-            "parts": None if part_sizes is None else encode_runs(part_sizes)}
+def object_fields(key: str, meta: ObjectMeta, part_sizes: Sequence[int] | None,
+                  part_checksums: Sequence[bytes] | None = None) -> dict[str, Any]:
+    """An object's record; ``part_checksums``: the digests of a multipart object's
+    parts, in order, of its checksum's algorithm (FORMAT.md, "Checksums")."""
+    fields: dict[str, Any] = {"kind": "object", "key": key, "meta": meta_fields(meta),
+                              "parts": None if part_sizes is None else encode_runs(part_sizes)}
+    if part_checksums is not None:
+        fields["part_checksums"] = base64.b64encode(b"".join(part_checksums)).decode("ascii")
+    return fields
 
 
 def _meta(fields: Mapping[str, Any]) -> ObjectMeta:
@@ -208,30 +217,61 @@ def object_record(h: Header, path: str) -> ObjectRecord:
             raise ValueError("part sizes do not add up to the body")
         etag = etags.md5_etag(h.md5) if part_sizes is None else \
             etags.multipart_etag(h.md5, len(part_sizes))
+        sums = h.fields.get("part_checksums")
+        part_checksums = None
+        if sums is not None:
+            if not isinstance(sums, str) or part_sizes is None:
+                raise TypeError("part_checksums")
+            part_checksums = base64.b64decode(sums, validate=True)
         return ObjectRecord(key=key, size=h.body_length, etag=etag, last_modified=h.time,
-                            meta=_meta(h.fields), part_sizes=part_sizes)
+                            meta=_meta(h.fields), part_sizes=part_sizes,
+                            part_checksums=part_checksums)
     except Exception as exc:  # any shape error in a stored record is damage
         raise corrupt(path, f"bad object record: {exc!r}") from None
 
 
-def part_fields(upload_id: str, part_number: int) -> dict[str, Any]:
-    return {"kind": "part", "upload_id": upload_id, "part_number": part_number}
+def part_fields(upload_id: str, part_number: int,
+                checksum: str | None = None) -> dict[str, Any]:
+    """A part's record; ``checksum`` (``filestore.checksums.encode_part``, fixed width:
+    rewritten in place once the body is hashed), absent in parts written before."""
+    fields: dict[str, Any] = {"kind": "part", "upload_id": upload_id,
+                              "part_number": part_number}
+    if checksum is not None:
+        fields["checksum"] = checksum
+    return fields
 
 
 def part_record(h: Header, path: str, upload_id: str, part_number: int) -> PartRecord:
     if h.fields.get("upload_id") != upload_id or h.fields.get("part_number") != part_number:
         raise corrupt(path, "part file does not belong to its upload directory")
+    try:
+        checksum = fs_checksums.decode_part(h.fields.get("checksum"))
+    except ValueError:
+        raise corrupt(path, "bad part checksum") from None
     return PartRecord(number=part_number, etag=etags.md5_etag(h.md5), size=h.body_length,
-                      last_modified=h.time)
+                      last_modified=h.time, checksum=checksum)
 
 
 def upload_fields(upload_id: str, bucket: str, key: str, meta: ObjectMeta,
-                  tags: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+                  tags: Sequence[tuple[str, str]] = (),
+                  checksum: tuple[str, str] | None = None) -> dict[str, Any]:
     fields: dict[str, Any] = {"kind": "upload", "upload_id": upload_id, "bucket": bucket,
                               "key": key, "meta": meta_fields(meta)}
     if tags:
         fields["tags"] = [[k, v] for k, v in tags]
+    if checksum is not None:
+        fields["checksum"] = list(checksum)
     return fields
+
+
+def decode_upload_checksum(value: Any) -> tuple[str, str] | None:
+    """An upload's (algorithm, type); absent (none named, or written before) is none."""
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and value[0] in DIGEST_SIZES
+            and value[1] in TYPE_CODES):
+        raise TypeError("checksum")
+    return str(value[0]), str(value[1])
 
 
 def decode_tags(value: Any) -> tuple[tuple[str, str], ...]:
@@ -251,7 +291,8 @@ def upload_record(h: Header, path: str) -> UploadRecord:
         if not all(isinstance(f[n], str) for n in ("upload_id", "bucket", "key")):
             raise TypeError("names")
         return UploadRecord(upload_id=f["upload_id"], bucket=f["bucket"], key=f["key"],
-                            initiated=h.time, meta=_meta(f), tags=decode_tags(f.get("tags")))
+                            initiated=h.time, meta=_meta(f), tags=decode_tags(f.get("tags")),
+                            checksum=decode_upload_checksum(f.get("checksum")))
     except Exception as exc:
         raise corrupt(path, f"bad upload record: {exc!r}") from None
 

@@ -14,6 +14,7 @@ import io
 import os
 from typing import TYPE_CHECKING, Protocol
 
+from encproxy.checksums import Hasher
 from encproxy.digests import Digest
 from encproxy.errors import IncompleteBody, InternalError
 from encproxy.filestore.atomic import TempFile
@@ -41,8 +42,10 @@ class BodyReader(Protocol):
     def read(self, n: int, /) -> bytes: ...
 
 
-def receive(body: BodyReader, length: int, out: TempFile, md5: Digest | None) -> None:
-    """Copy exactly ``length`` bytes of ``body`` into ``out``, hashing them into ``md5``.
+def receive(body: BodyReader, length: int, out: TempFile, md5: Digest | None,
+            checksum: Hasher | None = None) -> None:
+    """Copy exactly ``length`` bytes of ``body`` into ``out``, hashing them into ``md5``
+    (and ``checksum``).
 
     A body that ends early raises IncompleteBody.  A reader that returns more
     than it was asked for breaks its contract and raises InternalError rather
@@ -62,12 +65,20 @@ def receive(body: BodyReader, length: int, out: TempFile, md5: Digest | None) ->
             raise InternalError("The request body returned more bytes than asked for.")
         if md5 is not None:
             md5.update(piece)
+        if checksum is not None:
+            checksum.update(piece)
         out.write(piece)
         remaining -= n
 
 
-def copy_range(src_fd: int, offset: int, length: int, out: TempFile, md5: _Hash | None = None,
-               *, path: str = "?") -> None:
+class Updatable(Protocol):
+    """Anything bytes are fed to: a hash, or ``checksums.DigestSet`` of several."""
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+
+
+def copy_range(src_fd: int, offset: int, length: int, out: TempFile,
+               md5: _Hash | Updatable | None = None, *, path: str = "?") -> None:
     """Append ``length`` bytes of ``src_fd`` from ``offset`` to ``out``.
 
     With ``md5``, the bytes pass through Python to be hashed; without, the

@@ -98,6 +98,10 @@ class BodySource:
     upload; the backend never receives the last byte.
     """
 
+    #: What the request is signed with as ``x-amz-content-sha256`` (a subclass that
+    #: frames the body says how).
+    payload_hash = sigv4.UNSIGNED_PAYLOAD
+
     def __init__(self, source: Readable, length: int, piece: int = PIECE) -> None:
         self.source = source
         self.length = length
@@ -262,7 +266,7 @@ class S3BackendClient:
         out["host"] = host
         if isinstance(body, BodySource):
             out["content-length"] = str(body.length)
-            payload_hash = sigv4.UNSIGNED_PAYLOAD
+            payload_hash = body.payload_hash
         elif body is not None or method in ("PUT", "POST"):
             data = body or b""
             out["content-length"] = str(len(data))

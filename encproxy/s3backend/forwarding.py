@@ -24,13 +24,26 @@ Everything here is decided by allowlist, never by denylist:
   verified them, and a body encproxy sends may not be the body they
   describe (the encryption layer replaces it).  This is the one place that
   decision is made; the client's checksums are echoed from what was verified
-  (``encproxy.body_checksums``).  Small bodies encproxy buffers get a
-  ``Content-MD5`` computed from the exact bytes sent.  Requests for the
+  (``encproxy.body_checksums``).  The exception is a request the encryption
+  layer passed through as the client sent it (a plain object: the backend gets
+  the client's own bytes): :func:`plain_checksum_headers` forwards its
+  ``x-amz-checksum-*`` settings and digest.  The encryption layer removes them
+  from every request that carries ciphertext (``CLIENT_ONLY_HEADERS``), so their
+  presence is what marks a plain request; a digest of plaintext never reaches
+  the backend with an encrypted body.  A plain body's checksum sent in its
+  client's trailer goes, where the backend takes it, in a trailer of encproxy's
+  own framing (:class:`TrailerFraming`), never the client's framing.  Small
+  bodies encproxy buffers get a ``Content-MD5`` computed from the exact bytes
+  sent.  Requests for the
   backend's own server-side encryption are refused: encryption is encproxy's
   job.
 * **Response headers.**  Only :data:`RELAYED_HEADERS` (and ``x-amz-meta-*``)
   come back: never hop-by-hop headers, the backend's request ids, its
-  server-side-encryption or checksum claims.
+  server-side-encryption or checksum claims.  The operations that answer a
+  checksum (reads, writes of a body, Complete) add the backend's
+  (:func:`checksum_answers`): it describes the bytes the backend holds, which for
+  a plain object are the client's; for an encrypted one, the encryption layer
+  drops it (``encryption.headers.client_view``) or answers its own.
 * **Paths.**  The backend path is built from the decoded bucket and key with
   S3's canonical encoding (:func:`quote_key`), whatever equivalent spelling
   the client used; the SigV4 canonical URI of that path is the path itself.
@@ -43,7 +56,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from encproxy import errors
+from encproxy import checksums, errors
 from encproxy.s3.copy_source import CopySource
 from encproxy.s3.operations import (
     BUCKET_CONFIG_SUBRESOURCES,
@@ -167,6 +180,113 @@ def forward_headers(headers: Mapping[str, str]) -> dict[str, str]:
         else:
             del out["content-encoding"]
     return out
+
+
+#: What each operation forwards of the client's checksum headers, when it carries them
+#: (the digest of a streamed body; an upload's checksum settings; the read's mode).
+_CHECKSUM_SETTINGS = {
+    "CreateMultipartUpload": ("x-amz-checksum-algorithm", "x-amz-checksum-type"),
+    # A plain copy's checksum computed again, of that algorithm (an encrypted copy
+    # is the encryption layer's own PutObject of ciphertext, which carries none).
+    "CopyObject": ("x-amz-checksum-algorithm",),
+    "GetObject": ("x-amz-checksum-mode",),
+    "HeadObject": ("x-amz-checksum-mode",),
+}
+_CHECKSUM_DIGESTS = frozenset({"PutObject", "UploadPart"})
+
+
+def plain_checksum_headers(operation: str | None,
+                           headers: Mapping[str, str]) -> dict[str, str]:
+    """The client's checksum headers a request passed through unencrypted forwards.
+
+    Only headers the request itself carries: the encryption layer strips every
+    ``x-amz-checksum-*`` header from requests that carry ciphertext, so none is
+    found on those.  The digest of PutObject and UploadPart has been validated by the
+    authentication layer, which verifies it against the body as the body streams (the
+    whole-object checksum of CompleteMultipartUpload is not sent: the S3 backend app
+    refuses it, since not every backend checks it).  A checksum sent in an
+    ``aws-chunked`` trailer is known only at the body's end: it is never a header here,
+    but the end of a re-framed body (:func:`trailing_algorithm`), or not forwarded.
+    """
+    out: dict[str, str] = {}
+    for name in _CHECKSUM_SETTINGS.get(operation or "", ()):
+        if name in headers:
+            out[name] = headers[name]
+    if operation in _CHECKSUM_DIGESTS:
+        claim = checksums.parse_checksum_headers(headers)
+        if claim is not None:
+            out[claim.header] = claim.value
+            # What SDKs send with it (moto keeps a checksum only with this header).
+            out[checksums.SDK_ALGORITHM_HEADER] = claim.algorithm.upper()
+    return out
+
+
+# -- a plain body's trailing checksum --------------------------------------------------
+
+def trailing_algorithm(operation: str | None, headers: Mapping[str, str]) -> str | None:
+    """The algorithm of the checksum a plain PutObject or UploadPart sent in its
+    ``aws-chunked`` trailer (``x-amz-trailer``), None when it sent none there.
+
+    Like :func:`plain_checksum_headers`, only a request the encryption layer passed
+    through as sent still carries ``x-amz-trailer`` (``CLIENT_ONLY_HEADERS``).  The value
+    is known once the whole body has been read and verified, after the body has begun
+    to stream: it can only reach the backend in a trailer of its own
+    (:class:`TrailerFraming`, with ``[backend] trailing_checksums``)."""
+    if operation not in _CHECKSUM_DIGESTS or "x-amz-trailer" not in headers \
+            or checksums.checksum_header_names(headers):
+        return None
+    return checksums.parse_trailer_declaration(headers["x-amz-trailer"])
+
+
+@dataclass(frozen=True)
+class TrailerFraming:
+    """An ``aws-chunked`` body (``STREAMING-UNSIGNED-PAYLOAD-TRAILER``) of ``length``
+    decoded bytes in chunks of ``piece`` bytes (the last one shorter), ended by the
+    zero-length chunk and the one trailer ``x-amz-checksum-<algorithm>:<base64>``.
+
+    Every size is known before the first byte (the base64 of a digest has a fixed
+    length per algorithm), so the body goes with an exact ``Content-Length``, never
+    ``Transfer-Encoding: chunked``."""
+
+    algorithm: str
+    length: int
+    piece: int
+
+    @property
+    def trailer_name(self) -> str:
+        return checksums.CHECKSUM_HEADER_PREFIX + self.algorithm
+
+    def headers(self) -> dict[str, str]:
+        """The request headers that announce the framing (besides the payload hash,
+        ``STREAMING-UNSIGNED-PAYLOAD-TRAILER``, which the signer adds)."""
+        return {"content-encoding": "aws-chunked",
+                "x-amz-decoded-content-length": str(self.length),
+                "x-amz-trailer": self.trailer_name,
+                checksums.SDK_ALGORITHM_HEADER: self.algorithm.upper()}
+
+    def chunk_sizes(self) -> Iterable[int]:
+        full, last = divmod(self.length, self.piece)
+        yield from (self.piece for _ in range(full))
+        if last:
+            yield last
+
+    @staticmethod
+    def chunk_header(size: int) -> bytes:
+        return f"{size:x}\r\n".encode("ascii")
+
+    def trailer(self, value: str) -> bytes:
+        """The end of the body: the last chunk and the trailer.  ValueError for a value
+        that is not a checksum of the algorithm (it would not fill the counted bytes)."""
+        size = checksums.DIGEST_SIZES[self.algorithm]
+        if len(base64.b64decode(value.encode("ascii"), validate=True)) != size:
+            raise ValueError("not a checksum of " + self.algorithm)
+        return f"0\r\n{self.trailer_name}:{value}\r\n\r\n".encode("ascii")
+
+    def encoded_length(self) -> int:
+        """The ``Content-Length`` of the framed body."""
+        value_length = 4 * -(-checksums.DIGEST_SIZES[self.algorithm] // 3)
+        chunks = sum(len(self.chunk_header(size)) + size + 2 for size in self.chunk_sizes())
+        return chunks + len(f"0\r\n{self.trailer_name}:\r\n\r\n") + value_length
 
 
 # -- query strings -------------------------------------------------------------------
@@ -313,6 +433,11 @@ RELAYED_HEADERS = frozenset({
 _CANONICAL_CASE = {"etag": "ETag", "x-amz-mp-parts-count": "x-amz-mp-parts-count"}
 
 
+#: The backend's checksum answers: ``x-amz-checksum-<algorithm>`` and
+#: ``x-amz-checksum-type`` (of the bytes it holds), and an upload's algorithm.
+CHECKSUM_RESPONSE_PREFIX = "x-amz-checksum-"
+
+
 def relay_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The backend's response headers that the client sees."""
     out = []
@@ -320,6 +445,23 @@ def relay_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         lname = name.lower()
         if lname in RELAYED_HEADERS or lname.startswith(USER_METADATA_PREFIX):
             out.append((_CANONICAL_CASE.get(lname, name), value))
+    return out
+
+
+def checksum_answers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The backend's ``x-amz-checksum-*`` answers: the checksum of the bytes it holds,
+    its type, an upload's algorithm.
+
+    A checksum answered without its type (moto's single-part objects) gets the one S3
+    gives it: COMPOSITE for a value with a part count (``…-N``), else FULL_OBJECT.
+    """
+    out = [(name.lower(), value) for name, value in headers
+           if name.lower().startswith(CHECKSUM_RESPONSE_PREFIX)]
+    names = dict(out)
+    digests = checksums.checksum_header_names(names)
+    if len(digests) == 1 and "x-amz-checksum-type" not in names:
+        out.append(("x-amz-checksum-type",
+                    "COMPOSITE" if "-" in names[digests[0]] else "FULL_OBJECT"))
     return out
 
 

@@ -56,6 +56,15 @@ QUIRKS: dict[str, dict[str, str]] = {
                              "null version written while versioning was Suspended (its "
                              "GetObject serves it), so encproxy rotate cannot look at "
                              "such a version and reports it failed",
+        "checksums-partial": "moto keeps a checksum only when the client sends one (no "
+                             "default CRC64NVME); its ListParts shows neither the upload's "
+                             "ChecksumAlgorithm nor part checksums, and an object "
+                             "CompleteMultipartUpload makes has no checksum (COMPOSITE) or a "
+                             "wrong one (FULL_OBJECT), which SDKs that validate reads refuse",
+        "crc32c-is-crc32": "moto computes a CRC32C itself (CopyObject's "
+                           "x-amz-checksum-algorithm, a part read of a COMPOSITE object) "
+                           "as a CRC32 when the optional crc32c package is missing, as it "
+                           "is here: it answers a wrong ChecksumCRC32C",
         "conditions-ignored": "moto ignores If-Match on CompleteMultipartUpload and both "
                               "If-Match and If-None-Match on CopyObject (it enforces them on "
                               "PutObject, and If-None-Match on Complete); encproxy's default "
@@ -63,6 +72,10 @@ QUIRKS: dict[str, dict[str, str]] = {
                               "with NotImplemented",
     },
     "ceph": {
+        "checksums-not-kept": "Ceph RGW 16.2 keeps no x-amz-checksum-* (its radosgw has no "
+                              "code for them, nor for a STREAMING-UNSIGNED-PAYLOAD-TRAILER "
+                              "body): an unencrypted object reads back without the "
+                              "checksum it was sent with",
         "part-number-ignored": "Ceph RGW " + PART_NUMBER_IGNORED,
         "complete-omits-parts": "Ceph RGW refuses (InvalidPart) a CompleteMultipartUpload "
                                 "that leaves out parts which were uploaded",

@@ -189,7 +189,9 @@ def test_refused_without_a_backend_request(method, path, query, headers):
 
 # -- what is sent --------------------------------------------------------------------
 
-def test_put_streams_the_body_without_client_digests():
+def test_put_streams_the_body_with_its_checksum_without_content_md5():
+    """A plain body's checksum goes on with it (the encryption layer strips it from
+    ciphertext); Content-MD5 does not (encproxy computes its own for small bodies)."""
     backend = ScriptedClient(Answer(200, [("ETag", '"e"'), ("x-amz-checksum-crc32", "X")]))
     app = S3BackendApp(backend, "us-east-1")
     body = b"hello world"
@@ -199,7 +201,9 @@ def test_put_streams_the_body_without_client_digests():
     sent = backend.sent[0]
     assert (sent.method, sent.bucket, sent.key) == ("PUT", "bkt", "dir/a%20b")
     assert sent.body == body
-    assert sent.headers == {"x-amz-meta-a": "1", "content-type": "t/x"}
+    assert sent.headers == {"x-amz-meta-a": "1", "content-type": "t/x",
+                            "x-amz-checksum-crc32": "DUoRhQ==",
+                            "x-amz-sdk-checksum-algorithm": "CRC32"}
     assert resp.status_code == 200 and resp.headers["ETag"] == '"e"'
     assert "x-amz-checksum-crc32" not in resp.headers  # only what encproxy verified
 
@@ -214,6 +218,106 @@ def test_put_echoes_the_checksums_encproxy_verified():
     assert resp.headers["x-amz-checksum-crc32"] == "jHNlIQ=="
 
 
+def _trailed_put(app: S3BackendApp, data: bytes, algorithm: str, value: str,
+                 query: str = "", extra: dict[str, str] | None = None,
+                 chunk: int = 7) -> Any:
+    """A plain PUT whose client streamed ``aws-chunked`` with ``value`` in its trailer,
+    as the authentication layer hands it on: decoded and verified by the real
+    ``VerifiedBody``, which fills BODY_CHECKSUMS once the body has verified."""
+    from encproxy.sigv4 import STREAMING_UNSIGNED_TRAILER
+    from encproxy.wsgi.auth.body import BodySpec, VerifiedBody
+    framed = bytearray()
+    for start in range(0, len(data), chunk):
+        piece = data[start:start + chunk]
+        framed += f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    framed += f"0\r\nx-amz-checksum-{algorithm}:{value}\r\n\r\n".encode()
+    headers = {"content-length": str(len(framed)), "content-encoding": "aws-chunked",
+               "x-amz-decoded-content-length": str(len(data)),
+               "x-amz-trailer": f"x-amz-checksum-{algorithm}", **(extra or {})}
+    sums: dict[str, str] = {}
+    body = VerifiedBody(io.BytesIO(bytes(framed)).read,
+                        BodySpec.from_headers(headers, STREAMING_UNSIGNED_TRAILER),
+                        on_verified=sums.update)
+    path = "/bkt/k"
+    passed = {k: v for k, v in headers.items()
+              if k not in ("content-length", "content-encoding",
+                           "x-amz-decoded-content-length")}
+    kept = [c for c in headers["content-encoding"].split(",") if c != "aws-chunked"]
+    if kept:   # what strip_aws_chunked leaves
+        passed["content-encoding"] = ",".join(kept)
+    return Client(app).open(path, method="PUT", query_string=query, headers=passed,
+                            environ_overrides={
+                                env.BUCKET: "bkt", env.KEY: "k", env.RAW_PATH: path,
+                                env.RAW_QUERY: query, env.REQUEST_ID: "REQ1",
+                                env.BODY_CHECKSUMS: sums, "wsgi.input": body,
+                                "CONTENT_LENGTH": str(len(data))})
+
+
+def _crc32c(data: bytes) -> str:
+    from encproxy.checksums import new_hasher
+    hasher = new_hasher("crc32c")
+    hasher.update(data)
+    return base64.b64encode(hasher.digest()).decode()
+
+
+@pytest.mark.parametrize("query", ["", "partNumber=2&uploadId=U"])
+def test_a_trailing_checksum_goes_on_in_a_trailer_of_its_own(query):
+    """[backend] trailing_checksums: the plain body is re-framed as aws-chunked and
+    the verified trailer value ends it, for PutObject and UploadPart."""
+    backend = ScriptedClient(Answer(200, [("ETag", '"e"')]))
+    app = S3BackendApp(backend, "us-east-1", trailing_checksums=True)
+    data = b"the plain body, longer than one chunk"
+    value = _crc32c(data)
+    resp = _trailed_put(app, data, "crc32c", value, query,
+                        extra={"content-type": "t/x", "content-encoding": "aws-chunked,gzip"})
+    assert resp.status_code == 200, resp.get_data()
+    sent = backend.sent[0]
+    assert sent.headers == {"content-type": "t/x", "content-encoding": "aws-chunked,gzip",
+                            "x-amz-decoded-content-length": str(len(data)),
+                            "x-amz-trailer": "x-amz-checksum-crc32c",
+                            "x-amz-sdk-checksum-algorithm": "CRC32C"}
+    assert sent.body is not None and sent.body.endswith(
+        f"0\r\nx-amz-checksum-crc32c:{value}\r\n\r\n".encode())
+    from encproxy.awschunked import AwsChunkedDecoder
+    from encproxy.sigv4 import STREAMING_UNSIGNED_TRAILER
+    decoder = AwsChunkedDecoder(io.BytesIO(sent.body).read, STREAMING_UNSIGNED_TRAILER,
+                                trailer="crc32c")
+    assert b"".join(iter(decoder.read, b"")) == data   # verifies the trailer too
+    assert resp.headers["x-amz-checksum-crc32c"] == value
+
+
+def test_a_trailing_checksum_is_not_forwarded_without_the_option():
+    """Ceph RGW 16.2 takes no aws-chunked trailer: the body goes as it is, with no
+    checksum (the backend keeps its own default, if any; never a wrong one)."""
+    backend = ScriptedClient(Answer(200, [("ETag", '"e"')]))
+    data = b"the plain body"
+    value = _crc32c(data)
+    resp = _trailed_put(S3BackendApp(backend, "us-east-1"), data, "crc32c", value)
+    assert resp.status_code == 200
+    sent = backend.sent[0]
+    assert sent.body == data and sent.headers == {}
+    assert resp.headers["x-amz-checksum-crc32c"] == value   # verified, echoed
+
+
+def test_a_wrong_trailing_checksum_never_reaches_the_backend_whole():
+    """The trailer is the verified value or nothing: a body whose trailer does not
+    verify fails before the backend gets the end of it (BadDigest)."""
+    class Recording(ScriptedClient):
+        def request(self, method, bucket, key, query="", headers=None, body=None,
+                    expect_continue=False):
+            self.pieces: list[bytes] = []
+            for piece in body:
+                self.pieces.append(piece)
+            raise AssertionError("the body ended")
+
+    backend = Recording(Answer(200))
+    data = bytes(range(256)) * (10 * 1024)   # 2.5 MiB: some chunks go before the end
+    resp = _trailed_put(S3BackendApp(backend, "us-east-1", trailing_checksums=True), data,
+                        "crc32c", _crc32c(b"another body"), chunk=64 * 1024)
+    assert resp.status_code == 400 and error_code(resp) == "BadDigest"
+    assert backend.pieces and not any(b"x-amz-checksum" in p for p in backend.pieces)
+
+
 def test_small_bodies_get_encproxys_own_content_md5():
     backend = ScriptedClient(Answer(200))
     body = b"<Tagging><TagSet/></Tagging>"
@@ -224,7 +328,7 @@ def test_small_bodies_get_encproxys_own_content_md5():
     assert sent.headers == {"content-md5": base64.b64encode(hashlib.md5(body).digest()).decode()}
 
 
-def test_complete_forwards_numbers_and_etags_only_in_order():
+def test_complete_forwards_numbers_etags_and_part_checksums_in_order():
     backend = ScriptedClient(
         Answer(200, [], b"<CompleteMultipartUploadResult><Location>http://backend/x</Location>"
                         b"<ETag></ETag></CompleteMultipartUploadResult>"),
@@ -237,7 +341,8 @@ def test_complete_forwards_numbers_and_etags_only_in_order():
     forwarded = ET.fromstring(backend.sent[0].body)
     assert [(p.findtext("{*}PartNumber"), p.findtext("{*}ETag"))
             for p in forwarded] == [("1", '"a"'), ("3", '"b"')]
-    assert b"Checksum" not in backend.sent[0].body
+    # A plain upload's part checksums go on (the backend got them with the parts).
+    assert [p.findtext("{*}ChecksumCRC32") for p in forwarded] == ["x", None]
     assert backend.sent[1].method == "HEAD"  # the backend gave no ETag (Ceph RGW)
     result = ET.fromstring(resp.get_data())
     assert result.findtext("{*}ETag") == '"abc-2"'

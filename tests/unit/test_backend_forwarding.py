@@ -261,3 +261,104 @@ def test_relay_headers_is_an_allowlist():
 ])
 def test_parts_in_etag(etag, parts):
     assert fw.parts_in_etag(etag) == parts
+
+
+# -- a plain body's trailing checksum ---------------------------------------------------
+
+def _decoded(framed: bytes, trailer: str) -> tuple[bytes, dict[str, str]]:
+    """What encproxy's own aws-chunked decoder (the one that verifies clients' bodies)
+    reads from ``framed``: the data and the trailers."""
+    import io
+
+    from encproxy.awschunked import AwsChunkedDecoder
+    from encproxy.sigv4 import STREAMING_UNSIGNED_TRAILER
+    source = io.BytesIO(framed)
+    decoder = AwsChunkedDecoder(source.read, STREAMING_UNSIGNED_TRAILER, trailer=trailer)
+    data = b"".join(iter(decoder.read, b""))
+    assert source.read() == b""   # every counted byte is part of the framing
+    return data, decoder.trailers
+
+
+@pytest.mark.parametrize("algorithm", ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"])
+@pytest.mark.parametrize("length", [1, 9, 10, 11, 25])
+def test_trailer_framing_counts_exactly_what_it_frames(algorithm: str, length: int) -> None:
+    import base64
+
+    from encproxy.checksums import new_hasher
+    data = bytes(range(length))
+    hasher = new_hasher(algorithm)
+    hasher.update(data)
+    value = base64.b64encode(hasher.digest()).decode()
+    framing = fw.TrailerFraming(algorithm, length, piece=10)
+    framed = b"".join(framing.chunk_header(size) + data[start:start + size] + b"\r\n"
+                      for start, size in zip(range(0, length, 10), framing.chunk_sizes(),
+                                             strict=True))
+    framed += framing.trailer(value)
+    assert len(framed) == framing.encoded_length()
+    decoded, trailers = _decoded(framed, algorithm)
+    assert decoded == data and trailers == {f"x-amz-checksum-{algorithm}": value}
+    assert framing.headers() == {"content-encoding": "aws-chunked",
+                                 "x-amz-decoded-content-length": str(length),
+                                 "x-amz-trailer": f"x-amz-checksum-{algorithm}",
+                                 "x-amz-sdk-checksum-algorithm": algorithm.upper()}
+
+
+def test_trailer_framing_refuses_a_value_of_another_size() -> None:
+    framing = fw.TrailerFraming("crc64nvme", 5, piece=10)
+    with pytest.raises(ValueError):
+        framing.trailer("AAAAAA==")   # a CRC32's four bytes would not fill the count
+
+
+@pytest.mark.parametrize(("operation", "headers", "expected"), [
+    ("PutObject", {"x-amz-trailer": "x-amz-checksum-crc32c"}, "crc32c"),
+    ("UploadPart", {"x-amz-trailer": "x-amz-checksum-sha256"}, "sha256"),
+    ("PutObject", {}, None),
+    # A checksum sent as a header goes as a header (plain_checksum_headers).
+    ("PutObject", {"x-amz-trailer": "x-amz-checksum-crc32",
+                   "x-amz-checksum-crc32": "AAAAAA=="}, None),
+    ("CompleteMultipartUpload", {"x-amz-trailer": "x-amz-checksum-crc32"}, None),
+])
+def test_trailing_algorithm(operation: str, headers: dict[str, str],
+                            expected: str | None) -> None:
+    assert fw.trailing_algorithm(operation, headers) == expected
+
+
+# -- a plain request's checksum headers -------------------------------------------------
+
+@pytest.mark.parametrize(("operation", "headers", "expected"), [
+    ("PutObject", {"x-amz-checksum-crc32": "DUoRhQ=="},
+     {"x-amz-checksum-crc32": "DUoRhQ==", "x-amz-sdk-checksum-algorithm": "CRC32"}),
+    ("UploadPart", {"x-amz-checksum-sha256": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="},
+     {"x-amz-checksum-sha256": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+      "x-amz-sdk-checksum-algorithm": "SHA256"}),
+    ("CreateMultipartUpload", {"x-amz-checksum-algorithm": "CRC32C",
+                               "x-amz-checksum-type": "FULL_OBJECT"},
+     {"x-amz-checksum-algorithm": "CRC32C", "x-amz-checksum-type": "FULL_OBJECT"}),
+    ("CopyObject", {"x-amz-checksum-algorithm": "CRC32C"},
+     {"x-amz-checksum-algorithm": "CRC32C"}),
+    ("GetObject", {"x-amz-checksum-mode": "ENABLED"}, {"x-amz-checksum-mode": "ENABLED"}),
+    ("HeadObject", {"x-amz-checksum-mode": "ENABLED"}, {"x-amz-checksum-mode": "ENABLED"}),
+    # Nothing else: Complete's whole-object checksum is refused by the app, a trailer
+    # is re-framed (trailing_algorithm), other operations take none.
+    ("CompleteMultipartUpload", {"x-amz-checksum-crc32": "DUoRhQ=="}, {}),
+    ("PutObject", {"x-amz-trailer": "x-amz-checksum-crc32"}, {}),
+    ("PutObjectTagging", {"x-amz-checksum-crc32": "DUoRhQ=="}, {}),
+    ("UploadPartCopy", {"x-amz-checksum-algorithm": "CRC32"}, {}),
+])
+def test_plain_checksum_headers(operation: str, headers: dict[str, str],
+                                expected: dict[str, str]) -> None:
+    assert fw.plain_checksum_headers(operation, headers) == expected
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ([("x-amz-checksum-crc32", "DUoRhQ=="), ("ETag", '"e"')],
+     [("x-amz-checksum-crc32", "DUoRhQ=="), ("x-amz-checksum-type", "FULL_OBJECT")]),
+    ([("X-Amz-Checksum-CRC32C", "AAAAAA==-3")],
+     [("x-amz-checksum-crc32c", "AAAAAA==-3"), ("x-amz-checksum-type", "COMPOSITE")]),
+    ([("x-amz-checksum-sha1", "x"), ("x-amz-checksum-type", "COMPOSITE")],
+     [("x-amz-checksum-sha1", "x"), ("x-amz-checksum-type", "COMPOSITE")]),
+    ([("Content-Length", "3")], []),
+])
+def test_checksum_answers(answer: list[tuple[str, str]],
+                          expected: list[tuple[str, str]]) -> None:
+    assert fw.checksum_answers(answer) == expected

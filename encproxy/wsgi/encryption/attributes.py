@@ -6,17 +6,25 @@ plaintext sizes; the ETag is the one HEAD and GET report; for an encrypted
 multipart object ``ObjectParts`` lists each part's number and plaintext size
 (from the index, or the checked headers).  For a plain multipart object only
 ``TotalPartsCount`` is known (the ``-N`` of its ETag): its part boundaries are
-not (no backend call tells them reliably).  ``Checksum`` is the sealed checksum of
-an encrypted object (FORMAT.md §15; for a multipart one, also each part's in
-``ObjectParts``); a plain object's is not known to encproxy and not returned.
+not (no backend call tells them reliably) unless the store keeps the object's
+checksum: then HEADs with ``partNumber`` in checksum mode tell each part's size and
+checksum.  ``Checksum`` is the sealed checksum of an encrypted object (FORMAT.md §15;
+for a multipart one, also each part's in ``ObjectParts``); a plain object's is the one
+the store below answers to HEAD in checksum mode (the file store's own; an S3
+backend's, relayed).
 """
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import Mapping
+
 from werkzeug.wrappers import Response
 
-from encproxy import errors
-from encproxy.format.checksum import StoredChecksum
+from encproxy import checksums, errors
+from encproxy.format.checksum import COMPOSITE, FULL_OBJECT, StoredChecksum
 from encproxy.s3 import checksum_headers, sse, xml
+from encproxy.wsgi import subrequest
 from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.layouts import backend_parts
@@ -59,12 +67,25 @@ def get_object_attributes(ctx: EncryptionContext, req: S3Request) -> Response:
         root.add("ETag", src.etag.strip('"'))
     summed = source_checksum(ctx, src) if src.encrypted and (
         "Checksum" in wanted or "ObjectParts" in wanted) else None
+    plain = _plain_checksum(ctx, req, src, None) if not src.encrypted and (
+        "Checksum" in wanted or "ObjectParts" in wanted) else None
     if "Checksum" in wanted and summed is not None:
         checksum, count = summed
         checksum_headers.add_elements(root.add("Checksum"), checksum,
                                       count if src.multipart else None)
+    elif "Checksum" in wanted and plain is not None:
+        checksum_headers.add_elements(root.add("Checksum"), plain[0], plain[1])
     if "ObjectParts" in wanted:
         parts = _parts(ctx, src)
+        plain_parts: dict[int, StoredChecksum] = {}
+        if parts is not None and parts[1] is None and plain is not None:
+            # A plain multipart object whose store keeps checksums: its parts' sizes and
+            # checksums, as partNumber HEADs answer them (the page, and one more part
+            # to tell whether it is truncated).
+            numbers = range(marker + 1, min(parts[0], marker + max_parts + 1) + 1)
+            found = [(n, _plain_part(ctx, req, src, n)) for n in numbers]
+            parts = parts[0], [(n, size) for n, (size, _) in found]
+            plain_parts = {n: part for n, (_, part) in found if part is not None}
         if parts is not None:
             total, sizes = parts
             node = root.add("ObjectParts")
@@ -78,7 +99,7 @@ def get_object_attributes(ctx: EncryptionContext, req: S3Request) -> Response:
                     node.add("NextPartNumberMarker", page[-1][0])
                 node.add("MaxParts", max_parts)
                 node.add("IsTruncated", truncated)
-                part_sums = _part_checksums(ctx, src, summed)
+                part_sums = _part_checksums(ctx, src, summed) or plain_parts
                 for number, size in page:
                     part = node.add("Part", [xml.Node("PartNumber", number),
                                              xml.Node("Size", size)])
@@ -112,6 +133,55 @@ def _parts(ctx: EncryptionContext, src: Source
         return None
     n = backend_parts(src.backend_etag)
     return None if n is None else (n, None)
+
+
+def _plain_checksum(ctx: EncryptionContext, req: S3Request, src: Source,
+                    part_number: int | None) -> tuple[StoredChecksum, int | None] | None:
+    """A plain object's checksum as the store below answers it (HEAD in checksum mode;
+    of part ``part_number``), with its part count; None when it keeps none."""
+    return _shown_checksum(_plain_head(ctx, req, src, part_number))
+
+
+def _plain_part(ctx: EncryptionContext, req: S3Request, src: Source,
+                part_number: int) -> tuple[int, StoredChecksum | None]:
+    """The size and checksum of part ``part_number`` of a plain multipart object."""
+    headers = _plain_head(ctx, req, src, part_number)
+    shown = _shown_checksum(headers)
+    return int(headers.get("content-length", "0")), None if shown is None else shown[0]
+
+
+def _plain_head(ctx: EncryptionContext, req: S3Request, src: Source,
+                part_number: int | None) -> dict[str, str]:
+    params = []
+    if part_number is not None:
+        params.append(f"partNumber={part_number}")
+    if src.version_id:
+        params.append("versionId=" + subrequest.quote_param(src.version_id))
+    head = subrequest.request(ctx.app, req.environ, "HEAD", src.bucket, src.key,
+                              "&".join(params),
+                              headers={checksum_headers.MODE_HEADER: "ENABLED"})
+    if not head.ok:
+        raise subrequest.failure(head.status, head.body)
+    if head.headers.get("etag", "") != src.backend_etag:
+        raise errors.ServiceUnavailable()   # replaced meanwhile: the client may retry
+    return head.headers
+
+
+def _shown_checksum(headers: Mapping[str, str]) -> tuple[StoredChecksum, int | None] | None:
+    """The ``x-amz-checksum-*`` answer of a plain object's HEAD: (checksum, part count of a
+    ``…-N`` value); None for none, or for anything it cannot be."""
+    names = checksums.checksum_header_names(headers)
+    if len(names) != 1:
+        return None
+    value, _, count = headers[names[0]].partition("-")
+    kind = headers.get(checksum_headers.TYPE_HEADER) or (COMPOSITE if count else FULL_OBJECT)
+    try:
+        checksum = StoredChecksum(checksums.checksum_algorithm(names[0]), kind,
+                                  base64.b64decode(value, validate=True))
+        checksum.encode()
+    except (ValueError, binascii.Error, errors.S3Error):
+        return None
+    return checksum, int(count) if count.isdigit() else None
 
 
 def _part_checksums(ctx: EncryptionContext, src: Source,

@@ -436,13 +436,9 @@ class MultipartUploads:
             if record is None and self.ctx.policy.require:
                 raise errors.NoSuchUpload(UploadId=upload_id)   # not one encproxy made
             self.ctx.refuse_unencrypted()   # [encryption] require, never through a record
-            if checksums.checksum_header_names(req.headers):
-                # The whole object's checksum (not the XML body's: authentication left it
-                # to this layer) would go unchecked: no backend gets it, and the file
-                # store keeps no checksums of unencrypted objects.
-                raise errors.NotImplementedError_(
-                    "encproxy does not verify the whole-object checksum of an unencrypted "
-                    "multipart upload.", Header=checksums.checksum_header_names(req.headers)[0])
+            # A whole-object checksum (not the XML body's: authentication left it to the
+            # layer that completes) goes down with the request: the file store checks it
+            # against the parts' checksums; the S3 backend app refuses it (501).
             conditions = backend_conditions(self.ctx, req)
             resp = subrequest.open_stream(self.app, passed_through(req, conditions))
             body = resp.read_all()

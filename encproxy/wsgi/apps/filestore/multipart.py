@@ -1,12 +1,16 @@
 """The file store's multipart upload operations, their listings included."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import quote
 
 from werkzeug.wrappers import Response
 
-from encproxy import errors
+from encproxy import checksums, errors
+from encproxy.checksums import to_base64
 from encproxy.filestore.store import FileStore
+from encproxy.format.checksum import StoredChecksum
+from encproxy.s3 import checksum_headers as s3_checksums
 from encproxy.s3 import conditional_writes, xml
 from encproxy.s3.dates import iso8601
 from encproxy.s3.multipart_xml import parse_complete
@@ -35,19 +39,23 @@ class MultipartOperations:
     def op_CreateMultipartUpload(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
         meta = meta_from_request(req)
-        upload_id = self.store.create_upload(req.bucket, req.key, meta, tags_from_request(req))
+        settings = s3_checksums.upload_settings(req.headers)
+        upload_id = self.store.create_upload(req.bucket, req.key, meta, tags_from_request(req),
+                                             settings)
         root = xml.Node("InitiateMultipartUploadResult")
         root.add("Bucket", req.bucket)
         root.add("Key", req.key)
         root.add("UploadId", upload_id)
-        return xml_response(root, environ=req.environ)
+        return xml_response(root, environ=req.environ, headers=None if settings is None
+                            else s3_checksums.upload_headers(*settings))
 
     def op_UploadPart(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
         number = _part_number(req)
         upload_id = _upload_id(req)
         length = put_length(req)
-        part = self.store.upload_part(req.bucket, req.key, upload_id, number, req.body, length)
+        part = self.store.upload_part(req.bucket, req.key, upload_id, number, req.body, length,
+                                      s3_checksums.sent_algorithm(req.headers))
         return Response(b"", status=200,
                         headers={"ETag": quoted(part.etag), **checksum_headers(req)})
 
@@ -65,6 +73,9 @@ class MultipartOperations:
         root = xml.Node("CopyPartResult")
         root.add("LastModified", iso8601(part.last_modified))
         root.add("ETag", quoted(part.etag))
+        if part.checksum is not None and _declared(self.store, req, upload_id):
+            root.add("Checksum" + s3_checksums.XML_NAMES[part.checksum[0]],
+                     to_base64(part.checksum[1]))
         return xml_response(root, environ=req.environ,
                             headers=copy_source_headers(self.store, req, src_bucket, src))
 
@@ -72,15 +83,27 @@ class MultipartOperations:
         assert req.bucket is not None and req.key is not None
         upload_id = _upload_id(req)
         condition = conditional_writes.precondition(req.headers, req.key)
-        parts = parse_complete(req.read_small_body(xml.MAX_REQUEST_XML))
+        body = req.read_small_body(xml.MAX_REQUEST_XML)
+        parts = parse_complete(body)
+        named = _named_part_checksums(body)
+        claim = _whole_object_claim(req.headers)
+        if named:
+            self._check_part_checksums(req, upload_id, named)
+
+        def expected(checksum: StoredChecksum | None, count: int) -> None:
+            if claim is not None:
+                _check_whole_object(claim, checksum)
+
         record = self.store.complete_upload(req.bucket, req.key, upload_id, parts,
-                                            precondition=condition)
+                                            precondition=condition, expected=expected)
         root = xml.Node("CompleteMultipartUploadResult")
         host = req.headers.get("host", "localhost")
         root.add("Location", f"http://{host}/{req.bucket}/{quote(req.key)}")
         root.add("Bucket", req.bucket)
         root.add("Key", req.key)
         root.add("ETag", quoted(record.etag))
+        if record.checksum is not None:
+            s3_checksums.add_elements(root, record.checksum, record.parts_count)
         return xml_response(root, environ=req.environ,
                             headers=written_headers(record.version_id))
 
@@ -103,16 +126,26 @@ class MultipartOperations:
         root.add("Initiator", owner_nodes())
         root.add("Owner", owner_nodes())
         root.add("StorageClass", listing.upload.meta.storage_class)
+        declared = listing.upload.checksum
+        if declared is not None:
+            root.add("ChecksumAlgorithm", s3_checksums.XML_NAMES[declared[0]])
+            root.add("ChecksumType", declared[1])
         root.add("PartNumberMarker", marker)
         if listing.next_marker is not None:
             root.add("NextPartNumberMarker", listing.next_marker)
         root.add("MaxParts", max_parts)
         root.add("IsTruncated", listing.is_truncated)
         for part in listing.parts:
-            root.add("Part", [xml.Node("PartNumber", part.number),
-                              xml.Node("LastModified", iso8601(part.last_modified)),
-                              xml.Node("ETag", quoted(part.etag)),
-                              xml.Node("Size", part.size)])
+            node = root.add("Part", [xml.Node("PartNumber", part.number),
+                                     xml.Node("LastModified", iso8601(part.last_modified)),
+                                     xml.Node("ETag", quoted(part.etag)),
+                                     xml.Node("Size", part.size)])
+            # Part checksums are shown for an upload that declared its algorithm (its
+            # parts' CRC64NVME otherwise serves only the object's default checksum).
+            if declared is not None and part.checksum is not None \
+                    and part.checksum[0] == declared[0]:
+                node.add("Checksum" + s3_checksums.XML_NAMES[declared[0]],
+                         to_base64(part.checksum[1]))
         return xml_response(root, environ=req.environ)
 
     def op_ListMultipartUploads(self, req: S3Request) -> Response:
@@ -149,6 +182,74 @@ class MultipartOperations:
         if url:
             root.add("EncodingType", "url")
         return xml_response(root, environ=req.environ)
+
+
+    def _check_part_checksums(self, req: S3Request, upload_id: str,
+                              named: dict[int, tuple[str, str]]) -> None:
+        """The part checksums a Complete names must be the parts' (InvalidPart, as S3)."""
+        assert req.bucket is not None and req.key is not None
+        marker = 0
+        while True:
+            listing = self.store.list_parts(req.bucket, req.key, upload_id,
+                                            part_number_marker=marker)
+            for part in listing.parts:
+                claim = named.get(part.number)
+                if claim is None:
+                    continue
+                algorithm, value = claim
+                if part.checksum is None or part.checksum[0] != algorithm or \
+                        to_base64(part.checksum[1]) != value:
+                    raise errors.InvalidPart(UploadId=upload_id,
+                                             PartNumber=str(part.number))
+            if listing.next_marker is None:
+                return
+            marker = listing.next_marker
+
+
+def _declared(store: FileStore, req: S3Request, upload_id: str) -> bool:
+    """Whether the upload declared a checksum algorithm."""
+    assert req.bucket is not None and req.key is not None
+    return store.list_parts(req.bucket, req.key, upload_id,
+                            max_parts=0).upload.checksum is not None
+
+
+def _named_part_checksums(body: bytes) -> dict[int, tuple[str, str]]:
+    """The (algorithm, base64 value) a Complete's XML gives each part it names."""
+    names = {"Checksum" + xml_name: algorithm
+             for algorithm, xml_name in s3_checksums.XML_NAMES.items()}
+    out: dict[int, tuple[str, str]] = {}
+    for part in xml.parse(body).findall("Part"):
+        number = (xml.child_text(part, "PartNumber") or "").strip()
+        for child in part:
+            if isinstance(child.tag, str) and child.tag in names and number.isdigit():
+                out[int(number)] = (names[child.tag], (child.text or "").strip())
+    return out
+
+
+def _whole_object_claim(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """CompleteMultipartUpload's ``x-amz-checksum-<algorithm>``: (algorithm, value without
+    a ``-N``), the checksum of the whole object as AWS defines it (not of the XML)."""
+    names = checksums.checksum_header_names(headers)
+    if not names:
+        return None
+    if len(names) > 1:
+        raise errors.InvalidRequest(
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+    algorithm = checksums.checksum_algorithm(names[0])
+    value = headers[names[0]].strip()
+    head, dash, count = value.rpartition("-")
+    return algorithm, head if dash and count.isdigit() else value
+
+
+def _check_whole_object(claim: tuple[str, str], checksum: StoredChecksum | None) -> None:
+    algorithm, value = claim
+    if checksum is None:
+        raise errors.NotImplementedError_(
+            "encproxy's file store cannot verify the whole-object checksum of an upload "
+            "whose parts were stored without checksums.")
+    if checksum.algorithm != algorithm or checksum.value() != value:
+        raise errors.BadDigest(f"The {checksums.display_name(algorithm)} you specified did "
+                               "not match the calculated checksum.")
 
 
 def _upload_id(req: S3Request) -> str:

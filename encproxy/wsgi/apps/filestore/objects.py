@@ -3,16 +3,17 @@ and copies."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from werkzeug.wrappers import Response
 
-from encproxy import errors
+from encproxy import checksums, errors
 from encproxy.filestore.records import ObjectMeta, ObjectRecord
 from encproxy.filestore.store import FileStore
 from encproxy.io_sizes import PIECE
 from encproxy.s3 import acl, conditional_writes, metadata, preconditions, tagging, xml
+from encproxy.s3 import checksum_headers as s3_checksums
 from encproxy.s3.dates import http_date, iso8601
 from encproxy.s3.names import check_key
 from encproxy.s3.ranges import ByteRange, parse_range
@@ -46,12 +47,19 @@ class ObjectOperations:
         length = put_length(req)
         tags = tags_from_request(req)
         condition = conditional_writes.precondition(req.headers, req.key)
+        # The client's algorithm (its header or trailer: the encryption layer removes
+        # both from the ciphertext it writes, which keeps none); else CRC64NVME.
         record = self.store.put_object(req.bucket, req.key, req.body, length, meta,
                                        digest_of=req.environ.get(env.STORED_DIGEST),
-                                       precondition=condition, tags=tags)
-        return Response(b"", status=200,
-                        headers={"ETag": quoted(record.etag), **checksum_headers(req),
-                                 **written_headers(record.version_id)})
+                                       precondition=condition, tags=tags,
+                                       checksum_algorithm=s3_checksums.sent_algorithm(
+                                           req.headers))
+        headers = {"ETag": quoted(record.etag), **checksum_headers(req),
+                   **written_headers(record.version_id)}
+        if record.checksum is not None:   # what it keeps, as S3 answers it
+            for name, value in s3_checksums.response_headers(record.checksum).items():
+                headers.setdefault(name, value)
+        return Response(b"", status=200, headers=headers)
 
     def _read(self, req: S3Request, head: bool) -> Response:
         assert req.bucket is not None and req.key is not None
@@ -72,6 +80,16 @@ class ObjectOperations:
             reader.close()
             raise
         headers = _object_headers(record)
+        if record.checksum is not None and s3_checksums.mode_enabled(req.headers):
+            # As S3: a whole-object read answers the object's checksum; a partNumber read
+            # of a multipart object its part's; a Range, none.
+            if byte_range is None and parts_count is None:
+                headers.extend(s3_checksums.response_headers(
+                    record.checksum, record.parts_count).items())
+            elif parts_count is not None and record.part_sizes:
+                part = record.part_checksum(req.int_param("partNumber", 1, 1, 10000))
+                if part is not None:
+                    headers.extend(s3_checksums.response_headers(part).items())
         headers.extend(version_headers(self.store, req.bucket, record.version_id,
                                        version is not None).items())
         if record.tag_count:
@@ -182,10 +200,13 @@ class ObjectOperations:
             meta = dataclasses.replace(meta, acl=src.meta.acl)
         record = self.store.copy_object(src_bucket, src_key, req.bucket, req.key, meta,
                                         precondition=condition, src_version=src.version_id,
-                                        tags=tags)
+                                        tags=tags,
+                                        checksum_algorithm=_copy_algorithm(req.headers))
         root = xml.Node("CopyObjectResult")
         root.add("LastModified", iso8601(record.last_modified))
         root.add("ETag", quoted(record.etag))
+        if record.checksum is not None:   # the copy's, as S3 shows it
+            s3_checksums.add_elements(root, record.checksum)
         headers = written_headers(record.version_id)
         headers.update(copy_source_headers(self.store, req, src_bucket, src))
         return xml_response(root, environ=req.environ, headers=headers)
@@ -209,6 +230,18 @@ def _check_conditions(req: S3Request, record: ObjectRecord) -> None:
         exc.headers.update({"ETag": quoted(record.etag),
                             "Last-Modified": http_date(record.last_modified)})
         raise
+
+
+def _copy_algorithm(headers: Mapping[str, str]) -> str | None:
+    """The algorithm CopyObject's ``x-amz-checksum-algorithm`` asks the copy's checksum
+    to be computed with (None: none named); InvalidRequest for one S3 does not have."""
+    named = headers.get(s3_checksums.ALGORITHM_HEADER, "").strip()
+    if not named:
+        return None
+    algorithm = checksums.checksum_algorithm(checksums.CHECKSUM_HEADER_PREFIX + named.lower())
+    if algorithm not in s3_checksums.XML_NAMES:
+        raise errors.InvalidRequest("Checksum algorithm provided is unsupported.")
+    return algorithm
 
 
 def _part_range(req: S3Request, record: ObjectRecord) -> tuple[ByteRange | None, int | None]:

@@ -26,9 +26,12 @@ class S3BackendApp(BucketOperations, ObjectOperations, MultipartOperations):
     def __init__(self, client: S3BackendClient, region: str,
                  conditional_writes: frozenset[str] = frozenset({"PutObject"}),
                  internal_bucket: str | None = None,
-                 backend_credentials: Mapping[str, BackendCredential] | None = None) -> None:
+                 backend_credentials: Mapping[str, BackendCredential] | None = None,
+                 trailing_checksums: bool = False) -> None:
         """``conditional_writes``: what the backend enforces, ``[backend]
         conditional_writes`` (``Operation`` or ``Operation:If-Match``...).
+        ``trailing_checksums``: the backend takes a checksum in an ``aws-chunked``
+        trailer (``[backend] trailing_checksums``, :mod:`.trailer`).
         ``internal_bucket``: encproxy's own, whose requests are always signed, as
         encproxy.  ``backend_credentials``: client access key -> the backend identity
         its requests are signed as (``[backend_credentials]``)."""
@@ -36,6 +39,7 @@ class S3BackendApp(BucketOperations, ObjectOperations, MultipartOperations):
         self.region = region
         self.conditional_writes = conditional_writes
         self.internal_bucket = internal_bucket
+        self.trailing_checksums = trailing_checksums
         self._app = s3_error_boundary(self.handle)
         # An anonymous caller's requests (environ.ANONYMOUS, kept by every sub-request
         # made for it) go unsigned, so that the backend's own ACLs decide them: the same
@@ -43,14 +47,16 @@ class S3BackendApp(BucketOperations, ObjectOperations, MultipartOperations):
         self._anonymous: S3BackendApp = self
         if client.signs:
             self._anonymous = S3BackendApp(client.unsigned(), region, conditional_writes,
-                                           internal_bucket)
+                                           internal_bucket,
+                                           trailing_checksums=trailing_checksums)
         # A client with its own backend identity: every request made for it
         # (environ.ACCESS_KEY, kept by sub-requests) goes signed as that identity, the
         # same app over a client that signs so.  encproxy's internal bucket is not the
         # client's: its records are always read and written as encproxy.
         self._as_client: dict[str, S3BackendApp] = {
             access_key: S3BackendApp(client.signing_as(cred.access_key, cred.secret_key),
-                                     region, conditional_writes, internal_bucket)
+                                     region, conditional_writes, internal_bucket,
+                                     trailing_checksums=trailing_checksums)
             for access_key, cred in (backend_credentials or {}).items()}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -117,4 +123,5 @@ def build_s3_backend(settings: Settings) -> S3BackendApp:
     return S3BackendApp(S3BackendClient(config), region=settings.get("server", "region"),
                         conditional_writes=settings.get("backend", "conditional_writes"),
                         internal_bucket=settings.get("backend", "internal_bucket"),
-                        backend_credentials=settings.backend_credentials)
+                        backend_credentials=settings.backend_credentials,
+                        trailing_checksums=settings.get("backend", "trailing_checksums"))

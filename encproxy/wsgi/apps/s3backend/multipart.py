@@ -6,8 +6,9 @@ from urllib.parse import quote
 
 from werkzeug.wrappers import Response
 
-from encproxy import errors
+from encproxy import checksums, errors
 from encproxy.s3 import xml
+from encproxy.s3.checksum_headers import XML_NAMES
 from encproxy.s3.copy_source import parse_copy_source
 from encproxy.s3.ranges import parse_copy_range
 from encproxy.s3backend import forwarding
@@ -33,15 +34,17 @@ from encproxy.wsgi.responses import xml_response
 
 class MultipartOperations:
     client: S3BackendClient
+    trailing_checksums: bool   # [backend] trailing_checksums
 
     def op_CreateMultipartUpload(self, req: S3Request) -> Response:
         check_metadata(req)
-        return relay(req, send(self.client, req))
+        resp = send(self.client, req)
+        return relay(req, resp, extra=forwarding.checksum_answers(resp.headers))
 
     def op_UploadPart(self, req: S3Request) -> Response:
         _part_number(req)
         _upload_id(req)
-        return written(req, upload(self.client, req))
+        return written(req, upload(self.client, req, self.trailing_checksums))
 
     def op_UploadPartCopy(self, req: S3Request) -> Response:
         _part_number(req)
@@ -61,6 +64,14 @@ class MultipartOperations:
     def op_CompleteMultipartUpload(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
         upload_id = _upload_id(req)
+        whole = checksums.checksum_header_names(req.headers)
+        if whole:
+            # The whole object's checksum: not every backend checks it (moto, Ceph RGW
+            # 16.2), and encproxy cannot without the parts' checksums: refused, never
+            # left unchecked.
+            raise errors.NotImplementedError_(
+                "encproxy does not verify the whole-object checksum of an unencrypted "
+                "multipart upload on an S3 backend.", Header=whole[0])
         body = _completion(upload_id, small_body(req))
         resp = send(self.client, req, body=body, headers={"content-type": "application/xml"})
         result = read_result(req, resp)
@@ -78,14 +89,25 @@ class MultipartOperations:
         root.add("Bucket", req.bucket)
         root.add("Key", req.key)
         root.add("ETag", quoted(etag) if etag else "")
+        for child in result:   # the object's checksum, as the backend computed it
+            if isinstance(child.tag, str) and child.tag.startswith("Checksum") and \
+                    child.tag in _CHECKSUM_ELEMENTS:
+                root.add(child.tag, child.text or "")
         return xml_response(root, environ=req.environ, headers=dict(result_headers(resp)))
+
+
+# The checksum elements of a Complete's parts and result (S3's names).
+_CHECKSUM_ELEMENTS = frozenset({"Checksum" + name for name in XML_NAMES.values()}
+                               | {"ChecksumType"})
 
 
 def _completion(upload_id: str, body: bytes) -> bytes:
     """The client's CompleteMultipartUpload body, checked, as the backend gets it.
 
-    Only numbers and ETags go on: the client's part checksums describe bodies the
-    backend may never have seen (they are not forwarded), and it would check them.
+    Numbers, ETags and the parts' checksums go on.  The encryption layer sends its
+    own Complete for an encrypted upload (numbers and ETags of ciphertext parts), so
+    the checksums found here are those of a plain upload's parts, whose checksums
+    were forwarded with them (``forwarding.plain_checksum_headers``).
     """
     root_in = xml.parse(body)
     if root_in.tag != "CompleteMultipartUpload":
@@ -102,7 +124,11 @@ def _completion(upload_id: str, body: bytes) -> bytes:
         if n <= previous:  # moto and Ceph RGW do not check the order
             raise errors.InvalidPartOrder(UploadId=upload_id)
         previous = n
-        out.add("Part", [xml.Node("PartNumber", n), xml.Node("ETag", quoted(etag.strip()))])
+        children = [xml.Node("PartNumber", n), xml.Node("ETag", quoted(etag.strip()))]
+        children += [xml.Node(child.tag, (child.text or "").strip()) for child in p
+                     if isinstance(child.tag, str) and child.tag in _CHECKSUM_ELEMENTS
+                     and child.tag != "ChecksumType"]
+        out.add("Part", children)
     if not previous:
         raise errors.MalformedXML()
     return xml.render(out)

@@ -20,6 +20,7 @@ from encproxy.wsgi.apps.s3backend.relay import (
     send,
     small_body,
 )
+from encproxy.wsgi.apps.s3backend.trailer import TrailedBody
 from encproxy.wsgi.request import S3Request
 
 MAX_PUT_SIZE = 5 * 1024**3
@@ -29,6 +30,7 @@ COPY_CONDITION_PREFIX = "x-amz-copy-source-if-"
 
 class ObjectOperations:
     client: S3BackendClient
+    trailing_checksums: bool   # [backend] trailing_checksums
 
     # -- reads ------------------------------------------------------------------------
     def op_GetObject(self, req: S3Request) -> Response:
@@ -47,12 +49,14 @@ class ObjectOperations:
         if resp.status == 200 and "partNumber" in req.query and \
                 resp.header("content-range") is None:
             return _part_ignored(req, resp)
-        return relay(req, resp)
+        # The backend answers its checksum only to x-amz-checksum-mode (forwarded) and
+        # only for a whole-object read, as S3.
+        return relay(req, resp, extra=forwarding.checksum_answers(resp.headers))
 
     # -- writes -----------------------------------------------------------------------
     def op_PutObject(self, req: S3Request) -> Response:
         check_metadata(req)
-        return written(req, upload(self.client, req))
+        return written(req, upload(self.client, req, self.trailing_checksums))
 
     def op_DeleteObjects(self, req: S3Request) -> Response:
         if not ("content-md5" in req.headers or "x-amz-trailer" in req.headers
@@ -127,12 +131,27 @@ def check_metadata(req: S3Request) -> None:
     metadata.storage_class(req.headers)   # InvalidStorageClass
 
 
-def upload(client: S3BackendClient, req: S3Request) -> BackendResponse:
-    """The request's body sent on, streamed."""
+def upload(client: S3BackendClient, req: S3Request, trailing_checksums: bool = False
+           ) -> BackendResponse:
+    """The request's body sent on, streamed.
+
+    A plain body whose client sent its checksum in an ``aws-chunked`` trailer goes with
+    that checksum in a trailer of its own when the backend takes one
+    (``trailing_checksums``, :mod:`.trailer`); otherwise without it."""
     length = req.content_length()
     if length > MAX_PUT_SIZE:
         raise errors.EntityTooLarge(ProposedSize=str(length), MaxSizeAllowed=str(MAX_PUT_SIZE))
-    return send(client, req, body=BodySource(req.body, length) if length else b"")
+    algorithm = forwarding.trailing_algorithm(req.operation, req.headers) \
+        if trailing_checksums and length else None
+    if algorithm is None:
+        return send(client, req, body=BodySource(req.body, length) if length else b"")
+    sums: dict[str, str] = req.environ.setdefault(env.BODY_CHECKSUMS, {})
+    body = TrailedBody(req.body, length, algorithm, lambda: sums.get(algorithm))
+    framing = body.headers()
+    coding = forwarding.forward_headers(req.headers).get("content-encoding")
+    if coding:   # the client's own coding stays, under aws-chunked (as S3 takes both)
+        framing["content-encoding"] = "aws-chunked," + coding
+    return send(client, req, body=body, headers=framing)
 
 
 def written(req: S3Request, resp: BackendResponse) -> Response:
@@ -142,8 +161,13 @@ def written(req: S3Request, resp: BackendResponse) -> Response:
     resp.close()
     headers = forwarding.relay_headers(resp.headers)
     headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-    for alg, value in (req.environ.get(env.BODY_CHECKSUMS) or {}).items():
+    verified = req.environ.get(env.BODY_CHECKSUMS) or {}
+    for alg, value in verified.items():
         headers.append((f"x-amz-checksum-{alg}", value))
+    # Only what encproxy verified is echoed; of the backend's answer, its type.
+    if verified:
+        headers += [(k, v) for k, v in forwarding.checksum_answers(resp.headers)
+                    if k == "x-amz-checksum-type"]
     return Response(b"", status=200, headers=headers)
 
 

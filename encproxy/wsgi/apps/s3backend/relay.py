@@ -59,6 +59,7 @@ def send(client: S3BackendClient, req: S3Request, *, body: bytes | BodySource | 
     ``Expect: 100-continue`` waits for the backend's go-ahead where the backend decides
     whether the caller may write (``S3BackendClient.backend_authorizes``)."""
     out = forwarding.forward_headers(req.headers)
+    out.update(forwarding.plain_checksum_headers(req.operation, req.headers))
     if "x-amz-copy-source" in req.headers:
         out["x-amz-copy-source"] = forwarding.encode_copy_source(
             parse_copy_source(req.headers["x-amz-copy-source"]))
