@@ -12,12 +12,18 @@ For every object of the bucket (under the prefix) whose envelope
 (``x-amz-meta-encproxy``, docs/FORMAT.md §2) wraps its data key under anything
 but the target -- the current version of the object's own master key, or of
 ``--to-key`` -- it unwraps the data key, wraps it again under the target, checks
-that the new envelope opens, and writes it with a **self-copy that replaces the
-metadata**: the body, the object id and the envelope tag stay byte for byte as
-they were, and every other piece of metadata and content header is passed
-through unchanged.  The copy is conditional on the backend ETag seen
-(``x-amz-copy-source-if-match``), so an object overwritten meanwhile is never
-clobbered: it is looked at again (a new object is normally current already).
+that the new envelope opens, and writes it **in place** where the backend can
+(the file store: ``update_encryption.rewrite_in_place``, a sub-request flagged
+with ``environ.IN_PLACE`` that rewrites that version's user metadata only, with
+the same version id, ETag and Last-Modified), else (an S3 backend answers that
+request 501) with a **self-copy that replaces the metadata**: the body, the
+object id and the envelope tag stay byte for byte as they were, and every other
+piece of metadata and content header is passed through unchanged.  Both are
+conditional on the backend ETag seen (``x-amz-copy-source-if-match``), so an
+object overwritten meanwhile is never clobbered: it is looked at again (a new
+object is normally current already).  Whether the backend rewrites in place is
+asked once per run with an ETag no object has (the file store answers 412,
+writing nothing; an S3 backend 501), so a dry run can tell too.
 
 Every object stays readable at every moment: until the copy lands, the old
 envelope, under a version that still exists, is the object's; afterwards the new
@@ -45,8 +51,10 @@ check and the completion.
 
 **Versioned buckets** (versioning Enabled or Suspended): every version is looked at
 (ListObjectVersions), not only the current ones, because retiring a master-key version
-makes every version still wrapped under it unreadable.  S3 has no operation that
-rewrites a version in place: a copy always makes a new current version.  So
+makes every version still wrapped under it unreadable.  On the file store every version,
+current or not, is re-wrapped in place: no version is made, and none is left under the
+old wrapping.  S3 has no operation that rewrites a version in place: a copy always makes
+a new current version.  So, through an S3 backend,
 
 * a current version is re-wrapped by the conditional self-copy *of that version id*,
   which makes a new current version (same body, ETag and tags; a new version id) and
@@ -101,6 +109,7 @@ from encproxy.wsgi.encryption.kept_acl import kept_acl_headers
 from encproxy.wsgi.encryption.layouts import LayoutReader, backend_parts
 from encproxy.wsgi.encryption.part_copy import copy_parts
 from encproxy.wsgi.encryption.streaming import Fetcher
+from encproxy.wsgi.encryption.update_encryption import rewrite_in_place
 from encproxy.wsgi.responses import WSGIApp
 
 log = logging.getLogger("encproxy.rotation")
@@ -121,6 +130,11 @@ VANISHED = "deleted meanwhile"
 LEFT = "older versions left"       # non-current versions under an old master-key version
 SUPERSEDED_DELETED = "superseded versions deleted"
 
+# The in-place probe's condition (``Rotator._rewrites_in_place``): no stored object has
+# this ETag, so the file store answers 412 without writing, and an S3 backend its 501.
+PROBE_ETAG = '"in-place probe"'
+NULL_VERSION = "null"
+
 SKIP_SSE_C = "SSE-C (the customer's key is not held by encproxy)"
 SKIP_UNDERSCORE = "user-metadata name with '_' (cannot be copied unchanged)"
 SKIP_FOREIGN = "data key wrapped by another key provider"
@@ -135,6 +149,10 @@ class Outcome:
     # (a versioned bucket), if it was not deleted.
     left_behind: tuple[str, str] | None = None
     superseded_deleted: bool = False
+
+
+# What ``_rewrite_in_place`` answers when the backend cannot rewrite in place (501).
+IN_PLACE_REFUSED = Outcome("in place refused")
 
 
 @dataclass(frozen=True)
@@ -211,8 +229,8 @@ class Summary:
         for (key_id, version), n in sorted(self.in_use.items()):
             lines.append(f"  {key_id} version {version or '(KMS-managed)'}: {n}")
         if self.versioned and self.counts[LEFT]:
-            lines.append(f"{self.counts[LEFT]} older version(s) keep an old wrapping: no "
-                         "backend can rewrite a version in place; delete them or let them "
+            lines.append(f"{self.counts[LEFT]} older version(s) keep an old wrapping: this "
+                         "backend cannot rewrite a version in place; delete them or let them "
                          "expire before retiring the master-key versions they use")
         if self.interrupted:
             lines.append("interrupted" + (f"; resume with --start-after {self.resume_after!r}"
@@ -235,6 +253,7 @@ class Rotator:
         self._targets: dict[str, KeyInfo] = {}
         self._targets_lock = threading.Lock()
         self._layouts = LayoutReader()
+        self._in_place: bool | None = None      # the backend rewrites in place (learnt)
         if self.to_key is not None:
             self._target(self.to_key)  # KMS.NotFoundException now, not once per object
 
@@ -409,16 +428,36 @@ class Rotator:
         if key_id == target_id and blob.key_id == info.key_id and (
                 not info.managed_versions or blob.key_version == info.current_version):
             return Outcome(CURRENT, wrapped_under=before)
+        underscore = any("_" in name for name in head.headers if name.startswith("x-amz-meta-"))
+        etag = head.headers.get("etag")
+        if envelope.kind is not Kind.SINGLE and etag and backend_parts(etag) is None:
+            # Damage (or a backend's lie) whatever the way of writing: reported, not mended.
+            return Outcome(FAILED, "multipart envelope without a multipart backend ETag",
+                           before)
+        pinned = version_id or head.headers.get("x-amz-version-id") or NULL_VERSION
+        if not underscore and etag and self._rewrites_in_place(bucket, key, pinned):
+            # In place: the file store rewrites any version's envelope without a new
+            # version.  Elsewhere (an S3 backend) the copy below is made instead.
+            if self.dry_run:
+                return Outcome(WOULD_REWRAP, wrapped_under=before)
+            try:
+                outcome = self._rewrite_in_place(bucket, key, pinned, head, envelope,
+                                                 target_id, etag, before)
+            except Exception as exc:  # noqa: BLE001 - reported with the version still in use
+                reason = f"{exc.code}: {exc.message}" if isinstance(exc, errors.S3Error) \
+                    else type(exc).__name__
+                return Outcome(FAILED, reason, before)
+            if outcome is not IN_PLACE_REFUSED:
+                return outcome
         if version_id is not None and not self._is_current(bucket, key, version_id, latest):
-            # A copy would make it current again: no backend rewrites a version in place.
+            # A copy would make it current again: an S3 backend rewrites no version in place.
             if self.delete_superseded and not self.dry_run and \
                     self._delete_duplicate(bucket, key, version_id, head):
                 return Outcome(SUPERSEDED_DELETED)
             return Outcome(LEFT, wrapped_under=before)
         multipart = envelope.kind is not Kind.SINGLE
-        if any("_" in name for name in head.headers if name.startswith("x-amz-meta-")):
+        if underscore:
             return Outcome(SKIPPED, SKIP_UNDERSCORE, before)
-        etag = head.headers.get("etag")
         if not etag:
             return Outcome(FAILED, "the backend reported no ETag", before)
         if self.dry_run:
@@ -500,6 +539,51 @@ class Rotator:
         with integrity.reported(bucket, key):
             open_object(self.keys, envelope, bucket, key, extra)
             return integrity.authenticated_key_id(envelope)
+
+    def _rewrites_in_place(self, bucket: str, key: str, version_id: str) -> bool:
+        """Whether the backend rewrites a version's metadata in place, learnt once per run
+        (before any data key is wrapped again for it) by asking it to with an ETag no
+        object has: the file store answers 412, writing nothing; an S3 backend app 501,
+        without a backend request.  Any other answer (the version went away) tells
+        nothing: False for this object, and asked again for the next."""
+        with self._targets_lock:
+            known = self._in_place
+        if known is not None:
+            return known
+        probe = rewrite_in_place(self.backend, None, bucket, key, version_id, {},
+                                 PROBE_ETAG)
+        found = {412: True, 501: False}.get(probe.status)
+        if found is not None:
+            with self._targets_lock:
+                self._in_place = found
+        return bool(found)
+
+    def _rewrite_in_place(self, bucket: str, key: str, version_id: str,
+                          head: subrequest.SubResponse, envelope: Envelope, target_id: str,
+                          etag: str, before: tuple[str, str]) -> Outcome | None:
+        """Re-wrap, check, and have the backend rewrite version ``version_id``'s envelope
+        in place (``update_encryption.rewrite_in_place``): same version, body, ETag and
+        Last-Modified.  None if the version changed meanwhile (412); IN_PLACE_REFUSED if
+        the backend cannot (an S3 backend: 501)."""
+        context_value = head.headers.get(CONTEXT_HEADER)
+        extra = sse.parse_context(context_value) if context_value else None
+        new = rewrap(self.keys, envelope, bucket, key, target_id, extra)
+        open_object(self.keys, new, bucket, key, extra)  # it opens before it is written
+        after_blob = WrappedKey.from_bytes(new.wrapped_key)
+        after = (after_blob.key_id, after_blob.key_version)
+        headers = {name: v for name, v in _kept_headers(head, new).items()
+                   if name.startswith("x-amz-meta-")}
+        resp = rewrite_in_place(self.backend, None, bucket, key, version_id, headers, etag)
+        if resp.status == 501:
+            return IN_PLACE_REFUSED
+        if resp.status == 412:
+            return None
+        if resp.status == 404:
+            return Outcome(VANISHED)
+        if not resp.ok:
+            return Outcome(FAILED, f"in-place rewrite answered {resp.status} "
+                           f"{resp.error_code() or ''}".rstrip(), before)
+        return Outcome(REWRAPPED, wrapped_under=after)
 
     def _rewrite(self, bucket: str, key: str, version_id: str | None,
                  head: subrequest.SubResponse, envelope: Envelope, target_id: str, etag: str,

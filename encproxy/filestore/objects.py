@@ -32,6 +32,7 @@ from encproxy.errors import (
     NoSuchBucket,
     NoSuchKey,
     NoSuchVersion,
+    PreconditionFailed,
     S3Error,
 )
 from encproxy.filestore import checksums as fs_checksums
@@ -78,6 +79,8 @@ log = logging.getLogger("encproxy.filestore")
 ENABLED = "Enabled"
 SUSPENDED = "Suspended"
 _OPEN_ATTEMPTS = 8   # a version's file replaced or deleted between index read and open
+# What a rewrite of one version's file header did (ObjectStore._rewrite_header).
+APPLIED, REWRITTEN, GONE = "applied", "rewritten", "gone"
 
 
 def md5_hash() -> hashlib._Hash:
@@ -465,47 +468,107 @@ class ObjectStore:
         NoSuchKey / NoSuchVersion / NoSuchBucket.
 
         The ACL is in the version's file header, so the file is written again under
-        a new name: the same body (copied by the kernel where it can), MD5, time and
-        metadata, a new ACL; the index row is then pointed at it, and the old file
-        removed.  Its ETag and Last-Modified do not change, as in S3.  O(size of the
-        object) in disk I/O: the embedded store keeps ACL and object in one file so
-        that a PutObject replaces both at once.
+        a new name (``_rewrite_header``): the same body (copied by the kernel where it
+        can), MD5, time and metadata, a new ACL; the index row is then pointed at it,
+        and the old file removed.  Its ETag and Last-Modified do not change, as in S3.
+        O(size of the object) in disk I/O: the embedded store keeps ACL and object in
+        one file so that a PutObject replaces both at once.
 
         If the version was replaced or deleted while its body was copied, the new
         ACL is not applied, and the call still succeeds: it is ordered before the
-        write that replaced the object, which would have reset its ACL anyway.
+        write that replaced the object, which would have reset its ACL anyway.  If the
+        same version's file was rewritten meanwhile (another ACL change, or an in-place
+        metadata rewrite: ``replace_user_metadata``), the change is made again on the
+        new file, so that neither is lost.
         """
         check_acl(acl)
+        for _ in range(_OPEN_ATTEMPTS):
+            src, meta, result = self._rewrite_header(
+                bucket, key, version_id, "objacl",
+                lambda old: dataclasses.replace(old, acl=acl))
+            if result != REWRITTEN:
+                break
+            version_id = src.version_id     # the same version, in its new file
+        return dataclasses.replace(src, meta=meta)
+
+    def replace_user_metadata(self, bucket: str, key: str, version_id: str | None,
+                              user_metadata: dict[str, str],
+                              expected_etag: str) -> ObjectRecord:
+        """Replace the user metadata (``x-amz-meta-*``) of one version in place: the
+        latest, or ``version_id``.  Everything else stays: body, ETag, Last-Modified,
+        content headers, storage class, ACL, tags, checksum and version id; no new
+        version is made.  This is how the encryption layer re-wraps a version's data
+        key (its envelope is user metadata) where S3 could only copy the object.
+
+        Applied only if the version's ETag is ``expected_etag`` (quoted or not) and the
+        version is, when the index row is updated, still the one whose file was read
+        (the same row and file: not replaced, deleted, or rewritten by another ACL or
+        metadata change meanwhile); otherwise PreconditionFailed and nothing changes.
+        NoSuchKey / NoSuchVersion / NoSuchBucket / MethodNotAllowed as ``_find``.
+        Crash-safe as PutObjectAcl (FORMAT.md, "How index and files stay consistent").
+        """
+        wanted = expected_etag.strip('"')
+
+        def replaced(old: ObjectMeta) -> ObjectMeta:
+            return dataclasses.replace(old, user_metadata=dict(user_metadata))
+
+        def check(src: ObjectRecord) -> None:
+            if src.etag.strip('"') != wanted:
+                raise PreconditionFailed()
+
+        src, meta, result = self._rewrite_header(bucket, key, version_id, "objmeta",
+                                                 replaced, check)
+        if result != APPLIED:
+            raise PreconditionFailed()
+        return dataclasses.replace(src, meta=meta)
+
+    def _rewrite_header(self, bucket: str, key: str, version_id: str | None, purpose: str,
+                        change: Callable[[ObjectMeta], ObjectMeta],
+                        check: Callable[[ObjectRecord], None] | None = None
+                        ) -> tuple[ObjectRecord, ObjectMeta, str]:
+        """Write one version's file again with ``change(meta)`` in its record: the same
+        body (kernel-copied), MD5, time and other fields, under a new name; then one
+        transaction points the version's row at it if the row (same seq, ETag, time and
+        size) still names the file that was copied.  ``check`` may refuse the version
+        as opened, before anything is written.  Returns the version as it was, its new metadata, and
+        APPLIED; or, the copy removed, REWRITTEN (the same version, in another file
+        now) or GONE (replaced or deleted)."""
         loc = self.layout.object(bucket, key)
         row, fd, path = self._open_version(bucket, key, version_id)
         try:
             src, h = self._read_object(fd, path, key, row)
-            meta = ObjectMeta(content_headers=src.meta.content_headers,
-                              user_metadata=src.meta.user_metadata,
-                              storage_class=src.meta.storage_class, acl=acl)
+            if check is not None:
+                check(src)
+            meta = change(src.meta)
             fields = dict(h.fields)
             fields["meta"] = sf.meta_fields(meta)
             record = sf.encode_fields(fields)
-            with TempFile(self.layout.tmp, "objacl") as tf:
+            with TempFile(self.layout.tmp, purpose) as tf:
                 tf.write(sf.encode_fixed(len(record), h.body_length, h.md5, h.time))
                 tf.write(record)
                 copy_range(fd, h.body_offset, h.body_length, tf, path=path)
                 name = self._rename_in(tf, bucket, loc)
         finally:
             os.close(fd)
-        applied = False
+        result = GONE
         try:
             with self.index.write() as conn:
                 current = ix.by_id(conn, bucket, key, row.version_id)
-                still = current is not None and current.seq == row.seq \
-                    and current.file == row.file
-                if still:
+                # The same version (a replaced null version may reuse the seq: it has
+                # its own time and, but for a rewrite of the same bytes, ETag).
+                same = current is not None and (current.seq, current.etag, current.mtime,
+                                                current.size) == (row.seq, row.etag,
+                                                                  row.mtime, row.size)
+                if same and current is not None and current.file == row.file:
                     conn.execute("UPDATE versions SET file = ? WHERE bucket = ? AND key = ? "
                                  "AND seq = ?", (name, bucket, key, row.seq))
-            applied = still     # committed: only now is the old file no row's
+                    outcome = APPLIED
+                else:
+                    outcome = REWRITTEN if same else GONE
+            result = outcome    # committed: only now is the old file no row's
         finally:
-            self._unlink_file(loc, row.file if applied and row.file else name)
-        return dataclasses.replace(src, meta=meta)
+            self._unlink_file(loc, row.file if result == APPLIED and row.file else name)
+        return src, meta, result
 
     def object_file(self, bucket: str, key: str, version_id: str | None = None) -> str:
         """The path of the file that holds the body of the latest version of ``key`` or

@@ -33,3 +33,10 @@ STORED_DIGEST = "encproxy.stored_digest"
 # The client sent "Expect: 100-continue" (kept by every sub-request made for it): where
 # the backend decides whether it may write, its refusal comes before the client's body.
 EXPECTS_CONTINUE = "encproxy.expects_continue"
+# Set (True) by the encryption layer on a CopyObject of a version onto itself (same
+# key and versionId, metadata directive REPLACE, ``x-amz-copy-source-if-match``) that
+# must rewrite that version's user metadata in place (a re-wrapped envelope): the same
+# version id, body, ETag and Last-Modified, no new version.  Only the file store can
+# (``ObjectStore.replace_user_metadata``); an S3 backend app refuses it with
+# NotImplemented rather than copy.  An environ key, never a header: clients cannot set it.
+IN_PLACE = "encproxy.in_place"

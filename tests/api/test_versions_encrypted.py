@@ -384,11 +384,15 @@ def rotate_cli(backend: Any, server: RunningServer) -> Any:
     return run
 
 
+@pytest.mark.parametrize("backend", ["moto", pytest.param("ceph", marks=pytest.mark.rgw)],
+                         indirect=True)
 def test_rotate_looks_at_every_version(s3, versioned, backend, server):
     """``encproxy rotate`` on a versioned bucket: every version is examined; current
     versions are re-wrapped (a new version: same bytes, ETag, tags); non-current ones are
     never made current, and are reported with the key versions they keep in use; with
-    ``--delete-superseded`` the old-wrapped duplicates a re-wrap leaves are deleted."""
+    ``--delete-superseded`` the old-wrapped duplicates a re-wrap leaves are deleted.
+    Through S3 backends only: the file store rewrites every version in place
+    (test_rotate_rewraps_every_version_in_place)."""
     run = rotate_cli(backend, server)
     key_id = "rotv-" + versioned[-12:]
     run("keys", "create", key_id)
@@ -475,7 +479,9 @@ def test_a_suspended_bucket_keeps_older_versions(s3, versioned, quirks):
 def test_rotate_a_suspended_bucket(s3, versioned, backend, server, quirks):
     """Versioning Suspended: the current ``null`` version is re-wrapped in place (the
     copy replaces it: nothing left behind), a multipart one too; an older version with an
-    id is left and reported."""
+    id is left and reported through an S3 backend, and re-wrapped in place on the file
+    store."""
+    in_place = not backend.is_s3
     run = rotate_cli(backend, server)
     key_id = "rots-" + versioned[-12:]
     run("keys", "create", key_id)
@@ -488,12 +494,15 @@ def test_rotate_a_suspended_bucket(s3, versioned, backend, server, quirks):
                               VersionId="null")["ContentLength"] == len(b"null version")
     run("keys", "rotate", key_id)
     out = run("rotate", "--bucket", versioned)
-    assert summary_count(out, "rewrapped") == 1, out
-    assert summary_count(out, "older versions left") == 1
+    assert summary_count(out, "rewrapped") == (2 if in_place else 1), out
+    assert summary_count(out, "older versions left") == (0 if in_place else 1)
     listed = s3.list_object_versions(Bucket=versioned)["Versions"]
     assert [v["VersionId"] for v in listed] == ["null", kept]
     assert wrapping(s3, backend, server.root, versioned, "n", "null") == (key_id, "2")
-    assert wrapping(s3, backend, server.root, versioned, "n", kept) == (key_id, "1")
+    assert wrapping(s3, backend, server.root, versioned, "n", kept) == (
+        key_id, "2" if in_place else "1")
+    assert s3.get_object(Bucket=versioned, Key="n",
+                         VersionId=kept)["Body"].read() == b"with an id"
     got = s3.get_object(Bucket=versioned, Key="n")
     assert got["Body"].read() == b"null version" and got["ETag"] == null["ETag"]
 
@@ -502,7 +511,8 @@ def test_rotate_a_suspended_bucket(s3, versioned, backend, server, quirks):
     run("keys", "rotate", key_id)
     with quirks.breaks("multipart-acl-500"):
         out = run("rotate", "--bucket", versioned)
-        assert summary_count(out, "rewrapped") == 2, out      # n (null) and m (null)
+        # n (null) and m (null); on the file store the version with an id too
+        assert summary_count(out, "rewrapped") == (3 if in_place else 2), out
         assert wrapping(s3, backend, server.root, versioned, "m", "null") == (key_id, "3")
         got = s3.get_object(Bucket=versioned, Key="m", Range=f"bytes={PART - 5}-{PART + 5}")
         assert got["Body"].read() == b"".join(parts)[PART - 5:PART + 6]
@@ -511,10 +521,13 @@ def test_rotate_a_suspended_bucket(s3, versioned, backend, server, quirks):
             Bucket=versioned, Prefix="m")["Versions"]] == ["null"]
 
 
+@pytest.mark.parametrize("backend", ["moto", pytest.param("ceph", marks=pytest.mark.rgw)],
+                         indirect=True)
 def test_update_object_encryption_of_versions(s3, versioned, backend, server):
     """UpdateObjectEncryption with a versionId: the current version's is updated (as a
     new version, the old one keeping its key: docs/ENCRYPTION.md); a non-current one is
-    refused with 501 (no backend rewrites a version in place), and nothing is written."""
+    refused with 501 (no S3 backend rewrites a version in place), and nothing is written.
+    The file store updates any version in place: test_update_object_encryption_in_place."""
     first = s3.put_object(Bucket=versioned, Key="k", Body=b"first" * 1000)
     second = s3.put_object(Bucket=versioned, Key="k", Body=b"second" * 1000)
     request = {"Bucket": versioned, "Key": "k", "ObjectEncryption": {
@@ -532,3 +545,115 @@ def test_update_object_encryption_of_versions(s3, versioned, backend, server):
     assert kept["ServerSideEncryption"] == "AES256" and kept["Body"].read() == b"second" * 1000
     assert wrapping(s3, backend, server.root, versioned, "k", listed[0]["VersionId"])[0] == \
         "test-key"
+
+
+# -- the file store: every version re-wrapped in place -----------------------------------
+def version_facts(s3: Any, bucket: str) -> list[tuple[Any, ...]]:
+    """What a version listing says of every version and delete marker."""
+    listed = s3.list_object_versions(Bucket=bucket)
+    return [(v["Key"], v["VersionId"], v.get("ETag"), v.get("Size"), v["LastModified"],
+             v["IsLatest"]) for v in listed.get("Versions", []) + listed.get("DeleteMarkers", [])]
+
+
+@pytest.mark.parametrize("backend", ["file"], indirect=True)
+def test_rotate_rewraps_every_version_in_place(s3, versioned, backend, server, tmp_path):
+    """The file store: ``encproxy rotate`` re-wraps every version in place, current or
+    not (docs/OPERATIONS.md §6): no new version; version ids, ETags, sizes, LastModified and
+    tags unchanged; every version reads back, whole and ranged; nothing is left under the
+    old master-key version, which ``keys retire`` then takes without any version becoming
+    unreadable (a fresh server reads them all)."""
+    run = rotate_cli(backend, server)
+    key_id = "rotp-" + versioned[-12:]
+    run("keys", "create", key_id)
+    kms = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id}
+    bodies = [os.urandom(70_000), b"".join([os.urandom(PART), os.urandom(999)]),
+              os.urandom(1000)]
+    a = [s3.put_object(Bucket=versioned, Key="a", Body=bodies[0], Tagging="t=0", **kms),
+         put_multipart(s3, versioned, "a", [bodies[1][:PART], bodies[1][PART:]], **kms),
+         s3.put_object(Bucket=versioned, Key="a", Body=bodies[2], Tagging="t=2",
+                       Metadata={"m": "2"}, **kms)]
+    b = s3.put_object(Bucket=versioned, Key="b", Body=b"only version")   # SSE-S3 default
+    c = s3.put_object(Bucket=versioned, Key="c", Body=b"deleted", **kms)
+    s3.delete_object(Bucket=versioned, Key="c")            # a delete marker on top
+    s3.put_object(Bucket=versioned, Key="d", Body=b"customer", **CUSTOMER)
+    before = version_facts(s3, versioned)
+    run("keys", "rotate", key_id)
+
+    dry = run("rotate", "--bucket", versioned, "--dry-run")
+    assert summary_count(dry, "objects listed") == 6, dry
+    assert summary_count(dry, "would rewrap") == 4              # a's three, c's
+    assert summary_count(dry, "already current") == 1           # b: the default key's
+    assert summary_count(dry, "older versions left") == 0
+    assert summary_count(dry, "skipped") == 1                   # d: SSE-C
+    assert version_facts(s3, versioned) == before
+    assert wrapping(s3, backend, server.root, versioned, "a", a[0]["VersionId"]) == (
+        key_id, "1")
+
+    out = run("rotate", "--bucket", versioned)
+    assert summary_count(out, "rewrapped") == 4, out
+    assert summary_count(out, "older versions left") == 0
+    assert f"{key_id} version 1" not in out and f"{key_id} version 2: 4" in out
+    assert "older version(s) keep an old wrapping" not in out
+    assert version_facts(s3, versioned) == before               # no version made or moved
+    for key, r in [*(("a", r) for r in a), ("c", c)]:
+        assert wrapping(s3, backend, server.root, versioned, key, r["VersionId"]) == (
+            key_id, "2")
+    for r, body in zip(a, bodies, strict=True):
+        got = s3.get_object(Bucket=versioned, Key="a", VersionId=r["VersionId"])
+        assert got["Body"].read() == body and got["ETag"] == r["ETag"]
+        assert (got["ServerSideEncryption"], got["SSEKMSKeyId"]) == ("aws:kms", key_id)
+    ranged = s3.get_object(Bucket=versioned, Key="a", VersionId=a[1]["VersionId"],
+                           Range=f"bytes={PART - 5}-{PART + 5}")
+    assert ranged["Body"].read() == bodies[1][PART - 5:PART + 6]
+    assert s3.get_object_tagging(Bucket=versioned, Key="a", VersionId=a[0]["VersionId"]
+                                 )["TagSet"] == [{"Key": "t", "Value": "0"}]
+    current = s3.get_object(Bucket=versioned, Key="a")
+    assert current["VersionId"] == a[2]["VersionId"] and current["Metadata"] == {"m": "2"}
+    assert s3.get_object(Bucket=versioned, Key="b")["Body"].read() == b"only version"
+    assert failure(s3.head_object, Bucket=versioned, Key="c")[0] == 404   # still deleted
+    again = run("rotate", "--bucket", versioned)
+    assert summary_count(again, "already current") == 5 and summary_count(again, "rewrapped") == 0
+
+    # Nothing uses version 1 of the key any more: retired, every version still reads.
+    run("keys", "retire", key_id, "1")
+    directory = tmp_path / "after-retire"
+    directory.mkdir()
+    keys = server.config.parent / "keys"
+    (shutil.copytree if keys.is_dir() else shutil.copy2)(keys, directory / "keys")
+    (directory / "data").symlink_to(server.root)
+    fresh = start_server(directory, env=backend.server_env())
+    try:
+        client = make_client(fresh.endpoint)
+        for r, body in zip(a, bodies, strict=True):
+            assert client.get_object(Bucket=versioned, Key="a", VersionId=r["VersionId"]
+                                     )["Body"].read() == body
+        assert client.get_object(Bucket=versioned, Key="c", VersionId=c["VersionId"]
+                                 )["Body"].read() == b"deleted"
+    finally:
+        fresh.stop()
+
+
+@pytest.mark.parametrize("backend", ["file"], indirect=True)
+def test_update_object_encryption_in_place(s3, versioned, backend, server):
+    """The file store: UpdateObjectEncryption of any version, current or not, rewrites that
+    version in place, as AWS does: no new version, the same version id, ETag and
+    LastModified; the other versions keep their encryption."""
+    first = s3.put_object(Bucket=versioned, Key="k", Body=b"first" * 1000)
+    second = s3.put_object(Bucket=versioned, Key="k", Body=b"second" * 1000)
+    before = version_facts(s3, versioned)
+    request = {"Bucket": versioned, "Key": "k", "ObjectEncryption": {
+        "SSEKMS": {"KMSKeyArn": "arn:aws:kms:us-east-1:111122223333:key/other-key"}}}
+    s3.update_object_encryption(VersionId=first["VersionId"], **request)
+    assert version_facts(s3, versioned) == before
+    old = s3.get_object(Bucket=versioned, Key="k", VersionId=first["VersionId"])
+    assert old["Body"].read() == b"first" * 1000 and old["ETag"] == first["ETag"]
+    assert (old["ServerSideEncryption"], old["SSEKMSKeyId"]) == ("aws:kms", "other-key")
+    assert wrapping(s3, backend, server.root, versioned, "k", first["VersionId"])[0] == \
+        "other-key"
+    assert s3.head_object(Bucket=versioned, Key="k")["ServerSideEncryption"] == "AES256"
+
+    s3.update_object_encryption(**request)                  # the current version, unnamed
+    assert version_facts(s3, versioned) == before
+    got = s3.get_object(Bucket=versioned, Key="k")
+    assert got["VersionId"] == second["VersionId"] and got["ETag"] == second["ETag"]
+    assert got["Body"].read() == b"second" * 1000 and got["ServerSideEncryption"] == "aws:kms"

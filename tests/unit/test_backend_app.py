@@ -187,6 +187,32 @@ def test_refused_without_a_backend_request(method, path, query, headers):
     assert backend.sent == []
 
 
+@pytest.mark.parametrize("query,headers", [
+    ("", {"x-amz-copy-source": "/bkt/k?versionId=v1", "x-amz-metadata-directive": "REPLACE",
+          "x-amz-copy-source-if-match": '"e"', "x-amz-meta-encproxy": "new"}),
+    ("versionId=v1", {}),
+])
+def test_an_in_place_rewrite_is_refused_without_a_backend_request(query, headers):
+    """The encryption layer's in-place flag (environ.IN_PLACE): an S3 backend cannot rewrite
+    a version's metadata in place, and a copy would make a new current version: 501, and
+    nothing reaches the backend.  Without the flag the same copy is sent."""
+    backend = ScriptedClient(Answer(200, [("ETag", '"e"')]),     # the copy source's HEAD
+                             Answer(200, [], b"<CopyObjectResult><ETag>&quot;e&quot;</ETag>"
+                                             b"</CopyObjectResult>"))
+    app = S3BackendApp(backend, "us-east-1")
+    environ = {env.BUCKET: "bkt", env.KEY: "k", env.RAW_PATH: "/bkt/k", env.RAW_QUERY: query,
+               env.REQUEST_ID: "REQ1", env.IN_PLACE: True}
+    resp = Client(app).put("/bkt/k", query_string=query, headers=headers,
+                           environ_overrides=environ)
+    assert resp.status_code == 501 and error_code(resp) == "NotImplemented"
+    assert backend.sent == []
+    if headers:
+        resp = call(app, "PUT", "/bkt/k", query, headers={**headers, "encproxy.in_place": "1"})
+        assert resp.status_code == 200, resp.get_data()
+        assert [r.method for r in backend.sent] == ["HEAD", "PUT"]
+        assert backend.sent[1].headers["x-amz-copy-source"].lstrip("/") == "bkt/k?versionId=v1"
+
+
 # -- what is sent --------------------------------------------------------------------
 
 def test_put_streams_the_body_with_its_checksum_without_content_md5():

@@ -11,6 +11,12 @@ already: the stored ciphertext is the same bytes, so rebinding is sound (§3.4).
 
 The new envelope is written the way ``encproxy rotate`` writes one (docs/KEYS.md):
 
+* **in place** where the backend can (the file store): ``rewrite_in_place`` sends a
+  REPLACE self-copy of the version opened, flagged with ``environ.IN_PLACE`` (an
+  environ key: no client can send it), and the store rewrites that version's user
+  metadata only: the same version id, body, ETag and Last-Modified, no new version,
+  as AWS's operation; any version, current or not.  An S3 backend app refuses the
+  flag with 501, and the envelope is written as below instead;
 * a single-part object by a backend **self-copy** with ``x-amz-metadata-directive:
   REPLACE`` (the backend copies the ciphertext as it is);
 * a multipart-format object **part by backend part** (``part_copy.copy_parts``), which
@@ -27,13 +33,15 @@ Refused as AWS refuses them (InvalidRequest): unencrypted objects (including obj
 backend encrypted on its own, which encproxy stores as it was sent: DSSE-KMS cannot
 reach encproxy's format), SSE-C objects, requests for any other new type than SSE-KMS,
 and SigV2-signed requests.  A key the provider does not know is KMS.NotFoundException,
-as for PutObject.  Also refused, with NotImplemented: a ``versionId`` that is not the
-current version (a self-copy cannot rewrite an older version in place), and objects
-whose user-metadata names hold ``_`` (a WSGI sub-request cannot carry them unchanged).
+as for PutObject.  Also refused, with NotImplemented: through an S3 backend, a
+``versionId`` that is not the current version (a self-copy cannot rewrite an older
+version in place); everywhere, objects whose user-metadata names hold ``_`` (a WSGI
+sub-request cannot carry them unchanged).
 """
 from __future__ import annotations
 
 import logging
+from urllib.parse import quote
 
 from werkzeug.wrappers import Response
 
@@ -42,6 +50,7 @@ from encproxy.format.constants import Kind
 from encproxy.s3 import metadata as s3meta
 from encproxy.s3 import sse, xml
 from encproxy.s3.object_encryption import MAX_BODY, parse_object_encryption
+from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.auth.access import require_kms_key
 from encproxy.wsgi.encryption import integrity, kept_tags
@@ -59,6 +68,7 @@ from encproxy.wsgi.encryption.layouts import backend_parts, client_multipart_eta
 from encproxy.wsgi.encryption.part_copy import copy_parts
 from encproxy.wsgi.encryption.sources import Source, open_source
 from encproxy.wsgi.request import S3Request
+from encproxy.wsgi.responses import WSGIApp
 
 log = logging.getLogger("encproxy.encryption")
 
@@ -73,6 +83,7 @@ UNSUPPORTED_SOURCE = ("The UpdateObjectEncryption operation doesn't support sour
 NEEDS_SIGV4 = ("Requests that modify an object encryption configuration require AWS "
                "Signature Version 4. Modify the request to use AWS Signature Version 4, "
                "and then try again.")
+NULL_VERSION = "null"    # S3's id of the version of an object written without versioning
 ATTEMPTS = 2        # the object changed under the first: look once more, then give up
 
 
@@ -106,8 +117,6 @@ def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str |
         raise errors.InvalidRequest(UNENCRYPTED)
     if src.mode not in (sse.MODE_SSE_S3, sse.MODE_SSE_KMS):
         raise errors.InvalidRequest(UNSUPPORTED_SOURCE)
-    if version is not None:
-        _refuse_noncurrent(ctx, req, src)
     if any("_" in name for name in src.headers if name.startswith("x-amz-meta-")):
         raise errors.NotImplementedError_(
             "encproxy cannot update the encryption of an object whose user-metadata names "
@@ -120,15 +129,33 @@ def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str |
     ctx.open_keys(envelope, bucket, key, None, context)     # it opens before it is written
     user = {k[len("x-amz-meta-"):]: v for k, v in src.user_metadata().items()}
     check_metadata_budget(user, envelope, context)
-    headers = {name: value for name, value in src.headers.items()
-               if name in KEPT_HEADERS or (name.startswith("x-amz-meta-")
-                                           and name not in (ENVELOPE_HEADER, CONTEXT_HEADER))}
-    headers.update(stored_metadata(envelope, context))
+    with integrity.reported(bucket, key):
+        new_key_id = integrity.authenticated_key_id(envelope)
+    user_headers = {**src.user_metadata(), **stored_metadata(envelope, context)}
+    # In place first (the file store): the version named, or the one opened, keeps its
+    # version id, body, ETag and Last-Modified, as AWS's operation does.
+    pinned = version or src.headers.get("x-amz-version-id") or NULL_VERSION
+    in_place = rewrite_in_place(ctx.app, req.environ, bucket, key, pinned, user_headers,
+                                src.backend_etag)
+    if in_place.status == 412:
+        log.info("UpdateObjectEncryption %s/%s: the object changed meanwhile", bucket, key)
+        return False
+    if in_place.status != 501:
+        if not in_place.ok:
+            raise subrequest.failure(in_place.status, in_place.body)
+        ctx.facts.put(bucket, key, src.backend_etag, src.stored_size, ObjectFacts(
+            True, src.plaintext_size, src.etag, sse.MODE_SSE_KMS, new_key_id))
+        log.info("UpdateObjectEncryption %s/%s version %s: %s -> aws:kms under %s, in place",
+                 bucket, key, pinned, src.mode, new_key_id)
+        return True
+    # The backend cannot (an S3 backend): a self-copy, which makes a new current version.
+    if version is not None:
+        _refuse_noncurrent(ctx, req, src)
+    headers = {name: value for name, value in src.headers.items() if name in KEPT_HEADERS}
+    headers.update(user_headers)
     headers.update(kept_acl_headers(ctx.app, req.environ, bucket, key, version))
     tags = kept_tags.read_tags(ctx.app, req.environ, bucket, key, version)
     headers.update(kept_tags.tag_headers(tags))
-    with integrity.reported(bucket, key):
-        new_key_id = integrity.authenticated_key_id(envelope)
     if src.multipart:
         backend_etag = _rewrite_parts(ctx, req, src, headers)
     else:
@@ -151,6 +178,34 @@ def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str |
     log.info("UpdateObjectEncryption %s/%s: %s -> aws:kms under %s", bucket, key, src.mode,
              new_key_id)
     return True
+
+
+def rewrite_in_place(app: WSGIApp, parent: subrequest.Environ | None, bucket: str, key: str,
+                     version_id: str, headers: dict[str, str],
+                     backend_etag: str) -> subrequest.SubResponse:
+    """Ask the app below to give version ``version_id`` of ``key`` the user metadata
+    ``headers`` (every ``x-amz-meta-*`` it is to have, the envelope included) in place:
+    a REPLACE self-copy of that version, conditional on ``backend_etag``, flagged with
+    ``environ.IN_PLACE`` (never a header: a client cannot ask for this).  The file store
+    answers the CopyObjectResult of the same version; 412 if the version changed (nothing
+    written); an S3 backend, which cannot, 501 without a backend request."""
+    environ = subrequest.request_environ(parent, "PUT", bucket, key, headers={
+        **headers,
+        "x-amz-copy-source": "/" + quote(bucket + "/" + key, safe="/~")
+        + "?versionId=" + subrequest.quote_param(version_id),
+        "x-amz-metadata-directive": "REPLACE",
+        "x-amz-copy-source-if-match": backend_etag})
+    environ[env.IN_PLACE] = True
+    resp = subrequest.run(app, environ)
+    if resp.ok:
+        try:
+            done = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE).tag == \
+                "CopyObjectResult"
+        except errors.S3Error:
+            done = False
+        if not done:
+            return subrequest.SubResponse(500, resp.headers, resp.body)
+    return resp
 
 
 def _refuse_unsupported(ctx: EncryptionContext, req: S3Request, bucket: str, key: str,
@@ -237,4 +292,4 @@ def _rewrite_parts(ctx: EncryptionContext, req: S3Request, src: Source,
     return etag
 
 
-__all__ = ["update_object_encryption"]
+__all__ = ["rewrite_in_place", "update_object_encryption"]

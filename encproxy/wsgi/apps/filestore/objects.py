@@ -14,11 +14,13 @@ from encproxy.filestore.store import FileStore
 from encproxy.io_sizes import PIECE
 from encproxy.s3 import acl, conditional_writes, metadata, preconditions, tagging, xml
 from encproxy.s3 import checksum_headers as s3_checksums
+from encproxy.s3.copy_source import parse_copy_source
 from encproxy.s3.dates import http_date, iso8601
 from encproxy.s3.names import check_key
 from encproxy.s3.ranges import ByteRange, parse_range
 from encproxy.wsgi import environ as env
 from encproxy.wsgi.apps.filestore.common import (
+    check_version_id,
     checksum_headers,
     copy_source,
     copy_source_headers,
@@ -169,6 +171,8 @@ class ObjectOperations:
 
     def op_CopyObject(self, req: S3Request) -> Response:
         assert req.bucket is not None and req.key is not None
+        if req.environ.get(env.IN_PLACE):
+            return self._rewrite_in_place(req)
         directive = req.headers.get("x-amz-metadata-directive", "COPY")
         if directive not in ("COPY", "REPLACE"):
             raise errors.InvalidArgument("Unknown metadata directive.",
@@ -209,6 +213,30 @@ class ObjectOperations:
             s3_checksums.add_elements(root, record.checksum)
         headers = written_headers(record.version_id)
         headers.update(copy_source_headers(self.store, req, src_bucket, src))
+        return xml_response(root, environ=req.environ, headers=headers)
+
+    def _rewrite_in_place(self, req: S3Request) -> Response:
+        """The encryption layer's in-place rewrite (``environ.IN_PLACE``): the version the
+        copy source names gets the request's user metadata, nothing else changes, and
+        the answer is the CopyObjectResult of that same version (its ETag, Last-Modified
+        and version id).  Only ever conditional on the ETag the caller read."""
+        assert req.bucket is not None and req.key is not None
+        source = parse_copy_source(req.headers["x-amz-copy-source"])
+        expected = req.headers.get("x-amz-copy-source-if-match")
+        if (source.bucket, source.key) != (req.bucket, req.key) or expected is None or \
+                req.headers.get("x-amz-metadata-directive") != "REPLACE":
+            raise errors.InternalError("An in-place rewrite is a conditional REPLACE copy "
+                                       "of an object onto itself.")
+        version = None if source.version_id is None else check_version_id(source.version_id)
+        record = self.store.replace_user_metadata(req.bucket, req.key, version,
+                                                  metadata.user_metadata(req.headers),
+                                                  expected)
+        root = xml.Node("CopyObjectResult")
+        root.add("LastModified", iso8601(record.last_modified))
+        root.add("ETag", quoted(record.etag))
+        headers = written_headers(record.version_id)
+        if source.version_id is not None:
+            headers["x-amz-copy-source-version-id"] = record.version_id
         return xml_response(root, environ=req.environ, headers=headers)
 
 

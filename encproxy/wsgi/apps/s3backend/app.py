@@ -63,6 +63,11 @@ class S3BackendApp(BucketOperations, ObjectOperations, MultipartOperations):
         return self._app(environ, start_response)
 
     def handle(self, environ: dict[str, Any]) -> Response:
+        if environ.get(env.IN_PLACE):
+            # An S3 backend cannot rewrite a version's metadata in place; a copy would
+            # make a new current version instead: refused, and the caller falls back.
+            raise NotImplementedError_("This storage backend cannot rewrite an object's "
+                                       "metadata in place.")
         req = S3Request.of(environ)
         if req.bucket != self.internal_bucket:
             if environ.get(env.ANONYMOUS) and self._anonymous is not self:
