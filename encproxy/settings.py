@@ -524,6 +524,9 @@ def _read_file_secret(section: str, option: str, value: str,
         # The path is not a secret; what the file holds never reaches a message.
         raise ConfigError(section, option,
                           f"cannot read its secret file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(section, option,
+                          f"its secret file {path} is not UTF-8 text") from None
     if not secret:
         raise ConfigError(section, option, f"its secret file {path} is empty")
     return secret

@@ -156,6 +156,10 @@ def test_a_missing_secret_file_names_its_line_not_a_secret(tmp_path):
         load_file(config, environ={})
     assert (exc.value.section, exc.value.option) == ("credentials", "team-a")
     assert "cannot read its secret file nowhere" in exc.value.problem
+    (tmp_path / "binary").write_bytes(b"\xff\xfe secret")
+    config.write_text("[credentials]\nteam-a = file:binary\n")
+    with pytest.raises(ConfigError, match="its secret file binary is not UTF-8 text"):
+        load_file(config, environ={})
     with pytest.raises(ConfigError, match="read from a config file only"):
         load("[credentials]\nteam-a = file:x\n", Path("."), environ={})
 
