@@ -15,7 +15,6 @@ with :func:`visible_bucket`.
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -25,8 +24,6 @@ from encproxy.s3.copy_source import parse_copy_source
 from encproxy.wsgi import environ as env
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import error_response
-
-log = logging.getLogger(__name__)
 
 #: The decision, for the access log.
 DECISION = "encproxy.access_decision"
