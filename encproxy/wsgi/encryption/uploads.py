@@ -101,6 +101,12 @@ from encproxy.wsgi.responses import relayed, xml_response
 
 log = logging.getLogger("encproxy.multipart")
 
+
+def _not_retried(upload_id: str, why: str) -> None:
+    """A Complete without records that is not a retry of one encproxy finished: why
+    (the caller then answers NoSuchUpload, or passes it to the backend)."""
+    log.info("upload %s: Complete without records, not a retried one: %s", upload_id, why)
+
 _PART_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
 RECORD_THREADS = 4
 
@@ -583,15 +589,19 @@ class MultipartUploads:
             check_part_numbers([n for n, _ in chosen])
             md5s = [_part_md5(upload_id, n, etag) for n, etag in chosen]
         except errors.S3Error:
+            _not_retried(upload_id, "its part list does not parse")
             return None
         head = subrequest.request(self.app, req.environ, "HEAD", bucket, key)
         value = head.headers.get(ENVELOPE_HEADER) if head.ok else None
         if value is None:
+            _not_retried(upload_id, f"no encrypted object at the key (HEAD {head.status})")
             return None
         envelope = self.ctx.decode_envelope(value, bucket, key)
         mode = mode_of(envelope.protection)
         if envelope.kind is not Kind.MULTIPART or mode == sse.MODE_SSE_C:
-            return None   # an SSE-C object's index opens only with the customer's key
+            # An SSE-C object's index opens only with the customer's key.
+            _not_retried(upload_id, "the object at the key is single-part or SSE-C")
+            return None
         backend_etag = head.headers.get("etag", "")
         stored_size = int(head.headers.get("content-length", "0"))
         keys = self.ctx.open_keys(envelope, bucket, key, None, head.headers.get(CONTEXT_HEADER))
@@ -600,8 +610,10 @@ class MultipartUploads:
             key_id = integrity.authenticated_key_id(envelope)
             layout = self.ctx.layouts.layout(keys, stored_size, backend_etag, fetcher).layout
         if layout.description is None or layout.etag is None:
+            _not_retried(upload_id, "the object at the key has no described index")
             return None
         if layout.description.upload_digest != upload_digest(upload_id):
+            _not_retried(upload_id, "another upload made the object at the key")
             return None
         if layout.description[:2] != describe(md5s, upload_id)[:2] \
                 or layout.part_numbers != tuple(n for n, _ in chosen):
