@@ -7,6 +7,7 @@ token, and the request body limit.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from urllib.parse import urlsplit
 
@@ -144,6 +145,13 @@ def test_counters_are_summed_across_workers(ops, ops_s3, ops_bucket):
         resp = requests.head(ops.endpoint + "/" + ops_bucket, timeout=10,
                              headers={"Connection": "close"})
         assert resp.status_code == 403  # anonymous: refused, and still counted
+    # A request is counted when the server closes its response, just after the client
+    # has read it: the last one may still be on its way to the shared counters.
+    deadline = time.monotonic() + 5
+    while value(scrape(ops.endpoint, headers={"Connection": "close"}),
+                "encproxy_requests_total", operation="HeadBucket") - before < n:
+        assert time.monotonic() < deadline, "the workers' counts never reached the requests"
+        time.sleep(0.05)
     for _ in range(4):  # whichever worker answers the scrape
         after = value(scrape(ops.endpoint, headers={"Connection": "close"}),
                       "encproxy_requests_total", operation="HeadBucket")
