@@ -29,7 +29,9 @@ a bucket's open uploads with it).  What a crash or a race leaves behind is found
 and removed by ``encproxy uploads orphans`` (``encproxy.orphans``).
 
 A record never changes while it exists, so each process caches it (bounded
-LRU).  Unwrapped data keys of uploads are cached for a short time only
+LRU); but it stops existing when any worker completes or aborts the upload, so
+Complete, which must tell a live upload from a retry of a finished one, reads it
+fresh.  Unwrapped data keys of uploads are cached for a short time only
 (``key_ttl``), and never for SSE-C, whose key every part request brings.
 """
 from __future__ import annotations
@@ -171,13 +173,19 @@ class UploadStore:
         self._records.put(where, record)
 
     def get(self, bucket: str, key: str, upload_id: str,
-            parent: dict[str, Any] | None) -> UploadRecord | None:
+            parent: dict[str, Any] | None, *, fresh: bool = False) -> UploadRecord | None:
+        """The upload's record, None if it has none.  ``fresh``: read it from the
+        backend even if this process has it cached, for a caller that must know the
+        record still exists (Complete: another worker may have completed the upload
+        and deleted the record since this one cached it)."""
         where = upload_location(bucket, key, upload_id)
-        record = self._records.get(where)
+        record = None if fresh else self._records.get(where)
         if record is not None:
             return record
         resp = subrequest.request(self.app, parent, "GET", self.internal_bucket, where + "record")
         if resp.status == 404:
+            self._records.pop(where)
+            self._keys.pop(where)
             return None
         if not resp.ok:
             raise subrequest.internal_failure(resp.status)

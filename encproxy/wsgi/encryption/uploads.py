@@ -430,7 +430,9 @@ class MultipartUploads:
         assert req.bucket is not None and req.key is not None
         bucket, key = req.bucket, req.key
         upload_id = upload_id_of(req)
-        record = self.store.get(bucket, key, upload_id, req.environ)
+        # Read fresh, not from this worker's cache: a retried Complete may reach this
+        # worker after another one completed the upload and deleted its record.
+        record = self.store.get(bucket, key, upload_id, req.environ, fresh=True)
         if record is None:
             raw = req.read_small_body(xml.MAX_REQUEST_XML)
             done_before = self._completed_before(req, upload_id, raw)
