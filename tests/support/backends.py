@@ -61,10 +61,6 @@ QUIRKS: dict[str, dict[str, str]] = {
                              "ChecksumAlgorithm nor part checksums, and an object "
                              "CompleteMultipartUpload makes has no checksum (COMPOSITE) or a "
                              "wrong one (FULL_OBJECT), which SDKs that validate reads refuse",
-        "crc32c-is-crc32": "moto computes a CRC32C itself (CopyObject's "
-                           "x-amz-checksum-algorithm, a part read of a COMPOSITE object) "
-                           "as a CRC32 when the optional crc32c package is missing, as it "
-                           "is here: it answers a wrong ChecksumCRC32C",
         "conditions-ignored": "moto ignores If-Match on CompleteMultipartUpload and both "
                               "If-Match and If-None-Match on CopyObject (it enforces them on "
                               "PutObject, and If-None-Match on Complete); encproxy's default "
