@@ -58,16 +58,20 @@ a new current version.  So, through an S3 backend,
 
 * a current version is re-wrapped by the conditional self-copy *of that version id*,
   which makes a new current version (same body, ETag and tags; a new version id) and
-  leaves the version it copied, under the old wrapping, as a non-current one;
-* a non-current version is never copied (that would make it current again): if it is
-  under an old master-key version it is counted as ``older versions left``, and its
-  master-key version is listed among those still in use, so that ``keys retire`` is
-  known to be unsafe until such versions are deleted or expire (lifecycle
-  ``NoncurrentVersionExpiration``);
+  pushes the version it copied down, under the old wrapping;
+* an older version (and each one a self-copy pushed down) is never copied (that would
+  make it current again): its data key, wrapped again under the current version of its
+  own master key, goes into a **rewrap record** in the internal bucket
+  (``encproxy.wsgi.encryption.rewraps``, FORMAT.md §14), and its envelope stays as it
+  is; reads use the record once the old master-key version is retired.  A record keeps
+  a version under its own master key, so with ``--to-key`` older versions are counted
+  as ``older versions left``, with the master-key versions they keep in use;
 * ``--delete-superseded`` deletes by id each non-current version that the key's current
   version is a re-wrapped copy of (same object id, hence data key and ciphertext; same
-  backend ETag and size; another envelope), in this run or after an earlier one: only
-  its version id is lost.  A dry run deletes nothing.
+  backend ETag and size; another envelope), in this run or after an earlier one, with
+  its record: only its version id is lost.  A dry run deletes nothing;
+* after a run over the whole bucket, the records of versions deleted since (by
+  DeleteObjects, lifecycle expiration, or behind encproxy's back) are removed.
 
 Left alone, and counted with a reason:
 
@@ -103,11 +107,13 @@ from encproxy.s3 import sse, xml
 from encproxy.s3.metadata import CONTENT_HEADERS
 from encproxy.settings import Settings
 from encproxy.wsgi import subrequest
+from encproxy.wsgi.buckets.records import RecordKeys
 from encproxy.wsgi.encryption import integrity, kept_tags
 from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER
 from encproxy.wsgi.encryption.kept_acl import kept_acl_headers
 from encproxy.wsgi.encryption.layouts import LayoutReader, backend_parts
 from encproxy.wsgi.encryption.part_copy import copy_parts
+from encproxy.wsgi.encryption.rewraps import RewrapStore
 from encproxy.wsgi.encryption.streaming import Fetcher
 from encproxy.wsgi.encryption.update_encryption import rewrite_in_place
 from encproxy.wsgi.responses import WSGIApp
@@ -128,6 +134,8 @@ SKIPPED = "skipped"
 FAILED = "failed"
 VANISHED = "deleted meanwhile"
 LEFT = "older versions left"       # non-current versions under an old master-key version
+ASIDE = "rewrap records written"   # older versions re-wrapped in rewrap records
+RECORDS_REMOVED = "rewrap records of deleted versions removed"
 SUPERSEDED_DELETED = "superseded versions deleted"
 
 # The in-place probe's condition (``Rotator._rewrites_in_place``): no stored object has
@@ -149,6 +157,9 @@ class Outcome:
     # (a versioned bucket), if it was not deleted.
     left_behind: tuple[str, str] | None = None
     superseded_deleted: bool = False
+    # An older version's data key went into a rewrap record (alone, or beside the
+    # re-wrap of the current version that made it older).
+    rewrapped_aside: bool = False
 
 
 # What ``_rewrite_in_place`` answers when the backend cannot rewrite in place (501).
@@ -193,6 +204,8 @@ class Summary:
                 self.in_use[outcome.left_behind] += 1
             if outcome.superseded_deleted:   # beside a REWRAPPED outcome
                 self.counts[SUPERSEDED_DELETED] += 1
+            if outcome.rewrapped_aside:
+                self.counts[ASIDE] += 1
 
     @property
     def failed(self) -> int:
@@ -212,6 +225,9 @@ class Summary:
         if self.versioned:
             rows[3:3] = [(LEFT, self.counts[LEFT]),
                          (SUPERSEDED_DELETED, self.counts[SUPERSEDED_DELETED])]
+            if not self.dry_run:
+                rows[2:2] = [(ASIDE, self.counts[ASIDE])]
+                rows.append((RECORDS_REMOVED, self.counts[RECORDS_REMOVED]))
         width = max(len(r[0]) for r in rows)
         for name, value in rows:
             lines.append(f"  {name:<{width}}  {value:>8}")
@@ -230,8 +246,9 @@ class Summary:
             lines.append(f"  {key_id} version {version or '(KMS-managed)'}: {n}")
         if self.versioned and self.counts[LEFT]:
             lines.append(f"{self.counts[LEFT]} older version(s) keep an old wrapping: this "
-                         "backend cannot rewrite a version in place; delete them or let them "
-                         "expire before retiring the master-key versions they use")
+                         "backend cannot rewrite a version in place, and rewrap records keep "
+                         "an older version under its own master key only; delete them or "
+                         "let them expire before retiring the master-key versions they use")
         if self.interrupted:
             lines.append("interrupted" + (f"; resume with --start-after {self.resume_after!r}"
                                           if self.resume_after else "; run it again"))
@@ -243,8 +260,11 @@ class Rotator:
 
     def __init__(self, backend: WSGIApp, keys: KeyProvider, *, to_key: str | None = None,
                  dry_run: bool = False, internal_bucket: str | None = None,
-                 delete_superseded: bool = False) -> None:
+                 delete_superseded: bool = False, rewraps: RewrapStore | None = None) -> None:
         self.backend = backend
+        # Where older versions' re-wrapped data keys go on a backend that cannot rewrite a
+        # version in place (None: such versions are left, counted).
+        self.rewraps = rewraps
         self.keys = keys
         self.to_key = keys.normalize(to_key) if to_key else None
         self.dry_run = dry_run
@@ -284,7 +304,17 @@ class Rotator:
             except KeyboardInterrupt:
                 summary.interrupted = True
                 pool.shutdown(wait=True, cancel_futures=True)
+        if summary.versioned and self.rewraps is not None and not self.dry_run \
+                and not prefix and not start_after and not summary.interrupted:
+            # After a walk over every version: the records of versions gone since.
+            summary.counts[RECORDS_REMOVED] = self.rewraps.collect(
+                bucket, lambda key, version: self._version_exists(bucket, key, version), None)
         return summary
+
+    def _version_exists(self, bucket: str, key: str, version_id: str) -> bool:
+        """False only if the backend says the version is gone (404)."""
+        query = "versionId=" + subrequest.quote_param(version_id)
+        return subrequest.request(self.backend, None, "HEAD", bucket, key, query).status != 404
 
     def versioned(self, bucket: str) -> bool:
         """Whether the bucket has (or had) versioning: Enabled or Suspended.  A backend
@@ -410,6 +440,16 @@ class Rotator:
             return Outcome(FAILED, f"envelope: {type(exc).__name__}")
         if envelope.protection is Protection.SSE_C:
             return Outcome(SKIPPED, SKIP_SSE_C)
+        if version_id is not None and self.rewraps is not None:
+            # An older version re-wrapped by an earlier run (it may be current again): its
+            # record's wrapping is the one to look at (its own may be under a master-key
+            # version retired since).
+            try:
+                found = self.rewraps.get(bucket, key, version_id, None)
+                if found is not None:
+                    envelope = found.applied_to(envelope)
+            except (FormatError, errors.S3Error) as exc:
+                return Outcome(FAILED, f"rewrap record: {type(exc).__name__}")
         try:
             blob = WrappedKey.from_bytes(envelope.wrapped_key)
         except errors.S3Error as exc:
@@ -427,6 +467,10 @@ class Rotator:
         info = self._target(target_id)
         if key_id == target_id and blob.key_id == info.key_id and (
                 not info.managed_versions or blob.key_version == info.current_version):
+            if version_id is not None and not latest and self.delete_superseded \
+                    and not self.dry_run and self._delete_duplicate(bucket, key, version_id,
+                                                                    head):
+                return Outcome(SUPERSEDED_DELETED)   # re-wrapped aside by an earlier run
             return Outcome(CURRENT, wrapped_under=before)
         underscore = any("_" in name for name in head.headers if name.startswith("x-amz-meta-"))
         etag = head.headers.get("etag")
@@ -454,7 +498,8 @@ class Rotator:
             if self.delete_superseded and not self.dry_run and \
                     self._delete_duplicate(bucket, key, version_id, head):
                 return Outcome(SUPERSEDED_DELETED)
-            return Outcome(LEFT, wrapped_under=before)
+            return self._rewrap_aside(bucket, key, version_id, head, envelope, key_id,
+                                      target_id, before)
         multipart = envelope.kind is not Kind.SINGLE
         if underscore:
             return Outcome(SKIPPED, SKIP_UNDERSCORE, before)
@@ -472,7 +517,8 @@ class Rotator:
                                         etag, before)
             if outcome is None or outcome.status != REWRAPPED or version_id is None:
                 return outcome
-            return self._superseded(bucket, key, version_id, value, outcome, before)
+            return self._superseded(bucket, key, version_id, value, outcome, envelope,
+                                    key_id, target_id, before)
         except Exception as exc:  # noqa: BLE001 - reported with the version still in use
             reason = f"{exc.code}: {exc.message}" if isinstance(exc, errors.S3Error) \
                 else type(exc).__name__
@@ -487,18 +533,54 @@ class Rotator:
         return current.ok and (current.headers.get("x-amz-version-id") or "null") == version_id
 
     def _superseded(self, bucket: str, key: str, version_id: str, old_envelope: str,
-                    outcome: Outcome, before: tuple[str, str]) -> Outcome:
+                    outcome: Outcome, envelope: Envelope, key_id: str, target_id: str,
+                    before: tuple[str, str]) -> Outcome:
         """After the self-copy of current version ``version_id`` of a versioned bucket:
         that version, if it is still there under its old envelope (the copy made a new
-        version rather than replacing a ``null`` one), is left behind (counted), or with
-        ``--delete-superseded`` deleted (``_delete_duplicate``)."""
+        version rather than replacing a ``null`` one), is now an older version: with
+        ``--delete-superseded`` deleted (``_delete_duplicate``), else re-wrapped aside
+        like any older version (``_rewrap_aside``), else left behind (counted)."""
         query = "versionId=" + subrequest.quote_param(version_id)
         old = subrequest.request(self.backend, None, "HEAD", bucket, key, query)
         if not old.ok or old.headers.get(ENVELOPE_HEADER) != old_envelope:
             return outcome          # replaced in place (a null version)
         if self.delete_superseded and self._delete_duplicate(bucket, key, version_id, old):
             return dataclasses.replace(outcome, superseded_deleted=True)
+        aside = self._rewrap_aside(bucket, key, version_id, old, envelope, key_id, target_id,
+                                   before)
+        if aside.status == REWRAPPED:
+            return dataclasses.replace(outcome, rewrapped_aside=True)
         return dataclasses.replace(outcome, left_behind=before)
+
+    def _rewrap_aside(self, bucket: str, key: str, version_id: str,
+                      head: subrequest.SubResponse, envelope: Envelope, key_id: str,
+                      target_id: str, before: tuple[str, str]) -> Outcome:
+        """An older version through a backend that cannot rewrite it in place: its data
+        key wrapped again under the current version of its own master key goes into a
+        rewrap record (``encproxy.wsgi.encryption.rewraps``), which reads use once the
+        old master-key version is retired; its envelope stays as it is.  Moving it to
+        another master key (``--to-key``) would leave reads reporting the old one, so
+        such a version is left (counted), as is every older version without a store."""
+        if self.rewraps is None or target_id != key_id:
+            return Outcome(LEFT, wrapped_under=before)
+        if self.dry_run:
+            return Outcome(WOULD_REWRAP, wrapped_under=before)
+        context_value = head.headers.get(CONTEXT_HEADER)
+        extra = sse.parse_context(context_value) if context_value else None
+        try:
+            new = rewrap(self.keys, envelope, bucket, key, target_id, extra)
+            kept = envelope.replace_wrapping(envelope.key_id, new.wrapped_key)
+            open_object(self.keys, kept, bucket, key, extra)  # it opens before it is kept
+            self.rewraps.put(bucket, key, version_id, envelope, new.wrapped_key, None)
+        except (FormatError, errors.S3Error) as exc:
+            reason = f"{exc.code}: {exc.message}" if isinstance(exc, errors.S3Error) \
+                else type(exc).__name__
+            return Outcome(FAILED, f"rewrap record: {reason}", before)
+        blob = WrappedKey.from_bytes(new.wrapped_key)
+        log.info("rotate %s/%s: older version %s re-wrapped in a rewrap record", bucket, key,
+                 version_id)
+        return Outcome(REWRAPPED, wrapped_under=(blob.key_id, blob.key_version),
+                       rewrapped_aside=True)
 
     def _delete_duplicate(self, bucket: str, key: str, version_id: str,
                           old: subrequest.SubResponse) -> bool:
@@ -526,6 +608,8 @@ class Rotator:
             return False
         log.info("rotate %s/%s: deleted version %s, superseded by its re-wrapped copy",
                  bucket, key, version_id)
+        if self.rewraps is not None:
+            self.rewraps.delete(bucket, key, version_id, None)
         return True
 
     def _authenticated_key_id(self, bucket: str, key: str, head: subrequest.SubResponse,
@@ -709,11 +793,16 @@ def cmd_rotate(settings: Settings, args: argparse.Namespace) -> int:
     from encproxy.wsgi.stack import build_backend
     backend = build_backend(settings)
     keys = build_provider(settings, cache=False)
+    internal = settings.get("backend", "internal_bucket")
+    # Records are authenticated under the records key, as the server's are (stack.py).
+    records = RecordKeys(backend, internal, keys, keys.normalize(
+        settings.get("keys", "records_key") or settings.get("keys", "default_key")))
     try:
         try:
             rotator = Rotator(backend, keys, to_key=args.to_key, dry_run=args.dry_run,
-                              internal_bucket=settings.get("backend", "internal_bucket"),
-                              delete_superseded=args.delete_superseded)
+                              internal_bucket=internal,
+                              delete_superseded=args.delete_superseded,
+                              rewraps=RewrapStore(backend, internal, records))
             progress = Progress("rotate", enabled=None if args.progress else False)
             with progress:
                 summary = rotator.run(args.bucket, args.prefix, args.start_after,

@@ -384,15 +384,34 @@ def rotate_cli(backend: Any, server: RunningServer) -> Any:
     return run
 
 
+INTERNAL_BUCKET = "encproxy-internal"     # [backend] internal_bucket, the default
+
+
+def rewrap_records(backend: Any, bucket: str) -> list[str]:
+    """The names of the rewrap records the backend holds for ``bucket``."""
+    listed = backend.client().list_objects_v2(Bucket=INTERNAL_BUCKET,
+                                              Prefix=f"rewraps/{bucket}/")
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
+def fresh_server(server: RunningServer, backend: Any, directory: Path) -> RunningServer:
+    """Another server on the same backend and keyring, with nothing cached."""
+    directory.mkdir()
+    keys = server.config.parent / "keys"
+    (shutil.copytree if keys.is_dir() else shutil.copy2)(keys, directory / "keys")
+    return start_server(directory, env=backend.server_env())
+
+
 @pytest.mark.parametrize("backend", ["moto", pytest.param("ceph", marks=pytest.mark.rgw)],
                          indirect=True)
-def test_rotate_looks_at_every_version(s3, versioned, backend, server):
-    """``encproxy rotate`` on a versioned bucket: every version is examined; current
-    versions are re-wrapped (a new version: same bytes, ETag, tags); non-current ones are
-    never made current, and are reported with the key versions they keep in use; with
-    ``--delete-superseded`` the old-wrapped duplicates a re-wrap leaves are deleted.
-    Through S3 backends only: the file store rewrites every version in place
-    (test_rotate_rewraps_every_version_in_place)."""
+def test_rotate_rewraps_every_version(s3, versioned, backend, server, tmp_path):
+    """``encproxy rotate`` on a versioned bucket through an S3 backend, which rewrites no
+    version in place (docs/OPERATIONS.md §6): current versions are re-wrapped by a self-copy
+    (a new version: same bytes, ETag, tags); every older version, and each version a copy
+    pushed down, gets a rewrap record, its envelope untouched; ``--delete-superseded``
+    deletes the pushed-down duplicates.  Then the old master-key version is retired and a
+    fresh server reads every version, whole and ranged, and lists plaintext sizes; a
+    rewritten record is an integrity failure; a version deleted by id takes its record."""
     run = rotate_cli(backend, server)
     key_id = "rotv-" + versioned[-12:]
     run("keys", "create", key_id)
@@ -412,16 +431,20 @@ def test_rotate_looks_at_every_version(s3, versioned, backend, server):
 
     dry = run("rotate", "--bucket", versioned, "--dry-run")
     assert summary_count(dry, "objects listed") == 6, dry      # versions, no markers
-    assert summary_count(dry, "would rewrap") == 2              # a's and b's current
-    assert summary_count(dry, "older versions left") == 3       # a v1, a v2, c v1
+    assert summary_count(dry, "would rewrap") == 5              # a's three, b's, c's
+    assert summary_count(dry, "older versions left") == 0
     assert summary_count(dry, "skipped") == 1                   # d: SSE-C
+    assert rewrap_records(backend, versioned) == []
 
     out = run("rotate", "--bucket", versioned)
-    assert summary_count(out, "rewrapped") == 2, out
-    assert summary_count(out, "older versions left") == 5       # and a v3, b v1, copied
+    assert summary_count(out, "rewrapped") == 5, out
+    # a v1, a v2, c v1; and a v3 and b v1, which the copies of the current versions pushed down
+    assert summary_count(out, "rewrap records written") == 5
+    assert summary_count(out, "older versions left") == 0
     assert summary_count(out, "superseded versions deleted") == 0
-    assert f"{key_id} version 1: 5" in out and f"{key_id} version 2: 2" in out
-    assert "older version(s) keep an old wrapping" in out
+    assert f"{key_id} version 2: 5" in out and f"{key_id} version 1" not in out
+    assert "older version(s) keep an old wrapping" not in out
+    assert len(rewrap_records(backend, versioned)) == 5
 
     listed = s3.list_object_versions(Bucket=versioned)
     versions = {k: [v for v in listed["Versions"] if v["Key"] == k] for k in "abcd"}
@@ -430,36 +453,86 @@ def test_rotate_looks_at_every_version(s3, versioned, backend, server):
     new_a, new_b = versions["a"][0]["VersionId"], versions["b"][0]["VersionId"]
     assert wrapping(s3, backend, server.root, versioned, "a", new_a)[1] == "2"
     assert wrapping(s3, backend, server.root, versioned, "b", new_b)[1] == "2"
-    for r in (*a, b):
+    for r in (*a, b):            # the older versions' own envelopes are never rewritten
         assert wrapping(s3, backend, server.root, versioned, "a" if r is not b else "b",
                         r["VersionId"]) == old
-    # The current versions read as before; the older ones are still older, and readable.
     got = s3.get_object(Bucket=versioned, Key="a")
     assert got["Body"].read() == bodies[2] and got["ETag"] == a[2]["ETag"]
     assert got["VersionId"] == new_a and got["Metadata"] == {"m": "2"}
     assert s3.get_object_tagging(Bucket=versioned, Key="a")["TagSet"] == [
         {"Key": "t", "Value": "2"}]
-    assert versions["a"][0]["Size"] == len(bodies[2])
-    for r, body in zip(a, bodies, strict=True):
-        assert s3.get_object(Bucket=versioned, Key="a",
-                             VersionId=r["VersionId"])["Body"].read() == body
     assert failure(s3.head_object, Bucket=versioned, Key="c")[0] == 404   # still deleted
-    assert s3.get_object(Bucket=versioned, Key="c",
-                         VersionId=c["VersionId"])["Body"].read() == b"deleted"
 
-    # --delete-superseded removes the duplicates the re-wrap left (a v3, b v1), and only
-    # those: older versions with other bodies stay, and so does their report.
+    again = run("rotate", "--bucket", versioned)
+    assert summary_count(again, "already current") == 7, again   # and d skipped
+    assert summary_count(again, "rewrapped") == 0
+    assert summary_count(again, "rewrap records written") == 0
+
+    # --delete-superseded removes the duplicates the copies pushed down (a v3, b v1) and
+    # their records, and only those: older versions with other bodies stay.
     out = run("rotate", "--bucket", versioned, "--delete-superseded")
     assert summary_count(out, "superseded versions deleted") == 2, out
-    assert summary_count(out, "older versions left") == 3
-    assert summary_count(out, "already current") == 2
-    assert f"{key_id} version 1: 3" in out
+    assert summary_count(out, "already current") == 5
+    assert summary_count(out, "older versions left") == 0
     remaining = {(v["Key"], v["VersionId"]) for v in s3.list_object_versions(
         Bucket=versioned)["Versions"]}
     assert ("a", a[2]["VersionId"]) not in remaining and ("b", b["VersionId"]) not in remaining
     assert {("a", a[0]["VersionId"]), ("a", a[1]["VersionId"]), ("a", new_a), ("b", new_b),
             ("c", c["VersionId"])} <= remaining
-    assert s3.get_object(Bucket=versioned, Key="b")["Body"].read() == b"only version"
+    assert len(rewrap_records(backend, versioned)) == 3       # a v1, a v2, c v1
+
+    # Nothing needs version 1 of the key any more: retired, a fresh server reads it all.
+    run("keys", "retire", key_id, "1")
+    fresh = fresh_server(server, backend, tmp_path / "after-retire")
+    try:
+        client = make_client(fresh.endpoint)
+        for r, body in zip(a[:2], bodies[:2], strict=True):
+            got = client.get_object(Bucket=versioned, Key="a", VersionId=r["VersionId"])
+            assert got["Body"].read() == body and got["ETag"] == r["ETag"]
+            assert (got["ServerSideEncryption"], got["SSEKMSKeyId"]) == ("aws:kms", key_id)
+        ranged = client.get_object(Bucket=versioned, Key="a", VersionId=a[1]["VersionId"],
+                                   Range=f"bytes={PART - 5}-{PART + 5}")
+        assert ranged["Body"].read() == bodies[1][PART - 5:PART + 6]
+        assert client.get_object(Bucket=versioned, Key="c", VersionId=c["VersionId"]
+                                 )["Body"].read() == b"deleted"
+        sizes = {(v["Key"], v["VersionId"]): v["Size"]
+                 for v in client.list_object_versions(Bucket=versioned)["Versions"]}
+        assert sizes[("a", a[0]["VersionId"])] == len(bodies[0])
+        assert sizes[("a", a[1]["VersionId"])] == len(bodies[1])
+        assert sizes[("c", c["VersionId"])] == len(b"deleted")
+        copied = client.copy_object(Bucket=versioned, Key="from-old", CopySource={
+            "Bucket": versioned, "Key": "a", "VersionId": a[0]["VersionId"]})
+        assert copied["CopyObjectResult"]["ETag"] == a[0]["ETag"]
+        assert client.get_object(Bucket=versioned, Key="from-old")["Body"].read() == bodies[0]
+
+        # The backend rewrites c's record: an integrity failure, never other bytes.
+        internal = backend.client()
+        name = next(n for n in rewrap_records(backend, versioned)
+                    if b'"c"' in internal.get_object(Bucket=INTERNAL_BUCKET, Key=n)[
+                        "Body"].read())
+        stored = internal.get_object(Bucket=INTERNAL_BUCKET, Key=name)["Body"].read()
+        internal.put_object(Bucket=INTERNAL_BUCKET, Key=name,
+                            Body=stored.replace(b'"key": "c"', b'"key": "a"'))
+        assert failure(client.get_object, Bucket=versioned, Key="c",
+                       VersionId=c["VersionId"]) == (500, "InternalError")
+        internal.put_object(Bucket=INTERNAL_BUCKET, Key=name, Body=stored)
+        assert client.get_object(Bucket=versioned, Key="c", VersionId=c["VersionId"]
+                                 )["Body"].read() == b"deleted"
+        internal.delete_object(Bucket=INTERNAL_BUCKET, Key=name)   # deleted: unreadable
+        assert failure(client.get_object, Bucket=versioned, Key="c",
+                       VersionId=c["VersionId"])[0] == 400       # KMS.NotFoundException
+        internal.put_object(Bucket=INTERNAL_BUCKET, Key=name, Body=stored)
+
+        # A version deleted by id through encproxy takes its record with it; one deleted
+        # behind encproxy's back is collected by the next rotate.
+        client.delete_object(Bucket=versioned, Key="a", VersionId=a[0]["VersionId"])
+        assert len(rewrap_records(backend, versioned)) == 2
+        backend.client().delete_object(Bucket=versioned, Key="c", VersionId=c["VersionId"])
+        out = run("rotate", "--bucket", versioned)
+        assert summary_count(out, "rewrap records of deleted versions removed") == 1, out
+        assert len(rewrap_records(backend, versioned)) == 1   # a v2's
+    finally:
+        fresh.stop()
 
 
 def test_a_suspended_bucket_keeps_older_versions(s3, versioned, quirks):
@@ -479,8 +552,8 @@ def test_a_suspended_bucket_keeps_older_versions(s3, versioned, quirks):
 def test_rotate_a_suspended_bucket(s3, versioned, backend, server, quirks):
     """Versioning Suspended: the current ``null`` version is re-wrapped in place (the
     copy replaces it: nothing left behind), a multipart one too; an older version with an
-    id is left and reported through an S3 backend, and re-wrapped in place on the file
-    store."""
+    id is re-wrapped in a rewrap record through an S3 backend (its envelope unchanged),
+    and in place on the file store."""
     in_place = not backend.is_s3
     run = rotate_cli(backend, server)
     key_id = "rots-" + versioned[-12:]
@@ -494,8 +567,8 @@ def test_rotate_a_suspended_bucket(s3, versioned, backend, server, quirks):
                               VersionId="null")["ContentLength"] == len(b"null version")
     run("keys", "rotate", key_id)
     out = run("rotate", "--bucket", versioned)
-    assert summary_count(out, "rewrapped") == (2 if in_place else 1), out
-    assert summary_count(out, "older versions left") == (0 if in_place else 1)
+    assert summary_count(out, "rewrapped") == 2, out
+    assert summary_count(out, "older versions left") == 0
     listed = s3.list_object_versions(Bucket=versioned)["Versions"]
     assert [v["VersionId"] for v in listed] == ["null", kept]
     assert wrapping(s3, backend, server.root, versioned, "n", "null") == (key_id, "2")
@@ -511,8 +584,8 @@ def test_rotate_a_suspended_bucket(s3, versioned, backend, server, quirks):
     run("keys", "rotate", key_id)
     with quirks.breaks("multipart-acl-500"):
         out = run("rotate", "--bucket", versioned)
-        # n (null) and m (null); on the file store the version with an id too
-        assert summary_count(out, "rewrapped") == (3 if in_place else 2), out
+        # n (null), m (null) and the version with an id
+        assert summary_count(out, "rewrapped") == 3, out
         assert wrapping(s3, backend, server.root, versioned, "m", "null") == (key_id, "3")
         got = s3.get_object(Bucket=versioned, Key="m", Range=f"bytes={PART - 5}-{PART + 5}")
         assert got["Body"].read() == b"".join(parts)[PART - 5:PART + 6]

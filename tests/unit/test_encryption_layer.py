@@ -150,7 +150,8 @@ def assert_same_response(resp: TestResponse, direct: TestResponse) -> None:
 
 
 # Operations with an in-process test module of their own.
-COVERED_ELSEWHERE = {"UpdateObjectEncryption": "test_update_object_encryption_layer.py"}
+COVERED_ELSEWHERE = {"UpdateObjectEncryption": "test_update_object_encryption_layer.py",
+                     "DeleteObject": "test_rewrap_records.py"}
 
 
 def test_every_operation_is_covered(tmp_path: Path) -> None:

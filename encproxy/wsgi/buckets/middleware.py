@@ -24,6 +24,7 @@ from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.auth.access import require_kms_key, visible_bucket
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
+from encproxy.wsgi.encryption.rewraps import RewrapStore
 from encproxy.wsgi.encryption.upload_store import open_uploads, remove_location, upload_location
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import WSGIApp, s3_error_boundary, xml_response
@@ -137,7 +138,18 @@ class BucketEncryptionMiddleware:
         if resp.ok:
             self.store.delete(req.bucket, parent=req.environ)
             self._forget_uploads(req.bucket, locations, req.environ)
+            self._forget_rewraps(req.bucket, req.environ)
         return relayed
+
+    def _forget_rewraps(self, bucket: str, parent: dict[str, Any]) -> None:
+        # The rewrap records of the bucket's versions (all deleted with it, as S3 deletes
+        # only an empty bucket).  The bucket is gone: a failure is logged, not answered.
+        try:
+            RewrapStore(self.store.app, self.store.internal_bucket,
+                        self.store.records).remove_bucket(bucket, parent)
+        except errors.S3Error as exc:
+            log.warning("deleted bucket %s: could not remove its rewrap records (%s)", bucket,
+                        exc.code)
 
     def _upload_locations(self, bucket: str, parent: dict[str, Any]) -> list[str]:
         """Where encproxy keeps the state of each upload open in ``bucket`` (none if the

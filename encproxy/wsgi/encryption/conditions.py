@@ -96,7 +96,8 @@ def _current_etags(ctx: EncryptionContext, req: S3Request) -> tuple[str, str] | 
         # It shows the client the backend's ETag (reads.py, sources.py).
         return backend_etag, backend_etag
     stored_size = int(head.headers.get("content-length", "0"))
-    keys = ctx.open_keys(envelope, bucket, key, None, head.headers.get(CONTEXT_HEADER))
+    keys = ctx.open_keys(envelope, bucket, key, None, head.headers.get(CONTEXT_HEADER),
+                         head.headers.get("x-amz-version-id"))
     if envelope.kind is Kind.MULTIPART:   # the ETag of its described index, if any (§7.8)
         fetcher = Fetcher(ctx.app, req.environ, bucket, key, None, backend_etag)
         with integrity.reported(bucket, key):

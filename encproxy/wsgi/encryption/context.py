@@ -18,7 +18,12 @@ from encproxy import errors
 from encproxy.crypto.customer_keys import KEY_ID as SSE_C_KEY_ID
 from encproxy.crypto.customer_keys import CustomerKeyWrapper
 from encproxy.crypto.keys import KeyWrapper, ObjectKeys, new_object, open_object, rebind
-from encproxy.format.constants import CHECKSUMMED_ENVELOPE_VERSION, FORMAT_VERSION, Kind
+from encproxy.format.constants import (
+    CHECKSUMMED_ENVELOPE_VERSION,
+    FORMAT_VERSION,
+    Kind,
+    Protection,
+)
 from encproxy.format.envelope import Envelope
 from encproxy.keys.provider import KeyProvider
 from encproxy.s3 import sse
@@ -30,6 +35,7 @@ from encproxy.wsgi.encryption.facts import FactsCache
 from encproxy.wsgi.encryption.headers import mode_of, protection_of
 from encproxy.wsgi.encryption.layouts import LayoutReader
 from encproxy.wsgi.encryption.policy import EncryptionPolicy
+from encproxy.wsgi.encryption.rewraps import RewrapStore
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import WSGIApp
 
@@ -138,15 +144,33 @@ class EncryptionContext:
             return Envelope.decode(value)
 
     def open_keys(self, envelope: Envelope, bucket: str, key: str,
-                  customer: sse.CustomerKey | None, context: str | None) -> ObjectKeys:
+                  customer: sse.CustomerKey | None, context: str | None,
+                  version_id: str | None = None) -> ObjectKeys:
         """Unwrap and verify the data key of the object stored at bucket/key.
 
-        ``context``: the stored SSE-KMS context header, if any.
+        ``context``: the stored SSE-KMS context header, if any.  ``version_id``: the
+        version read, if one was named: when its data key no longer unwraps (its
+        master-key version retired, or the key disabled), the version's rewrap record,
+        if rotation wrote one (``rewraps``), opens it instead.
         """
         wrapper = self.wrapper(mode_of(envelope.protection), customer)
         extra = sse.parse_context(context) if context else None
         with integrity.reported(bucket, key):
-            return open_object(wrapper, envelope, bucket, key, extra)
+            try:
+                return open_object(wrapper, envelope, bucket, key, extra)
+            except (errors.KMSNotFound, errors.KMSDisabled, errors.KMSInvalidState):
+                if version_id is None or envelope.protection is Protection.SSE_C:
+                    raise
+                rewrapped = self.rewraps.get(bucket, key, version_id, None)
+                if rewrapped is None:
+                    raise
+            log.info("%s/%s version %s: opened with its rewrap record", bucket, key,
+                     version_id)
+            return open_object(wrapper, rewrapped.applied_to(envelope), bucket, key, extra)
+
+    @property
+    def rewraps(self) -> RewrapStore:
+        return RewrapStore(self.app, self.internal_bucket, self.configs.records)
 
 
 def sse_c_requested(named: Mapping[str, str]) -> bool:

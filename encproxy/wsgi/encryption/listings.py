@@ -16,7 +16,6 @@ from urllib.parse import unquote_plus
 from werkzeug.wrappers import Response
 
 from encproxy import errors
-from encproxy.crypto.keys import open_object
 from encproxy.crypto.single import ObjectDecryptor
 from encproxy.format.constants import FORMAT_VERSION, Kind
 from encproxy.format.envelope import Envelope
@@ -106,7 +105,8 @@ class Listings:
                 True, plaintext_size(stored_size, envelope.version != FORMAT_VERSION), etag,
                 mode))
             return
-        keys = open_object(self.ctx.keys, envelope, bucket, key, _context(headers))
+        keys = self.ctx.open_keys(envelope, bucket, key, None, headers.get(CONTEXT_HEADER),
+                                  version or headers.get("x-amz-version-id"))
         decryptor = ObjectDecryptor(keys, stored_size)
         fetcher = Fetcher(self.ctx.app, parent, bucket, key, version, etag)
         client_etag(self.ctx, decryptor, mode, fetcher, stored_size)
@@ -138,7 +138,8 @@ class Listings:
                 return
             size = arithmetic
         else:
-            keys = open_object(self.ctx.keys, envelope, bucket, key, _context(headers))
+            keys = self.ctx.open_keys(envelope, bucket, key, None, headers.get(CONTEXT_HEADER),
+                                      version or headers.get("x-amz-version-id"))
             fetcher = Fetcher(self.ctx.app, parent, bucket, key, version, etag)
             with integrity.reported(bucket, key):
                 key_id = integrity.authenticated_key_id(envelope)
@@ -156,7 +157,3 @@ def _identity(bucket: str, entry: Any, url_encoded: bool) -> tuple[str, str, str
     return (bucket, key, xml.child_text(entry, "ETag") or "",
             int(xml.child_text(entry, "Size") or "0"))
 
-
-def _context(headers: dict[str, str]) -> dict[str, str] | None:
-    value = headers.get(CONTEXT_HEADER)
-    return sse.parse_context(value) if value else None

@@ -72,6 +72,7 @@ class EncryptionMiddleware:
             "ListObjects": lambda req: listings.respond(req, "Contents"),
             "ListObjectsV2": lambda req: listings.respond(req, "Contents"),
             "ListObjectVersions": lambda req: listings.respond(req, "Version"),
+            "DeleteObject": lambda req: delete_object(ctx, req),
         }
         self._handle = s3_error_boundary(self.handle)
 
@@ -86,3 +87,14 @@ class EncryptionMiddleware:
         req = S3Request.of(environ)
         assert req.operation is not None
         return self.handlers[req.operation](req)
+
+
+def delete_object(ctx: EncryptionContext, req: S3Request) -> Response:
+    """DeleteObject, passed through; a version deleted by id takes its rewrap record
+    (``rewraps``) with it."""
+    resp = ctx.pass_through(req)
+    version_id = req.query.get("versionId")
+    if version_id and 200 <= resp.status_code < 300:
+        assert req.bucket is not None and req.key is not None
+        ctx.rewraps.delete(req.bucket, req.key, version_id, req.environ)
+    return resp

@@ -79,6 +79,12 @@ class EncryptedRead:
     def context(self) -> str | None:
         return self.first.header(CONTEXT_HEADER)
 
+    @property
+    def version_id(self) -> str | None:
+        """The version read: named, or the current one the backend answered with (an
+        older version is current again once the versions above it are deleted)."""
+        return self.fetcher.version_id or self.first.header("x-amz-version-id")
+
 
 def read_object(ctx: EncryptionContext, req: S3Request, head: bool) -> Response:
     assert req.bucket is not None and req.key is not None
@@ -196,7 +202,8 @@ def _headers(read: EncryptedRead, etag: str, key_id: str,
 
 
 def _single(ctx: EncryptionContext, read: EncryptedRead) -> Response:
-    keys = ctx.open_keys(read.envelope, read.bucket, read.key, read.customer, read.context)
+    keys = ctx.open_keys(read.envelope, read.bucket, read.key, read.customer, read.context,
+                         read.version_id)
     stored_size = read.stored_size
     with integrity.reported(read.bucket, read.key):
         key_id = integrity.authenticated_key_id(read.envelope)
@@ -261,7 +268,8 @@ def _part_number(req: S3Request) -> int:
 
 def _multipart(ctx: EncryptionContext, read: EncryptedRead) -> Response:
     """A multipart-format object: a range, ``partNumber``, or the whole object."""
-    keys = ctx.open_keys(read.envelope, read.bucket, read.key, read.customer, read.context)
+    keys = ctx.open_keys(read.envelope, read.bucket, read.key, read.customer, read.context,
+                         read.version_id)
     layouts, fetcher = ctx.layouts, read.fetcher
     stored_size, etag = read.stored_size, read.backend_etag
     with integrity.reported(read.bucket, read.key):

@@ -113,7 +113,8 @@ def open_source(ctx: EncryptionContext, req: S3Request, bucket: str, key: str,
     src.mode = mode_of(src.envelope.protection)
     check_customer_matches(src.mode, customer)
     src.customer = customer
-    keys = ctx.open_keys(src.envelope, bucket, key, customer, head.headers.get(CONTEXT_HEADER))
+    keys = ctx.open_keys(src.envelope, bucket, key, customer, head.headers.get(CONTEXT_HEADER),
+                         version or head.headers.get("x-amz-version-id"))
     src.keys = keys
     with integrity.reported(bucket, key):
         src.key_id = integrity.authenticated_key_id(src.envelope)

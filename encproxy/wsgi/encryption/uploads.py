@@ -606,7 +606,8 @@ class MultipartUploads:
             return None
         backend_etag = head.headers.get("etag", "")
         stored_size = int(head.headers.get("content-length", "0"))
-        keys = self.ctx.open_keys(envelope, bucket, key, None, head.headers.get(CONTEXT_HEADER))
+        keys = self.ctx.open_keys(envelope, bucket, key, None, head.headers.get(CONTEXT_HEADER),
+                                  head.headers.get("x-amz-version-id"))
         fetcher = Fetcher(self.app, req.environ, bucket, key, None, backend_etag)
         with integrity.reported(bucket, key):
             key_id = integrity.authenticated_key_id(envelope)
