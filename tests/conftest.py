@@ -28,7 +28,7 @@ S3_BACKEND_INDEPENDENT = frozenset({
     "test_encrypted_copy.py", "test_encrypted_multipart.py",       # encproxy's own format
     "test_encrypted_multipart_clients.py", "test_encryption_clients.py",  # client tiers: one
     "test_node_sdk.py", "test_s3cmd_multipart.py", "test_cli.py",          # S3 backend each
-    "test_minio_py.py",
+    "test_minio_py.py", "test_client_sizes.py",
     "test_bucket_encryption_replicas.py", "test_orphaned_uploads.py",  # encproxy's records
     "test_operations_rotation.py", "test_backend_failures.py",
     "test_anonymous_through_backend.py",   # moto checks no ACLs: every anonymous test xfails

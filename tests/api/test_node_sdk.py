@@ -8,6 +8,10 @@ GETs were once refused with 501 (issue 15).  Its client sends CRC32 with every u
 a header for a body it holds, an aws-chunked trailer (HTTP-chunked, no Content-Length)
 for a stream.
 
+The size matrix of every client tier (``support.size_matrix``) goes through its PutObject
+and through lib-storage's ``Upload`` (5 MiB parts), back by GetObject, a ranged GetObject
+and ListObjectsV2 (``tests/node/transfer.mjs``).
+
 The SDK is installed from ``tests/node/package-lock.json`` by ``npm ci``
 (scripts/test.d/45-node.sh); without node or without that install these tests fail,
 they never skip.
@@ -29,6 +33,9 @@ import pytest
 import requests
 
 from support.server import ACCESS_KEY, REPO, SECRET_KEY
+from support.size_matrix import (
+    MiB, SIZES, Payload, assert_stored_encrypted, encrypted_bucket, expected_etag, sha256_file,
+    size_id, write_payloads)
 
 NODE_DIR = REPO / "tests" / "node"
 NODE = shutil.which("node")
@@ -179,3 +186,47 @@ def test_sdk_put_and_get_round_trip(server, stored, s3, bucket, node, tmp_path, 
     assert said["put"]["ServerSideEncryption"] == said["get"]["ServerSideEncryption"] == "AES256"
     assert s3.get_object(Bucket=bucket, Key=KEY)["Body"].read() == data
     assert_encrypted_at_rest(stored, bucket, KEY, data)
+
+
+# -- the size matrix (issue 20) ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def payloads(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Payload]:
+    return write_payloads(tmp_path_factory.mktemp("payloads"))
+
+
+@pytest.fixture(scope="module")
+def node_bucket(s3):
+    with encrypted_bucket(s3, "node") as name:
+        yield name
+
+
+@pytest.mark.parametrize("size", SIZES, ids=size_id)
+@pytest.mark.parametrize("via", ["put", "upload"])
+def test_sdk_size_matrix(server, s3, stored, node_bucket, node, payloads, tmp_path, via, size):
+    """Each size of the matrix through PutObject (the SDK's CRC32 in a header) and through
+    lib-storage's Upload (5 MiB parts above 5 MiB), read back whole (the SDK validating
+    the checksum it is answered), ranged, and listed by ListObjectsV2."""
+    payload, key = payloads[size], f"{via}/{size_id(size)}"
+    data = payload.data()
+    start, end = size // 3, size // 3 + size // 2 - (1 if size == 0 else 0)  # none of 0 B
+    out, ranged = tmp_path / "out.bin", tmp_path / "range.bin"
+    said = run_node(node, "transfer.mjs", server, node_bucket, key, "--file", str(payload.path),
+                    "--out", str(out), "--range-out", str(ranged), "--range-start", str(start),
+                    "--range-end", str(end), "--via", via)
+    assert sha256_file(out) == payload.sha256
+    part = 5 * MiB if via == "upload" and size > 5 * MiB else None
+    etag = expected_etag(data, part)
+    assert said["put"]["ETag"] == said["get"]["ETag"] == etag
+    assert said["get"]["ContentLength"] == size
+    if via == "put":
+        assert said["put"]["ChecksumCRC32"] == crc32_b64(data)   # the SDK's default
+    else:
+        assert said["put"]["Parts"] == (-(-size // part) if part else 1)
+    if size:
+        assert ranged.read_bytes() == data[start:end + 1]
+        assert said["range"] == {"ContentRange": f"bytes {start}-{end}/{size}",
+                                 "ContentLength": end + 1 - start}
+    else:
+        assert said["range"] is None
+    assert said["list"] == [{"Key": key, "Size": size, "ETag": etag}]
+    assert_stored_encrypted(s3, stored, node_bucket, key, payload, part)

@@ -1,7 +1,7 @@
-// What presign.mjs and roundtrip.mjs are told: the endpoint, region, credentials, bucket
-// and key, from `--name value` arguments or else the environment (ENCPROXY_TEST_*, and
-// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for the credentials). A missing one stops the
-// script with exit status 2 and a message naming it.
+// What presign.mjs, roundtrip.mjs and transfer.mjs are told: the endpoint, region,
+// credentials, bucket and key, from `--name value` arguments or else the environment
+// (ENCPROXY_TEST_*, and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for the credentials). A
+// missing one stops the script with exit status 2 and a message naming it.
 import { S3Client } from "@aws-sdk/client-s3";
 
 const SOURCES = {

@@ -77,6 +77,11 @@ def read_exactly(body: Any, length: int) -> Iterator[bytes]:
             raise errors.IncompleteBody()
         left -= len(piece)
         yield piece
+    if length == 0 and body.read(1):
+        # Read even an empty body to its end: a verifying body checks its claims there
+        # (auth.body.VerifiedBody: an aws-chunked trailer's checksum, which an SDK sends
+        # over HTTPS even for 0 bytes); a longer one than declared breaks its contract.
+        raise errors.InternalError("The request body returned more bytes than asked for.")
 
 
 def close_iterator(pieces: Iterator[Any]) -> None:
