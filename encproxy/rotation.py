@@ -568,10 +568,13 @@ class Rotator:
         context_value = head.headers.get(CONTEXT_HEADER)
         extra = sse.parse_context(context_value) if context_value else None
         try:
-            new = rewrap(self.keys, envelope, bucket, key, target_id, extra)
-            kept = envelope.replace_wrapping(envelope.key_id, new.wrapped_key)
-            open_object(self.keys, kept, bucket, key, extra)  # it opens before it is kept
-            self.rewraps.put(bucket, key, version_id, envelope, new.wrapped_key, None)
+            # The key id field as the version's own (the tag does not cover it): reads
+            # report the same key whichever envelope opened the version.
+            new = dataclasses.replace(
+                rewrap(self.keys, envelope, bucket, key, target_id, extra),
+                key_id=envelope.key_id)
+            open_object(self.keys, new, bucket, key, extra)  # it opens before it is kept
+            self.rewraps.put(bucket, key, version_id, new, None)
         except (FormatError, errors.S3Error) as exc:
             reason = f"{exc.code}: {exc.message}" if isinstance(exc, errors.S3Error) \
                 else type(exc).__name__

@@ -54,8 +54,8 @@ def rewrap_aside(stack: Stack, key: str, version_id: str) -> RewrapStore:
     """What ``encproxy rotate`` does for an older version through an S3 backend."""
     store = stack.middleware.context.rewraps
     envelope = stored_envelope(stack, key, version_id)
-    new = rewrap(stack.keys, envelope, BUCKET, key, KMS_KEY_ID)
-    store.put(BUCKET, key, version_id, envelope, new.wrapped_key, None)
+    store.put(BUCKET, key, version_id, rewrap(stack.keys, envelope, BUCKET, key, KMS_KEY_ID),
+              None)
     return store
 
 
@@ -124,8 +124,8 @@ def test_a_damaged_record_is_an_integrity_failure(stack: Stack, damage: str) -> 
     else:
         # A record sealed for this version, but naming another object's data key.
         envelope = stored_envelope(stack, "other", other)
-        new = rewrap(stack.keys, envelope, BUCKET, "other", KMS_KEY_ID)
-        store.put(BUCKET, "k", version, envelope, new.wrapped_key, None)
+        store.put(BUCKET, "k", version, rewrap(stack.keys, envelope, BUCKET, "other",
+                                               KMS_KEY_ID), None)
     stack.keys.retire_version(KMS_KEY_ID, "1")
     resp = get_version(stack.replica(), "k", version)
     assert_error(resp, 500, "InternalError")

@@ -10,17 +10,18 @@ bucket (FORMAT.md §14)::
     rewraps/<bucket>/<h>   h = SHA-256(bucket, key, version id), hex; purpose "rewrap",
                            bound to (bucket, key, version id)
 
-whose JSON body names the key and version id, the object id of the envelope it
-re-wraps, the master key and the new wrapped key.  The version's own envelope is never
-changed.  A read of a version whose data key no longer unwraps (its master-key version
-retired, or the key disabled) opens it with the record's wrapping instead
+whose JSON body names the key and version id, the object id and master key of the
+envelope it replaces, and the new envelope (FORMAT.md §2: the same object and
+protection, the data key wrapped again).  The version's own envelope is never changed.
+A read of a version whose data key no longer unwraps (its master-key version retired, or
+the key disabled) opens it with the record's envelope instead
 (``EncryptionContext.open_keys``): nothing costs more while the old master-key version
 exists.
 
-What binds the record: its MAC (purpose, bucket, key, version id), the object id it
-names (the envelope's: a record of another object is refused), and its master key,
-which must be the envelope's; and the re-wrapped envelope must still open, which
-authenticates the data key against the envelope tag (FORMAT.md §3).  A record that does
+What binds the record: its MAC (purpose, bucket, key, version id); its envelope must
+describe the same object as the version's own (object id, master key, kind, suite,
+format version, protection: a record of another object is refused); and it must open,
+which authenticates the data key against the envelope tag (FORMAT.md §3).  A record that does
 not verify is an integrity failure; a missing one leaves the read failing as it would
 have (an attacker who deletes records can only make older versions unreadable once their
 old master-key version is retired, as deleting the versions would).
@@ -32,7 +33,6 @@ by DeleteObjects, by lifecycle expiration, or behind encproxy's back).
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -55,19 +55,21 @@ BODY_VERSION = 1
 
 
 class Rewrap(NamedTuple):
-    """What a verified rewrap record says: the data key of ``object_id`` wrapped again
-    under ``key_id`` (its current version when the record was written)."""
+    """What a verified rewrap record says: ``envelope``, the version's envelope with its
+    data key wrapped again (under the current version of the same master key when the
+    record was written)."""
 
-    object_id: bytes
-    key_id: str
-    wrapped_key: bytes
+    envelope: Envelope
 
     def applied_to(self, envelope: Envelope) -> Envelope:
-        """``envelope`` with this wrapping; RecordMalformed if the record is not about
-        that envelope's object or names another master key."""
-        if envelope.object_id != self.object_id or envelope.key_id != self.key_id:
+        """The envelope to open the version whose own envelope is ``envelope`` with;
+        RecordMalformed if the record describes another object, master key or mode."""
+        new = self.envelope
+        if (new.object_id, new.key_id, new.kind, new.suite, new.version, new.protection) \
+                != (envelope.object_id, envelope.key_id, envelope.kind, envelope.suite,
+                    envelope.version, envelope.protection):
             raise RecordMalformed()
-        return envelope.replace_wrapping(self.key_id, self.wrapped_key)
+        return new
 
 
 def rewrap_location(bucket: str, key: str, version_id: str) -> str:
@@ -90,15 +92,13 @@ class RewrapStore:
         self.internal_bucket = internal_bucket
         self.records = records
 
-    def put(self, bucket: str, key: str, version_id: str, envelope: Envelope,
-            wrapped_key: bytes, parent: dict[str, Any] | None) -> None:
-        """Keep ``wrapped_key``: the data key of the version whose envelope is
-        ``envelope``, wrapped again under the same master key."""
+    def put(self, bucket: str, key: str, version_id: str, rewrapped: Envelope,
+            parent: dict[str, Any] | None) -> None:
+        """Keep ``rewrapped``: the version's envelope with its data key wrapped again."""
         ensure_internal_bucket(self.app, self.internal_bucket, parent)
         body = json.dumps({"v": BODY_VERSION, "key": key, "version_id": version_id,
-                           "object_id": envelope.object_id.hex(), "key_id": envelope.key_id,
-                           "wrapped_key": base64.b64encode(wrapped_key).decode()},
-                          sort_keys=True).encode()
+                           "object_id": rewrapped.object_id.hex(), "key_id": rewrapped.key_id,
+                           "envelope": rewrapped.encode()}, sort_keys=True).encode()
         sealed = self.records.seal(PURPOSE_REWRAP, bucket, key, version_id, body, parent)
         resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket,
                                   rewrap_location(bucket, key, version_id),
@@ -123,8 +123,10 @@ class RewrapStore:
             data = json.loads(body.decode("utf-8"))
             if data["v"] != BODY_VERSION or (data["key"], data["version_id"]) != (key, version_id):
                 raise ValueError("rewrap record version or binding")
-            return Rewrap(bytes.fromhex(data["object_id"]), str(data["key_id"]),
-                          base64.b64decode(data["wrapped_key"], validate=True))
+            envelope = Envelope.decode(str(data["envelope"]))
+            if (envelope.object_id.hex(), envelope.key_id) != (data["object_id"], data["key_id"]):
+                raise ValueError("rewrap record fields")
+            return Rewrap(envelope)
 
     def delete(self, bucket: str, key: str, version_id: str,
                parent: dict[str, Any] | None) -> None:
