@@ -451,7 +451,7 @@ class Rotator:
             except (FormatError, errors.S3Error) as exc:
                 return Outcome(FAILED, f"rewrap record: {type(exc).__name__}")
         try:
-            blob = WrappedKey.from_bytes(envelope.wrapped_key)
+            blob = WrappedKey.from_bytes(envelope.master_blob)
         except errors.S3Error as exc:
             return Outcome(FAILED, f"wrapped key: {type(exc).__name__}")
         before = (blob.key_id, blob.key_version)
@@ -579,7 +579,7 @@ class Rotator:
             reason = f"{exc.code}: {exc.message}" if isinstance(exc, errors.S3Error) \
                 else type(exc).__name__
             return Outcome(FAILED, f"rewrap record: {reason}", before)
-        blob = WrappedKey.from_bytes(new.wrapped_key)
+        blob = WrappedKey.from_bytes(new.master_blob)
         log.info("rotate %s/%s: older version %s re-wrapped in a rewrap record", bucket, key,
                  version_id)
         return Outcome(REWRAPPED, wrapped_under=(blob.key_id, blob.key_version),
@@ -656,7 +656,7 @@ class Rotator:
         extra = sse.parse_context(context_value) if context_value else None
         new = rewrap(self.keys, envelope, bucket, key, target_id, extra)
         open_object(self.keys, new, bucket, key, extra)  # it opens before it is written
-        after_blob = WrappedKey.from_bytes(new.wrapped_key)
+        after_blob = WrappedKey.from_bytes(new.master_blob)
         after = (after_blob.key_id, after_blob.key_version)
         headers = {name: v for name, v in _kept_headers(head, new).items()
                    if name.startswith("x-amz-meta-")}
@@ -680,7 +680,7 @@ class Rotator:
         extra = sse.parse_context(context_value) if context_value else None
         new = rewrap(self.keys, envelope, bucket, key, target_id, extra)
         open_object(self.keys, new, bucket, key, extra)  # it opens before it is written
-        after_blob = WrappedKey.from_bytes(new.wrapped_key)
+        after_blob = WrappedKey.from_bytes(new.master_blob)
         after = (after_blob.key_id, after_blob.key_version)
 
         headers = _kept_headers(head, new)
@@ -729,7 +729,7 @@ class Rotator:
         objkeys = open_object(self.keys, envelope, bucket, key, extra)
         new = rewrap(self.keys, envelope, bucket, key, target_id, extra)
         open_object(self.keys, new, bucket, key, extra)
-        after_blob = WrappedKey.from_bytes(new.wrapped_key)
+        after_blob = WrappedKey.from_bytes(new.master_blob)
         after = (after_blob.key_id, after_blob.key_version)
         stored_size = int(head.headers.get("content-length") or "0")
         fetcher = Fetcher(self.backend, None, bucket, key, version_id, etag)

@@ -334,6 +334,12 @@ OPTIONS: tuple[Option, ...] = (
            "Unwrapped data keys kept in memory per process; 0 turns the cache off."),
     Option("keys", "cache_ttl", "300", _positive_float,
            "Seconds an unwrapped data key may stay cached."),
+    Option("keys", "bucket_key_lifetime", "300", _positive_float,
+           "SSE-KMS bucket keys: seconds a process wraps new objects' data keys under one "
+           "bucket key, and keeps an unwrapped bucket key (docs/KEYS.md, Bucket keys)."),
+    Option("keys", "bucket_key_entries", "1024", _int_range(1, 1_000_000),
+           "SSE-KMS bucket keys kept per process: at most this many to write with (one per "
+           "bucket and master key) and this many unwrapped, least recently used out first."),
     Option("keys", "connect_timeout", "3", _positive_float,
            "kmip, awskms: seconds to connect."),
     Option("keys", "timeout", "10", _positive_float,

@@ -50,8 +50,10 @@ from encproxy.format.constants import (  # noqa: E402
     Domain,
     Kind,
     MiB,
+    Protection,
     Suite,
 )
+from encproxy.format.envelope import BucketKeyRef, bucket_key_context  # noqa: E402
 from encproxy.format.layout import Trailer, plan_completion  # noqa: E402
 from encproxy.format.records import (  # noqa: E402
     aad,
@@ -61,6 +63,8 @@ from encproxy.format.records import (  # noqa: E402
     gcm_nonce,
     segment_label,
 )
+from encproxy.keys.blob import Algorithm, ProviderKind, WrappedKey  # noqa: E402
+from encproxy.keys.bucket_keys import BucketKey, wrap_aad, wrap_key  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "format"
 FULL_HEX_LIMIT = 300        # ciphertexts up to this size are stored whole
@@ -269,6 +273,39 @@ def authenticated_record_vectors() -> dict[str, Any]:
             "root_wrap_context": root_wrap_context("encproxy-internal"), "vectors": rows}
 
 
+def bucket_key_vector(seed: int, suite: Suite, version: int, kind: Kind,
+                      extra_context: dict[str, str] | None = None) -> dict[str, Any]:
+    """An SSE-KMS envelope whose data key is wrapped under a bucket key (FORMAT.md §16).
+    The bucket key's provider blob is a fixed local-keyring blob (opaque to the format
+    but for the master key version it names)."""
+    bucket_key = hashlib.sha256(b"encproxy vector bucket key %d" % seed).digest()
+    provider_blob = WrappedKey(ProviderKind.LOCAL, Algorithm.AES256_GCM, KEY_ID, "3",
+                               salt(seed, 0)[:12], pattern(48)).to_bytes()
+    ref = BucketKeyRef.of(provider_blob, "3")
+    nonce = salt(seed, 1)[:12]
+    keys = ObjectKeys(kind, suite, object_id(seed), data_key(seed), version)
+    context = keys.context(BUCKET, KEY, extra_context)
+    wrapped = BucketKey(ref, bucket_key).wrap(keys.data_key, context, nonce=nonce)
+    envelope = keys.envelope(KEY_ID, wrapped, BUCKET, KEY, Protection.SSE_KMS, ref)
+    return {
+        "name": f"bucket-key-{suite.name.lower()}-v{version}-{kind.name.lower()}",
+        "inputs": {"suite": int(suite), "kind": int(kind), "envelope_version": version,
+                   "bucket": BUCKET, "key": KEY, "key_id": KEY_ID,
+                   "object_id": keys.object_id.hex(), "data_key": keys.data_key.hex(),
+                   "bucket_key": bucket_key.hex(), "bucket_key_blob": provider_blob.hex(),
+                   "master_version": "3", "nonce": nonce.hex(),
+                   "extra_context": extra_context or {}},
+        "outputs": {"bucket_key_id": ref.id.hex(),
+                    "bucket_key_context": bucket_key_context(BUCKET),
+                    "wrap_key": wrap_key(bucket_key).hex(),
+                    "wrap_aad": wrap_aad(ref.id, context).hex(),
+                    "wrapped_data_key": wrapped.hex(),
+                    "envelope_tag": envelope.tag.hex(),
+                    "envelope": envelope.to_bytes().hex(),
+                    "metadata_value": envelope.encode()},
+    }
+
+
 def build() -> dict[str, dict[str, Any]]:
     single = [single_vector(seed, suite, size)
               for suite in Suite
@@ -318,6 +355,12 @@ def build() -> dict[str, dict[str, Any]]:
         "multipart.json": {**header, "vectors": multipart},
         "records.json": {**header, "vectors": record_vectors()},
         "authenticated_records.json": authenticated_record_vectors(),
+        # Issue 18: SSE-KMS bucket keys (FORMAT.md §16).
+        "bucket_keys.json": {**header, "vectors": [
+            bucket_key_vector(700, Suite.AES256_GCM, 2, Kind.SINGLE),
+            bucket_key_vector(701, Suite.AES256_CTR_HMAC_SHA256, 1, Kind.MULTIPART),
+            bucket_key_vector(702, Suite.AES256_GCM, 2, Kind.SINGLE,
+                              {"department": "finance"})]},
     }
 
 

@@ -16,6 +16,8 @@ HMAC under a key derived from the data key, commits the object to that data key.
 
 A key provider wraps the data key: ``wrap(key_id, data_key, context)`` and
 ``unwrap(blob, context)``, with ``context = wrap_context(bucket, key, object_id)``.
+Or, for SSE-KMS with a bucket key (FORMAT.md §16), a bucket key the provider wrapped
+once wraps it, with the same context (``encproxy.keys.bucket_keys``).
 Provider exceptions pass through unchanged (they are not integrity errors).
 """
 from __future__ import annotations
@@ -41,9 +43,10 @@ from encproxy.format.constants import (
     Protection,
     Suite,
 )
-from encproxy.format.envelope import Envelope, envelope_tag_input, wrap_context
+from encproxy.format.envelope import BucketKeyRef, Envelope, envelope_tag_input, wrap_context
 from encproxy.format.errors import EnvelopeAuthenticationFailed
 from encproxy.format.records import body_label, envelope_label, segment_label
+from encproxy.keys.bucket_keys import BucketKey, open_bucket_key
 
 
 class KeyWrapper(Protocol):
@@ -52,6 +55,12 @@ class KeyWrapper(Protocol):
     def wrap(self, key_id: str, data_key: bytes, context: Mapping[str, str]) -> bytes: ...
 
     def unwrap(self, blob: bytes, context: Mapping[str, str]) -> bytes: ...
+
+
+class BucketKeyOpener(Protocol):
+    """Where readers get the bucket key an envelope names (``BucketKeys``: cached)."""
+
+    def open(self, ref: BucketKeyRef, bucket: str) -> BucketKey: ...
 
 
 def _hmac_sha256(key: bytes, data: bytes) -> bytes:
@@ -103,22 +112,26 @@ class ObjectKeys:
         return self.version == CHECKSUMMED_ENVELOPE_VERSION
 
     def envelope_tag(self, bucket: str, key: str, version: int = FORMAT_VERSION,
-                     protection: Protection = Protection.SSE_S3) -> bytes:
+                     protection: Protection = Protection.SSE_S3,
+                     bucket_key: BucketKeyRef | None = None) -> bytes:
         mac_key = hkdf_expand(self._prk, envelope_label(), 32)
         data = envelope_tag_input(version, self.kind, self.suite, self.object_id, bucket, key,
-                                  protection)
+                                  protection, bucket_key)
         return _hmac_sha256(mac_key, data)
 
     def envelope(self, key_id: str, wrapped_key: bytes, bucket: str, key: str,
-                 protection: Protection = Protection.SSE_S3) -> Envelope:
-        """The envelope of this object at ``bucket/key``."""
+                 protection: Protection = Protection.SSE_S3,
+                 bucket_key: BucketKeyRef | None = None) -> Envelope:
+        """The envelope of this object at ``bucket/key`` (``bucket_key``: the block of
+        the bucket key that wrapped ``wrapped_key``)."""
         return Envelope(self.kind, self.suite, self.object_id,
-                        self.envelope_tag(bucket, key, self.version, protection), key_id,
-                        wrapped_key, self.version, protection)
+                        self.envelope_tag(bucket, key, self.version, protection, bucket_key),
+                        key_id, wrapped_key, self.version, protection, bucket_key)
 
     def verify(self, envelope: Envelope, bucket: str, key: str) -> None:
         """Check the envelope tag (constant time); raise EnvelopeAuthenticationFailed."""
-        expected = self.envelope_tag(bucket, key, envelope.version, envelope.protection)
+        expected = self.envelope_tag(bucket, key, envelope.version, envelope.protection,
+                                     envelope.bucket_key)
         if not hmac.compare_digest(expected, envelope.tag) \
                 or (envelope.kind, envelope.suite, envelope.object_id, envelope.version) \
                 != (self.kind, self.suite, self.object_id, self.version):
@@ -157,32 +170,51 @@ def full_context(bucket: str, key: str, object_id: bytes,
     return base
 
 
+def _wrapped(wrapper: KeyWrapper, key_id: str, data_key: bytes, context: Mapping[str, str],
+             bucket_key: BucketKey | None) -> tuple[bytes, BucketKeyRef | None]:
+    """The data key wrapped by the provider, or under ``bucket_key`` (FORMAT.md §16)."""
+    if bucket_key is None:
+        return wrapper.wrap(key_id, data_key, context), None
+    return bucket_key.wrap(data_key, context), bucket_key.ref
+
+
 def new_object(wrapper: KeyWrapper, key_id: str, bucket: str, key: str, *,
                kind: Kind, suite: Suite = Suite.AES256_GCM,
                protection: Protection = Protection.SSE_S3,
                extra_context: Mapping[str, str] | None = None,
-               version: int = FORMAT_VERSION) -> tuple[ObjectKeys, Envelope]:
+               version: int = FORMAT_VERSION,
+               bucket_key: BucketKey | None = None) -> tuple[ObjectKeys, Envelope]:
     """Keys and envelope for a new object (PutObject) or upload (CreateMultipartUpload);
-    ``version`` 2 for a single-part object that seals its checksum (FORMAT.md §15).
+    ``version`` 2 for a single-part object that seals its checksum (FORMAT.md §15);
+    ``bucket_key``: wrap the data key under it, not by the provider (SSE-KMS, §16).
 
     Store ``envelope.metadata()`` in the object's user metadata.
     """
     if version != FORMAT_VERSION and kind is not Kind.SINGLE:
         raise ValueError("only single-part objects have envelope version 2")
     keys = ObjectKeys.generate(kind, suite, version)
-    wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key, extra_context))
-    return keys, keys.envelope(key_id, wrapped, bucket, key, protection)
+    wrapped, ref = _wrapped(wrapper, key_id, keys.data_key,
+                            keys.context(bucket, key, extra_context), bucket_key)
+    return keys, keys.envelope(key_id, wrapped, bucket, key, protection, ref)
 
 
 def open_object(wrapper: KeyWrapper, envelope: Envelope, bucket: str, key: str,
-                extra_context: Mapping[str, str] | None = None) -> ObjectKeys:
+                extra_context: Mapping[str, str] | None = None,
+                bucket_keys: BucketKeyOpener | None = None) -> ObjectKeys:
     """Unwrap and verify: the keys of the object stored at ``bucket/key``.
 
+    An envelope with a bucket key has it opened by ``bucket_keys`` (a cache), or, without
+    one, unwrapped by ``wrapper`` for this call alone.
     Raises EnvelopeAuthenticationFailed when the envelope does not belong to this
     object or its data key; provider errors pass through.
     """
     context = full_context(bucket, key, envelope.object_id, extra_context)
-    data_key = wrapper.unwrap(envelope.wrapped_key, context)
+    if envelope.bucket_key is not None:
+        bucket_key = (bucket_keys.open(envelope.bucket_key, bucket) if bucket_keys is not None
+                      else open_bucket_key(wrapper, envelope.bucket_key, bucket))
+        data_key = bucket_key.unwrap(envelope.wrapped_key, context)
+    else:
+        data_key = wrapper.unwrap(envelope.wrapped_key, context)
     if len(data_key) != DATA_KEY_SIZE:
         raise EnvelopeAuthenticationFailed()
     keys = ObjectKeys(envelope.kind, envelope.suite, envelope.object_id, bytes(data_key),
@@ -193,25 +225,33 @@ def open_object(wrapper: KeyWrapper, envelope: Envelope, bucket: str, key: str,
 
 def rebind(wrapper: KeyWrapper, keys: ObjectKeys, key_id: str, bucket: str,
            key: str, protection: Protection = Protection.SSE_S3,
-           extra_context: Mapping[str, str] | None = None) -> Envelope:
+           extra_context: Mapping[str, str] | None = None,
+           bucket_key: BucketKey | None = None) -> Envelope:
     """Envelope for a byte-for-byte copy of this object's body to ``bucket/key``.
 
     CopyObject (and UploadPartCopy of whole segments) may keep the body and store
     this envelope instead of re-encrypting: the copy shares the data key and
-    object id; its envelope tag and wrapping are bound to the new location.
+    object id; its envelope tag and wrapping are bound to the new location (and to
+    the destination bucket's ``bucket_key``, if given).
     """
-    wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key, extra_context))
-    return keys.envelope(key_id, wrapped, bucket, key, protection)
+    wrapped, ref = _wrapped(wrapper, key_id, keys.data_key,
+                            keys.context(bucket, key, extra_context), bucket_key)
+    return keys.envelope(key_id, wrapped, bucket, key, protection, ref)
 
 
 def rewrap(wrapper: KeyWrapper, envelope: Envelope, bucket: str, key: str,
-           key_id: str, extra_context: Mapping[str, str] | None = None) -> Envelope:
+           key_id: str, extra_context: Mapping[str, str] | None = None,
+           bucket_keys: BucketKeyOpener | None = None) -> Envelope:
     """Key rotation: the same envelope with the data key wrapped under ``key_id``.
 
-    Verifies the old envelope first; the tag and the body are unchanged.
+    Verifies the old envelope first; the body is unchanged, and so is the tag, unless
+    the old envelope had a bucket key: the new one is wrapped by the provider, without
+    a bucket key, and its tag no longer covers a bucket-key block (FORMAT.md §16).
     """
-    keys = open_object(wrapper, envelope, bucket, key, extra_context)
+    keys = open_object(wrapper, envelope, bucket, key, extra_context, bucket_keys)
     wrapped = wrapper.wrap(key_id, keys.data_key, keys.context(bucket, key, extra_context))
+    if envelope.bucket_key is not None:
+        return keys.envelope(key_id, wrapped, bucket, key, envelope.protection)
     return envelope.replace_wrapping(key_id, wrapped)
 
 
@@ -220,6 +260,6 @@ def new_segment_salt() -> bytes:
 
 
 __all__ = [
-    "KeyWrapper", "ObjectKeys", "full_context", "hkdf_expand", "hkdf_extract", "new_object",
-    "new_segment_salt", "open_object", "rebind", "rewrap",
+    "BucketKeyOpener", "KeyWrapper", "ObjectKeys", "full_context", "hkdf_expand",
+    "hkdf_extract", "new_object", "new_segment_salt", "open_object", "rebind", "rewrap",
 ]

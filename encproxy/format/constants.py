@@ -75,7 +75,16 @@ METADATA_HEADER: Final = "x-amz-meta-" + METADATA_KEY
 MAX_KEY_ID_SIZE: Final = 128
 MAX_WRAPPED_KEY_SIZE: Final = 512
 ENVELOPE_FIXED_SIZE: Final = 4 + OBJECT_ID_SIZE + ENVELOPE_TAG_SIZE + 1 + 2
-MAX_ENVELOPE_SIZE: Final = ENVELOPE_FIXED_SIZE + MAX_KEY_ID_SIZE + MAX_WRAPPED_KEY_SIZE
+# The bucket-key block (FORMAT.md §16) after the wrapped key: u8 type, 16-byte bucket key
+# id, u8 + master key version (0..64), u16 + the bucket key's provider blob (1..512).
+BUCKET_KEY_BLOCK_TYPE: Final = 1
+BUCKET_KEY_ID_SIZE: Final = 16
+MAX_BUCKET_KEY_VERSION_SIZE: Final = 64
+MAX_BUCKET_KEY_BLOB_SIZE: Final = 512
+MAX_BUCKET_KEY_BLOCK_SIZE: Final = (1 + BUCKET_KEY_ID_SIZE + 1 + MAX_BUCKET_KEY_VERSION_SIZE + 2
+                                    + MAX_BUCKET_KEY_BLOB_SIZE)
+MAX_ENVELOPE_SIZE: Final = (ENVELOPE_FIXED_SIZE + MAX_KEY_ID_SIZE + MAX_WRAPPED_KEY_SIZE
+                            + MAX_BUCKET_KEY_BLOCK_SIZE)
 MAX_METADATA_VALUE_SIZE: Final = (MAX_ENVELOPE_SIZE * 4 + 2) // 3   # unpadded base64url
 
 

@@ -9,6 +9,7 @@ can be built (key files are private, certificates load), it can be reached, and
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from encproxy import errors
@@ -21,8 +22,12 @@ def _opt_path(settings: Settings, option: str) -> str:
     return str(settings.path("keys", option)) if settings.get("keys", option) else ""
 
 
-def build_provider(settings: Settings, *, cache: bool = True) -> KeyProvider:
-    """The configured provider (wrapped in the data-key cache if ``cache_entries`` > 0)."""
+def build_provider(settings: Settings, *, cache: bool = True,
+                   measure: Callable[[KeyProvider], KeyProvider] | None = None) -> KeyProvider:
+    """The configured provider (wrapped in the data-key cache if ``cache_entries`` > 0).
+
+    ``measure`` wraps the provider itself, under the cache (``metrics.metered``: what it
+    counts are the calls that reach the provider, never cache hits)."""
     kind = settings.get("keys", "provider")
 
     def get(option: str) -> Any:
@@ -55,6 +60,8 @@ def build_provider(settings: Settings, *, cache: bool = True) -> KeyProvider:
                                   metadata_ttl=ttl)
     else:  # settings validation admits only the four names
         raise AssertionError(f"key provider {kind!r} passed validation but has no builder")
+    if measure is not None:
+        provider = measure(provider)
     if cache and get("cache_entries") > 0:
         from encproxy.keys.cache import CachingProvider
         provider = CachingProvider(provider, get("cache_entries"), get("cache_ttl"))

@@ -173,40 +173,52 @@ class WritePlan:
     """How one write is to be encrypted.
 
     ``mode`` is AES256 (SSE-S3), aws:kms (SSE-KMS) or sse-c; ``key_id`` the master
-    key as written (the provider normalises it) or None for SSE-C.
+    key as written (the provider normalises it) or None for SSE-C; ``bucket_key``:
+    SSE-KMS with an S3 Bucket Key (docs/KEYS.md, Bucket keys).
     """
 
     mode: str
     key_id: str | None
     customer: CustomerKey | None = None
     context: Mapping[str, str] | None = None
+    bucket_key: bool = False
 
 
 def decide_write(request: SseRequest, bucket_algorithm: str | None,
                  bucket_key_id: str | None, server_default: str,
-                 default_key: str) -> WritePlan | None:
+                 default_key: str, bucket_key_enabled: bool = False) -> WritePlan | None:
     """Request headers override the bucket's configuration, which overrides the
-    server-wide ``[encryption] default``; None means the write is stored as sent."""
+    server-wide ``[encryption] default``; None means the write is stored as sent.
+
+    An SSE-KMS write uses a bucket key if the request's
+    ``x-amz-server-side-encryption-bucket-key-enabled`` says true, or says nothing and
+    the bucket's configuration has ``BucketKeyEnabled`` (as S3: for every new SSE-KMS
+    object in the bucket).  Other modes have no bucket keys, as at S3.
+    """
+    bucket_key = (request.bucket_key_enabled if request.bucket_key_enabled is not None
+                  else bucket_key_enabled)
     if request.customer is not None:
         return WritePlan(MODE_SSE_C, None, request.customer)
     if request.algorithm == "AES256":
         return WritePlan(MODE_SSE_S3, default_key)
     if request.algorithm == "aws:kms":
         return WritePlan(MODE_SSE_KMS, request.kms_key_id or default_key,
-                         context=request.context)
+                         context=request.context, bucket_key=bucket_key)
     algorithm, key_id = bucket_algorithm, bucket_key_id
     if algorithm is None and server_default != MODE_NONE:
         algorithm, key_id = server_default, None
     if algorithm == "AES256":
         return WritePlan(MODE_SSE_S3, default_key)
     if algorithm == "aws:kms":
-        return WritePlan(MODE_SSE_KMS, key_id or default_key)
+        return WritePlan(MODE_SSE_KMS, key_id or default_key, bucket_key=bucket_key)
     return None
 
 
 def response_headers(mode: str, key_id: str | None, customer_md5: str | None,
-                     context_header: str | None = None) -> dict[str, str]:
-    """The SSE headers PUT, GET and HEAD answer with, as S3 sends them."""
+                     context_header: str | None = None,
+                     bucket_key: bool = False) -> dict[str, str]:
+    """The SSE headers PUT, GET and HEAD answer with, as S3 sends them; ``bucket_key``:
+    the object's envelope has a bucket key (S3 then answers the header ``true``)."""
     if mode == MODE_SSE_S3:
         return {SSE: "AES256"}
     if mode == MODE_SSE_KMS:
@@ -215,6 +227,8 @@ def response_headers(mode: str, key_id: str | None, customer_md5: str | None,
             out[SSE_KMS_KEY_ID] = key_id
         if context_header:
             out[SSE_CONTEXT] = context_header
+        if bucket_key:
+            out[SSE_BUCKET_KEY] = "true"
         return out
     if mode == MODE_SSE_C and customer_md5:
         return {SSE_C_ALGORITHM: "AES256", SSE_C_KEY_MD5: customer_md5}

@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response
 
 from encproxy.errors import AccessDenied, ConfigError
 from encproxy.filestore.store import FileStore
+from encproxy.keys.bucket_keys import BucketKeys
 from encproxy.keys.factory import build_provider
 from encproxy.keys.provider import KeyProvider
 from encproxy.metrics import ObservedBackend, metered
@@ -105,7 +106,9 @@ def anonymous_access(settings: Settings, backend: WSGIApp,
 def build_app(settings: Settings, keys: KeyProvider | None = None) -> WSGIApp:
     raw_backend = build_backend(settings)
     backend = ObservedBackend(raw_backend)              # metrics: backend errors
-    keys = metered(keys or build_provider(settings))    # metrics: key-provider calls
+    # metrics: key-provider calls, counted where they reach the provider (under the
+    # data-key cache, whose hits are no calls; bucket keys are above, FORMAT.md §16).
+    keys = metered(keys) if keys is not None else build_provider(settings, measure=metered)
     internal = settings.get("backend", "internal_bucket")
     # Records in the internal bucket are authenticated under a key wrapped by this master key.
     records_key = keys.normalize(settings.get("keys", "records_key")
@@ -119,7 +122,9 @@ def build_app(settings: Settings, keys: KeyProvider | None = None) -> WSGIApp:
         require=settings.get("encryption", "require"),
         allow_insecure_sse_c=settings.get("encryption", "allow_insecure_sse_c"),
         default_key=keys.normalize(settings.get("keys", "default_key")))
-    encrypting = EncryptionMiddleware(backend, store, keys, policy)
+    bucket_keys = BucketKeys(keys, settings.get("keys", "bucket_key_lifetime"),
+                             settings.get("keys", "bucket_key_entries"))
+    encrypting = EncryptionMiddleware(backend, store, keys, policy, bucket_keys=bucket_keys)
     buckets = BucketEncryptionMiddleware(encrypting, store, keys,
                                          own_backend_identity=settings.backend_credentials)
     # [access]: what each restricted client may do, decided right after authentication.

@@ -88,11 +88,14 @@ def create_keys(config: Path, *names: str, env: dict[str, str] | None = None) ->
 
 
 def start_server(directory: Path, extra: str = "", env: dict[str, str] | None = None,
-                 timeout: float = 30) -> RunningServer:
+                 timeout: float = 30, create: bool = True) -> RunningServer:
+    """``create``: make the default key, test-key and other-key first (False: a provider
+    whose keys are made elsewhere, such as AWS KMS)."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = write_config(directory, port, extra)
-    create_keys(config, "test-key", "other-key", env=env)
+    if create:
+        create_keys(config, "test-key", "other-key", env=env)
     log = directory / "server.log"
     encproxy = Path(sys.executable).with_name("encproxy")
     process = subprocess.Popen(

@@ -25,6 +25,7 @@ from encproxy.format.constants import (
     Protection,
 )
 from encproxy.format.envelope import Envelope
+from encproxy.keys.bucket_keys import BucketKey, BucketKeys
 from encproxy.keys.provider import KeyProvider
 from encproxy.s3 import sse
 from encproxy.s3.bucket_encryption import BucketEncryption
@@ -54,6 +55,7 @@ class EncryptionContext:
     policy: EncryptionPolicy
     facts: FactsCache
     layouts: LayoutReader
+    bucket_keys: BucketKeys         # SSE-KMS bucket keys: this process's, and those unwrapped
 
     @property
     def internal_bucket(self) -> str:
@@ -80,7 +82,8 @@ class EncryptionContext:
             require_kms_key(req.environ, self.keys.normalize(requested.kms_key_id))
         plan = sse.decide_write(requested, config.algorithm if config else None,
                                 config.kms_key_id if config else None, self.policy.default,
-                                self.policy.default_key)
+                                self.policy.default_key,
+                                config.bucket_key_enabled if config else False)
         if plan is None:
             self.refuse_unencrypted()
         return plan
@@ -119,23 +122,35 @@ class EncryptionContext:
             return CustomerKeyWrapper(customer.key)
         return self.keys
 
+    def bucket_key(self, plan: sse.WritePlan, bucket: str) -> BucketKey | None:
+        """The bucket key a write of ``plan`` into ``bucket`` wraps its data key under
+        (SSE-KMS with a bucket key only; FORMAT.md §16), else None."""
+        if plan.mode != sse.MODE_SSE_KMS or not plan.bucket_key:
+            return None
+        return self.bucket_keys.for_write(self.key_id(plan), bucket)
+
     def new_keys(self, plan: sse.WritePlan, bucket: str, key: str,
                  kind: Kind) -> tuple[ObjectKeys, Envelope]:
         """A fresh data key for a new object or upload, and its envelope.  Every new
         single-part object seals its checksum (envelope version 2, FORMAT.md §15)."""
         version = CHECKSUMMED_ENVELOPE_VERSION if kind is Kind.SINGLE else FORMAT_VERSION
+        wrapper = self.wrapper(plan.mode, plan.customer)
+        bucket_key = self.bucket_key(plan, bucket)
         try:
-            return new_object(self.wrapper(plan.mode, plan.customer), self.key_id(plan),
+            return new_object(wrapper, self.key_id(plan),
                               bucket, key, kind=kind, protection=protection_of(plan.mode),
-                              extra_context=plan.context, version=version)
+                              extra_context=plan.context, version=version,
+                              bucket_key=bucket_key)
         except ValueError:
             raise _context_redefined() from None
 
     def rebound(self, keys: ObjectKeys, plan: sse.WritePlan, bucket: str, key: str) -> Envelope:
         """An envelope binding the data key of ``keys`` to a byte-for-byte copy at bucket/key."""
+        wrapper = self.wrapper(plan.mode, plan.customer)
+        bucket_key = self.bucket_key(plan, bucket)
         try:
-            return rebind(self.wrapper(plan.mode, plan.customer), keys, self.key_id(plan),
-                          bucket, key, protection_of(plan.mode), plan.context)
+            return rebind(wrapper, keys, self.key_id(plan),
+                          bucket, key, protection_of(plan.mode), plan.context, bucket_key)
         except ValueError:
             raise _context_redefined() from None
 
@@ -157,7 +172,7 @@ class EncryptionContext:
         extra = sse.parse_context(context) if context else None
         with integrity.reported(bucket, key):
             try:
-                return open_object(wrapper, envelope, bucket, key, extra)
+                return open_object(wrapper, envelope, bucket, key, extra, self.bucket_keys)
             except (errors.KMSNotFound, errors.KMSDisabled, errors.KMSInvalidState):
                 if version_id is None or envelope.protection is Protection.SSE_C:
                     raise
@@ -166,7 +181,8 @@ class EncryptionContext:
                     raise
             log.info("%s/%s version %s: opened with its rewrap record", bucket, key,
                      version_id)
-            return open_object(wrapper, rewrapped.applied_to(envelope), bucket, key, extra)
+            return open_object(wrapper, rewrapped.applied_to(envelope), bucket, key, extra,
+                               self.bucket_keys)
 
     @property
     def rewraps(self) -> RewrapStore:

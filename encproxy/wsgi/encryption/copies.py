@@ -373,5 +373,8 @@ def _with_envelope(meta: dict[str, str], envelope: Envelope,
 
 
 def _sse_headers(plan: sse.WritePlan, key_id: str, context: str | None) -> dict[str, str]:
+    """The copy's SSE headers; its envelope has a bucket key exactly when ``plan`` asks
+    for one (``EncryptionContext.bucket_key``)."""
     return sse.response_headers(plan.mode, key_id,
-                                plan.customer.key_md5 if plan.customer else None, context)
+                                plan.customer.key_md5 if plan.customer else None, context,
+                                plan.bucket_key)

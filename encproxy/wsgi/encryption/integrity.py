@@ -70,14 +70,16 @@ def authenticated_key_id(envelope: Envelope) -> str:
     The envelope tag does not cover the key-id field (rotation rewrites it), but the
     wrapped key names its master key too, and ``unwrap`` authenticates that name
     (AES-GCM AAD for the keyring and KMIP, the key itself for PKCS#11 key wrap, the
-    KeyId KMS answers for AWS KMS).  Call this only after the data key was unwrapped.
+    KeyId KMS answers for AWS KMS); with a bucket key, its blob names the master key,
+    and the envelope tag covers the id of that blob (FORMAT.md §16).  Call this only
+    after the data key was unwrapped.
     An envelope whose key id disagrees with its wrapped key is EnvelopeAuthenticationFailed.
     SSE-C objects name no master key: their envelope's marker is returned as stored.
     """
     if envelope.protection is Protection.SSE_C:
         return envelope.key_id
     try:
-        blob = WrappedKey.from_bytes(envelope.wrapped_key)
+        blob = WrappedKey.from_bytes(envelope.master_blob)
     except errors.S3Error:
         raise EnvelopeAuthenticationFailed() from None
     if blob.key_id == envelope.key_id:

@@ -20,6 +20,7 @@ from typing import Any
 from werkzeug.wrappers import Response
 
 from encproxy import metrics
+from encproxy.keys.bucket_keys import BucketKeys
 from encproxy.keys.provider import KeyProvider
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
 from encproxy.wsgi.encryption.attributes import get_object_attributes
@@ -45,10 +46,11 @@ __all__ = ["EncryptionMiddleware", "EncryptionPolicy"]
 
 class EncryptionMiddleware:
     def __init__(self, app: WSGIApp, configs: BucketConfigStore, keys: KeyProvider,
-                 policy: EncryptionPolicy, facts: FactsCache | None = None) -> None:
+                 policy: EncryptionPolicy, facts: FactsCache | None = None,
+                 bucket_keys: BucketKeys | None = None) -> None:
         self.app = app
         self.context = EncryptionContext(app, configs, keys, policy, facts or FactsCache(),
-                                         LayoutReader())
+                                         LayoutReader(), bucket_keys or BucketKeys(keys))
         ctx = self.context
         self.uploads = uploads = MultipartUploads(
             ctx, UploadStore(app, configs.internal_bucket, configs.records))

@@ -197,7 +197,7 @@ def _headers(read: EncryptedRead, etag: str, key_id: str,
     headers += [("ETag", etag), ("Accept-Ranges", "bytes")]
     headers += list(sse.response_headers(
         read.mode, key_id, read.customer.key_md5 if read.customer else None,
-        read.context).items())
+        read.context, read.envelope.bucket_key is not None).items())
     return headers
 
 

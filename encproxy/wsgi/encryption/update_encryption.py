@@ -96,7 +96,7 @@ def update_object_encryption(ctx: EncryptionContext, req: S3Request) -> Response
     require_kms_key(req.environ, key_id)              # [access_kms_keys]
     version = req.query.get("versionId")
     for _ in range(ATTEMPTS):
-        if _attempt(ctx, req, key_id, version):
+        if _attempt(ctx, req, key_id, version, wanted.bucket_key_enabled):
             return Response(b"", status=200)
     raise errors.SlowDown("The object changed while its encryption was being updated; "
                           "try again.")
@@ -107,8 +107,10 @@ def _signed_with_sigv2(req: S3Request) -> bool:
     return authorization.startswith("AWS ") or "AWSAccessKeyId" in req.query
 
 
-def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str | None) -> bool:
-    """Re-wrap the object once; False if it changed under us (nothing was written)."""
+def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str | None,
+             bucket_key: bool = False) -> bool:
+    """Re-wrap the object once (under a bucket key if ``bucket_key``: the request's
+    ``BucketKeyEnabled``); False if it changed under us (nothing was written)."""
     assert req.bucket is not None and req.key is not None
     bucket, key = req.bucket, req.key
     _refuse_unsupported(ctx, req, bucket, key, version)
@@ -123,7 +125,8 @@ def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str |
             "contain '_'.")
     context = src.headers.get(CONTEXT_HEADER)
     plan = sse.WritePlan(sse.MODE_SSE_KMS, key_id,
-                         context=sse.parse_context(context) if context else None)
+                         context=sse.parse_context(context) if context else None,
+                         bucket_key=bucket_key)
     assert src.keys is not None
     envelope = ctx.rebound(src.keys, plan, bucket, key)     # KMS.NotFoundException here
     ctx.open_keys(envelope, bucket, key, None, context)     # it opens before it is written

@@ -235,7 +235,8 @@ class MultipartUploads:
         if plan.mode != sse.MODE_SSE_C:
             self.store.cache_keys(req.bucket, req.key, upload_id, keys)
         extra = sse.response_headers(plan.mode, key_id,
-                                     plan.customer.key_md5 if plan.customer else None, context)
+                                     plan.customer.key_md5 if plan.customer else None, context,
+                                     envelope.bucket_key is not None)
         if settings is not None:
             extra.update(checksum_headers.upload_headers(*settings))
         return relayed(resp.status, resp.headers, body, extra)
@@ -325,8 +326,12 @@ class MultipartUploads:
 
     @staticmethod
     def sse_headers(record: UploadRecord, customer: sse.CustomerKey | None) -> dict[str, str]:
+        # S3 answers the bucket-key header as the upload's envelope has it (FORMAT.md §16).
+        bucket_key = record.envelope is not None \
+            and Envelope.decode(record.envelope).bucket_key is not None
         return sse.response_headers(record.mode, record.key_id,
-                                    customer.key_md5 if customer else None)
+                                    customer.key_md5 if customer else None,
+                                    bucket_key=bucket_key)
 
     def write_part(self, parent: dict[str, Any], bucket: str, key: str, upload_id: str,
                    keys: ObjectKeys, number: int, length: int,
@@ -625,7 +630,8 @@ class MultipartUploads:
             raise errors.NoSuchUpload(UploadId=upload_id)
         headers = {k: v for k, v in head.headers.items() if k in ("x-amz-version-id",)}
         headers.update(sse.response_headers(mode, key_id, None,
-                                            head.headers.get(CONTEXT_HEADER)))
+                                            head.headers.get(CONTEXT_HEADER),
+                                            envelope.bucket_key is not None))
         log.info("upload %s of %s/%s: Complete retried after it succeeded; same answer",
                  upload_id, bucket, key)
         return self._completed(req, layout.etag, headers, layout.description.checksum,

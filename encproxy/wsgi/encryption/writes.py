@@ -91,7 +91,7 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
             True, length, etag, plan.mode, key_id, stored, keys.object_id))
     headers = {"ETag": etag, **sse.response_headers(
         plan.mode, key_id, plan.customer.key_md5 if plan.customer else None,
-        req.headers.get(sse.SSE_CONTEXT))}
+        req.headers.get(sse.SSE_CONTEXT), envelope.bucket_key is not None)}
     version = resp.header("x-amz-version-id")
     if version is not None:
         headers["x-amz-version-id"] = version
