@@ -1,24 +1,31 @@
-"""ceph/s3-tests against encproxy and Ceph RGW (run: scripts/conformance; see docs/CONFORMANCE.md).
+"""ceph/s3-tests against encproxy, Ceph RGW and SeaweedFS (run: scripts/conformance; see
+docs/CONFORMANCE.md).
 
-For each target named by ``--targets`` (default: all three, in this order):
+For each target named by ``--targets`` (default: all five, in this order):
 
 * ``file``:         encproxy on its embedded file store, ``[encryption] default = AES256``;
 * ``rgw``:          Ceph RGW 16.2 alone (scripts/services/ceph-rgw), with a second RGW user;
 * ``encproxy-rgw``: encproxy with ``[backend] type = s3`` in front of a fresh RGW, default AES256;
+* ``seaweedfs``:    SeaweedFS 4.48 alone (scripts/services/seaweedfs, which configures the
+  second identity);
+* ``encproxy-seaweedfs``: encproxy in front of a fresh SeaweedFS, default AES256;
 
 it starts what the target needs in a temporary directory (bounded in time, free ports, stopped
 by PID, nothing left running on exit, error or Ctrl-C), runs the suite with the conformance
 kit's ``run-s3tests.sh`` (``../shared/conformance/``), and keeps each target's ``junit.xml``,
 ``failures.tsv``, ``summary.txt`` and ``pytest.log`` (plus the server's log) under
 ``RUN_DIR/<target>/``.  It then prints, and writes to ``RUN_DIR/table.md``, the per-group
-table of every target (groups as the kit's ``s3tests_groups.py`` defines them) and, when both
-RGW targets ran, the differential: the tests RGW passes alone that fail through encproxy
-(``RUN_DIR/differential.tsv``).
+table of every target (groups as the kit's ``s3tests_groups.py`` defines them) and, for each
+backend whose two targets both ran, the differential: the tests the backend passes alone that
+fail through encproxy (``RUN_DIR/differential.tsv`` for RGW,
+``RUN_DIR/differential-seaweedfs.tsv`` for SeaweedFS).
 
 The suite's second user (``ALT_*``) is a second credential: in encproxy's ``[credentials]``,
-and a second user on RGW, to which encproxy in front of RGW maps it (``[backend_credentials]``).  ``MAIN_USER_ID``/``MAIN_DISPLAY_NAME`` (and ``ALT_*``) are the Owner
-each credential's ListBuckets reports, since the ACL tests compare against them.  encproxy's
-keyring gets the KMS key ids the suite uses, ``testkey-1`` and ``testkey-2``.
+and a second user on RGW (a second identity on SeaweedFS), to which encproxy in front of it
+maps it (``[backend_credentials]``).  ``MAIN_USER_ID``/``MAIN_DISPLAY_NAME`` (and ``ALT_*``)
+are the Owner each credential's ListBuckets reports, since the ACL tests compare against
+them.  encproxy's keyring gets the KMS key ids the suite uses, ``testkey-1`` and
+``testkey-2``.
 ``test_upload_part_copy_percent_encoded_key`` is deselected wherever RGW is the server or the
 backend: it aborts RGW 16.2.
 """
@@ -45,10 +52,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from support.backends import Backend, start_ceph  # noqa: E402
+from support.backends import Backend, start_ceph, start_seaweedfs  # noqa: E402
 from support.server import ACCESS_KEY, SECRET_KEY, RunningServer, create_keys, start_server  # noqa: E402,E501
 
-TARGETS = ("file", "rgw", "encproxy-rgw")
+TARGETS = ("file", "rgw", "encproxy-rgw", "seaweedfs", "encproxy-seaweedfs")
+# Backend alone, encproxy in front of it, the differential's file: compared when both ran.
+PAIRS = (("rgw", "encproxy-rgw", "differential.tsv"),
+         ("seaweedfs", "encproxy-seaweedfs", "differential-seaweedfs.tsv"))
 KMS_KEYS = ("testkey-1", "testkey-2")
 # The suite's second user: a second credential of encproxy, a second user of RGW.
 ALT_ACCESS_KEY = "S3TESTS_ALT_KEY"
@@ -142,7 +152,7 @@ def owner(url: str, key: tuple[str, str]) -> tuple[str, str]:
 def encproxy(directory: Path, out: Path, backend: Backend | None) -> Iterator[str]:
     """encproxy (gunicorn, as users run it), default AES256, both users, the suite's KMS keys.
 
-    In front of RGW, the second user is signed through to RGW's second user
+    In front of RGW or SeaweedFS, the second user is signed through to RGW's second user
     (``[backend_credentials]``), as a gateway shared by two teams is configured; the main
     user goes as encproxy's own backend identity."""
     env = {"ENCPROXY_ENCRYPTION_DEFAULT": "AES256",
@@ -184,6 +194,20 @@ def rgw(directory: Path, out: Path, with_alt_user: bool) -> Iterator[Backend]:
 
 
 @contextmanager
+def seaweedfs(directory: Path, out: Path) -> Iterator[Backend]:
+    """A fresh SeaweedFS (``weed mini``) by scripts/services/seaweedfs, whose identities
+    include the suite's second user (ALT_ACCESS_KEY / ALT_SECRET_KEY, its defaults)."""
+    try:
+        yield start_seaweedfs(directory)
+    finally:
+        # Also after a failed or interrupted start: the script stops what its pid file names.
+        subprocess.run([str(REPO / "scripts" / "services" / "seaweedfs"), "stop", str(directory)],
+                       capture_output=True, timeout=60)
+        with suppress(OSError):
+            shutil.copy(directory / "weed.log", out / "weed.log")
+
+
+@contextmanager
 def target_endpoint(target: str, work: Path, out: Path) -> Iterator[Endpoint]:
     main, alt = (ACCESS_KEY, SECRET_KEY), (ALT_ACCESS_KEY, ALT_SECRET_KEY)
     if target == "file":
@@ -198,6 +222,15 @@ def target_endpoint(target: str, work: Path, out: Path) -> Iterator[Endpoint]:
         with rgw(work / "rgw", out, with_alt_user=True) as backend, \
                 encproxy(work / "encproxy", out, backend) as url:
             yield Endpoint(url, main, alt, deselect_rgw_crasher=True)
+    elif target == "seaweedfs":
+        with seaweedfs(work / "seaweedfs", out) as backend:
+            assert backend.endpoint is not None
+            yield Endpoint(backend.endpoint, (backend.access_key, backend.secret_key), alt,
+                           deselect_rgw_crasher=False)
+    elif target == "encproxy-seaweedfs":
+        with seaweedfs(work / "seaweedfs", out) as backend, \
+                encproxy(work / "encproxy", out, backend) as url:
+            yield Endpoint(url, main, alt, deselect_rgw_crasher=False)
     else:
         raise ValueError(target)
 
@@ -311,10 +344,11 @@ def counts(result: Result) -> dict[str, dict[str, int]]:
     return per
 
 
-def differential(rgw_alone: Result, through: Result) -> list[tuple[str, str, str, str]]:
-    """(group, test, status through encproxy, message) of each test RGW alone passes."""
+def differential(alone: Result, through: Result) -> list[tuple[str, str, str, str]]:
+    """(group, test, status through encproxy, message) of each test that fails through
+    encproxy and that the backend alone passes."""
     rows = []
-    for key, (status, group, _) in rgw_alone.cases.items():
+    for key, (status, group, _) in alone.cases.items():
         if status != "passed" or key not in through.cases:
             continue
         st, _, message = through.cases[key]
@@ -326,22 +360,22 @@ def differential(rgw_alone: Result, through: Result) -> list[tuple[str, str, str
 def report(results: list[Result], groups: ModuleType, run_dir: Path) -> str:
     ran = [r for r in results if r.ran]
     per = {r.target: counts(r) for r in ran}
-    diff: list[tuple[str, str, str, str]] | None = None
     by_target = {r.target: r for r in ran}
-    if "rgw" in by_target and "encproxy-rgw" in by_target:
-        diff = differential(by_target["rgw"], by_target["encproxy-rgw"])
+    # (backend target, differential rows, file name) of each backend whose two targets ran.
+    diffs = [(alone, differential(by_target[alone], by_target[through]), name)
+             for alone, through, name in PAIRS if alone in by_target and through in by_target]
     keys = [k for k in groups.GROUP_KEYS if any(k in p for p in per.values())]
     keys += ["other"] if any("other" in p for p in per.values()) else []
     head = "| group | " + " | ".join(f"{r.target} pass / fail / err / skip" for r in ran)
-    head += " | RGW-only passes |" if diff is not None else " |"
-    lines = [head, "|---" * (len(ran) + 1 + (diff is not None)) + "|"]
+    head += "".join(f" | {alone}-only passes" for alone, _, _ in diffs) + " |"
+    lines = [head, "|---" * (len(ran) + 1 + len(diffs)) + "|"]
     for key in keys + ["total"]:
         cells = []
         for r in ran:
             c = per[r.target].get(key, dict.fromkeys(STATUSES, 0))
             cells.append(" / ".join(str(c[s]) for s in STATUSES))
         row = f"| {'**total**' if key == 'total' else key} | " + " | ".join(cells) + " |"
-        if diff is not None:
+        for _, diff, _ in diffs:
             n = len(diff) if key == "total" else sum(1 for d in diff if d[0] == key)
             row += f" {n} |"
         lines.append(row)
@@ -349,12 +383,11 @@ def report(results: list[Result], groups: ModuleType, run_dir: Path) -> str:
     for r in results:
         if not r.ran:
             text += f"\n{r.target}: not measured ({r.note})\n"
-    if diff is not None:
-        text += (f"\nDifferential: {len(diff)} tests pass on RGW alone and fail through "
-                 "encproxy (differential.tsv)\n")
+    for alone, diff, name in diffs:
+        text += (f"\nDifferential: {len(diff)} tests pass on {alone} alone and fail through "
+                 f"encproxy ({name})\n")
         text += "".join(f"  {g:<15} {t}  [{s}] {m}\n" for g, t, s, m in diff)
-        (run_dir / "differential.tsv").write_text(
-            "".join("\t".join(row) + "\n" for row in diff))
+        (run_dir / name).write_text("".join("\t".join(row) + "\n" for row in diff))
     (run_dir / "table.md").write_text(text)
     return text
 
@@ -379,7 +412,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> Any:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="conformance", description=__doc__.split("\n")[0])
     parser.add_argument("--targets", default=",".join(TARGETS),
-                        help="comma-separated: file, rgw, encproxy-rgw (default: all three)")
+                        help="comma-separated: " + ", ".join(TARGETS) + " (default: all)")
     parser.add_argument("--groups", default="all-groups",
                         help="s3tests_groups.py group keys or letters, e.g. a,b,d "
                              "(default: all-groups)")

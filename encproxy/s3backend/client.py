@@ -17,7 +17,11 @@ Bodies:
   ``UNSIGNED-PAYLOAD``; it is never sent ``Transfer-Encoding: chunked``.  If
   the source fails (the client went away, or its body failed verification),
   the connection to the backend is closed before the last byte, so the
-  backend discards the incomplete object; the source's own error is raised;
+  backend discards the incomplete object; the source's own error is raised.
+  The request goes out only once the body's first piece is in hand
+  (:class:`_Primed`): a source that fails before its first byte sends the backend
+  nothing, because a backend may keep a request cut off before any of its body as
+  an empty object (SeaweedFS 4.48 does);
 * a small request body (``bytes``) is hashed and signed, and may be retried
   once on a connection that turned out to be stale;
 * a response body is read in large pieces (:meth:`BackendResponse.pieces`);
@@ -129,6 +133,24 @@ class BodySource:
             if self.error is None and not isinstance(exc, GeneratorExit):
                 self.error = exc
             raise
+
+
+class _Primed:
+    """A :class:`BodySource` whose first piece has been read: ``next`` raises the
+    source's error if that read fails, before any request is sent."""
+
+    def __init__(self, body: BodySource) -> None:
+        self.body = body
+        self._pieces = iter(body)
+        self._first = next(self._pieces, b"")
+
+    def __len__(self) -> int:
+        return len(self.body)
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._first:
+            yield self._first
+        yield from self._pieces
 
 
 class BackendResponse:
@@ -283,8 +305,11 @@ class S3BackendClient:
         prepared.headers = CaseInsensitiveDict(out)
         prepared.body = body
         if expect_continue and isinstance(body, BodySource):
+            # The body is read only once the backend said "100 Continue"; not primed.
             return self._send_expecting(prepared, method, path + ("?" + query if query else ""),
                                         out, body)
+        if isinstance(body, BodySource) and body.length:
+            prepared.body = _Primed(body)   # the source's error, if any, raised here
         retry = method in IDEMPOTENT and not isinstance(body, BodySource)
         started = time.monotonic()
         while True:

@@ -24,7 +24,8 @@ import requests
 from botocore.exceptions import ClientError
 from support.raw_s3 import Signed, put_aws_chunked
 
-S3_BACKENDS = ["moto", pytest.param("ceph", marks=pytest.mark.rgw)]
+S3_BACKENDS = ["moto", pytest.param("ceph", marks=pytest.mark.rgw),
+               pytest.param("seaweedfs", marks=pytest.mark.seaweedfs)]
 pytestmark = pytest.mark.parametrize("backend", S3_BACKENDS, indirect=True)
 
 

@@ -82,7 +82,7 @@ def complete(s3, bucket: str, key: str, uid: str, etags: dict[int, str], **extra
 
 @pytest.mark.parametrize("create", [SSE_S3, SSE_KMS, {}], ids=["sse-s3", "sse-kms",
                                                                 "bucket-default"])
-def test_part_etags_are_plaintext_md5s_and_the_object_etag_is_s3s(s3, bucket, create):
+def test_part_etags_are_plaintext_md5s_and_the_object_etag_is_s3s(s3, bucket, create, quirks):
     if not create:
         s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
             {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
@@ -103,7 +103,6 @@ def test_part_etags_are_plaintext_md5s_and_the_object_etag_is_s3s(s3, bucket, cr
     listing = s3.list_objects_v2(Bucket=bucket)["Contents"]
     assert [(o["Key"], o["ETag"], o["Size"]) for o in listing] == [("mp", expected, len(whole))]
     versions = s3.list_object_versions(Bucket=bucket).get("Versions", [])
-    assert [v["ETag"] for v in versions] == [expected]
     attrs = s3.get_object_attributes(Bucket=bucket, Key="mp", ObjectAttributes=["ETag"])
     assert attrs["ETag"] == expected.strip('"')
     # Conditions name the ETag the client sees.
@@ -122,6 +121,9 @@ def test_part_etags_are_plaintext_md5s_and_the_object_etag_is_s3s(s3, bucket, cr
         s3.copy_object(Bucket=bucket, Key="copy2", CopySource={"Bucket": bucket, "Key": "mp"},
                        CopySourceIfMatch=md5_etag(whole))
     assert error_code(exc) == "PreconditionFailed"
+    # Last: ListObjectVersions names the object by the same ETag, with its plaintext size.
+    with quirks.breaks("versions-multipart-etag"):
+        assert [(v["ETag"], v["Size"]) for v in versions] == [(expected, len(whole))]
 
 
 def test_the_stored_object_does_not_carry_the_plaintext_md5s(server, backend_client, s3,
@@ -143,7 +145,7 @@ def test_the_stored_object_does_not_carry_the_plaintext_md5s(server, backend_cli
     assert done["ETag"].strip('"').split("-")[0].encode() not in after
 
 
-def test_a_part_resent_with_the_same_bytes_completes_with_its_etag(s3, bucket):
+def test_a_part_resent_with_the_same_bytes_completes_with_its_etag(s3, bucket, quirks):
     """s3-tests test_multipart_upload_resend_part: the re-sent part is the one kept."""
     body, last = os.urandom(5 * MiB), os.urandom(10)
     uid = s3.create_multipart_upload(Bucket=bucket, Key="resend", **SSE_S3)["UploadId"]
@@ -151,10 +153,11 @@ def test_a_part_resent_with_the_same_bytes_completes_with_its_etag(s3, bucket):
     again = put_parts(s3, bucket, "resend", uid, {1: body})
     assert again[1] == first[1]
     listed = s3.list_parts(Bucket=bucket, Key="resend", UploadId=uid)["Parts"]
-    assert [(p["PartNumber"], p["ETag"]) for p in listed] == [(1, first[1]), (2, first[2])]
     done = complete(s3, bucket, "resend", uid, first)
     assert done["ETag"] == s3_etag([body, last])
     assert s3.get_object(Bucket=bucket, Key="resend")["Body"].read() == body + last
+    with quirks.breaks("parts-kept-per-upload"):   # last: one part 1, the re-sent one
+        assert [(p["PartNumber"], p["ETag"]) for p in listed] == [(1, first[1]), (2, first[2])]
 
 
 def test_a_complete_retried_after_it_succeeded_gets_the_same_answer(strict, strict_bucket):

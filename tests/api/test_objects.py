@@ -43,12 +43,13 @@ def test_put_get_head_round_trip(s3, bucket):
     assert head["AcceptRanges"] == "bytes"
 
 
-def test_default_content_type_and_empty_object(s3, bucket):
+def test_default_content_type_and_empty_object(s3, bucket, quirks):
     s3.put_object(Bucket=bucket, Key="empty", Body=b"")
     got = s3.get_object(Bucket=bucket, Key="empty")
     assert got["Body"].read() == b""
-    assert got["ContentType"] == "binary/octet-stream"
     assert got["ETag"] == md5(b"")
+    with quirks.breaks("default-content-type"):
+        assert got["ContentType"] == "binary/octet-stream"
 
 
 def test_overwrite(s3, bucket):
@@ -197,6 +198,14 @@ def test_copy_across_buckets(s3, bucket):
         s3.delete_bucket(Bucket=other)
 
 
+def is_path_like(key: str) -> bool:
+    """A key a backend that stores keys as file paths cannot keep as it is: a `.` or `..`
+    segment, an empty one (a leading `/`, `//`), or one over 255 bytes."""
+    segments = key.split("/")
+    return any(s in ("", ".", "..") or len(s.encode()) > 255 for s in segments[:-1]) or \
+        segments[-1] in (".", "..") or len(segments[-1].encode()) > 255
+
+
 @pytest.mark.parametrize("key", [
     "../../../etc/passwd", "a/../../b", "..", "./x", "/leading", "a//b", "sp ace",
     "per%cent", "plus+sign", "ünïcödé/ключ/鍵", "tab\tnew\nline", "q?x=1#frag", "~tilde",
@@ -204,7 +213,8 @@ def test_copy_across_buckets(s3, bucket):
 ])
 def test_unusual_keys_stay_inside_root(server, s3, bucket, key, backend, backend_client,
                                        quirks):
-    with quirks.breaks("newline-in-key") if "\n" in key else nullcontext():
+    with quirks.breaks("newline-in-key") if "\n" in key else \
+            quirks.breaks("keys-are-paths") if is_path_like(key) else nullcontext():
         s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
         assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == [key]

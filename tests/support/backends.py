@@ -1,7 +1,8 @@
-"""The storage backends the API suite runs against: the file store, moto, Ceph RGW.
+"""The storage backends the API suite runs against: the file store, moto, Ceph RGW, SeaweedFS.
 
-moto and Ceph RGW are started by the project's own scripts
-(``scripts/services/moto``, ``scripts/services/ceph-rgw``), bounded in time,
+moto, Ceph RGW and SeaweedFS are started by the project's own scripts
+(``scripts/services/moto``, ``scripts/services/ceph-rgw``, ``scripts/services/seaweedfs``),
+bounded in time,
 on 127.0.0.1, and stopped by PID.  A backend that cannot start raises
 RuntimeError with the script's output: the suite fails loudly, it never skips.
 """
@@ -91,6 +92,65 @@ QUIRKS: dict[str, dict[str, str]] = {
                               "which encproxy's default [backend] conditional_writes = "
                               "PutObject refuses with NotImplemented",
     },
+    "seaweedfs": {
+        "keys-are-paths": "SeaweedFS 4.48 keeps keys as file paths in its filer: a key with "
+                          "a `.` or `..` segment is refused (400 InvalidRequest), a leading "
+                          "`/` and `//` are collapsed (PUT `/x` lists as `x`, `a//b` as "
+                          "`a/b`), and a segment over 255 bytes is KeyTooLongError (S3: any "
+                          "key of up to 1024 bytes, kept as sent)",
+        "default-content-type": "SeaweedFS 4.48 gives an object PUT without Content-Type "
+                                "`application/octet-stream` (S3: `binary/octet-stream`)",
+        "parts-kept-per-upload": "SeaweedFS 4.48 keeps every upload of a part number: "
+                                 "ListParts lists each (in no fixed order) and Complete takes "
+                                 "the one its ETag names (S3: the last upload replaces the "
+                                 "part). encproxy's Complete of an encrypted upload checks "
+                                 "one listed upload per part number, so one whose part was "
+                                 "re-sent with other bytes may fail with InvalidPart, or "
+                                 "complete with the replaced upload's bytes when its ETag is "
+                                 "the one named",
+        "no-default-checksum": "SeaweedFS 4.48 keeps a checksum only when the client "
+                               "sends one: no default CRC64NVME (S3 since 2025)",
+        "part-checksums-hidden": "SeaweedFS 4.48's ListParts shows neither the upload's "
+                                 "ChecksumAlgorithm/ChecksumType nor part checksums, and a "
+                                 "partNumber read or GetObjectAttributes of a multipart "
+                                 "object shows no checksums (the object's own checksum, "
+                                 "from Complete, is right)",
+        "copy-checksums": "SeaweedFS 4.48's CopyObject answers no checksum in "
+                          "CopyObjectResult and ignores x-amz-checksum-algorithm: the copy "
+                          "keeps the source's checksum instead of getting the one named",
+        "listing-tree-order": "SeaweedFS 4.48 lists keys in the order of a walk of its "
+                              "filer's directory tree (`a`, `a/b`, `a/c/d`, `a-b`), not in "
+                              "UTF-8 byte order (`a`, `a-b`, `a/b`) as S3 does; StartAfter, "
+                              "Marker and NextMarker follow that order",
+        "key-and-prefix-one-entry": "SeaweedFS 4.48 with a delimiter puts a key `a` and "
+                                    "the common prefix `a/` in one page even at max-keys 1, "
+                                    "so a page can hold max-keys + 1 entries (S3: at most "
+                                    "max-keys keys and prefixes together)",
+        "abort-aborted-succeeds": "SeaweedFS 4.48 answers 204 to AbortMultipartUpload of "
+                                  "an upload already aborted (S3: 404 NoSuchUpload)",
+        "copy-part-etag": "SeaweedFS 4.48's UploadPartCopy answers an ETag that is not the "
+                          "MD5 of the copied bytes (`…-2` for 5 MiB of a 6 MiB source; S3: "
+                          "the part's MD5); Complete with it takes the right bytes",
+        "uploads-by-id": "SeaweedFS 4.48's ListMultipartUploads lists uploads by upload id "
+                         "(a SHA-1 of the key, then random), not by key and then initiation, "
+                         "and its Initiated is in whole seconds: encproxy sorts a complete "
+                         "listing by key and Initiated, but a truncated page keeps the "
+                         "backend's order, and uploads of one key initiated in one second "
+                         "keep their random order",
+        "uploads-delimiter-ignored": "SeaweedFS 4.48 ignores the delimiter of "
+                                     "ListMultipartUploads (no CommonPrefixes)",
+        "versions-null-listed-last": "SeaweedFS 4.48's ListObjectVersions lists a key's "
+                                     "null version (written while versioning was "
+                                     "Suspended, the latest) after its versions with ids "
+                                     "(S3: newest first); IsLatest is right",
+        "versions-multipart-etag": "SeaweedFS 4.48's ListObjectVersions answers a multipart "
+                                   "object's ETag as `…-N` over its stored chunks (`-5` for "
+                                   "3 parts of 5 MiB, 5 MiB and 1000 B), not the ETag that "
+                                   "Complete, HEAD, GET and ListObjects answer: encproxy "
+                                   "cannot match the entry to the object it wrote, so it "
+                                   "lists an encrypted multipart object with the backend's "
+                                   "ETag and (ciphertext) size",
+    },
 }
 # Quirks that are races: they show in some runs and not in others. A run where they do not
 # show must still pass its assertions, so it counts as a pass, not as a stale entry.
@@ -99,13 +159,16 @@ INTERMITTENT = {("moto", "concurrent-overwrite"), ("moto", "conditional-write-ra
 
 @dataclass
 class Backend:
-    kind: str                          # "file", "moto" or "ceph"
+    kind: str                          # "file", "moto", "ceph" or "seaweedfs"
     endpoint: str | None = None
     access_key: str = ""
     secret_key: str = ""
     region: str = "us-east-1"
     directory: Path | None = None
     stop: Callable[[], None] = field(default=lambda: None, repr=False)
+    # [backend] options every encproxy in front of this backend gets (server_env's own
+    # options override them): what an operator sets for this kind of backend.
+    options: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_s3(self) -> bool:
@@ -123,7 +186,8 @@ class Backend:
                "ENCPROXY_BACKEND_ACCESS_KEY": self.access_key,
                "ENCPROXY_BACKEND_SECRET_KEY": self.secret_key,
                "ENCPROXY_BACKEND_REGION": self.region}
-        env.update({"ENCPROXY_BACKEND_" + k.upper(): v for k, v in options.items()})
+        env.update({"ENCPROXY_BACKEND_" + k.upper(): v
+                    for k, v in {**self.options, **options}.items()})
         return env
 
     def client(self) -> Any:
@@ -167,6 +231,18 @@ def start_ceph(directory: Path) -> Backend:
                                              timeout=60) and None)
 
 
+def start_seaweedfs(directory: Path) -> Backend:
+    values = _run_service("seaweedfs", "start", str(directory), timeout=90)
+    # SeaweedFS enforces If-Match and If-None-Match on all three writes, as AWS does
+    # (docs/BACKENDS.md, "Conditional writes"), so they are configured as in front of AWS.
+    return Backend("seaweedfs", values["SEAWEEDFS_ENDPOINT"], values["SEAWEEDFS_ACCESS_KEY"],
+                   values["SEAWEEDFS_SECRET_KEY"], directory=directory,
+                   stop=lambda: _run_service("seaweedfs", "stop", str(directory),
+                                             timeout=30) and None,
+                   options={"conditional_writes":
+                            "PutObject, CopyObject, CompleteMultipartUpload"})
+
+
 def start_backend(kind: str, directory: Path) -> Backend:
     if kind == "file":
         return Backend("file")
@@ -174,6 +250,8 @@ def start_backend(kind: str, directory: Path) -> Backend:
         return start_moto(directory)
     if kind == "ceph":
         return start_ceph(directory)
+    if kind == "seaweedfs":
+        return start_seaweedfs(directory)
     raise ValueError(kind)
 
 

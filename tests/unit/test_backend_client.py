@@ -178,6 +178,17 @@ def test_failing_source_never_completes_the_upload(fake):
     assert len(backend.requests[0].body) == 2 * MiB
 
 
+def test_source_failing_before_its_first_byte_sends_nothing(fake):
+    """No request at all, not headers and a closed socket: SeaweedFS keeps a PUT cut off
+    before any of its body as an empty object."""
+    backend = fake(lambda seen, sock: reply(sock))
+    with pytest.raises(errors.IncompleteBody):
+        backend.client().request("PUT", "bkt", "k", "", {},
+                                 BodySource(Pieces(b"hello", fail_after=0), 5))
+    time.sleep(0.2)
+    assert backend.connections == 0 and backend.requests == []
+
+
 def test_source_shorter_than_its_length_is_incomplete(fake):
     backend = fake(lambda seen, sock: reply(sock))
     with pytest.raises(errors.IncompleteBody):
