@@ -32,15 +32,18 @@ from encproxy.format.errors import RecordAuthenticationFailed, RecordMalformed
 from encproxy.wsgi.encryption.rewraps import RewrapStore, rewrap_location
 
 KMS = {SSE: "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": KMS_KEY_ID}
+BUCKET_KEY = "x-amz-server-side-encryption-bucket-key-enabled"
 VERSIONING = (b"<VersioningConfiguration><Status>Enabled</Status>"
               b"</VersioningConfiguration>")
 
 
-def versioned_object(stack: Stack, key: str, data: bytes) -> str:
-    """PUT ``data`` under SSE-KMS into the versioned bucket; its version id."""
+def versioned_object(stack: Stack, key: str, data: bytes, bucket_key: bool = False) -> str:
+    """PUT ``data`` under SSE-KMS (with a bucket key, FORMAT.md §16) into the versioned
+    bucket; its version id."""
     resp = stack.client.put(path(BUCKET), query_string="versioning", data=VERSIONING)
     assert resp.status_code == 200, resp.get_data()
-    resp = stack.client.put(path(BUCKET, key), data=data, headers=KMS)
+    resp = stack.client.put(path(BUCKET, key), data=data, headers={
+        **KMS, **({BUCKET_KEY: "true"} if bucket_key else {})})
     assert resp.status_code == 200, resp.get_data()
     return resp.headers["x-amz-version-id"]
 
@@ -73,9 +76,12 @@ def stack(tmp_path: Path) -> Stack:
     return build_stack(tmp_path)
 
 
-def test_a_retired_master_key_version_reads_through_the_record(stack: Stack) -> None:
+@pytest.mark.parametrize("bucket_key", [False, True], ids=["kms", "kms-bucket-key"])
+def test_a_retired_master_key_version_reads_through_the_record(stack: Stack,
+                                                               bucket_key: bool) -> None:
     data = payload(70_000, seed=1)
-    version = versioned_object(stack, "k", data)
+    version = versioned_object(stack, "k", data, bucket_key)
+    assert (stored_envelope(stack, "k", version).bucket_key is not None) is bucket_key
     stack.keys.rotate_key(KMS_KEY_ID)
     rewrap_aside(stack, "k", version)
     stack.keys.retire_version(KMS_KEY_ID, "1")
