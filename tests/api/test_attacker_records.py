@@ -365,6 +365,8 @@ def test_a_rewritten_part_record_fails_complete_closed(pair, attack, backend_cli
         listed = backend_client.list_parts(Bucket=bucket, Key=key, UploadId=upload_id)
         numbers = [p["PartNumber"] for p in listed["Parts"]]
         assert 1 in numbers
+        if quirks("parts-kept-per-upload"):   # the test ends here: leave no upload records
+            sa.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         with quirks.breaks("parts-kept-per-upload"):
             assert len(numbers) == len(set(numbers))
     # Where a record saying "A's bytes made the backend part B" would be.

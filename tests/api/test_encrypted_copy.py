@@ -23,6 +23,7 @@ from test_encrypted_multipart import (
     listings,
     stored_object,
     upload,
+    versions_quirk,
 )
 from test_encryption import marked
 
@@ -282,7 +283,7 @@ def test_upload_part_copy_with_ranges(server, backend_client, s3, bucket, upload
         assert_no_plaintext(server, backend_client)
 
 
-def test_copy_listing_sizes(server, backend_client, s3, bucket):
+def test_copy_listing_sizes(server, backend_client, s3, bucket, quirks):
     """Copies appear in listings with plaintext sizes and their own ETags."""
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=SSE_S3_CONFIG)
     data = put_source(s3, bucket, "a", Side("sse-s3"), multipart=True)
@@ -290,8 +291,9 @@ def test_copy_listing_sizes(server, backend_client, s3, bucket):
     done, _ = upload(s3, bucket, "c", {1: data[:5 * MiB + 3], 2: data[5 * MiB + 3:]})
     s3.copy_object(Bucket=bucket, Key="d", CopySource=f"{bucket}/c",
                    ServerSideEncryption="aws:kms")
-    for listing in listings(s3, bucket):
-        assert {o["Key"]: o["Size"] for o in listing} == {k: len(data) for k in "abcd"}
+    for listing, breaks in zip(listings(s3, bucket), versions_quirk(quirks), strict=False):
+        with breaks:
+            assert {o["Key"]: o["Size"] for o in listing} == {k: len(data) for k in "abcd"}
 
 
 def test_sse_c_copy_with_the_same_key_rebinds(server, backend_client, s3, bucket):

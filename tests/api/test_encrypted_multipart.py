@@ -119,6 +119,15 @@ def listings(s3, bucket: str) -> list[list[dict]]:
     return out
 
 
+def versions_quirk(quirks) -> Iterator[contextlib.AbstractContextManager[None]]:
+    """What wraps the check of each listing of ``listings``: the third,
+    ListObjectVersions, lists multipart objects with the backend's ETag and size where the
+    backend answers another ETag there (SeaweedFS)."""
+    yield contextlib.nullcontext()
+    yield contextlib.nullcontext()
+    yield quirks.breaks("versions-multipart-etag")
+
+
 # -- encryption modes ------------------------------------------------------------------------
 
 def customer_key() -> dict[str, object]:
@@ -193,7 +202,7 @@ def upload(s3, bucket: str, key: str, parts: dict[int, bytes], mode: Mode | None
 # -- every mode ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode_name", MODES)
-def test_every_mode_round_trip(server, backend_client, s3, bucket, mode_name):
+def test_every_mode_round_trip(server, backend_client, s3, bucket, mode_name, quirks):
     mode = Mode(mode_name)
     mode.configure(s3, bucket)
     parts = {1: marked(5 * MiB), 2: marked(5 * MiB), 3: marked(100_003)}
@@ -229,8 +238,7 @@ def test_every_mode_round_trip(server, backend_client, s3, bucket, mode_name):
     head = s3.head_object(Bucket=bucket, Key="mp", **mode.parts)
     assert (head["ETag"], head["ContentLength"]) == (etag, len(whole))
     mode.check_response(head)
-    for listing in listings(s3, bucket):
-        assert [(o["Key"], o["Size"], o["ETag"]) for o in listing] == [("mp", len(whole), etag)]
+    checked = list(zip(listings(s3, bucket), versions_quirk(quirks), strict=False))
 
     for first, last in [(0, 0), (5 * MiB - 10, 5 * MiB + 9), (5 * MiB - 1, 10 * MiB),
                         (65_530, 5 * MiB + 65_545), (len(whole) - 1, len(whole) - 1)]:
@@ -258,6 +266,10 @@ def test_every_mode_round_trip(server, backend_client, s3, bucket, mode_name):
         stored = backend_bytes(server, backend_client)
         key = mode.parts["SSECustomerKey"]
         assert key not in stored and base64.b64encode(hashlib.md5(key).digest()) not in stored
+    for listing, breaks in checked:   # last: a quirk may end the test (xfail)
+        with breaks:
+            assert [(o["Key"], o["Size"], o["ETag"]) for o in listing] == [
+                ("mp", len(whole), etag)]
 
 
 # -- part sizes and numbers -----------------------------------------------------------------
@@ -380,7 +392,8 @@ def backend_part_etags(server, backend_client, bucket: str, key: str, uid: str) 
     return {p["PartNumber"]: p["ETag"].strip('"') for p in parts}
 
 
-def test_a_part_uploaded_twice_never_repeats_a_nonce(server, backend_client, s3, bucket):
+def test_a_part_uploaded_twice_never_repeats_a_nonce(server, backend_client, s3, bucket,
+                                                     quirks):
     """The same plaintext uploaded twice: the part ETag (its plaintext MD5) is the same,
     the stored segment is not (a fresh salt, another key); Complete takes the newest."""
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=SSE_S3_CONFIG)
@@ -391,7 +404,12 @@ def test_a_part_uploaded_twice_never_repeats_a_nonce(server, backend_client, s3,
     second = s3.upload_part(Bucket=bucket, Key="twice", UploadId=uid, PartNumber=1, Body=body)
     stored_second = backend_part_etags(server, backend_client, bucket, "twice", uid)[1]
     assert first["ETag"] == second["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
-    assert stored_first != stored_second
+    if quirks("parts-kept-per-upload"):   # ListParts lists both uploads, in any order
+        listed = {p["ETag"].strip('"') for p in backend_client.list_parts(
+            Bucket=bucket, Key="twice", UploadId=uid)["Parts"] if p["PartNumber"] == 1}
+        assert stored_first in listed and len(listed) == 2
+    else:
+        assert stored_first != stored_second
     last = s3.upload_part(Bucket=bucket, Key="twice", UploadId=uid, PartNumber=2, Body=b"end")
     s3.complete_multipart_upload(Bucket=bucket, Key="twice", UploadId=uid, MultipartUpload={
         "Parts": [{"PartNumber": 1, "ETag": first["ETag"]},
@@ -400,17 +418,34 @@ def test_a_part_uploaded_twice_never_repeats_a_nonce(server, backend_client, s3,
 
 
 def test_a_part_replaced_by_other_bytes_is_not_completed_by_its_old_etag(server, backend_client,
-                                                                         s3, bucket):
+                                                                         s3, bucket, quirks):
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=SSE_S3_CONFIG)
     uid = s3.create_multipart_upload(Bucket=bucket, Key="other")["UploadId"]
+    old_body = marked(5 * MiB)
     old = s3.upload_part(Bucket=bucket, Key="other", UploadId=uid, PartNumber=1,
-                         Body=marked(5 * MiB))["ETag"]
+                         Body=old_body)["ETag"]
     new_body = marked(5 * MiB + 1)
     new = s3.upload_part(Bucket=bucket, Key="other", UploadId=uid, PartNumber=1,
                          Body=new_body)["ETag"]
     last = s3.upload_part(Bucket=bucket, Key="other", UploadId=uid, PartNumber=2,
                           Body=b"end")["ETag"]
     assert old != new
+    if quirks("parts-kept-per-upload"):
+        # The backend keeps both uploads of part 1 and lists them in no fixed order; the
+        # Complete takes the one encproxy checks. Whichever ETag succeeds, the object is
+        # the bytes that ETag stands for, never the other upload's.
+        for etag, body in ((old, old_body), (new, new_body)):
+            try:
+                s3.complete_multipart_upload(
+                    Bucket=bucket, Key="other", UploadId=uid, MultipartUpload={
+                        "Parts": [{"PartNumber": 1, "ETag": etag},
+                                  {"PartNumber": 2, "ETag": last}]})
+            except ClientError as exc:
+                assert exc.response["Error"]["Code"] == "InvalidPart"
+                continue
+            assert s3.get_object(Bucket=bucket, Key="other")["Body"].read() == body + b"end"
+            return
+        raise AssertionError("neither upload of part 1 completed")
     with pytest.raises(ClientError) as exc:   # the superseded upload of part 1 is gone
         s3.complete_multipart_upload(Bucket=bucket, Key="other", UploadId=uid, MultipartUpload={
             "Parts": [{"PartNumber": 1, "ETag": old}, {"PartNumber": 2, "ETag": last}]})

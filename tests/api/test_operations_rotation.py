@@ -160,7 +160,7 @@ def test_rotate_a_bucket_of_200_objects_then_retire_the_old_versions(tmp_path):
         fresh.stop()
 
 
-def test_rotate_on_every_backend(server, s3, bucket, backend, backend_client):
+def test_rotate_on_every_backend(server, s3, bucket, backend, backend_client, quirks):
     """The same rotation over each storage backend (file store, moto, Ceph RGW): the
     self-copy (S3 backends) or the in-place rewrite (the file store: Last-Modified kept
     too) keeps the stored bytes and the metadata, and the objects stay readable."""
@@ -208,6 +208,10 @@ def test_rotate_on_every_backend(server, s3, bucket, backend, backend_client):
         Bucket=bucket, Key="multi", UploadId=up["UploadId"],
         MultipartUpload={"Parts": done})["ETag"]
     objects["multi"] = b"".join(parts)
+    if quirks("acl-headers-ignored"):   # the writes' ACLs are lost; PutObjectAcl sets them
+        for name in objects:
+            assert not public(name), name
+            s3.put_object_acl(Bucket=bucket, Key=name, ACL=acl_of(name))
 
     before = {name: stored(name) for name in objects}
     modified = {name: s3.head_object(Bucket=bucket, Key=name)["LastModified"]
@@ -224,10 +228,14 @@ def test_rotate_on_every_backend(server, s3, bucket, backend, backend_client):
         assert (blob.key_id, blob.key_version) == (key_id, "2")
         got = s3.get_object(Bucket=bucket, Key=name)
         assert got["Body"].read() == data and got["ETag"] == etags[name]
-        assert public(name) == (acl_of(name) == "public-read"), name   # ACLs kept
+        if name != "multi":
+            assert public(name) == (acl_of(name) == "public-read"), name   # ACLs kept
         if not backend.is_s3:   # the file store rewrites the envelope in place
             assert got["LastModified"] == modified[name], name
     assert summary_count(run("rotate", "--bucket", bucket), "already current") == len(objects)
+    # A multipart object's re-wrap is a new upload, whose x-amz-grant-* SeaweedFS ignores.
+    with quirks.breaks("acl-headers-ignored"):
+        assert public("multi")
 
 
 def test_rotate_keeps_multipart_objects_parts(tmp_path):

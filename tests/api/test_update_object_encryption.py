@@ -11,6 +11,7 @@ AWS's InvalidRequest, and nothing changes.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -77,11 +78,14 @@ START = {
 
 @pytest.mark.parametrize("multipart", [False, True], ids=["single", "multipart"])
 @pytest.mark.parametrize("change", sorted(START))
-def test_update_keeps_the_body(s3, stored, bucket, backend, change, multipart):
+def test_update_keeps_the_body(s3, stored, bucket, backend, quirks, change, multipart):
     sse, target = START[change]
     size = 11 * MiB + 12345 if multipart else 1 * MiB + 3
     data = os.urandom(size)
     write(s3, bucket, "o", data, multipart, **sse)
+    if quirks("acl-headers-ignored"):   # the write's ACL is lost; PutObjectAcl sets one
+        assert not public_read(s3, bucket, "o")
+        s3.put_object_acl(Bucket=bucket, Key="o", ACL="public-read")
     before = s3.head_object(Bucket=bucket, Key="o")
     at_rest = stored.read(bucket, "o")
     assert hashlib.sha256(at_rest.body).digest() != hashlib.sha256(data).digest()
@@ -100,12 +104,15 @@ def test_update_keeps_the_body(s3, stored, bucket, backend, change, multipart):
     assert (after["ServerSideEncryption"], after["SSEKMSKeyId"]) == ("aws:kms", target)
     assert after["Metadata"] == {"colour": "blue"}
     assert after["ContentType"] == "text/x-test"
-    assert public_read(s3, bucket, "o")         # the self-copy kept the object's ACL
     got = s3.get_object(Bucket=bucket, Key="o")
     assert (got["ServerSideEncryption"], got["SSEKMSKeyId"]) == ("aws:kms", target)
     assert got["Body"].read() == data
     listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
     assert [(e["Key"], e["Size"], e["ETag"]) for e in listed] == [("o", size, before["ETag"])]
+    # The re-wrap kept the object's ACL (a multipart object's re-wrap is a new upload,
+    # whose x-amz-grant-* SeaweedFS ignores).
+    with quirks.breaks("acl-headers-ignored") if multipart else contextlib.nullcontext():
+        assert public_read(s3, bucket, "o")
 
 
 @pytest.mark.parametrize("kind", ["unencrypted", "sse-c", "unknown-key"])

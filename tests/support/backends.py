@@ -143,6 +143,15 @@ QUIRKS: dict[str, dict[str, str]] = {
                                      "null version (written while versioning was "
                                      "Suspended, the latest) after its versions with ids "
                                      "(S3: newest first); IsLatest is right",
+        "unknown-version-nosuchkey": "SeaweedFS 4.48 answers CopyObject of a version id "
+                                     "it never issued with 404 NoSuchKey (S3: "
+                                     "InvalidArgument or NoSuchVersion); in a bucket "
+                                     "never versioned, HEAD and GET ignore such a "
+                                     "versionId and answer the current object",
+        "acl-headers-ignored": "SeaweedFS 4.48 ignores x-amz-acl and x-amz-grant-* on "
+                               "PutObject, CreateMultipartUpload and CopyObject: "
+                               "GetObjectAcl shows the owner's FULL_CONTROL only (S3: "
+                               "the ACL the write names); PutObjectAcl sets an ACL",
         "versions-multipart-etag": "SeaweedFS 4.48's ListObjectVersions answers a multipart "
                                    "object's ETag as `…-N` over its stored chunks (`-5` for "
                                    "3 parts of 5 MiB, 5 MiB and 1000 B), not the ETag that "

@@ -77,15 +77,24 @@ def test_locations_do_not_collide():
 def test_held_copies_are_found_by_etag_and_forgotten(store: UploadStore, app: FileStoreApp,
                                                      records: RecordKeys):
     store.put("u1", RECORD, None)
-    etags = {}
+    etags, copies = {}, {}
     for salt, body in ((b"\x01" * 16, b"first upload"), (b"\x02" * 16, b"second upload")):
         name = store.held_key("bkt", "a/key", "u1", 7, salt)
         resp = subrequest.request(app, None, "PUT", "encproxy-internal", name, body=body)
-        etags[body] = resp.headers["etag"]
-        store.remember_held("bkt", "a/key", "u1", 7, salt, etags[body], len(body), None)
+        # The part's ETag (UploadPartCopy's answer) need not be the copy's: SeaweedFS
+        # answers `…-2` for a copy it stored in chunks.
+        etags[body], copies[body] = f'"{salt.hex()}-2"', resp.headers["etag"]
+        store.remember_held("bkt", "a/key", "u1", 7, salt, etags[body], len(body), None,
+                            copies[body])
     found = store.find_held("bkt", "a/key", "u1", 7, etags[b"second upload"], None)
-    assert found == (store.held_key("bkt", "a/key", "u1", 7, b"\x02" * 16), 13, b"\x02" * 16)
+    assert found == (store.held_key("bkt", "a/key", "u1", 7, b"\x02" * 16), 13, b"\x02" * 16,
+                     copies[b"second upload"].strip('"'))
     assert store.find_held("bkt", "a/key", "u1", 8, etags[b"second upload"], None) is None
+    # A reference written before the copy's ETag was kept names none (If-Match then uses
+    # the part's ETag, as before).
+    store.remember_held("bkt", "a/key", "u1", 9, b"\x03" * 16, '"old"', 5, None)
+    old = store.find_held("bkt", "a/key", "u1", 9, '"old"', None)
+    assert old is not None and old.copy_etag is None
     store.forget("bkt", "a/key", "u1", None)
     resp = subrequest.request(app, None, "GET", "encproxy-internal", query="list-type=2&prefix=uploads/")
     assert b"<Contents>" not in resp.body

@@ -123,11 +123,14 @@ class PartRecord(NamedTuple):
 
 
 class HeldCopy(NamedTuple):
-    """A held copy named by an authenticated reference: where, its size, its salt."""
+    """A held copy named by an authenticated reference: where, its size, its salt, and
+    the ETag the backend gave the copy itself (None in a reference written before it was
+    kept: the copy then has the part's ETag, as on S3, where both are the bytes' MD5)."""
 
     name: str
     size: int
     salt: bytes
+    copy_etag: str | None = None
 
 
 def upload_location(bucket: str, key: str, upload_id: str) -> str:
@@ -232,11 +235,17 @@ class UploadStore:
                 + f"held-ref/{part_number:05d}/{_etag_digest(etag)}")
 
     def remember_held(self, bucket: str, key: str, upload_id: str, part_number: int,
-                      salt: bytes, etag: str, size: int, parent: dict[str, Any] | None) -> None:
+                      salt: bytes, etag: str, size: int, parent: dict[str, Any] | None,
+                      copy_etag: str | None = None) -> None:
         """Record, authenticated, that part ``part_number`` with this ETag is the held copy
-        with ``salt`` (``size`` stored bytes)."""
-        body = json.dumps({"part": part_number, "salt": salt.hex(), "etag": etag.strip('"'),
-                           "size": size}, sort_keys=True).encode()
+        with ``salt`` (``size`` stored bytes), which the backend stored with ``copy_etag``.
+        The two ETags need not be equal: SeaweedFS answers UploadPartCopy of a copy it
+        stored in chunks with an ETag of its own (``…-2``), not the copy's MD5."""
+        fields: dict[str, Any] = {"part": part_number, "salt": salt.hex(),
+                                  "etag": etag.strip('"'), "size": size}
+        if copy_etag:
+            fields["copy_etag"] = copy_etag.strip('"')
+        body = json.dumps(fields, sort_keys=True).encode()
         sealed = self.records.seal(PURPOSE_HELD, bucket, key, upload_id, body, parent)
         resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket,
                                   self.held_ref_key(bucket, key, upload_id, part_number, etag),
@@ -262,8 +271,10 @@ class UploadStore:
             if data["part"] != part_number or data["etag"] != etag.strip('"'):
                 raise RecordAuthenticationFailed()   # an authentic reference moved here
             salt = bytes.fromhex(data["salt"])
+            copy_etag = data.get("copy_etag")
             return HeldCopy(self.held_key(bucket, key, upload_id, part_number, salt),
-                            int(data["size"]), salt)
+                            int(data["size"]), salt,
+                            None if copy_etag is None else str(copy_etag))
 
     # -- part records (FORMAT.md §7.8) ---------------------------------------------------
     def part_key(self, bucket: str, key: str, upload_id: str, part_number: int, name: str,

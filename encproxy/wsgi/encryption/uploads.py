@@ -397,6 +397,7 @@ class MultipartUploads:
                                   body=ciphertext, length=encryptor.ciphertext_size)
         if not resp.ok:
             raise subrequest.failure(resp.status, resp.body)
+        copy_etag = resp.headers.get("etag")   # the copy's own, for If-Match at Complete
         source = "/" + quote(self.store.internal_bucket + "/" + held, safe="/~")
         resp = subrequest.request(self.app, parent, "PUT", bucket, key,
                                   upload_query(upload_id, number),
@@ -414,7 +415,7 @@ class MultipartUploads:
         if not etag:
             raise errors.InternalError()
         self.store.remember_held(bucket, key, upload_id, number, encryptor.header.salt, etag,
-                                 encryptor.ciphertext_size, parent)
+                                 encryptor.ciphertext_size, parent, copy_etag)
         return etag
 
     def put_part(self, parent: dict[str, Any], bucket: str, key: str, upload_id: str,
@@ -779,8 +780,10 @@ class MultipartUploads:
             log.error("upload %s of %s/%s: no held copy of part %d with ETag %s", upload_id,
                       bucket, key, number, etag)
             raise errors.InternalError()
+        # If-Match on the ETag the backend gave the copy when it was written: a rewritten
+        # copy fails here already (its bytes are verified as they stream regardless).
         resp = subrequest.stream(self.app, parent, "GET", self.store.internal_bucket,
-                                 found.name, headers={"If-Match": etag})
+                                 found.name, headers={"If-Match": found.copy_etag or etag})
         size = segment_size(plaintext_size)
         if resp.status != 200 or int(resp.header("content-length") or "-1") != size \
                 or found.size != size:
