@@ -394,11 +394,33 @@ def rewrap_records(backend: Any, bucket: str) -> list[str]:
     return [o["Key"] for o in listed.get("Contents", [])]
 
 
+def rotation_versions(s3: Any, bucket: str, kms: dict[str, str], b_sse: dict[str, str]
+                      ) -> tuple[list[bytes], list[Any], Any, Any]:
+    """What the rotate tests rotate: key a's three versions under ``kms`` (single-part
+    with a tag, multipart, single-part with a tag and metadata), b's one (``b_sse``), c's
+    under a delete marker, and d under SSE-C (which rotate skips).  The bodies of a's
+    versions, their PUT answers, b's and c's."""
+    bodies = [os.urandom(70_000), b"".join([os.urandom(PART), os.urandom(999)]),
+              os.urandom(1000)]
+    a = [s3.put_object(Bucket=bucket, Key="a", Body=bodies[0], Tagging="t=0", **kms),
+         put_multipart(s3, bucket, "a", [bodies[1][:PART], bodies[1][PART:]], **kms),
+         s3.put_object(Bucket=bucket, Key="a", Body=bodies[2], Tagging="t=2",
+                       Metadata={"m": "2"}, **kms)]
+    b = s3.put_object(Bucket=bucket, Key="b", Body=b"only version", **b_sse)
+    c = s3.put_object(Bucket=bucket, Key="c", Body=b"deleted", **kms)
+    s3.delete_object(Bucket=bucket, Key="c")            # a delete marker on top
+    s3.put_object(Bucket=bucket, Key="d", Body=b"customer", **CUSTOMER)
+    return bodies, a, b, c
+
+
 def fresh_server(server: RunningServer, backend: Any, directory: Path) -> RunningServer:
-    """Another server on the same backend and keyring, with nothing cached."""
+    """Another server on the same backend (the same file store) and keyring, with nothing
+    cached."""
     directory.mkdir()
     keys = server.config.parent / "keys"
     (shutil.copytree if keys.is_dir() else shutil.copy2)(keys, directory / "keys")
+    if not backend.is_s3:
+        (directory / "data").symlink_to(server.root)
     return start_server(directory, env=backend.server_env())
 
 
@@ -416,16 +438,7 @@ def test_rotate_rewraps_every_version(s3, versioned, backend, server, tmp_path):
     key_id = "rotv-" + versioned[-12:]
     run("keys", "create", key_id)
     kms = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id}
-    bodies = [os.urandom(70_000), b"".join([os.urandom(PART), os.urandom(999)]),
-              os.urandom(1000)]
-    a = [s3.put_object(Bucket=versioned, Key="a", Body=bodies[0], Tagging="t=0", **kms),
-         put_multipart(s3, versioned, "a", [bodies[1][:PART], bodies[1][PART:]], **kms),
-         s3.put_object(Bucket=versioned, Key="a", Body=bodies[2], Tagging="t=2",
-                       Metadata={"m": "2"}, **kms)]
-    b = s3.put_object(Bucket=versioned, Key="b", Body=b"only version", **kms)
-    c = s3.put_object(Bucket=versioned, Key="c", Body=b"deleted", **kms)
-    s3.delete_object(Bucket=versioned, Key="c")            # a delete marker on top
-    s3.put_object(Bucket=versioned, Key="d", Body=b"customer", **CUSTOMER)
+    bodies, a, b, c = rotation_versions(s3, versioned, kms, kms)
     old = (key_id, "1")
     run("keys", "rotate", key_id)
 
@@ -644,16 +657,7 @@ def test_rotate_rewraps_every_version_in_place(s3, versioned, backend, server, t
     key_id = "rotp-" + versioned[-12:]
     run("keys", "create", key_id)
     kms = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id}
-    bodies = [os.urandom(70_000), b"".join([os.urandom(PART), os.urandom(999)]),
-              os.urandom(1000)]
-    a = [s3.put_object(Bucket=versioned, Key="a", Body=bodies[0], Tagging="t=0", **kms),
-         put_multipart(s3, versioned, "a", [bodies[1][:PART], bodies[1][PART:]], **kms),
-         s3.put_object(Bucket=versioned, Key="a", Body=bodies[2], Tagging="t=2",
-                       Metadata={"m": "2"}, **kms)]
-    b = s3.put_object(Bucket=versioned, Key="b", Body=b"only version")   # SSE-S3 default
-    c = s3.put_object(Bucket=versioned, Key="c", Body=b"deleted", **kms)
-    s3.delete_object(Bucket=versioned, Key="c")            # a delete marker on top
-    s3.put_object(Bucket=versioned, Key="d", Body=b"customer", **CUSTOMER)
+    bodies, a, b, c = rotation_versions(s3, versioned, kms, {})   # b: SSE-S3 default
     before = version_facts(s3, versioned)
     run("keys", "rotate", key_id)
 
@@ -694,12 +698,7 @@ def test_rotate_rewraps_every_version_in_place(s3, versioned, backend, server, t
 
     # Nothing uses version 1 of the key any more: retired, every version still reads.
     run("keys", "retire", key_id, "1")
-    directory = tmp_path / "after-retire"
-    directory.mkdir()
-    keys = server.config.parent / "keys"
-    (shutil.copytree if keys.is_dir() else shutil.copy2)(keys, directory / "keys")
-    (directory / "data").symlink_to(server.root)
-    fresh = start_server(directory, env=backend.server_env())
+    fresh = fresh_server(server, backend, tmp_path / "after-retire")
     try:
         client = make_client(fresh.endpoint)
         for r, body in zip(a, bodies, strict=True):
