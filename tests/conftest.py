@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from support.backends import INTERMITTENT, Backend, Stored, start_backend
-from support.clients import make_client
+from support.clients import empty_and_delete, make_client
 from support.server import RunningServer, start_server
 
 # Every test that uses `server` runs once per storage backend. moto, Ceph RGW and SeaweedFS
@@ -170,10 +170,5 @@ def bucket(s3) -> Iterator[str]:
     s3.create_bucket(Bucket=name)
     yield name
     # Leave nothing behind, so that DeleteBucket's own rules stay exercised.
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for obj in page.get("Contents", []):
-            s3.delete_object(Bucket=name, Key=obj["Key"])
-    for up in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
-        s3.abort_multipart_upload(Bucket=name, Key=up["Key"], UploadId=up["UploadId"])
-    s3.delete_bucket(Bucket=name)
+    empty_and_delete(s3, name)
 

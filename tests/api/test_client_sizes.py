@@ -24,7 +24,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from support.clients import rclone_binary
+from support.clients import rclone_binary, rclone_env
 from support.operations import self_signed
 from support.server import ACCESS_KEY, SECRET_KEY, RunningServer, start_server
 from support.size_matrix import (
@@ -237,15 +237,7 @@ def rclone_bucket(s3: Any) -> Iterator[str]:
 def rclone(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
     """rclone 1.75 on a remote ``enc:`` made from the environment alone; multipart from
     5 MiB on, in 5 MiB chunks."""
-    # rclone's SDK cannot use an AWS_CA_BUNDLE from the environment with its own
-    # transport; this endpoint is plain HTTP on loopback, so no bundle is needed.
-    inherited = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-    env = {**inherited, "RCLONE_CONFIG_ENC_TYPE": "s3", "RCLONE_CONFIG_ENC_PROVIDER": "Other",
-           "RCLONE_CONFIG_ENC_ENDPOINT": server.endpoint,
-           "RCLONE_CONFIG_ENC_ACCESS_KEY_ID": ACCESS_KEY,
-           "RCLONE_CONFIG_ENC_SECRET_ACCESS_KEY": SECRET_KEY,
-           "RCLONE_CONFIG_ENC_REGION": "us-east-1", "RCLONE_CONFIG_ENC_FORCE_PATH_STYLE": "true",
-           "RCLONE_CONFIG": os.devnull}
+    env = rclone_env(server.endpoint)
     done = subprocess.run([rclone_binary(), *args, "--s3-upload-cutoff", "5M",
                            "--s3-chunk-size", "5M"], env=env, capture_output=True, text=True,
                           timeout=300)

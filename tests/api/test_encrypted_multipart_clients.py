@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from support.clients import rclone_binary
-from support.server import ACCESS_KEY, SECRET_KEY
+from support.clients import rclone_binary, rclone_env
 from test_cli import aws
 from test_encrypted_multipart import SSE_S3_CONFIG, assert_no_plaintext
 
@@ -86,13 +85,7 @@ def test_rclone_multipart_copy_and_check(server, backend_client, s3, bucket, tmp
     for name, size in (("big.bin", 12 * MiB + 777), ("exact.bin", 10 * MiB),
                        ("small.txt", 100), ("dir/mid.bin", 3 * MiB)):
         marked_file(tree / name, size)
-    inherited = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-    env = {**inherited, "RCLONE_CONFIG_ENC_TYPE": "s3", "RCLONE_CONFIG_ENC_PROVIDER": "Other",
-           "RCLONE_CONFIG_ENC_ENDPOINT": server.endpoint,
-           "RCLONE_CONFIG_ENC_ACCESS_KEY_ID": ACCESS_KEY,
-           "RCLONE_CONFIG_ENC_SECRET_ACCESS_KEY": SECRET_KEY,
-           "RCLONE_CONFIG_ENC_REGION": "us-east-1", "RCLONE_CONFIG_ENC_FORCE_PATH_STYLE": "true",
-           "RCLONE_CONFIG": os.devnull}
+    env = rclone_env(server.endpoint)
 
     def rclone(*args: str) -> subprocess.CompletedProcess[str]:
         # Multipart above 5 MiB, in 5 MiB chunks: big.bin is 3 parts, exact.bin 2.

@@ -7,8 +7,7 @@ import subprocess
 
 import pytest
 
-from support.clients import rclone_binary
-from support.server import ACCESS_KEY, SECRET_KEY
+from support.clients import rclone_binary, rclone_env
 from test_cli import aws
 
 MARKER = b"CLIENT-PLAINTEXT-MARKER"
@@ -46,15 +45,7 @@ def test_rclone_copy_check_and_nothing_to_recopy(server, stored, s3, bucket, tmp
                        ("empty", 0)):
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_bytes((MARKER + os.urandom(100)) * (size // 123) + b"x" * (size % 123))
-    # rclone's SDK cannot use an AWS_CA_BUNDLE from the environment with its own transport;
-    # this endpoint is plain HTTP on loopback, so no bundle is needed.
-    inherited = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-    env = {**inherited, "RCLONE_CONFIG_ENC_TYPE": "s3", "RCLONE_CONFIG_ENC_PROVIDER": "Other",
-           "RCLONE_CONFIG_ENC_ENDPOINT": server.endpoint,
-           "RCLONE_CONFIG_ENC_ACCESS_KEY_ID": ACCESS_KEY,
-           "RCLONE_CONFIG_ENC_SECRET_ACCESS_KEY": SECRET_KEY,
-           "RCLONE_CONFIG_ENC_REGION": "us-east-1", "RCLONE_CONFIG_ENC_FORCE_PATH_STYLE": "true",
-           "RCLONE_CONFIG": os.devnull}
+    env = rclone_env(server.endpoint)
 
     def rclone(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([rclone_binary(), *args], env=env, capture_output=True, text=True,

@@ -19,7 +19,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from support.clients import failure, make_client
+from support.clients import empty_and_delete, failure, make_client
 from support.server import start_server
 
 FILE = pytest.mark.parametrize("backend", ["file"], indirect=True)
@@ -63,12 +63,7 @@ def new_bucket(s3) -> Iterator[Callable[..., str]]:
 
     yield make
     for name in made:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-            for obj in page.get("Contents", []):
-                s3.delete_object(Bucket=name, Key=obj["Key"])
-        for up in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
-            s3.abort_multipart_upload(Bucket=name, Key=up["Key"], UploadId=up["UploadId"])
-        s3.delete_bucket(Bucket=name)
+        empty_and_delete(s3, name)
 
 
 def grants(policy: dict[str, Any]) -> set[tuple[str, str, str]]:

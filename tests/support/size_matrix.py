@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from support.clients import empty_and_delete
+
 MiB = 1 << 20
 SSE_S3 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
 # Two 5 MiB parts and one byte: multipart for every client (above 8 MiB, the aws CLI's and
@@ -81,12 +83,7 @@ def encrypted_bucket(s3: Any, prefix: str) -> Iterator[str]:
     try:
         yield name
     finally:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-            for obj in page.get("Contents", []):
-                s3.delete_object(Bucket=name, Key=obj["Key"])
-        for up in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
-            s3.abort_multipart_upload(Bucket=name, Key=up["Key"], UploadId=up["UploadId"])
-        s3.delete_bucket(Bucket=name)
+        empty_and_delete(s3, name)
 
 
 def assert_stored_encrypted(s3: Any, stored: Any, bucket: str, key: str,
