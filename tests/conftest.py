@@ -36,7 +36,7 @@ S3_BACKEND_INDEPENDENT = frozenset({
     "test_anonymous_through_backend.py",   # moto checks no ACLs: every anonymous test xfails
     # encproxy's round trips and multipart ETags: Ceph RGW runs them, and SeaweedFS the
     # ETags; moto, the slowest per request, adds minutes and no finding.
-    "test_encryption.py", "test_multipart_etags.py",
+    "test_encryption.py", "test_multipart_etags.py", "test_listing_facts.py",
 })
 # SeaweedFS, the third S3 implementation, runs only these modules (an allow-list: a new
 # module does not run on it until it is listed here).  The rule: a module is here when its
@@ -49,7 +49,7 @@ S3_BACKEND_INDEPENDENT = frozenset({
 SEAWEEDFS_MODULES = frozenset({
     "test_objects.py", "test_listing.py", "test_multipart.py", "test_conditional_writes.py",
     "test_checksums_roundtrip.py", "test_backend_passthrough.py",
-    "test_versions_encrypted.py", "test_multipart_etags.py",
+    "test_versions_encrypted.py", "test_multipart_etags.py", "test_listing_facts.py",
 })
 
 

@@ -39,8 +39,9 @@ PURPOSE_HELD: Final = "held"
 PURPOSE_BUCKET_CONFIG: Final = "bucket-encryption"
 PURPOSE_PART: Final = "part"      # which backend part a client's part ETag is (FORMAT.md §14)
 PURPOSE_REWRAP: Final = "rewrap"  # an older version's data key wrapped again (FORMAT.md §14)
+PURPOSE_FACTS: Final = "facts"    # a listing's facts of an object, in a name (FORMAT.md §17)
 PURPOSES: Final = (PURPOSE_UPLOAD, PURPOSE_HELD, PURPOSE_BUCKET_CONFIG, PURPOSE_PART,
-                   PURPOSE_REWRAP)
+                   PURPOSE_REWRAP, PURPOSE_FACTS)
 
 EXTRACT_SALT: Final = b"encproxy/1 records"
 LABEL_PREFIX: Final = b"encproxy/1 record "

@@ -300,6 +300,20 @@ class Stored:
             return
         self._client.put_object(Bucket=bucket, Key=key, Body=body, Metadata=user_metadata)
 
+    def names(self, bucket: str, prefix: str) -> list[str]:
+        """The keys under ``prefix`` in ``bucket``, in the backend's listing order."""
+        if self._client is None:
+            from encproxy.filestore.store import FileStore
+            store, found, start = FileStore(self.root), [], None
+            while True:
+                page = store.list_objects(bucket, prefix=prefix, start_after=start)
+                found += [record.key for record in page.contents]
+                if not page.is_truncated:
+                    return found
+                start = page.next_marker
+        return [entry["Key"] for page in self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix) for entry in page.get("Contents", [])]
+
     def all_bytes(self) -> bytes:
         """Every stored body and every metadata name and value, concatenated."""
         if self._client is None:

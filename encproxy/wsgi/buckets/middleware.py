@@ -24,6 +24,7 @@ from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.auth.access import require_kms_key, visible_bucket
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
+from encproxy.wsgi.encryption.fact_records import FactRecords
 from encproxy.wsgi.encryption.rewraps import RewrapStore
 from encproxy.wsgi.encryption.upload_store import open_uploads, remove_location, upload_location
 from encproxy.wsgi.request import S3Request
@@ -139,7 +140,18 @@ class BucketEncryptionMiddleware:
             self.store.delete(req.bucket, parent=req.environ)
             self._forget_uploads(req.bucket, locations, req.environ)
             self._forget_rewraps(req.bucket, req.environ)
+            self._forget_facts(req.bucket, req.environ)
         return relayed
+
+    def _forget_facts(self, bucket: str, parent: dict[str, Any]) -> None:
+        # The facts records of the bucket's objects (FORMAT.md §17); as for rewrap
+        # records, a failure is logged, not answered.
+        try:
+            FactRecords(self.store.app, self.store.internal_bucket,
+                        self.store.records).remove_bucket(bucket, parent)
+        except errors.S3Error as exc:
+            log.warning("deleted bucket %s: could not remove its facts records (%s)", bucket,
+                        exc.code)
 
     def _forget_rewraps(self, bucket: str, parent: dict[str, Any]) -> None:
         # The rewrap records of the bucket's versions (all deleted with it, as S3 deletes

@@ -104,26 +104,34 @@ class RecordKeys:
     # -- records ------------------------------------------------------------------------
     def seal(self, purpose: str, bucket: str, key: str, upload_id: str | None, body: bytes,
              parent: dict[str, Any] | None) -> bytes:
-        with self._lock:
-            if self._sealing is None:
-                self._sealing = self._find_or_create(parent)
-            root = self._sealing
-            mac_key = self._mac_key(root, purpose)
+        root, mac_key = self.sealing_key(purpose, parent)
         return seal_record(mac_key, root, purpose, bucket, key, upload_id, body)
 
     def open(self, where: str, purpose: str, bucket: str, key: str, upload_id: str | None,
              stored: bytes, parent: dict[str, Any] | None) -> bytes:
         """The verified body of a stored record; a failure is reported and raised."""
         try:
-            root = split_record(stored)[0]
-            with self._lock:
-                if root not in self._roots:
-                    self._roots[root] = self._load(root, parent)
-                mac_key = self._mac_key(root, purpose)
+            mac_key = self.opening_key(split_record(stored)[0], purpose, parent)
             return open_record(mac_key, purpose, bucket, key, upload_id, stored)
         except errors.IntegrityError as exc:
             report(describe(where, purpose, bucket, key, upload_id), exc)
             raise
+
+    def sealing_key(self, purpose: str, parent: dict[str, Any] | None) -> tuple[str, bytes]:
+        """(root id, MAC key of ``purpose``) to seal with: records made elsewhere than
+        in a record body (facts records' names) are sealed with these."""
+        with self._lock:
+            if self._sealing is None:
+                self._sealing = self._find_or_create(parent)
+            return self._sealing, self._mac_key(self._sealing, purpose)
+
+    def opening_key(self, root: str, purpose: str, parent: dict[str, Any] | None) -> bytes:
+        """The MAC key of ``purpose`` under the root named ``root``; RecordsRootInvalid if
+        that root is missing or not this deployment's."""
+        with self._lock:
+            if root not in self._roots:
+                self._roots[root] = self._load(root, parent)
+            return self._mac_key(root, purpose)
 
     def _mac_key(self, root: str, purpose: str) -> bytes:
         found = self._derived.get((root, purpose))

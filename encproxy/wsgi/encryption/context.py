@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from werkzeug.wrappers import Response
 
 from encproxy import errors
 from encproxy.crypto.customer_keys import KEY_ID as SSE_C_KEY_ID
 from encproxy.crypto.customer_keys import CustomerKeyWrapper
+from encproxy.crypto.fact_names import Facts
 from encproxy.crypto.keys import KeyWrapper, ObjectKeys, new_object, open_object, rebind
 from encproxy.format.constants import (
     CHECKSUMMED_ENVELOPE_VERSION,
@@ -32,7 +34,8 @@ from encproxy.s3.bucket_encryption import BucketEncryption
 from encproxy.wsgi.auth.access import require_kms_key
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
 from encproxy.wsgi.encryption import integrity
-from encproxy.wsgi.encryption.facts import FactsCache
+from encproxy.wsgi.encryption.fact_records import FactRecords
+from encproxy.wsgi.encryption.facts import FactsCache, ObjectFacts
 from encproxy.wsgi.encryption.headers import mode_of, protection_of
 from encproxy.wsgi.encryption.layouts import LayoutReader
 from encproxy.wsgi.encryption.policy import EncryptionPolicy
@@ -187,6 +190,19 @@ class EncryptionContext:
     @property
     def rewraps(self) -> RewrapStore:
         return RewrapStore(self.app, self.internal_bucket, self.configs.records)
+
+    @property
+    def fact_records(self) -> FactRecords:
+        return FactRecords(self.app, self.internal_bucket, self.configs.records)
+
+    def remember(self, bucket: str, key: str, backend_etag: str, stored_size: int,
+                 facts: ObjectFacts, parent: dict[str, Any] | None) -> None:
+        """Cache the facts of an object encproxy has just written or learnt, and keep
+        them in a facts record for every worker and replica's listings (FORMAT.md §17)."""
+        self.facts.put(bucket, key, backend_etag, stored_size, facts)
+        self.fact_records.record(bucket, Facts(
+            key, facts.mode, stored_size, backend_etag.strip('"'), facts.plaintext_size,
+            facts.etag.strip('"')), parent)
 
 
 def sse_c_requested(named: Mapping[str, str]) -> bool:

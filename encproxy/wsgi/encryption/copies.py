@@ -182,8 +182,8 @@ class Copies:
             etag = client_multipart_etag(ctx.layouts.layout(
                 src.keys, src.stored_size, src.backend_etag, src.fetcher).layout, plan.mode,
                 backend_etag)
-            ctx.facts.put(req.bucket, req.key, backend_etag, src.stored_size, ObjectFacts(
-                True, src.plaintext_size, etag, plan.mode, key_id))
+            ctx.remember(req.bucket, req.key, backend_etag, src.stored_size, ObjectFacts(
+                True, src.plaintext_size, etag, plan.mode, key_id), req.environ)
             return self._result(req, src, etag, iso8601(time.time()), sse_headers, written,
                                 source_checksum(ctx, src))
         # The copy's tags are settled (_destination_tags): the backend must not bring the
@@ -204,9 +204,9 @@ class Copies:
                                resp.headers.get("x-amz-version-id"))
         etag = backend_etag if plan.mode == sse.MODE_SSE_C else src.etag
         assert src.keys is not None   # a rebinding copy keeps the object id
-        ctx.facts.put(req.bucket, req.key, backend_etag, src.stored_size, ObjectFacts(
+        ctx.remember(req.bucket, req.key, backend_etag, src.stored_size, ObjectFacts(
             True, src.plaintext_size, etag, plan.mode, key_id,
-            object_id=src.keys.object_id))
+            object_id=src.keys.object_id), req.environ)
         return self._result(req, src, etag, xml.child_text(result, "LastModified") or "",
                             sse_headers, resp.headers, source_checksum(ctx, src))
 
@@ -274,8 +274,8 @@ class Copies:
             etag = backend_etag
         key_id = ctx.key_id(plan)
         stored = checksum.result()
-        ctx.facts.put(req.bucket, req.key, backend_etag, encryptor.ciphertext_size, ObjectFacts(
-            True, src.plaintext_size, etag, plan.mode, key_id, stored, keys.object_id))
+        ctx.remember(req.bucket, req.key, backend_etag, encryptor.ciphertext_size, ObjectFacts(
+            True, src.plaintext_size, etag, plan.mode, key_id, stored, keys.object_id), req.environ)
         return self._result(req, src, etag, iso8601(time.time()),
                             _sse_headers(plan, key_id, context), resp.headers, (stored, 1))
 

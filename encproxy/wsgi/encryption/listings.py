@@ -16,6 +16,7 @@ from urllib.parse import unquote_plus
 from werkzeug.wrappers import Response
 
 from encproxy import errors
+from encproxy.crypto.fact_names import Facts
 from encproxy.crypto.single import ObjectDecryptor
 from encproxy.format.constants import FORMAT_VERSION, Kind
 from encproxy.format.envelope import Envelope
@@ -58,6 +59,8 @@ class Listings:
         missing = [e for e in entries
                    if facts.get(*_identity(req.bucket, e, url_encoded)) is None]
         if missing:
+            missing = self._recorded(req, missing, url_encoded)
+        if missing:
             list(self._lookups.map(lambda e: self._learn(req, e, url_encoded), missing))
         for e in entries:
             known = facts.get(*_identity(req.bucket, e, url_encoded))
@@ -66,8 +69,38 @@ class Listings:
                 e.find("Size").text = str(known.plaintext_size)  # type: ignore[union-attr]
         return relayed(200, resp.headers, xml.render_element(root))
 
+    def _recorded(self, req: S3Request, entries: list[Any], url_encoded: bool) -> list[Any]:
+        """Cache what the facts records (fact_records.py) say of ``entries``; the entries
+        they say nothing of."""
+        assert req.bucket is not None
+        wanted = set()
+        for e in entries:
+            _, key, etag, size = _identity(req.bucket, e, url_encoded)
+            wanted.add((key, etag.strip('"'), size))
+        for found in self.ctx.fact_records.between(req.bucket, min(k for k, _, _ in wanted),
+                                                   max(k for k, _, _ in wanted), req.environ):
+            if (found.key, found.backend_etag, found.stored_size) in wanted:
+                self.ctx.facts.put(req.bucket, found.key, found.backend_etag,
+                                   found.stored_size, ObjectFacts(
+                                       found.encrypted, found.plaintext_size,
+                                       '"' + found.client_etag + '"', found.mode))
+        return [e for e in entries
+                if self.ctx.facts.get(*_identity(req.bucket, e, url_encoded)) is None]
+
     def _learn(self, req: S3Request, entry: Any, url_encoded: bool) -> None:
-        """Look one listed object up (HEAD, then its sealed ETag) and cache the facts."""
+        """Look one listed object up (HEAD, then its sealed ETag), cache the facts and
+        record them (fact_records.py)."""
+        assert req.bucket is not None
+        identity = _identity(req.bucket, entry, url_encoded)
+        self._look_up(req, entry, url_encoded)
+        learnt = self.ctx.facts.get(*identity)
+        if learnt is not None:
+            _, key, listed_etag, listed_size = identity
+            self.ctx.fact_records.record(req.bucket, Facts(
+                key, learnt.mode, listed_size, listed_etag.strip('"'), learnt.plaintext_size,
+                learnt.etag.strip('"')), req.environ)
+
+    def _look_up(self, req: S3Request, entry: Any, url_encoded: bool) -> None:
         assert req.bucket is not None
         _, key, listed_etag, listed_size = _identity(req.bucket, entry, url_encoded)
         # A non-current ListObjectVersions entry is looked up by its version id: the

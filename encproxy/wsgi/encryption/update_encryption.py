@@ -146,8 +146,8 @@ def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str |
     if in_place.status != 501:
         if not in_place.ok:
             raise subrequest.failure(in_place.status, in_place.body)
-        ctx.facts.put(bucket, key, src.backend_etag, src.stored_size, ObjectFacts(
-            True, src.plaintext_size, src.etag, sse.MODE_SSE_KMS, new_key_id))
+        ctx.remember(bucket, key, src.backend_etag, src.stored_size, ObjectFacts(
+            True, src.plaintext_size, src.etag, sse.MODE_SSE_KMS, new_key_id), req.environ)
         log.info("UpdateObjectEncryption %s/%s version %s: %s -> aws:kms under %s, in place",
                  bucket, key, pinned, src.mode, new_key_id)
         return True
@@ -176,8 +176,8 @@ def _attempt(ctx: EncryptionContext, req: S3Request, key_id: str, version: str |
         layout = ctx.layouts.layout(src.keys, src.stored_size, src.backend_etag,
                                     src.fetcher).layout
         etag = client_multipart_etag(layout, sse.MODE_SSE_KMS, backend_etag)
-    ctx.facts.put(bucket, key, backend_etag, src.stored_size, ObjectFacts(
-        True, src.plaintext_size, etag, sse.MODE_SSE_KMS, new_key_id))
+    ctx.remember(bucket, key, backend_etag, src.stored_size, ObjectFacts(
+        True, src.plaintext_size, etag, sse.MODE_SSE_KMS, new_key_id), req.environ)
     log.info("UpdateObjectEncryption %s/%s: %s -> aws:kms under %s", bucket, key, src.mode,
              new_key_id)
     return True

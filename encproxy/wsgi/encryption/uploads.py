@@ -507,8 +507,8 @@ class MultipartUploads:
                                       "ETag") or ""
         self.store.forget(bucket, key, upload_id, req.environ)
         etag = client_multipart_etag(plan.layout, record.mode, backend_etag)
-        self.ctx.facts.put(bucket, key, backend_etag, plan.layout.ciphertext_size, ObjectFacts(
-            True, plan.layout.plaintext_size, etag, record.mode, record.key_id))
+        self.ctx.remember(bucket, key, backend_etag, plan.layout.ciphertext_size, ObjectFacts(
+            True, plan.layout.plaintext_size, etag, record.mode, record.key_id), req.environ)
         # The layout written is the verified layout (§7.7): this worker's first read
         # of the object needs no layout check.
         self.ctx.layouts.remember(bucket, key, plan.layout.ciphertext_size, backend_etag,

@@ -46,7 +46,7 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
     plan = ctx.plan(req)
     conditions = backend_conditions(ctx, req)   # before the body is read
     if plan is None:
-        return Response.from_app(ctx.app, passed_through(req, conditions))
+        return _put_plain(ctx, req, conditions)
     length = req.content_length()
     try:
         check_single_size(length, checksummed=True)
@@ -87,8 +87,8 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
     key_id = ctx.key_id(plan)
     stored = checksum.result()
     if backend_etag:
-        ctx.facts.put(req.bucket, req.key, backend_etag, encryptor.ciphertext_size, ObjectFacts(
-            True, length, etag, plan.mode, key_id, stored, keys.object_id))
+        ctx.remember(req.bucket, req.key, backend_etag, encryptor.ciphertext_size, ObjectFacts(
+            True, length, etag, plan.mode, key_id, stored, keys.object_id), req.environ)
     headers = {"ETag": etag, **sse.response_headers(
         plan.mode, key_id, plan.customer.key_md5 if plan.customer else None,
         req.headers.get(sse.SSE_CONTEXT), envelope.bucket_key is not None)}
@@ -97,3 +97,18 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
         headers["x-amz-version-id"] = version
     headers.update(checksum_headers.response_headers(stored))   # S3 echoes it, with its type
     return Response(b"", status=200, headers=headers)
+
+
+def _put_plain(ctx: EncryptionContext, req: S3Request, conditions: dict[str, str]) -> Response:
+    """An unencrypted PutObject, passed through; its facts are recorded like an encrypted
+    object's, so that a listing need not look it up to learn that it is not encrypted."""
+    assert req.bucket is not None and req.key is not None
+    resp = Response.from_app(ctx.app, passed_through(req, conditions))
+    backend_etag = resp.headers.get("etag")
+    length = req.headers.get("x-amz-decoded-content-length") or req.environ.get(
+        "CONTENT_LENGTH")
+    if 200 <= resp.status_code < 300 and backend_etag and length and length.isdigit():
+        size = int(length)
+        ctx.remember(req.bucket, req.key, backend_etag, size,
+                     ObjectFacts(False, size, backend_etag), req.environ)
+    return resp

@@ -1,0 +1,143 @@
+"""Facts records in the internal bucket: a listing's facts that survive restarts and are
+shared by every worker and replica (FORMAT.md §17, ``encproxy.crypto.fact_names``).
+
+encproxy records an object's facts when it writes the object (PutObject, POST,
+CompleteMultipartUpload, CopyObject, UpdateObjectEncryption) and when a listing had to
+learn them (an object written before, or behind encproxy's back).  A listing that meets
+objects its cache does not know reads the records of that page's range of keys with one
+LIST of the internal bucket (more only when stale records crowd the range), keeps the
+ones whose tag verifies, and looks up only what is left.
+
+The records are a cache with a MAC, not a source of truth: a record names the backend
+ETag and stored size of the body it describes, and a listing uses it only for an entry
+with that ETag and size.  A record whose tag does not verify is reported as an integrity
+failure and ignored (the object is looked up as if there were none); a missing or
+deleted record costs a lookup.  Writing one is best effort: the object is already
+written when its record is, and a failure is logged, never answered.
+
+Records of overwritten and deleted objects stay until DeleteBucket or ``encproxy facts
+collect`` (a listing reads past them; ``MAX_PAGES`` bounds what it reads).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from encproxy import errors, metrics
+from encproxy.crypto import fact_names
+from encproxy.crypto.fact_names import Facts
+from encproxy.crypto.records import PURPOSE_FACTS
+from encproxy.s3 import xml
+from encproxy.wsgi import subrequest
+from encproxy.wsgi.buckets.records import RecordKeys, ensure_internal_bucket
+from encproxy.wsgi.responses import WSGIApp
+
+log = logging.getLogger("encproxy.facts")
+
+# How many pages of records one listing page reads at most (1,000 names each): stale
+# records of overwritten objects share the range, and past this the rest is looked up.
+MAX_PAGES = 4
+
+
+class FactRecords:
+    def __init__(self, app: WSGIApp, internal_bucket: str, records: RecordKeys) -> None:
+        self.app = app
+        self.internal_bucket = internal_bucket
+        self.records = records
+
+    def record(self, bucket: str, facts: Facts, parent: dict[str, Any] | None) -> None:
+        """Keep ``facts`` (best effort: logged if it cannot be written)."""
+        if not fact_names.recordable(facts, bucket):
+            return
+        try:
+            root, mac_key = self.records.sealing_key(PURPOSE_FACTS, parent)
+            name = fact_names.name_of(mac_key, root, bucket, facts)
+            resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket, name,
+                                      headers={"content-type": "application/octet-stream"},
+                                      body=b"")
+            if resp.status == 404 and resp.error_code() == "NoSuchBucket":
+                ensure_internal_bucket(self.app, self.internal_bucket, parent)
+                resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket, name,
+                                          headers={"content-type": "application/octet-stream"},
+                                          body=b"")
+            if not resp.ok:
+                raise subrequest.internal_failure(resp.status)
+        except errors.S3Error as exc:
+            log.warning("could not record the facts of %s/%s (%s); a listing looks it up",
+                        bucket, facts.key, exc.code)
+
+    def between(self, bucket: str, first: str, last: str,
+                parent: dict[str, Any] | None) -> Iterator[Facts]:
+        """The verified facts of keys from ``first`` to ``last`` (inclusive), in order."""
+        roots: dict[str, bytes | None] = {}
+        for name in self._names(bucket, first, last, parent):
+            try:
+                parsed = fact_names.parse_name(bucket, name)
+            except ValueError:
+                self._refuse(bucket, name, "RecordMalformed")
+                continue
+            if parsed.facts.key > last:
+                return
+            if parsed.facts.key < first:
+                continue
+            if parsed.root not in roots:
+                roots[parsed.root] = self._opening_key(parsed.root, parent)
+            mac_key = roots[parsed.root]
+            if mac_key is None or not parsed.verifies(mac_key, bucket):
+                self._refuse(bucket, name, "RecordAuthenticationFailed")
+                continue
+            yield parsed.facts
+
+    def remove_bucket(self, bucket: str, parent: dict[str, Any] | None) -> int:
+        """Delete every record of ``bucket`` (after DeleteBucket); how many."""
+        removed = 0
+        for name in self._listed(fact_names.bucket_prefix(bucket), None, parent):
+            resp = subrequest.request(self.app, parent, "DELETE", self.internal_bucket, name)
+            if not resp.ok and resp.status != 404:
+                raise subrequest.internal_failure(resp.status)
+            removed += 1
+        return removed
+
+    def _names(self, bucket: str, first: str, last: str,
+               parent: dict[str, Any] | None) -> Iterator[str]:
+        stop = fact_names.key_start(bucket, last) + fact_names.SEPARATOR + "~"
+        start = fact_names.key_start(bucket, first)
+        for count, name in enumerate(self._listed(fact_names.bucket_prefix(bucket), start,
+                                                  parent)):
+            if name > stop or count >= MAX_PAGES * 1000:
+                return
+            yield name
+
+    def _listed(self, prefix: str, start_after: str | None,
+                parent: dict[str, Any] | None) -> Iterable[str]:
+        token = None
+        while True:
+            query = "list-type=2&prefix=" + subrequest.quote_param(prefix)
+            if start_after is not None:
+                query += "&start-after=" + subrequest.quote_param(start_after)
+            if token:
+                query += "&continuation-token=" + subrequest.quote_param(token)
+            resp = subrequest.request(self.app, parent, "GET", self.internal_bucket,
+                                      query=query)
+            if resp.status == 404:
+                return
+            if not resp.ok:
+                raise subrequest.internal_failure(resp.status)
+            root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
+            for entry in root.findall("Contents"):
+                yield xml.child_text(entry, "Key") or ""
+            token = xml.child_text(root, "NextContinuationToken")
+            if (xml.child_text(root, "IsTruncated") or "") != "true" or not token:
+                return
+
+    def _opening_key(self, root: str, parent: dict[str, Any] | None) -> bytes | None:
+        try:
+            return self.records.opening_key(root, PURPOSE_FACTS, parent)
+        except errors.IntegrityError:
+            return None
+
+    def _refuse(self, bucket: str, name: str, reason: str) -> None:
+        metrics.integrity_failure(reason)
+        log.error("integrity failure on facts record %s/%s of bucket %s: %s; ignored",
+                  self.internal_bucket, name, bucket, reason)

@@ -1,0 +1,104 @@
+"""Listings after a restart read the facts records encproxy wrote with each object
+(FORMAT.md §17, docs/ENCRYPTION.md "Listings"): plaintext sizes and client ETags are right
+for every kind of object and awkward key, page by page, and the records go with their
+bucket.  On the file store, Ceph RGW and SeaweedFS (whose listing order is its own).
+(That the restarted listing looks nothing up is shown in-process, where the backend
+requests can be counted: tests/unit/test_fact_records.py.)
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import uuid
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+from support.backends import Stored
+from support.clients import make_client
+from support.server import start_server
+
+SSE_S3 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+KEYS = ["plain-looking", "a b", "a!b", 'a"b', "a/b", "a-b", "a/b/c", "ünïcode/ключ",
+        "z" * 150 + "/" + "z" * 149]
+MiB = 1 << 20
+
+
+def listing(s3, bucket: str, **extra) -> dict[str, tuple[int, str]]:
+    out: dict[str, tuple[int, str]] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, **extra):
+        out.update({o["Key"]: (o["Size"], o["ETag"]) for o in page.get("Contents", [])})
+    return out
+
+
+@pytest.fixture
+def written(backend, tmp_path):
+    """A bucket with default SSE-S3 and one without, written through a server that is then
+    stopped; (backend root, env, encrypted bucket, plain bucket, expected listing)."""
+    env = backend.server_env()
+    server = start_server(tmp_path / "srv", env=env)
+    enc, plain = "facts-" + uuid.uuid4().hex[:8], "facts-plain-" + uuid.uuid4().hex[:8]
+    expected: dict[str, dict[str, tuple[int, str]]] = {enc: {}, plain: {}}
+    try:
+        s3 = make_client(server.endpoint)
+        for bucket in (enc, plain):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_encryption(Bucket=enc, ServerSideEncryptionConfiguration=SSE_S3)
+        for i, key in enumerate(KEYS):
+            for bucket in (enc, plain):
+                body = os.urandom(1000 + 17 * i)
+                s3.put_object(Bucket=bucket, Key=key, Body=body)
+                expected[bucket][key] = (len(body), '"' + hashlib.md5(body).hexdigest() + '"')
+        big = os.urandom(6 * MiB)
+        s3.upload_fileobj(io.BytesIO(big), enc, "multi", Config=TransferConfig(
+            multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
+        head = s3.head_object(Bucket=enc, Key="multi")
+        assert head["ETag"].endswith('-2"')
+        expected[enc]["multi"] = (len(big), head["ETag"])
+        s3.copy_object(Bucket=enc, Key="copy", CopySource={"Bucket": enc, "Key": "a b"})
+        expected[enc]["copy"] = expected[enc]["a b"]
+        assert listing(s3, enc) == expected[enc]
+    finally:
+        server.stop()
+    return server.root, env, enc, plain, expected
+
+
+def test_a_restarted_server_lists_from_the_records(backend, written, tmp_path):
+    root, env, enc, plain, expected = written
+    stored = Stored(backend, root)
+    recorded = stored.names("encproxy-internal", f"facts/{enc}/")
+    assert len(recorded) == len(expected[enc])
+    assert len(stored.names("encproxy-internal", f"facts/{plain}/")) == len(expected[plain])
+    server = start_server(tmp_path / "srv", env=env)
+    try:
+        s3 = make_client(server.endpoint)
+        for bucket in (enc, plain):
+            assert listing(s3, bucket) == expected[bucket]
+    finally:
+        server.stop()
+    # Pages of three, and a delimiter: each page reads its own range of records.
+    server = start_server(tmp_path / "srv", env=env)
+    try:
+        s3 = make_client(server.endpoint)
+        assert listing(s3, enc, PaginationConfig={"PageSize": 3}) == expected[enc]
+        rolled = s3.list_objects_v2(Bucket=enc, Delimiter="/")
+        assert {o["Key"]: (o["Size"], o["ETag"]) for o in rolled["Contents"]} == {
+            k: v for k, v in expected[enc].items() if "/" not in k}
+        assert [p["Prefix"] for p in rolled["CommonPrefixes"]] == ["a/", "z" * 150 + "/", "ünïcode/"]
+    finally:
+        server.stop()
+
+
+def test_delete_bucket_takes_its_records(backend, written, tmp_path):
+    root, env, enc, _, expected = written
+    stored = Stored(backend, root)
+    server = start_server(tmp_path / "srv", env=env)
+    try:
+        s3 = make_client(server.endpoint)
+        for key in expected[enc]:
+            s3.delete_object(Bucket=enc, Key=key)
+        assert stored.names("encproxy-internal", f"facts/{enc}/")   # stale, until ...
+        s3.delete_bucket(Bucket=enc)
+        assert stored.names("encproxy-internal", f"facts/{enc}/") == []
+    finally:
+        server.stop()

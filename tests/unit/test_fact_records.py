@@ -1,0 +1,268 @@
+"""Facts records (FORMAT.md §17): a listing's facts of each object, kept in the internal
+bucket in key names, so that the first listing after a restart, or on another worker or
+replica, looks nothing up; names keep S3's order, verify only for what they name, and
+the listing falls back to a lookup whenever a record is missing, stale or forged.
+
+The pure naming (``encproxy.crypto.fact_names``) and the layer in-process
+(``encryption_testkit``: the real middleware over the real file store).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from encryption_testkit import (
+    BUCKET,
+    INTERNAL_BUCKET,
+    NONE,
+    PART,
+    SSE_C,
+    SSE_KMS,
+    SSE_S3,
+    Mode,
+    Stack,
+    build_stack,
+    md5_etag,
+    multipart_upload,
+    parse_xml,
+    path,
+    payload,
+    put,
+)
+from hypothesis import given
+from hypothesis import strategies as st
+
+from encproxy.crypto import fact_names
+from encproxy.crypto.fact_names import Facts
+
+MAC_KEY = bytes(range(32))
+ROOT = "0123456789abcdef" * 2
+KEYS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+
+
+def facts_of(name: str, **changed: object) -> Facts:
+    fields: dict[str, object] = {"key": name, "mode": "AES256", "stored_size": 4200,
+                                 "backend_etag": "a" * 32, "plaintext_size": 4096,
+                                 "client_etag": "b" * 32}
+    fields.update(changed)
+    return Facts(**fields)  # type: ignore[arg-type]
+
+
+# -- names (pure) --------------------------------------------------------------------------
+
+@given(KEYS)
+def test_a_key_escapes_and_unescapes_to_itself(key: str) -> None:
+    escaped = fact_names.escape_key(key)
+    assert "!" not in escaped
+    assert all(c > "!" for c in escaped)
+    assert fact_names.unescape_key(escaped) == key
+
+
+@given(KEYS, KEYS, st.integers(0, 10**12), st.integers(0, 10**12))
+def test_names_sort_as_their_keys_whatever_follows(a: str, b: str, size_a: int,
+                                                   size_b: int) -> None:
+    """S3 lists keys in UTF-8 byte order; the records of a page's keys must be one range
+    of names, whatever their payloads."""
+    name_a = fact_names.name_of(MAC_KEY, ROOT, BUCKET, facts_of(a, plaintext_size=size_a))
+    name_b = fact_names.name_of(MAC_KEY, ROOT, BUCKET, facts_of(b, plaintext_size=size_b))
+    bytes_a, bytes_b = a.encode(), b.encode()
+    if bytes_a < bytes_b:
+        assert name_a.encode() < name_b.encode()
+    elif bytes_a > bytes_b:
+        assert name_a.encode() > name_b.encode()
+
+
+@given(KEYS)
+def test_a_name_parses_back_and_verifies(key: str) -> None:
+    facts = facts_of(key, mode="aws:kms", backend_etag="c" * 32 + "-3")
+    parsed = fact_names.parse_name(BUCKET, fact_names.name_of(MAC_KEY, ROOT, BUCKET, facts))
+    assert (parsed.facts, parsed.root) == (facts, ROOT)
+    assert parsed.verifies(MAC_KEY, BUCKET)
+    assert not parsed.verifies(bytes(32), BUCKET)
+    assert not parsed.verifies(MAC_KEY, "other-bucket")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("plaintext_size", 4095), ("client_etag", "c" * 32), ("mode", "none"),
+    ("stored_size", 4201), ("backend_etag", "d" * 32), ("key", "another key")])
+def test_a_changed_field_does_not_verify(field: str, value: object) -> None:
+    name = fact_names.name_of(MAC_KEY, ROOT, BUCKET, facts_of("some key"))
+    parsed = fact_names.parse_name(BUCKET, name)
+    forged = fact_names.name_of(bytes(32), ROOT, BUCKET, facts_of("some key", **{field: value}))
+    moved = fact_names.parse_name(BUCKET, forged.rsplit(".", 1)[0] + "." + parsed.tag.hex())
+    assert getattr(moved.facts, field) == value
+    assert not moved.verifies(MAC_KEY, BUCKET)
+
+
+@pytest.mark.parametrize("name", [
+    "facts/data/key",                                     # no separator
+    "facts/data/key!f1.s.1.aa.1.bb." + ROOT + "." + "0" * 32,    # fields not a segment
+    "facts/data/key!/f2.s.1.aa.1.bb." + ROOT + "." + "0" * 32,    # another version
+    "facts/data/key!/f1.x.1.aa.1.bb." + ROOT + "." + "0" * 32,    # unknown mode
+    "facts/data/key!/f1.s.01.aa.1.bb." + ROOT + "." + "0" * 32,   # not a canonical size
+    "facts/data/key!/f1.s.1.a\"a.1.bb." + ROOT + "." + "0" * 32,  # not an ETag
+    "facts/data/key!/f1.s.1.aa.1.bb." + ROOT + "." + "0" * 31,    # short tag
+    "facts/data/k y!/f1.s.1.aa.1.bb." + ROOT + "." + "0" * 32,    # unescaped space
+    'facts/data/k"z!/f1.s.1.aa.1.bb.' + ROOT + "." + "0" * 32,    # bad escape
+    "facts/other/key!/f1.s.1.aa.1.bb." + ROOT + "." + "0" * 32,   # another bucket
+])
+def test_what_is_not_a_record_name_is_refused(name: str) -> None:
+    with pytest.raises(ValueError):
+        fact_names.parse_name(BUCKET, name)
+
+
+def test_the_well_formed_name_those_are_made_from_parses() -> None:
+    parsed = fact_names.parse_name(BUCKET, 'facts/data/k"Pz!/f1.s.1.aa.1.bb.' + ROOT + "."
+                                   + "0" * 32)
+    assert parsed.facts == Facts("k z", "AES256", 1, "aa", 1, "bb")
+
+
+def test_what_does_not_fit_a_name_is_not_recorded() -> None:
+    assert fact_names.recordable(facts_of("k" * fact_names.MAX_KEY_BYTES), BUCKET)
+    assert not fact_names.recordable(facts_of("k" * (fact_names.MAX_KEY_BYTES + 1)), BUCKET)
+    assert not fact_names.recordable(facts_of("k", backend_etag="a/b"), BUCKET)
+    with pytest.raises(ValueError):
+        fact_names.name_of(MAC_KEY, ROOT, BUCKET, facts_of("k", client_etag=""))
+
+
+# -- the layer --------------------------------------------------------------------------------
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Stack:
+    return build_stack(tmp_path)
+
+
+def listed(stack: Stack, query: str = "list-type=2") -> dict[str, tuple[int, str]]:
+    resp = stack.client.get(path(BUCKET), query_string=query)
+    assert resp.status_code == 200, resp.get_data()
+    root = parse_xml(resp.get_data())
+    ns = root.tag[:-len("ListBucketResult")] if root.tag.endswith("ListBucketResult") else ""
+    entry = "Contents" if "versions" not in query else "Version"
+    return {e.findtext(ns + "Key") or "": (int(e.findtext(ns + "Size") or "-1"),
+                                          e.findtext(ns + "ETag") or "")
+            for e in root.iter(ns + entry)}
+
+
+def object_lookups(stack: Stack) -> list[str]:
+    """The requests for objects of the data bucket that reached the file store (a listing
+    that looks an object up sends a HEAD and reads)."""
+    return [f"{r.method} {r.path}" for r in stack.recorder.requests
+            if r.path.startswith(f"/{BUCKET}/")]
+
+
+def record_names(stack: Stack) -> list[str]:
+    page = stack.store.list_objects(INTERNAL_BUCKET, prefix=fact_names.bucket_prefix(BUCKET))
+    assert not page.is_truncated
+    return [record.key for record in page.contents]
+
+
+KEY_NAMES = ["plain", "a b", "a!b", 'a"b', "a/b", "a-b", "ünïcode/ключ", "z" * 40]
+
+
+def write_objects(stack: Stack) -> dict[str, tuple[int, str]]:
+    """One object per mode and awkward key, and an encrypted multipart object; what a
+    listing must report for each."""
+    expected: dict[str, tuple[int, str]] = {}
+    modes: list[Mode] = [NONE, SSE_S3, SSE_KMS, SSE_C]
+    for i, key in enumerate(KEY_NAMES):
+        data = payload(1000 + 37 * i, seed=i)
+        mode = modes[i % len(modes)]
+        resp = put(stack.client, key, data, mode.write)
+        assert resp.status_code == 200, resp.get_data()
+        expected[key] = (len(data), resp.headers["ETag"])
+        if not mode.sse_c:
+            assert resp.headers["ETag"] == md5_etag(data)
+    parts = {1: payload(PART, seed=50), 2: payload(1234, seed=51)}
+    done = multipart_upload(stack.client, "multi", parts, SSE_S3)
+    assert done.status_code == 200, done.get_data()
+    etag = parse_xml(done.get_data()).findtext("ETag") or ""
+    expected["multi"] = (PART + 1234, etag)
+    return expected
+
+
+def test_a_restarted_listing_reads_records_and_looks_nothing_up(stack: Stack) -> None:
+    expected = write_objects(stack)
+    assert len(record_names(stack)) == len(expected)
+    replica = stack.replica()
+    assert listed(replica) == expected
+    assert object_lookups(replica) == []
+    # The records are the only source: without them the replica must look each up.
+    for name in record_names(stack):
+        stack.store.delete_object(INTERNAL_BUCKET, name)
+    cold = stack.replica()
+    assert listed(cold) == expected
+    assert len([r for r in object_lookups(cold) if r.startswith("HEAD")]) == len(expected)
+    # ... and records what it learnt, for the next one.
+    assert len(record_names(stack)) == len(expected)
+    again = stack.replica()
+    assert listed(again) == expected
+    assert object_lookups(again) == []
+
+
+def test_a_forged_record_is_ignored_and_the_object_looked_up(stack: Stack) -> None:
+    data = payload(5000, seed=7)
+    assert put(stack.client, "victim", data, SSE_S3.write).status_code == 200
+    [name] = record_names(stack)
+    parsed = fact_names.parse_name(BUCKET, name)
+    # The attacker claims another plaintext size, keeping the tag (it cannot make one).
+    forged = name.replace(f".{parsed.facts.plaintext_size}.", ".4.", 1)
+    assert forged != name
+    stack.store.delete_object(INTERNAL_BUCKET, name)
+    stack.store.put_object(INTERNAL_BUCKET, forged, io.BytesIO(b""), 0)
+    replica = stack.replica()
+    assert listed(replica) == {"victim": (5000, md5_etag(data))}
+    assert [r for r in object_lookups(replica) if r.startswith("HEAD")] == ["HEAD /data/victim"]
+
+
+def test_a_record_of_another_body_says_nothing_of_this_one(stack: Stack) -> None:
+    """An overwritten key keeps its old record; the listing matches records by the listed
+    ETag and size, so the old one never applies to the new body."""
+    first, second = payload(3000, seed=1), payload(3001, seed=2)
+    assert put(stack.client, "k", first, SSE_S3.write).status_code == 200
+    assert put(stack.client, "k", second, SSE_S3.write).status_code == 200
+    assert len(record_names(stack)) == 2
+    replica = stack.replica()
+    assert listed(replica) == {"k": (3001, md5_etag(second))}
+    assert object_lookups(replica) == []
+
+
+def test_a_record_moved_to_another_key_does_not_verify(stack: Stack) -> None:
+    data = payload(2000, seed=3)
+    assert put(stack.client, "one", data, SSE_S3.write).status_code == 200
+    [name] = record_names(stack)
+    # The same body under another key: the backend copies object and record.
+    stack.direct.put(path(BUCKET, "two"), headers={"x-amz-copy-source": f"/{BUCKET}/one"})
+    two = fact_names.bucket_prefix(BUCKET) + "two" + name[name.index("!"):]
+    stack.store.put_object(INTERNAL_BUCKET, two, io.BytesIO(b""), 0)
+    replica = stack.replica()
+    got = listed(replica)
+    assert got["one"] == (2000, md5_etag(data))
+    assert [r for r in object_lookups(replica) if r.startswith("HEAD")] == ["HEAD /data/two"]
+
+
+def test_a_key_too_long_for_a_name_is_looked_up(stack: Stack) -> None:
+    key = "k" * (fact_names.MAX_KEY_BYTES + 1)
+    data = payload(100, seed=4)
+    assert put(stack.client, key, data, SSE_S3.write).status_code == 200
+    assert record_names(stack) == []
+    replica = stack.replica()
+    assert listed(replica) == {key: (100, md5_etag(data))}
+    assert len(object_lookups(replica)) >= 1
+
+
+def test_versions_are_listed_from_records(stack: Stack) -> None:
+    resp = stack.client.put(path(BUCKET), query_string="versioning", data=(
+        b"<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"))
+    assert resp.status_code == 200
+    bodies = [payload(1500 + n, seed=n) for n in range(3)]
+    for body in bodies:
+        assert put(stack.client, "v", body, SSE_KMS.write).status_code == 200
+    replica = stack.replica()
+    resp = replica.client.get(path(BUCKET), query_string="versions")
+    root = parse_xml(resp.get_data())
+    sizes = sorted(int(e.findtext("Size") or "0") for e in root.iter("Version"))
+    etags = {e.findtext("ETag") for e in root.iter("Version")}
+    assert sizes == [1500, 1501, 1502]
+    assert etags == {md5_etag(b) for b in bodies}
+    assert object_lookups(replica) == []
