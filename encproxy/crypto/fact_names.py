@@ -124,12 +124,18 @@ def tag_of(mac_key: bytes, bucket: str, facts: Facts) -> bytes:
                       facts.body().encode())[:TAG_SIZE]
 
 
-def name_of(mac_key: bytes, root: str, bucket: str, facts: Facts) -> str:
-    """The record's name: ``facts`` sealed under ``mac_key`` (of root ``root``)."""
+def fields_of(mac_key: bytes, root: str, bucket: str, facts: Facts) -> str:
+    """What follows the separator in the record's name: ``facts`` sealed under
+    ``mac_key`` (of root ``root``).  The embedded store keeps this string in the
+    object's index row instead of a record (environ.LISTING_FACTS)."""
     if not recordable(facts, bucket):
         raise ValueError("facts do not fit a record name")
-    return (key_start(bucket, facts.key) + SEPARATOR + facts.body() + "." + root + "."
-            + tag_of(mac_key, bucket, facts).hex())
+    return facts.body() + "." + root + "." + tag_of(mac_key, bucket, facts).hex()
+
+
+def name_of(mac_key: bytes, root: str, bucket: str, facts: Facts) -> str:
+    """The record's name."""
+    return key_start(bucket, facts.key) + SEPARATOR + fields_of(mac_key, root, bucket, facts)
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,12 @@ def parse_name(bucket: str, name: str) -> ParsedName:
     escaped, separator, payload = name[len(prefix):].partition(SEPARATOR)
     if not separator:
         raise ValueError("no separator")
+    return parse_fields(unescape_key(escaped), payload)
+
+
+def parse_fields(key: str, payload: str) -> ParsedName:
+    """The parts of a record's fields (``fields_of``) for ``key``; ValueError if they are
+    not well formed."""
     fields = payload.split(".")
     if len(fields) != 8 or fields[0] != FACTS_VERSION:
         raise ValueError("not a version 1 facts record")
@@ -162,6 +174,6 @@ def parse_name(bucket: str, name: str) -> ParsedName:
             or not _ETAG.fullmatch(client_etag) or not _HEX_ROOT.fullmatch(root)
             or not _HEX_TAG.fullmatch(tag)):
         raise ValueError("malformed field")
-    facts = Facts(unescape_key(escaped), _MODE_NAMES[mode], int(stored), backend_etag,
-                  int(plaintext), client_etag)
+    facts = Facts(key, _MODE_NAMES[mode], int(stored), backend_etag, int(plaintext),
+                  client_etag)
     return ParsedName(facts, root, bytes.fromhex(tag))

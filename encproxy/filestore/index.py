@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS versions (
     file TEXT,                  -- the body's file name; NULL for a delete marker
     tags TEXT,                  -- NULL (no tags) or a JSON list of [key, value]
     checksum TEXT,              -- NULL (none kept) or 'algorithm TYPE base64' (checksum.py)
+    listing_facts TEXT,         -- NULL, or what the layer above keeps for its listings
     PRIMARY KEY (bucket, key, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS versions_by_id ON versions (bucket, key, version_id);
@@ -82,21 +83,23 @@ class Row:
     file: str | None
     tags: str | None
     checksum: str | None = None
+    listing_facts: str | None = None
 
 
 COLUMNS = ("bucket, key, seq, version_id, latest, delete_marker, size, etag, mtime, "
-           "storage_class, file, tags, checksum")
+           "storage_class, file, tags, checksum, listing_facts")
 
 
 def row_of(values: tuple[object, ...]) -> Row:
     (bucket, key, seq, version_id, latest, marker, size, etag, mtime, storage_class, file,
-     tags, checksum) = values
+     tags, checksum, listing_facts) = values
     if file is not None and not (isinstance(file, str) and FILE_NAME.fullmatch(file)):
         raise InternalError("The file store's index names an invalid file.")
     return Row(str(bucket), str(key), int(seq), str(version_id), bool(latest),  # type: ignore[call-overload]
                bool(marker), int(size), str(etag), float(mtime),  # type: ignore[call-overload, arg-type]
                str(storage_class), file, None if tags is None else str(tags),
-               None if checksum is None else str(checksum))
+               None if checksum is None else str(checksum),
+               None if listing_facts is None else str(listing_facts))
 
 
 class Index:
@@ -126,7 +129,7 @@ class Index:
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.executescript(_SCHEMA)
-        _add_checksum_column(conn)
+        _add_columns(conn)
         self._local.conn = conn
         self._local.pid = os.getpid()
         return conn
@@ -165,20 +168,25 @@ class Index:
             self._local.conn = None
 
 
-def _has_checksum_column(conn: sqlite3.Connection) -> bool:
-    return any(column[1] == "checksum"
-               for column in conn.execute("PRAGMA table_info(versions)").fetchall())
+# Columns added since the first schema, in order: an index made before gets them (NULL).
+ADDED_COLUMNS = ("checksum", "listing_facts")
 
 
-def _add_checksum_column(conn: sqlite3.Connection) -> None:
-    """An index made before checksums were kept gets the column (NULL: no checksum), in
-    one write transaction, so that processes opening it at once add it once."""
-    if _has_checksum_column(conn):
+def _missing_columns(conn: sqlite3.Connection) -> list[str]:
+    present = {column[1] for column in conn.execute("PRAGMA table_info(versions)").fetchall()}
+    return [name for name in ADDED_COLUMNS if name not in present]
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """An index made before checksums (or listing facts) were kept gets the columns
+    (NULL: none), in one write transaction, so that processes opening it at once add
+    them once."""
+    if not _missing_columns(conn):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if not _has_checksum_column(conn):
-            conn.execute("ALTER TABLE versions ADD COLUMN checksum TEXT")
+        for name in _missing_columns(conn):
+            conn.execute(f"ALTER TABLE versions ADD COLUMN {name} TEXT")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -215,10 +223,11 @@ def insert_latest(conn: sqlite3.Connection, row: Row) -> None:
     """Add ``row`` as the key's latest version (the previous latest no longer is)."""
     conn.execute("UPDATE versions SET latest = 0 WHERE bucket = ? AND key = ? AND latest = 1",
                  (row.bucket, row.key))
-    conn.execute(f"INSERT INTO versions ({COLUMNS}) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+    conn.execute(f"INSERT INTO versions ({COLUMNS}) "
+                 "VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (row.bucket, row.key, row.seq, row.version_id, int(row.delete_marker),
                   row.size, row.etag, row.mtime, row.storage_class, row.file, row.tags,
-                  row.checksum))
+                  row.checksum, row.listing_facts))
 
 
 def remove(conn: sqlite3.Connection, row: Row) -> None:

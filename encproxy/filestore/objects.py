@@ -291,7 +291,9 @@ class ObjectStore:
                    digest_of: Callable[[], bytes] | None = None,
                    precondition: Precondition | None = None,
                    tags: Tags | None = None,
-                   checksum_algorithm: str | None = None) -> ObjectRecord:
+                   checksum_algorithm: str | None = None,
+                   listing_facts: Callable[[str, int], str | None] | None = None
+                   ) -> ObjectRecord:
         """Store exactly ``length`` bytes of ``body`` under ``key``, atomically.
 
         The object keeps a FULL_OBJECT checksum of its body, of ``checksum_algorithm``
@@ -310,6 +312,9 @@ class ObjectStore:
         (conditional writes) is checked against the latest version, atomically with
         the commit that makes the new one latest (``_commit_version``).  The new
         version is ``null`` unless the bucket's versioning is Enabled.
+        ``listing_facts``, called with the ETag and size once the body is read (before
+        the commit), gives what the index keeps beside the version for the layer
+        above's listings (environ.LISTING_FACTS); it must do no I/O.
         """
         loc = self.layout.object(bucket, key)
         check_length(length)
@@ -328,11 +333,14 @@ class ObjectStore:
                 digest = md5.digest() if md5 is not None else _fingerprint(digest_of)
                 now = time.time()
                 tf.pwrite(sf.encode_fixed(len(record), length, digest, now), 0)
-                out = ObjectRecord(key=key, size=length, etag=etags.md5_etag(digest),
+                etag = etags.md5_etag(digest)
+                out = ObjectRecord(key=key, size=length, etag=etag,
                                    last_modified=now, meta=meta, part_sizes=None,
                                    tag_count=len(tags or ()),
                                    checksum=None if hasher is None else StoredChecksum(
-                                       algorithm, FULL_OBJECT, hasher.digest()))
+                                       algorithm, FULL_OBJECT, hasher.digest()),
+                                   listing_facts=None if listing_facts is None
+                                   else listing_facts(etag, length))
                 version = self._commit_version(tf, bucket, loc, out, precondition, tags)
         finally:
             if md5 is not None:
@@ -695,7 +703,7 @@ class ObjectStore:
                     bucket, record.key, ix.next_seq(conn, bucket, record.key), vid, True,
                     False, record.size, record.etag, record.last_modified,
                     record.meta.storage_class, name, encode_tags(tags),
-                    fs_checksums.encode_row(record.checksum)))
+                    fs_checksums.encode_row(record.checksum), record.listing_facts))
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -800,7 +808,8 @@ class ObjectStore:
                             max_entries=max_keys)
         records = [ObjectRecord(key=r.key, size=r.size, etag=r.etag, last_modified=r.mtime,
                                 meta=ObjectMeta(storage_class=r.storage_class),
-                                version_id=r.version_id) for r in page.items]
+                                version_id=r.version_id, listing_facts=r.listing_facts)
+                   for r in page.items]
         return ListResult(records, page.common_prefixes, page.is_truncated, page.next_marker)
 
     def list_versions(self, bucket: str, prefix: str = "", delimiter: str | None = None,
@@ -826,7 +835,8 @@ class ObjectStore:
                             delimiter=delimiter or None, marker=key_marker,
                             max_entries=max_keys, tie_after=tie)
         versions = [VersionRecord(r.key, r.version_id, r.latest, r.delete_marker, r.size,
-                                  r.etag, r.mtime, r.storage_class) for r in page.items]
+                                  r.etag, r.mtime, r.storage_class, r.listing_facts)
+                    for r in page.items]
         last = page.last_item.version_id if page.last_item is not None else None
         return VersionListResult(versions, page.common_prefixes, page.is_truncated,
                                  page.next_marker, last)
@@ -888,7 +898,7 @@ class ObjectStore:
                         continue
                     conn.execute(
                         f"INSERT OR IGNORE INTO versions ({ix.COLUMNS}) "
-                        "VALUES (?, ?, 1, ?, 1, 0, ?, ?, ?, ?, ?, NULL, NULL)",
+                        "VALUES (?, ?, 1, ?, 1, 0, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
                         (bucket, r.key, NULL_VERSION, r.size, r.etag, r.last_modified,
                          r.meta.storage_class, name))
                     count += 1

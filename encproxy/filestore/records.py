@@ -126,6 +126,9 @@ class ObjectRecord:
     # A multipart object's part digests, concatenated in part order, of ``checksum``'s
     # algorithm (None: not kept); ``part_checksum`` reads one.
     part_checksums: bytes | None = None
+    # What the layer above asked the index to keep for its listings (FORMAT.md, "The
+    # index": ``versions.listing_facts``); listed, never read by the store itself.
+    listing_facts: str | None = None
 
     @property
     def quoted_etag(self) -> str:
@@ -237,6 +240,7 @@ class VersionRecord:
     etag: str
     last_modified: float
     storage_class: str
+    listing_facts: str | None = None
 
     @property
     def quoted_etag(self) -> str:

@@ -30,6 +30,13 @@ POST_FORM = "encproxy.post_form"
 # instead of the ciphertext's MD5 (ObjectEncryptor.fingerprint).  S3 backends make
 # their own ETags and ignore it.
 STORED_DIGEST = "encproxy.stored_digest"
+# Set by the encryption layer on a PutObject: a callable giving, from the stored ETag and
+# size once the body is read, the object's facts record fields (FORMAT.md §17), which
+# the embedded store keeps in the version's index row and lists with it as
+# ``LISTING_FACTS_ELEMENT`` (no record in the internal bucket is then needed).  S3
+# backend apps ignore it.
+LISTING_FACTS = "encproxy.listing_facts"
+LISTING_FACTS_ELEMENT = "EncproxyListingFacts"
 # The client sent "Expect: 100-continue" (kept by every sub-request made for it): where
 # the backend decides whether it may write, its refusal comes before the client's body.
 EXPECTS_CONTINUE = "encproxy.expects_continue"

@@ -1,5 +1,6 @@
-"""Listings after a restart read the facts records encproxy wrote with each object
-(FORMAT.md §17, docs/ENCRYPTION.md "Listings"): plaintext sizes and client ETags are right
+"""Listings after a restart read the facts encproxy kept with each object (FORMAT.md §17:
+records in the internal bucket, or the embedded store's index): plaintext sizes and
+client ETags are right
 for every kind of object and awkward key, page by page, and the records go with their
 bucket.  On the file store, Ceph RGW and SeaweedFS (whose listing order is its own).
 (That the restarted listing looks nothing up is shown in-process, where the backend
@@ -66,9 +67,12 @@ def written(backend, tmp_path):
 def test_a_restarted_server_lists_from_the_records(backend, written, tmp_path):
     root, env, enc, plain, expected = written
     stored = Stored(backend, root)
+    # The embedded store keeps a PutObject's facts in its index: records are for the
+    # multipart object and the copy.  Through an S3 backend every encrypted write has one,
+    # and unencrypted objects get theirs from the first listing that meets them.
     recorded = stored.names("encproxy-internal", f"facts/{enc}/")
-    assert len(recorded) == len(expected[enc])
-    assert len(stored.names("encproxy-internal", f"facts/{plain}/")) == len(expected[plain])
+    assert len(recorded) == (len(expected[enc]) if backend.is_s3 else 2)
+    assert stored.names("encproxy-internal", f"facts/{plain}/") == []
     server = start_server(tmp_path / "srv", env=env)
     try:
         s3 = make_client(server.endpoint)
@@ -76,6 +80,8 @@ def test_a_restarted_server_lists_from_the_records(backend, written, tmp_path):
             assert listing(s3, bucket) == expected[bucket]
     finally:
         server.stop()
+    assert len(stored.names("encproxy-internal", f"facts/{plain}/")) == (
+        len(expected[plain]) if backend.is_s3 else 0)
     # Pages of three, and a delimiter: each page reads its own range of records.
     server = start_server(tmp_path / "srv", env=env)
     try:
@@ -84,7 +90,8 @@ def test_a_restarted_server_lists_from_the_records(backend, written, tmp_path):
         rolled = s3.list_objects_v2(Bucket=enc, Delimiter="/")
         assert {o["Key"]: (o["Size"], o["ETag"]) for o in rolled["Contents"]} == {
             k: v for k, v in expected[enc].items() if "/" not in k}
-        assert [p["Prefix"] for p in rolled["CommonPrefixes"]] == ["a/", "z" * 150 + "/", "ünïcode/"]
+        assert [p["Prefix"] for p in rolled["CommonPrefixes"]] == [
+            "a/", "z" * 150 + "/", "ünïcode/"]
     finally:
         server.stop()
 

@@ -1,15 +1,20 @@
 """Facts records (FORMAT.md §17): a listing's facts of each object, kept in the internal
-bucket in key names, so that the first listing after a restart, or on another worker or
-replica, looks nothing up; names keep S3's order, verify only for what they name, and
-the listing falls back to a lookup whenever a record is missing, stale or forged.
+bucket in key names (or, for a PutObject into the embedded store, in the object's index
+row), so that the first listing after a restart, or on another worker or replica, looks
+nothing up; names keep S3's order, verify only for what they name, and the listing
+falls back to a lookup whenever a record is missing, stale or forged.
 
 The pure naming (``encproxy.crypto.fact_names``) and the layer in-process
-(``encryption_testkit``: the real middleware over the real file store).
+(``encryption_testkit``: the real middleware over the real file store).  The ``records``
+stack's store ignores ``environ.LISTING_FACTS``, as an S3 backend app does, so that every
+write goes through the records in the internal bucket.
 """
 from __future__ import annotations
 
 import io
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from encryption_testkit import (
@@ -35,6 +40,8 @@ from hypothesis import strategies as st
 
 from encproxy.crypto import fact_names
 from encproxy.crypto.fact_names import Facts
+from encproxy.filestore.index import INDEX_FILE
+from encproxy.wsgi import environ as env
 
 MAC_KEY = bytes(range(32))
 ROOT = "0123456789abcdef" * 2
@@ -128,8 +135,28 @@ def test_what_does_not_fit_a_name_is_not_recorded() -> None:
 
 # -- the layer --------------------------------------------------------------------------------
 
+class IgnoresListingFacts:
+    """The file store app as an S3 backend app: it keeps no facts of its own."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        environ.pop(env.LISTING_FACTS, None)
+        return self.app(environ, start_response)
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Stack:
+    """Writes keep their facts in records only."""
+    stack = build_stack(tmp_path)
+    stack.recorder.app = IgnoresListingFacts(stack.recorder.app)
+    return stack
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Stack:
+    """The embedded store as it runs: PutObject's facts are kept in its index."""
     return build_stack(tmp_path)
 
 
@@ -183,6 +210,13 @@ def write_objects(stack: Stack) -> dict[str, tuple[int, str]]:
 
 def test_a_restarted_listing_reads_records_and_looks_nothing_up(stack: Stack) -> None:
     expected = write_objects(stack)
+    # Every encrypted object; an unencrypted PutObject through an S3 backend is recorded
+    # by the first listing that meets it (below).
+    assert len(record_names(stack)) == len(expected) - 2
+    first = stack.replica()
+    assert listed(first) == expected
+    assert sorted(r for r in object_lookups(first) if r.startswith("HEAD")) == [
+        f"HEAD /{BUCKET}/a/b", f"HEAD /{BUCKET}/plain"]
     assert len(record_names(stack)) == len(expected)
     replica = stack.replica()
     assert listed(replica) == expected
@@ -266,3 +300,44 @@ def test_versions_are_listed_from_records(stack: Stack) -> None:
     assert sizes == [1500, 1501, 1502]
     assert etags == {md5_etag(b) for b in bodies}
     assert object_lookups(replica) == []
+
+
+# -- the embedded store: facts in the index row -------------------------------------------
+
+def listing_body(stack: Stack, query: str) -> bytes:
+    resp = stack.client.get(path(BUCKET), query_string=query)
+    assert resp.status_code == 200, resp.get_data()
+    return resp.get_data()
+
+
+def test_the_embedded_store_keeps_putobject_facts_in_its_index(embedded: Stack) -> None:
+    expected = write_objects(embedded)
+    # Only the multipart object needed a record; every PutObject's facts are in its row.
+    assert [n.split("!")[0] for n in record_names(embedded)] == [
+        fact_names.bucket_prefix(BUCKET) + "multi"]
+    replica = embedded.replica()
+    assert listed(replica) == expected
+    assert object_lookups(replica) == []
+    for query in ("list-type=2", "", "versions"):
+        assert env.LISTING_FACTS_ELEMENT.encode() not in listing_body(replica, query)
+        assert env.LISTING_FACTS_ELEMENT.encode() in embedded.direct.get(
+            path(BUCKET), query_string=query).get_data()
+
+
+def test_forged_facts_in_the_index_are_ignored_and_the_object_looked_up(
+        embedded: Stack) -> None:
+    data = payload(5000, seed=8)
+    assert put(embedded.client, "victim", data, SSE_S3.write).status_code == 200
+    index = sqlite3.connect(embedded.root / "data" / INDEX_FILE)
+    with index:
+        [(fields,)] = index.execute("SELECT listing_facts FROM versions WHERE key = 'victim'")
+        parsed = fact_names.parse_fields("victim", fields)
+        assert parsed.facts.plaintext_size == 5000
+        forged = fields.replace(".5000.", ".4.", 1)
+        assert forged != fields
+        index.execute("UPDATE versions SET listing_facts = ? WHERE key = 'victim'", (forged,))
+    index.close()
+    replica = embedded.replica()
+    assert listed(replica) == {"victim": (5000, md5_etag(data))}
+    assert [r for r in object_lookups(replica) if r.startswith("HEAD")] == ["HEAD /data/victim"]
+    assert env.LISTING_FACTS_ELEMENT.encode() not in listing_body(replica, "list-type=2")

@@ -433,3 +433,30 @@ def test_workers_starting_together_sweep_once(
     assert path.exists()
     FileStore(root, sweep_every=0)
     assert not path.exists()
+
+
+def test_an_index_made_before_checksums_and_listing_facts_gets_their_columns(
+        tmp_path: Path) -> None:
+    """An index of an earlier encproxy (its first schema) opens: the columns added since
+    are added once, NULL for the versions it has, and new writes fill them."""
+    root = tmp_path / "store"
+    store = FileStore(root)
+    store.create_bucket("bucket")
+    store.put_object("bucket", "old", io.BytesIO(b"x"), 1)
+    store.index.close()
+    conn = sqlite3.connect(root / ix.INDEX_FILE)
+    with conn:
+        conn.execute("CREATE TABLE v AS SELECT bucket, key, seq, version_id, latest, "
+                     "delete_marker, size, etag, mtime, storage_class, file, tags FROM versions")
+        conn.execute("DROP TABLE versions")
+        conn.execute("ALTER TABLE v RENAME TO versions")
+    conn.close()
+    reopened = FileStore(root)
+    assert reopened.list_objects("bucket").contents[0].listing_facts is None
+    reopened.put_object("bucket", "new", io.BytesIO(b"y"), 1,
+                        listing_facts=lambda etag, size: f"{etag}.{size}")
+    listed = {r.key: r.listing_facts for r in reopened.list_objects("bucket").contents}
+    assert listed == {"old": None, "new": hashlib.md5(b"y").hexdigest() + ".1"}
+    columns = [c[1] for c in reopened.index.connection().execute(
+        "PRAGMA table_info(versions)").fetchall()]
+    assert columns[-2:] == ["checksum", "listing_facts"]

@@ -21,7 +21,7 @@ collect`` (a listing reads past them; ``MAX_PAGES`` bounds what it reads).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from encproxy import errors, metrics
@@ -40,11 +40,40 @@ log = logging.getLogger("encproxy.facts")
 MAX_PAGES = 4
 
 
+class EmbeddedFacts:
+    """``environ.LISTING_FACTS`` for one PutObject: the embedded store calls it with the
+    stored ETag and size once the body is read, and keeps the sealed fields it returns
+    in the version's index row, where its listings carry them; no record is then
+    written.  ``facts_of`` gives the object's facts from that ETag and size (it runs in
+    the store's write, so the MAC key is fetched before: no I/O in it)."""
+
+    def __init__(self, mac_key: bytes, root: str, bucket: str,
+                 facts_of: Callable[[str, int], Facts]) -> None:
+        self._mac_key, self._root, self._bucket = mac_key, root, bucket
+        self._facts_of = facts_of
+        self._kept: Facts | None = None
+
+    def __call__(self, etag: str, size: int) -> str | None:
+        facts = self._facts_of(etag, size)
+        if not fact_names.recordable(facts, self._bucket):
+            return None
+        self._kept = facts
+        return fact_names.fields_of(self._mac_key, self._root, self._bucket, facts)
+
+    def kept(self, backend_etag: str, stored_size: int) -> bool:
+        """Whether the store kept the facts of the body it answered for."""
+        return self._kept is not None and (self._kept.backend_etag, self._kept.stored_size) \
+            == (backend_etag.strip('"'), stored_size)
+
+
 class FactRecords:
     def __init__(self, app: WSGIApp, internal_bucket: str, records: RecordKeys) -> None:
         self.app = app
         self.internal_bucket = internal_bucket
         self.records = records
+        # Roots met by this instance (one per listing): None for one that did not load,
+        # so that forged names cost one lookup each, not one per entry.
+        self._roots: dict[str, bytes | None] = {}
 
     def record(self, bucket: str, facts: Facts, parent: dict[str, Any] | None) -> None:
         """Keep ``facts`` (best effort: logged if it cannot be written)."""
@@ -67,10 +96,34 @@ class FactRecords:
             log.warning("could not record the facts of %s/%s (%s); a listing looks it up",
                         bucket, facts.key, exc.code)
 
+    def embedded(self, bucket: str, facts_of: Callable[[str, int], Facts],
+                 parent: dict[str, Any] | None) -> EmbeddedFacts | None:
+        """What a PutObject hands the embedded store to keep its facts in its index
+        (None if the records key cannot be had now: a record is attempted after)."""
+        try:
+            root, mac_key = self.records.sealing_key(PURPOSE_FACTS, parent)
+        except errors.S3Error:
+            return None
+        return EmbeddedFacts(mac_key, root, bucket, facts_of)
+
+    def embedded_in_listing(self, bucket: str, key: str, fields: str,
+                            parent: dict[str, Any] | None) -> Facts | None:
+        """The verified facts a listing entry of the embedded store carries (``fields``,
+        of ``key``); None, reported, if they do not verify."""
+        try:
+            parsed = fact_names.parse_fields(key, fields)
+        except ValueError:
+            self._refuse(bucket, key, "RecordMalformed")
+            return None
+        mac_key = self._opening_key(parsed.root, parent)
+        if mac_key is None or not parsed.verifies(mac_key, bucket):
+            self._refuse(bucket, key, "RecordAuthenticationFailed")
+            return None
+        return parsed.facts
+
     def between(self, bucket: str, first: str, last: str,
                 parent: dict[str, Any] | None) -> Iterator[Facts]:
         """The verified facts of keys from ``first`` to ``last`` (inclusive), in order."""
-        roots: dict[str, bytes | None] = {}
         for name in self._names(bucket, first, last, parent):
             try:
                 parsed = fact_names.parse_name(bucket, name)
@@ -81,9 +134,7 @@ class FactRecords:
                 return
             if parsed.facts.key < first:
                 continue
-            if parsed.root not in roots:
-                roots[parsed.root] = self._opening_key(parsed.root, parent)
-            mac_key = roots[parsed.root]
+            mac_key = self._opening_key(parsed.root, parent)
             if mac_key is None or not parsed.verifies(mac_key, bucket):
                 self._refuse(bucket, name, "RecordAuthenticationFailed")
                 continue
@@ -132,12 +183,14 @@ class FactRecords:
                 return
 
     def _opening_key(self, root: str, parent: dict[str, Any] | None) -> bytes | None:
-        try:
-            return self.records.opening_key(root, PURPOSE_FACTS, parent)
-        except errors.IntegrityError:
-            return None
+        if root not in self._roots:
+            try:
+                self._roots[root] = self.records.opening_key(root, PURPOSE_FACTS, parent)
+            except errors.IntegrityError:
+                self._roots[root] = None
+        return self._roots[root]
 
-    def _refuse(self, bucket: str, name: str, reason: str) -> None:
+    def _refuse(self, bucket: str, what: str, reason: str) -> None:
         metrics.integrity_failure(reason)
-        log.error("integrity failure on facts record %s/%s of bucket %s: %s; ignored",
-                  self.internal_bucket, name, bucket, reason)
+        log.error("integrity failure on the listing facts %r of bucket %s: %s; ignored", what,
+                  bucket, reason)

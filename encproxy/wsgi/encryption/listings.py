@@ -26,11 +26,13 @@ from encproxy.s3 import sse, xml
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.context import EncryptionContext
+from encproxy.wsgi.encryption.fact_records import FactRecords
 from encproxy.wsgi.encryption.facts import ObjectFacts
 from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER, mode_of
 from encproxy.wsgi.encryption.layouts import backend_parts, client_multipart_etag
 from encproxy.wsgi.encryption.reads import client_etag
 from encproxy.wsgi.encryption.streaming import Fetcher
+from encproxy.wsgi.environ import LISTING_FACTS_ELEMENT
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import relayed
 
@@ -53,13 +55,15 @@ class Listings:
             return relayed(resp.status, resp.headers, body)
         root = xml.parse(body)
         url_encoded = (xml.child_text(root, "EncodingType") or "") == "url"
+        records = self.ctx.fact_records   # one per listing: it remembers the roots it met
+        self._embedded(req, root, entry_tag, url_encoded, records)
         entries = [e for e in root.findall(entry_tag)
                    if e.find("ETag") is not None and e.find("Size") is not None]
         facts = self.ctx.facts
         missing = [e for e in entries
                    if facts.get(*_identity(req.bucket, e, url_encoded)) is None]
         if missing:
-            missing = self._recorded(req, missing, url_encoded)
+            missing = self._recorded(req, missing, url_encoded, records)
         if missing:
             list(self._lookups.map(lambda e: self._learn(req, e, url_encoded), missing))
         for e in entries:
@@ -69,7 +73,26 @@ class Listings:
                 e.find("Size").text = str(known.plaintext_size)  # type: ignore[union-attr]
         return relayed(200, resp.headers, xml.render_element(root))
 
-    def _recorded(self, req: S3Request, entries: list[Any], url_encoded: bool) -> list[Any]:
+    def _embedded(self, req: S3Request, root: Any, entry_tag: str, url_encoded: bool,
+                  records: FactRecords) -> None:
+        """Take the facts the embedded store lists with its entries out of them (clients
+        never see them), and cache those that verify and describe the entry's body."""
+        assert req.bucket is not None
+        for entry in root.findall(entry_tag):
+            carried = entry.find(LISTING_FACTS_ELEMENT)
+            if carried is None:
+                continue
+            entry.remove(carried)
+            bucket, key, etag, size = _identity(req.bucket, entry, url_encoded)
+            if self.ctx.facts.get(bucket, key, etag, size) is not None:
+                continue
+            found = records.embedded_in_listing(bucket, key, carried.text or "", req.environ)
+            if found is not None and (found.backend_etag, found.stored_size) \
+                    == (etag.strip('"'), size):
+                self.ctx.facts.put(bucket, key, etag, size, _cached(found))
+
+    def _recorded(self, req: S3Request, entries: list[Any], url_encoded: bool,
+                  records: FactRecords) -> list[Any]:
         """Cache what the facts records (fact_records.py) say of ``entries``; the entries
         they say nothing of."""
         assert req.bucket is not None
@@ -77,13 +100,11 @@ class Listings:
         for e in entries:
             _, key, etag, size = _identity(req.bucket, e, url_encoded)
             wanted.add((key, etag.strip('"'), size))
-        for found in self.ctx.fact_records.between(req.bucket, min(k for k, _, _ in wanted),
-                                                   max(k for k, _, _ in wanted), req.environ):
+        for found in records.between(req.bucket, min(k for k, _, _ in wanted),
+                                     max(k for k, _, _ in wanted), req.environ):
             if (found.key, found.backend_etag, found.stored_size) in wanted:
                 self.ctx.facts.put(req.bucket, found.key, found.backend_etag,
-                                   found.stored_size, ObjectFacts(
-                                       found.encrypted, found.plaintext_size,
-                                       '"' + found.client_etag + '"', found.mode))
+                                   found.stored_size, _cached(found))
         return [e for e in entries
                 if self.ctx.facts.get(*_identity(req.bucket, e, url_encoded)) is None]
 
@@ -180,6 +201,13 @@ class Listings:
             size, client = layout.plaintext_size, client_multipart_etag(layout, mode, etag)
         self.ctx.facts.put(bucket, key, etag, stored_size,
                            ObjectFacts(True, size, client, mode, key_id))
+
+
+def _cached(found: Facts) -> ObjectFacts:
+    """What the facts cache keeps of a record's facts (no object id: reads, which have
+    the envelope, do not take them; listings do)."""
+    return ObjectFacts(found.encrypted, found.plaintext_size, '"' + found.client_etag + '"',
+                       found.mode)
 
 
 def _identity(bucket: str, entry: Any, url_encoded: bool) -> tuple[str, str, str, int]:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from werkzeug.wrappers import Response
 
 from encproxy import digests, errors, metrics
+from encproxy.crypto.fact_names import Facts
 from encproxy.crypto.single import ObjectEncryptor
 from encproxy.crypto.stream import copied
 from encproxy.format.constants import Kind
@@ -52,7 +53,8 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
         check_single_size(length, checksummed=True)
     except errors.S3Error:
         raise errors.EntityTooLarge(ProposedSize=str(length)) from None
-    keys, envelope = ctx.new_keys(plan, req.bucket, req.key, Kind.SINGLE)
+    key = req.key
+    keys, envelope = ctx.new_keys(plan, req.bucket, key, Kind.SINGLE)
     context = req.headers[sse.SSE_CONTEXT] if plan.context is not None else None
     check_metadata_budget(s3meta.user_metadata(req.headers), envelope, context)
 
@@ -72,6 +74,11 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
         headers={**stored_metadata(envelope, context), **conditions},
         body=ciphertext, content_length=encryptor.ciphertext_size)
     inner[env.STORED_DIGEST] = encryptor.fingerprint  # the file store needs no MD5 of it
+    sse_c = plan.mode == sse.MODE_SSE_C
+    embedded = ctx.fact_records.embedded(req.bucket, lambda etag, size: Facts(
+        key, plan.mode, size, etag, length, etag if sse_c else md5.hexdigest()), req.environ)
+    if embedded is not None:
+        inner[env.LISTING_FACTS] = embedded
     try:
         resp = subrequest.open_stream(ctx.app, inner)
         resp_body = resp.read_all()
@@ -87,8 +94,12 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
     key_id = ctx.key_id(plan)
     stored = checksum.result()
     if backend_etag:
-        ctx.remember(req.bucket, req.key, backend_etag, encryptor.ciphertext_size, ObjectFacts(
-            True, length, etag, plan.mode, key_id, stored, keys.object_id), req.environ)
+        facts = ObjectFacts(True, length, etag, plan.mode, key_id, stored, keys.object_id)
+        if embedded is not None and embedded.kept(backend_etag, encryptor.ciphertext_size):
+            ctx.facts.put(req.bucket, key, backend_etag, encryptor.ciphertext_size, facts)
+        else:
+            ctx.remember(req.bucket, key, backend_etag, encryptor.ciphertext_size, facts,
+                         req.environ)
     headers = {"ETag": etag, **sse.response_headers(
         plan.mode, key_id, plan.customer.key_md5 if plan.customer else None,
         req.headers.get(sse.SSE_CONTEXT), envelope.bucket_key is not None)}
@@ -100,15 +111,24 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
 
 
 def _put_plain(ctx: EncryptionContext, req: S3Request, conditions: dict[str, str]) -> Response:
-    """An unencrypted PutObject, passed through; its facts are recorded like an encrypted
-    object's, so that a listing need not look it up to learn that it is not encrypted."""
+    """An unencrypted PutObject, passed through.  The embedded store keeps its facts in
+    its index for nothing, so that a listing need not look it up to learn that it is not
+    encrypted; through an S3 backend no record is written (it would double the backend
+    requests of every unencrypted write): the first listing that meets the object
+    records them."""
     assert req.bucket is not None and req.key is not None
-    resp = Response.from_app(ctx.app, passed_through(req, conditions))
+    key = req.key
+    inner = passed_through(req, conditions)
+    embedded = ctx.fact_records.embedded(req.bucket, lambda etag, size: Facts(
+        key, sse.MODE_NONE, size, etag, size, etag), req.environ)
+    if embedded is not None:
+        inner[env.LISTING_FACTS] = embedded
+    resp = Response.from_app(ctx.app, inner)
     backend_etag = resp.headers.get("etag")
     length = req.headers.get("x-amz-decoded-content-length") or req.environ.get(
         "CONTENT_LENGTH")
     if 200 <= resp.status_code < 300 and backend_etag and length and length.isdigit():
         size = int(length)
-        ctx.remember(req.bucket, req.key, backend_etag, size,
-                     ObjectFacts(False, size, backend_etag), req.environ)
+        facts = ObjectFacts(False, size, backend_etag)
+        ctx.facts.put(req.bucket, key, backend_etag, size, facts)
     return resp

@@ -197,10 +197,12 @@ class BucketOperations:
             if v.delete_marker:
                 root.add("DeleteMarker", [*common, xml.Node("Owner", owner_nodes())])
             else:
-                root.add("Version", [*common, xml.Node("ETag", quoted(v.etag)),
-                                     xml.Node("Size", v.size),
-                                     xml.Node("Owner", owner_nodes()),
-                                     xml.Node("StorageClass", v.storage_class)])
+                entry = root.add("Version", [*common, xml.Node("ETag", quoted(v.etag)),
+                                             xml.Node("Size", v.size),
+                                             xml.Node("Owner", owner_nodes()),
+                                             xml.Node("StorageClass", v.storage_class)])
+                if v.listing_facts is not None:
+                    entry.add(env.LISTING_FACTS_ELEMENT, v.listing_facts)
         root.extend(common_prefixes(result.common_prefixes, enc))
         if url:
             root.add("EncodingType", "url")
@@ -247,6 +249,8 @@ def _contents(records: list[ObjectRecord], encode: Callable[[str], str],
         if owner:
             node.add("Owner", owner_nodes())
         node.add("StorageClass", r.meta.storage_class)
+        if r.listing_facts is not None:
+            node.add(env.LISTING_FACTS_ELEMENT, r.listing_facts)
         out.append(node)
     return out
 

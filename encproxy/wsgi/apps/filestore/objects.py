@@ -55,7 +55,8 @@ class ObjectOperations:
                                        digest_of=req.environ.get(env.STORED_DIGEST),
                                        precondition=condition, tags=tags,
                                        checksum_algorithm=s3_checksums.sent_algorithm(
-                                           req.headers))
+                                           req.headers),
+                                       listing_facts=req.environ.get(env.LISTING_FACTS))
         headers = {"ETag": quoted(record.etag), **checksum_headers(req),
                    **written_headers(record.version_id)}
         if record.checksum is not None:   # what it keeps, as S3 answers it
