@@ -6,17 +6,19 @@ the backend's listing does not carry.  Learning them costs a HEAD and a read per
 a facts record keeps them in the internal bucket, entirely in its name, so that one
 LIST of the internal bucket returns the facts of up to 1,000 objects::
 
-    facts/<bucket>/<escaped key>!/f1.<mode>.<stored size>.<backend ETag>
-                                 .<plaintext size>.<client ETag>.<root id>.<tag>
+    facts/<bucket>/<escaped key>!f1.<mode>.<stored size>.<backend ETag>
+                                .<plaintext size>.<client ETag>.<root id>.<tag>
 
 * ``escaped key`` keeps S3's order (UTF-8 byte order, which is code-point order): a
   character at or below ``"`` (U+0022) is written as ``"`` and one character
   ``chr(0x30 + code)``; every other character is itself.  So the escaped key never
   contains ``!`` (U+0021), every escaped character starts above it, and the names of
   keys ``a < b`` sort as ``a < b`` whatever follows ``!``: the facts of the objects of a
-  listing page are one range of names.  The fields are a path segment of their own, so
-  that backends that store keys as file paths (SeaweedFS: 255 bytes a segment) take
-  them whatever the length of the key's last segment.
+  listing page are one range of names.  Backends that store keys as file paths
+  (SeaweedFS) take at most 255 bytes a segment: when the key's last segment and the
+  fields would not fit one, the fields are a segment of their own (``!/f1...``).  Either
+  form sorts the same way, as only what precedes ``!`` orders the keys (and a record per
+  key in a directory of its own would make SeaweedFS list directories).
 * ``mode`` is ``n`` (not encrypted), ``s`` (SSE-S3), ``k`` (SSE-KMS) or ``c`` (SSE-C);
   sizes are decimal; ETags are bare (no quotes), of letters, digits and ``-``.
 * ``tag`` is the first 16 bytes, in hex, of the records MAC (FORMAT.md §14, purpose
@@ -38,7 +40,8 @@ from encproxy.crypto.records import PURPOSE_FACTS, ROOT_ID_SIZE, record_tag
 
 PREFIX: Final = "facts/"
 FACTS_VERSION: Final = "f1"
-SEPARATOR: Final = "!/"
+SEPARATOR: Final = "!"
+SEGMENT_BYTES: Final = 255
 ESCAPE: Final = '"'
 TAG_SIZE: Final = 16
 # What a name may hold besides the bucket and key: names stay well under S3's 1,024
@@ -135,7 +138,12 @@ def fields_of(mac_key: bytes, root: str, bucket: str, facts: Facts) -> str:
 
 def name_of(mac_key: bytes, root: str, bucket: str, facts: Facts) -> str:
     """The record's name."""
-    return key_start(bucket, facts.key) + SEPARATOR + fields_of(mac_key, root, bucket, facts)
+    start = key_start(bucket, facts.key)
+    fields = fields_of(mac_key, root, bucket, facts)
+    segment = start.rsplit("/", 1)[-1] + SEPARATOR + fields
+    if len(segment.encode("utf-8", "surrogatepass")) > SEGMENT_BYTES:
+        fields = "/" + fields
+    return start + SEPARATOR + fields
 
 
 @dataclass(frozen=True)
@@ -159,7 +167,7 @@ def parse_name(bucket: str, name: str) -> ParsedName:
     escaped, separator, payload = name[len(prefix):].partition(SEPARATOR)
     if not separator:
         raise ValueError("no separator")
-    return parse_fields(unescape_key(escaped), payload)
+    return parse_fields(unescape_key(escaped), payload.removeprefix("/"))
 
 
 def parse_fields(key: str, payload: str) -> ParsedName:

@@ -66,7 +66,11 @@ def test_a_key_escapes_and_unescapes_to_itself(key: str) -> None:
     assert fact_names.unescape_key(escaped) == key
 
 
-@given(KEYS, KEYS, st.integers(0, 10**12), st.integers(0, 10**12))
+# Short keys, and keys whose last segment leaves no room for the fields (``!/``).
+EITHER_FORM = st.one_of(KEYS, KEYS.map(lambda key: key + "x" * 220))
+
+
+@given(EITHER_FORM, EITHER_FORM, st.integers(0, 10**12), st.integers(0, 10**12))
 def test_names_sort_as_their_keys_whatever_follows(a: str, b: str, size_a: int,
                                                    size_b: int) -> None:
     """S3 lists keys in UTF-8 byte order; the records of a page's keys must be one range
@@ -104,15 +108,14 @@ def test_a_changed_field_does_not_verify(field: str, value: object) -> None:
 
 @pytest.mark.parametrize("name", [
     "facts/data/key",                                     # no separator
-    "facts/data/key!f1.s.1.aa.1.bb." + ROOT + "." + "0" * 32,    # fields not a segment
-    "facts/data/key!/f2.s.1.aa.1.bb." + ROOT + "." + "0" * 32,    # another version
-    "facts/data/key!/f1.x.1.aa.1.bb." + ROOT + "." + "0" * 32,    # unknown mode
-    "facts/data/key!/f1.s.01.aa.1.bb." + ROOT + "." + "0" * 32,   # not a canonical size
-    "facts/data/key!/f1.s.1.a\"a.1.bb." + ROOT + "." + "0" * 32,  # not an ETag
-    "facts/data/key!/f1.s.1.aa.1.bb." + ROOT + "." + "0" * 31,    # short tag
-    "facts/data/k y!/f1.s.1.aa.1.bb." + ROOT + "." + "0" * 32,    # unescaped space
-    'facts/data/k"z!/f1.s.1.aa.1.bb.' + ROOT + "." + "0" * 32,    # bad escape
-    "facts/other/key!/f1.s.1.aa.1.bb." + ROOT + "." + "0" * 32,   # another bucket
+    "facts/data/key!f2.s.1.aa.1.bb." + ROOT + "." + "0" * 32,    # another version
+    "facts/data/key!f1.x.1.aa.1.bb." + ROOT + "." + "0" * 32,    # unknown mode
+    "facts/data/key!f1.s.01.aa.1.bb." + ROOT + "." + "0" * 32,   # not a canonical size
+    "facts/data/key!f1.s.1.a\"a.1.bb." + ROOT + "." + "0" * 32,  # not an ETag
+    "facts/data/key!f1.s.1.aa.1.bb." + ROOT + "." + "0" * 31,    # short tag
+    "facts/data/k y!f1.s.1.aa.1.bb." + ROOT + "." + "0" * 32,    # unescaped space
+    'facts/data/k"z!f1.s.1.aa.1.bb.' + ROOT + "." + "0" * 32,    # bad escape
+    "facts/other/key!f1.s.1.aa.1.bb." + ROOT + "." + "0" * 32,   # another bucket
 ])
 def test_what_is_not_a_record_name_is_refused(name: str) -> None:
     with pytest.raises(ValueError):
@@ -120,9 +123,20 @@ def test_what_is_not_a_record_name_is_refused(name: str) -> None:
 
 
 def test_the_well_formed_name_those_are_made_from_parses() -> None:
-    parsed = fact_names.parse_name(BUCKET, 'facts/data/k"Pz!/f1.s.1.aa.1.bb.' + ROOT + "."
+    parsed = fact_names.parse_name(BUCKET, 'facts/data/k"Pz!f1.s.1.aa.1.bb.' + ROOT + "."
                                    + "0" * 32)
     assert parsed.facts == Facts("k z", "AES256", 1, "aa", 1, "bb")
+
+
+@pytest.mark.parametrize("key, own_segment", [
+    ("short", False), ("dir/" + "s" * 60, False), ("s" * 200 + "/short", False),
+    ("s" * 200, True), ("dir/" + "s" * 200, True)])
+def test_the_fields_are_a_segment_of_their_own_only_past_255_bytes(key: str,
+                                                                   own_segment: bool) -> None:
+    name = fact_names.name_of(MAC_KEY, ROOT, BUCKET, facts_of(key))
+    assert ("!/" in name) is own_segment
+    assert all(len(segment.encode()) <= 255 for segment in name.split("/"))
+    assert fact_names.parse_name(BUCKET, name).facts == facts_of(key)
 
 
 def test_what_does_not_fit_a_name_is_not_recorded() -> None:
