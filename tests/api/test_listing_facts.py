@@ -13,7 +13,6 @@ import io
 import os
 import uuid
 
-import pytest
 from boto3.s3.transfer import TransferConfig
 from support.backends import Stored
 from support.clients import make_client
@@ -32,8 +31,7 @@ def listing(s3, bucket: str, **extra) -> dict[str, tuple[int, str]]:
     return out
 
 
-@pytest.fixture
-def written(backend, tmp_path):
+def write_objects(backend, tmp_path):
     """A bucket with default SSE-S3 and one without, written through a server that is then
     stopped; (backend root, env, encrypted bucket, plain bucket, expected listing)."""
     env = backend.server_env()
@@ -64,8 +62,8 @@ def written(backend, tmp_path):
     return server.root, env, enc, plain, expected
 
 
-def test_a_restarted_server_lists_from_the_records(backend, written, tmp_path):
-    root, env, enc, plain, expected = written
+def test_a_restarted_server_lists_from_the_records(backend, tmp_path):
+    root, env, enc, plain, expected = write_objects(backend, tmp_path)
     stored = Stored(backend, root)
     # The embedded store keeps a PutObject's facts in its index: records are for the
     # multipart object and the copy.  Through an S3 backend every encrypted write has one,
@@ -73,16 +71,8 @@ def test_a_restarted_server_lists_from_the_records(backend, written, tmp_path):
     recorded = stored.names("encproxy-internal", f"facts/{enc}/")
     assert len(recorded) == (len(expected[enc]) if backend.is_s3 else 2)
     assert stored.names("encproxy-internal", f"facts/{plain}/") == []
-    server = start_server(tmp_path / "srv", env=env)
-    try:
-        s3 = make_client(server.endpoint)
-        for bucket in (enc, plain):
-            assert listing(s3, bucket) == expected[bucket]
-    finally:
-        server.stop()
-    assert len(stored.names("encproxy-internal", f"facts/{plain}/")) == (
-        len(expected[plain]) if backend.is_s3 else 0)
-    # Pages of three, and a delimiter: each page reads its own range of records.
+    # Restarted: pages of three (each page reads its own range of records), a delimiter,
+    # the unencrypted bucket; then DeleteBucket takes the records along.
     server = start_server(tmp_path / "srv", env=env)
     try:
         s3 = make_client(server.endpoint)
@@ -92,16 +82,10 @@ def test_a_restarted_server_lists_from_the_records(backend, written, tmp_path):
             k: v for k, v in expected[enc].items() if "/" not in k}
         assert [p["Prefix"] for p in rolled["CommonPrefixes"]] == [
             "a/", "z" * 150 + "/", "ünïcode/"]
-    finally:
-        server.stop()
-
-
-def test_delete_bucket_takes_its_records(backend, written, tmp_path):
-    root, env, enc, _, expected = written
-    stored = Stored(backend, root)
-    server = start_server(tmp_path / "srv", env=env)
-    try:
-        s3 = make_client(server.endpoint)
+        assert listing(s3, enc) == expected[enc]
+        assert listing(s3, plain) == expected[plain]
+        assert len(stored.names("encproxy-internal", f"facts/{plain}/")) == (
+            len(expected[plain]) if backend.is_s3 else 0)
         for key in expected[enc]:
             s3.delete_object(Bucket=enc, Key=key)
         assert stored.names("encproxy-internal", f"facts/{enc}/")   # stale, until ...
