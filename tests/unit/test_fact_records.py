@@ -273,6 +273,10 @@ def test_a_record_of_another_body_says_nothing_of_this_one(stack: Stack) -> None
     replica = stack.replica()
     assert listed(replica) == {"k": (3001, md5_etag(second))}
     assert object_lookups(replica) == []
+    # The bucket never had versioning: the first body is gone for good, and the listing
+    # that read its record past deleted it.
+    [kept] = record_names(stack)
+    assert fact_names.parse_name(BUCKET, kept).facts.plaintext_size == 3001
 
 
 def test_a_record_moved_to_another_key_does_not_verify(stack: Stack) -> None:
@@ -314,6 +318,10 @@ def test_versions_are_listed_from_records(stack: Stack) -> None:
     assert sizes == [1500, 1501, 1502]
     assert etags == {md5_etag(b) for b in bodies}
     assert object_lookups(replica) == []
+    # A ListObjects page reads the older versions' records past, and keeps them: with
+    # versioning they describe versions that still exist.
+    assert listed(stack.replica()) == {"v": (1502, md5_etag(bodies[-1]))}
+    assert len(record_names(stack)) == 3
 
 
 # -- the embedded store: facts in the index row -------------------------------------------

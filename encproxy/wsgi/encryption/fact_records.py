@@ -15,8 +15,10 @@ failure and ignored (the object is looked up as if there were none); a missing o
 deleted record costs a lookup.  Writing one is best effort: the object is already
 written when its record is, and a failure is logged, never answered.
 
-Records of overwritten and deleted objects stay until DeleteBucket or ``encproxy facts
-collect`` (a listing reads past them; ``MAX_PAGES`` bounds what it reads).
+A record of a body the bucket no longer has (overwritten, deleted) is read past (``MAX_PAGES``
+bounds what one listing page reads) until a ListObjects page that read it finds another
+body listed under its key in a bucket that never had versioning, which deletes it; and
+DeleteBucket deletes them all.  (With versioning, an older body may still be a version.)
 """
 from __future__ import annotations
 
@@ -122,8 +124,9 @@ class FactRecords:
         return parsed.facts
 
     def between(self, bucket: str, first: str, last: str,
-                parent: dict[str, Any] | None) -> Iterator[Facts]:
-        """The verified facts of keys from ``first`` to ``last`` (inclusive), in order."""
+                parent: dict[str, Any] | None) -> Iterator[tuple[str, Facts]]:
+        """The verified records of keys from ``first`` to ``last`` (inclusive), in order:
+        (name, facts)."""
         for name in self._names(bucket, first, last, parent):
             try:
                 parsed = fact_names.parse_name(bucket, name)
@@ -138,7 +141,15 @@ class FactRecords:
             if mac_key is None or not parsed.verifies(mac_key, bucket):
                 self._refuse(bucket, name, "RecordAuthenticationFailed")
                 continue
-            yield parsed.facts
+            yield name, parsed.facts
+
+    def forget(self, names: Iterable[str], parent: dict[str, Any] | None) -> None:
+        """Delete the records ``names`` (best effort: a record left is only read past)."""
+        for name in names:
+            resp = subrequest.request(self.app, parent, "DELETE", self.internal_bucket, name)
+            if not resp.ok and resp.status != 404:
+                log.info("could not delete the stale facts record %s (%s)", name, resp.status)
+                return
 
     def remove_bucket(self, bucket: str, parent: dict[str, Any] | None) -> int:
         """Delete every record of ``bucket`` (after DeleteBucket); how many."""

@@ -63,7 +63,8 @@ class Listings:
         missing = [e for e in entries
                    if facts.get(*_identity(req.bucket, e, url_encoded)) is None]
         if missing:
-            missing = self._recorded(req, missing, url_encoded, records)
+            missing = self._recorded(req, missing, url_encoded, records,
+                                     entries if entry_tag == "Contents" else None)
         if missing:
             list(self._lookups.map(lambda e: self._learn(req, e, url_encoded), missing))
         for e in entries:
@@ -92,19 +93,29 @@ class Listings:
                 self.ctx.facts.put(bucket, key, etag, size, _cached(found))
 
     def _recorded(self, req: S3Request, entries: list[Any], url_encoded: bool,
-                  records: FactRecords) -> list[Any]:
+                  records: FactRecords, current: list[Any] | None) -> list[Any]:
         """Cache what the facts records (fact_records.py) say of ``entries``; the entries
-        they say nothing of."""
+        they say nothing of.  ``current``: every entry of a ListObjects page (each key's
+        only current body), whose keys' other records are stale where the bucket never
+        had versioning."""
         assert req.bucket is not None
         wanted = set()
         for e in entries:
             _, key, etag, size = _identity(req.bucket, e, url_encoded)
             wanted.add((key, etag.strip('"'), size))
-        for found in records.between(req.bucket, min(k for k, _, _ in wanted),
-                                     max(k for k, _, _ in wanted), req.environ):
+        listed = {key: (etag.strip('"'), size) for _, key, etag, size in (
+            _identity(req.bucket, e, url_encoded) for e in current or ())}
+        stale = []
+        for name, found in records.between(req.bucket, min(k for k, _, _ in wanted),
+                                           max(k for k, _, _ in wanted), req.environ):
             if (found.key, found.backend_etag, found.stored_size) in wanted:
                 self.ctx.facts.put(req.bucket, found.key, found.backend_etag,
                                    found.stored_size, _cached(found))
+            elif listed.get(found.key, (found.backend_etag, found.stored_size)) \
+                    != (found.backend_etag, found.stored_size):
+                stale.append(name)
+        if stale and _never_versioned(self.ctx, req):
+            records.forget(stale, req.environ)
         return [e for e in entries
                 if self.ctx.facts.get(*_identity(req.bucket, e, url_encoded)) is None]
 
@@ -201,6 +212,20 @@ class Listings:
             size, client = layout.plaintext_size, client_multipart_etag(layout, mode, etag)
         self.ctx.facts.put(bucket, key, etag, stored_size,
                            ObjectFacts(True, size, client, mode, key_id))
+
+
+def _never_versioned(ctx: EncryptionContext, req: S3Request) -> bool:
+    """Whether the bucket never had versioning (GetBucketVersioning has no Status): then
+    a key's only body is its current one."""
+    assert req.bucket is not None
+    resp = subrequest.request(ctx.app, req.environ, "GET", req.bucket, query="versioning")
+    if not resp.ok:
+        return False
+    try:
+        return xml.child_text(xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE),
+                              "Status") is None
+    except errors.S3Error:
+        return False
 
 
 def _cached(found: Facts) -> ObjectFacts:
