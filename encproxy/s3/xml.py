@@ -149,12 +149,21 @@ def fields(tag: str, values: Mapping[str, object]) -> Node:
 
 
 def parse(body: bytes, max_size: int = MAX_REQUEST_XML) -> ET.Element:
-    """Parse a request body, namespace-stripped; MalformedXML for anything unsafe or broken."""
+    """Parse a request body, namespace-stripped; MalformedXML for anything unsafe or broken.
+
+    A document with no ``<!`` has no DTD, so it can declare no entity and name no external
+    one (XML 1.0 §2.8: the document type declaration is the only place for either): it is
+    parsed by ElementTree's C parser, several times faster on a 1,000-entry listing.  Any
+    other (a DTD, a comment, CDATA) goes through defusedxml, which refuses DTDs and
+    entities."""
     if len(body) > max_size:
         raise MalformedXML()
     try:
-        root = DET.fromstring(body, forbid_dtd=True, forbid_entities=True,
-                              forbid_external=True)
+        if b"<!" not in body:
+            root = ET.fromstring(body)
+        else:
+            root = DET.fromstring(body, forbid_dtd=True, forbid_entities=True,
+                                  forbid_external=True)
     except (ET.ParseError, DefusedXmlException, ValueError):
         raise MalformedXML() from None
     for el in root.iter():

@@ -1,12 +1,15 @@
-"""encproxy's XML rendering is ElementTree's, byte for byte (``encproxy.s3.xml``): it
-only drops ElementTree's generality to render 1,000-entry listings faster."""
+"""encproxy's XML (``encproxy.s3.xml``): rendering is ElementTree's, byte for byte, without
+its generality; parsing takes ElementTree's C parser where no DTD can be, and defusedxml
+everywhere else, so DTDs and entities are refused either way."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from encproxy.errors import MalformedXML
 from encproxy.s3 import xml
 
 TEXT = st.one_of(st.none(), st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)),
@@ -56,3 +59,32 @@ def test_an_empty_text_is_an_empty_element() -> None:
     assert xml.render(xml.Node("A", ""), None).endswith(b"<A />")
     assert xml.render(xml.Node("A", [xml.Node("B", "x<&>y")]), None).endswith(
         b"<A><B>x&lt;&amp;&gt;y</B></A>")
+
+
+# -- parsing: the C parser only where no DTD can be --------------------------------------
+
+HOSTILE = [
+    b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY b "c">]><a>&b;</a>',          # internal entity
+    b'<!DOCTYPE a [<!ENTITY b SYSTEM "file:///etc/passwd">]><a>&b;</a>',       # external
+    b'<!DOCTYPE a SYSTEM "http://example.invalid/a.dtd"><a/>',                  # external DTD
+    b"<a>&undeclared;</a>",                                                     # no DTD at all
+    b'<!DOCTYPE a [<!ENTITY % p "x">]><a/>',                                    # parameter
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE)
+def test_dtds_and_entities_are_refused(body: bytes) -> None:
+    with pytest.raises(MalformedXML):
+        xml.parse(body)
+
+
+def test_comments_and_cdata_still_parse() -> None:
+    root = xml.parse(b"<a><!-- note --><b><![CDATA[x<y]]></b></a>")
+    assert xml.child_text(root, "b") == "x<y"
+
+
+def test_both_paths_give_the_same_tree() -> None:
+    plain = xml.parse(b'<a xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><b>1 &amp; 2</b></a>')
+    commented = xml.parse(
+        b'<a xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><!-- c --><b>1 &amp; 2</b></a>')
+    assert ET.tostring(plain) == ET.tostring(commented) == b"<a><b>1 &amp; 2</b></a>"
