@@ -363,3 +363,15 @@ def test_forged_facts_in_the_index_are_ignored_and_the_object_looked_up(
     assert listed(replica) == {"victim": (5000, md5_etag(data))}
     assert [r for r in object_lookups(replica) if r.startswith("HEAD")] == ["HEAD /data/victim"]
     assert env.LISTING_FACTS_ELEMENT.encode() not in listing_body(replica, "list-type=2")
+
+
+def test_a_page_larger_than_a_request_body_lists(embedded: Stack) -> None:
+    """1,000 keys of 700 bytes make a page over 1 MiB, the cap on request bodies; the
+    listing of the backend is read with the cap of sub-responses."""
+    data = b"x"
+    for i in range(1000):
+        assert put(embedded.client, f"{i:04d}" + "k" * 696, data).status_code == 200
+    raw = embedded.direct.get(path(BUCKET), query_string="list-type=2").get_data()
+    assert len(raw) > 1024 * 1024
+    got = listed(embedded.replica())
+    assert len(got) == 1000 and set(got.values()) == {(1, md5_etag(data))}
