@@ -352,7 +352,7 @@ class Rotator:
             if not resp.ok:
                 raise errors.ServiceUnavailable(f"listing the versions of {bucket} failed: "
                                                 f"{resp.error_code() or resp.status}")
-            root = xml.parse(resp.body)
+            root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
             url = (xml.child_text(root, "EncodingType") or "") == "url"
             name = _url_decoded if url else _as_listed
             entries = [Listed(name(xml.child_text(v, "Key")),
@@ -386,7 +386,7 @@ class Rotator:
             if not resp.ok:
                 raise errors.ServiceUnavailable(f"listing {bucket} failed: "
                                                 f"{resp.error_code() or resp.status}")
-            root = xml.parse(resp.body)
+            root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
             url = (xml.child_text(root, "EncodingType") or "") == "url"
             keys = [xml.child_text(c, "Key") or "" for c in root.findall("Contents")]
             keys = [unquote_plus(k) if url else k for k in keys]

@@ -203,7 +203,7 @@ class BucketEncryptionMiddleware:
         resp, relayed = self._relay(req)
         if not resp.ok:
             return relayed
-        root = xml.parse(resp.body)
+        root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
         buckets = root.find("Buckets")
         if buckets is not None:
             visible = visible_bucket(req.environ)   # [access]: the caller's buckets only
