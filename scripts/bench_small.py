@@ -155,8 +155,13 @@ def listing(setup: Setup, prefix: str, count: int, warm: int = 6) -> None:
 
 
 def _get(ep: Endpoint, path: str) -> bytes:
+    from urllib.parse import unquote
+
     from support.raw_s3 import Signed
-    signed = Signed("GET", ep.base + path, {}, "UNSIGNED-PAYLOAD", ep.access_key, ep.secret_key)
+    # Signed encodes the query's values itself: it signs them decoded (a continuation
+    # token's %3D would otherwise be signed as %253D).
+    signed = Signed("GET", ep.base + unquote(path), {}, "UNSIGNED-PAYLOAD", ep.access_key,
+                    ep.secret_key)
     conn = http.client.HTTPConnection(ep.host, ep.port, timeout=600)
     try:
         conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
