@@ -57,6 +57,20 @@ class Node:
         return el
 
 
+class Fragment(Node):
+    """Markup already rendered by ``markup`` (or built with ``escape_text``), placed as
+    one child: a listing renders its 1,000 entries as strings rather than as 7,000 nodes."""
+
+    __slots__ = ("markup",)
+
+    def __init__(self, markup: str) -> None:
+        super().__init__("")
+        self.markup = markup
+
+    def _element(self) -> ET.Element:
+        return ET.fromstring(self.markup)
+
+
 def render(root: Node, namespace: str | None = S3_NS) -> bytes:
     out = [XML_DECLARATION.decode(), "<", root.tag]
     if namespace:
@@ -86,6 +100,18 @@ class _Unusual(Exception):
     """An element ElementTree must render itself (a qualified tag, a comment)."""
 
 
+def markup(node: Node) -> str:
+    """``node`` rendered as a fragment (no declaration, no namespace)."""
+    out = ["<", node.tag]
+    _write_node_body(node, out)
+    return "".join(out)
+
+
+def escape_text(text: str) -> str:
+    """``text`` escaped for an element's content, as ElementTree escapes it."""
+    return _escape_text(text)
+
+
 def _escape_text(text: str) -> str:
     if "&" in text:
         text = text.replace("&", "&amp;")
@@ -113,6 +139,9 @@ def _write_node_body(node: Node, out: list[str]) -> None:
     if node.text:
         out.append(_escape_text(node.text))
     for child in node.children:
+        if isinstance(child, Fragment):
+            out.append(child.markup)
+            continue
         out.append("<" + child.tag)
         _write_node_body(child, out)
     out.append("</" + node.tag + ">")

@@ -239,19 +239,22 @@ class BucketOperations:
 
 def _contents(records: list[ObjectRecord], encode: Callable[[str], str],
               owner: bool) -> list[xml.Node]:
-    out = []
+    """The ``Contents`` entries, rendered as strings: what ``xml.Node`` trees of them would
+    render to (tests/unit/test_filestore_listing_render.py), at a fraction of the cost."""
+    esc, facts_tag = xml.escape_text, env.LISTING_FACTS_ELEMENT
+    owner_markup = xml.markup(xml.Node("Owner", owner_nodes())) if owner else ""
+    out: list[xml.Node] = []
     for r in records:
-        node = xml.Node("Contents")
-        node.add("Key", encode(r.key))
-        node.add("LastModified", iso8601(r.last_modified))
-        node.add("ETag", quoted(r.etag))
-        node.add("Size", r.size)
-        if owner:
-            node.add("Owner", owner_nodes())
-        node.add("StorageClass", r.meta.storage_class)
-        if r.listing_facts is not None:
-            node.add(env.LISTING_FACTS_ELEMENT, r.listing_facts)
-        out.append(node)
+        facts = ""
+        if r.listing_facts:
+            facts = f"<{facts_tag}>{esc(r.listing_facts)}</{facts_tag}>"
+        elif r.listing_facts is not None:
+            facts = f"<{facts_tag} />"
+        out.append(xml.Fragment(
+            f"<Contents><Key>{esc(encode(r.key))}</Key>"
+            f"<LastModified>{iso8601(r.last_modified)}</LastModified>"
+            f"<ETag>{esc(quoted(r.etag))}</ETag><Size>{r.size}</Size>{owner_markup}"
+            f"<StorageClass>{esc(r.meta.storage_class)}</StorageClass>{facts}</Contents>"))
     return out
 
 
