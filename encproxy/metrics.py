@@ -97,6 +97,11 @@ def _m() -> _Families:
     return _families
 
 
+def prepare() -> None:
+    """Create this process's metric families now rather than on its first request."""
+    _m()
+
+
 # -- what the layers call ---------------------------------------------------------------
 def request_started() -> None:
     _m().in_flight.inc()
