@@ -21,10 +21,22 @@ the rounds, each setup lists its first round's ``--count`` objects (ListObjectsV
 1,000 a page): the first listing after the server restarts (encproxy and rclone are
 restarted for it, their caches empty; a backend's own listing is its first), then warm
 listings. Reported: medians over rounds, and the ratios issue 18 asks for.
+
+``--large-mib N`` runs, instead of all that, issue 18's large-object comparison (its last
+"Done when": 1 GiB PUT and GET encrypted >= 2.5x rclone crypt, with N = 1024): each round,
+in an order that rotates between rounds, each of ``encproxy encrypted``, ``encproxy plain``
+and ``rclone crypt`` gets one PUT then one GET of an N MiB object from the lean client on
+one connection (UNSIGNED-PAYLOAD, the body sent in 1 MiB pieces from memory; the GET read
+into one buffer, its length checked and its MD5 compared with the PUT's). The S3 backends
+of ``--backends`` are left out of this mode (not started). Each transfer starts after a
+``sync`` so that none pays for another's writeback; the object is deleted after its GET.
+Reported: medians of MB/s and of the server process tree's CPU seconds per GiB, and the
+ratios encrypted / rclone crypt.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import os
 import shutil
@@ -43,11 +55,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_encryption import SSE_S3, Endpoint, request  # noqa: E402
+from bench_encryption import SSE_S3, Endpoint, MiB, request  # noqa: E402
 from support.backends import Backend, start_backend  # noqa: E402
+from support.raw_s3 import Signed  # noqa: E402
 from support.server import RunningServer, free_port, start_server  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+GiB = 1 << 30
 BODY = os.urandom(4096)
 RCLONE_KEY, RCLONE_SECRET = "bench-rclone", "bench-rclone-secret-0123"
 
@@ -91,6 +105,10 @@ class Setup:
     get_cpu_ms: list[float] = field(default_factory=list)
     list_first_ms: float = float("nan")
     list_warm_ms: list[float] = field(default_factory=list)
+    large_put_mbs: list[float] = field(default_factory=list)     # --large-mib
+    large_get_mbs: list[float] = field(default_factory=list)
+    large_put_cpu: list[float] = field(default_factory=list)     # CPU seconds per GiB
+    large_get_cpu: list[float] = field(default_factory=list)
 
 
 def phase(setup: Setup, method: str, count: int, threads: int, prefix: str) -> None:
@@ -185,6 +203,78 @@ def _between(body: bytes, start: bytes, end: bytes) -> str | None:
     return quote(body[i + len(start):body.index(end, i)].decode(), safe="")
 
 
+def large(setup: Setup, key: str, body: memoryview, md5: bytes, buf: bytearray) -> None:
+    """One PUT then one GET of ``body`` as ``key`` on one connection; the object is then
+    deleted (a fresh object each round, and room on disk)."""
+    ep, size, path = setup.endpoint, len(body), f"/{setup.endpoint.bucket}/{key}"
+    conn = http.client.HTTPConnection(ep.host, ep.port, timeout=600)
+
+    def send(c: http.client.HTTPConnection) -> None:
+        for at in range(0, size, MiB):
+            c.send(body[at:at + MiB])
+
+    def timed(transfer: Callable[[], tuple[int, int]]) -> tuple[int, int, float, float]:
+        os.sync()               # the previous transfer's writeback is not this one's
+        cpu0, started = cpu_seconds(setup.pids()), time.perf_counter()
+        status, got = transfer()
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds(setup.pids()) - cpu0
+        return status, got, size / elapsed / 1e6, cpu / (size / GiB)
+
+    try:
+        status, _, mbs, cpu = timed(lambda: request(ep, "PUT", path, length=size, send=send,
+                                                    conn=conn))
+        if status != 200:
+            raise SystemExit(f"{setup.name}: PUT {path}: {status}")
+        setup.large_put_mbs.append(mbs)
+        setup.large_put_cpu.append(cpu)
+        status, got, mbs, cpu = timed(lambda: get_into(ep, path, buf, conn))
+        if status != 200 or got != size:
+            raise SystemExit(f"{setup.name}: GET {path}: {status}, {got} B of {size}")
+        if hashlib.md5(memoryview(buf)[:size]).digest() != md5:
+            raise SystemExit(f"{setup.name}: GET {path}: the body differs from the PUT's (MD5)")
+        setup.large_get_mbs.append(mbs)
+        setup.large_get_cpu.append(cpu)
+        status = request(ep, "DELETE", path, conn=conn)[0]
+        if status != 204:
+            raise SystemExit(f"{setup.name}: DELETE {path}: {status}")
+    finally:
+        conn.close()
+
+
+def get_into(ep: Endpoint, path: str, buf: bytearray,
+             conn: http.client.HTTPConnection) -> tuple[int, int]:
+    """A signed GET read into ``buf`` (1 MiB reads, as ``request`` reads); (status, bytes
+    read). ``buf`` is longer than the object expected, so a longer body shows as such."""
+    signed = Signed("GET", ep.base + path, {}, "UNSIGNED-PAYLOAD", ep.access_key,
+                    ep.secret_key)
+    conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+    for name, value in signed.headers.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    resp = conn.getresponse()
+    view, got = memoryview(buf), 0
+    while got < len(buf):
+        n = resp.readinto(view[got:got + MiB])
+        if not n:
+            break
+        got += n
+    return resp.status, got
+
+
+def large_rounds(args: argparse.Namespace, setups: list[Setup]) -> None:
+    size = args.large_mib * MiB
+    body = memoryview(os.urandom(size))     # distinct bytes: a misplaced MiB shows in the MD5
+    md5 = hashlib.md5(body).digest()
+    buf = bytearray(size + MiB)             # one buffer for every GET, its pages touched once
+    for rnd in range(args.rounds):
+        order = setups[rnd % len(setups):] + setups[:rnd % len(setups)]
+        for setup in order:
+            large(setup, f"large-r{rnd}", body, md5, buf)
+        print(f"round {rnd + 1}: " + "; ".join(
+            f"{s.name} {s.large_put_mbs[-1]:.0f}/{s.large_get_mbs[-1]:.0f} MB/s" for s in order),
+            flush=True)
+
+
 # -- the servers ----------------------------------------------------------------------------
 
 class Encproxy:
@@ -262,49 +352,11 @@ def med(values: list[float]) -> float:
 
 def run(args: argparse.Namespace, workdir: Path) -> list[Setup]:
     stops: list[Callable[[], None]] = []
-    setups: list[Setup] = []
     try:
-        file_proxy = Encproxy(workdir / "encproxy-file", Backend("file"))
-        stops.append(file_proxy.stop)
-        enc = Endpoint("encproxy encrypted", "127.0.0.1", file_proxy.server.port, "bench-enc")
-        plain = Endpoint("encproxy plain", "127.0.0.1", file_proxy.server.port, "bench-plain")
-        setups += [
-            Setup(enc.name, enc, lambda: [file_proxy.server.process.pid],
-                  lambda: file_proxy.restart(enc, plain)),
-            Setup(plain.name, plain, lambda: [file_proxy.server.process.pid],
-                  lambda: file_proxy.restart(enc, plain)),
-        ]
-        rclone = RcloneCrypt(workdir / "rclone")
-        stops.append(rclone.stop)
-        crypt = Endpoint("rclone crypt", "127.0.0.1", rclone.port, "bench-crypt",
-                         RCLONE_KEY, RCLONE_SECRET)
-        setups.append(Setup(crypt.name, crypt, lambda: [rclone.process.pid],  # type: ignore[union-attr]
-                            lambda: rclone.restart(crypt)))
-        for kind in filter(None, args.backends.split(",")):
-            backend = start_backend(kind, workdir / kind)
-            stops.append(backend.stop)
-            assert backend.endpoint is not None
-            parts = urlsplit(backend.endpoint)
-            direct = Endpoint(f"{kind} direct", parts.hostname or "127.0.0.1", parts.port or 80,
-                              "bench-direct", backend.access_key, backend.secret_key)
-            setups.append(Setup(direct.name, direct, _backend_pids(kind, workdir / kind), None))
-            proxy = Encproxy(workdir / f"encproxy-{kind}", backend)
-            stops.append(proxy.stop)
-            through = Endpoint(f"encproxy->{kind} encrypted", "127.0.0.1", proxy.server.port,
-                               "bench-through")
-            setups.append(Setup(through.name, through,
-                                lambda proxy=proxy: [proxy.server.process.pid],  # type: ignore[misc]
-                                lambda proxy=proxy, ep=through: proxy.restart(ep)))
-        for setup in setups:
-            ep = setup.endpoint
-            assert request(ep, "PUT", f"/{ep.bucket}")[0] == 200, f"{ep.name}: create bucket"
-            if setup.name.endswith("encrypted"):
-                assert request(ep, "PUT", f"/{ep.bucket}?encryption", length=len(SSE_S3),
-                               send=lambda c: c.send(SSE_S3))[0] == 200
-            phase(setup, "PUT", 50, args.threads, "warmup-")       # connections, caches
-            phase(setup, "GET", 50, args.threads, "warmup-")
-            setup.put_ops.clear(), setup.get_ops.clear()
-            setup.put_cpu_ms.clear(), setup.get_cpu_ms.clear()
+        setups = start(args, workdir, stops)
+        if args.large_mib:
+            large_rounds(args, setups)
+            return setups
         for rnd in range(args.rounds):
             order = setups[rnd % len(setups):] + setups[:rnd % len(setups)]
             os.sync()
@@ -321,6 +373,55 @@ def run(args: argparse.Namespace, workdir: Path) -> list[Setup]:
     finally:
         for stop in reversed(stops):
             stop()
+
+
+def start(args: argparse.Namespace, workdir: Path,
+          stops: list[Callable[[], None]]) -> list[Setup]:
+    """Every setup's server, buckets and warm-up; each server's stop appended to ``stops``
+    as it starts. ``--large-mib`` leaves the S3 backends out."""
+    setups: list[Setup] = []
+    file_proxy = Encproxy(workdir / "encproxy-file", Backend("file"))
+    stops.append(file_proxy.stop)
+    enc = Endpoint("encproxy encrypted", "127.0.0.1", file_proxy.server.port, "bench-enc")
+    plain = Endpoint("encproxy plain", "127.0.0.1", file_proxy.server.port, "bench-plain")
+    setups += [
+        Setup(enc.name, enc, lambda: [file_proxy.server.process.pid],
+              lambda: file_proxy.restart(enc, plain)),
+        Setup(plain.name, plain, lambda: [file_proxy.server.process.pid],
+              lambda: file_proxy.restart(enc, plain)),
+    ]
+    rclone = RcloneCrypt(workdir / "rclone")
+    stops.append(rclone.stop)
+    crypt = Endpoint("rclone crypt", "127.0.0.1", rclone.port, "bench-crypt",
+                     RCLONE_KEY, RCLONE_SECRET)
+    setups.append(Setup(crypt.name, crypt, lambda: [rclone.process.pid],  # type: ignore[union-attr]
+                        lambda: rclone.restart(crypt)))
+    for kind in [] if args.large_mib else filter(None, args.backends.split(",")):
+        backend = start_backend(kind, workdir / kind)
+        stops.append(backend.stop)
+        assert backend.endpoint is not None
+        parts = urlsplit(backend.endpoint)
+        direct = Endpoint(f"{kind} direct", parts.hostname or "127.0.0.1", parts.port or 80,
+                          "bench-direct", backend.access_key, backend.secret_key)
+        setups.append(Setup(direct.name, direct, _backend_pids(kind, workdir / kind), None))
+        proxy = Encproxy(workdir / f"encproxy-{kind}", backend)
+        stops.append(proxy.stop)
+        through = Endpoint(f"encproxy->{kind} encrypted", "127.0.0.1", proxy.server.port,
+                           "bench-through")
+        setups.append(Setup(through.name, through,
+                            lambda proxy=proxy: [proxy.server.process.pid],  # type: ignore[misc]
+                            lambda proxy=proxy, ep=through: proxy.restart(ep)))
+    for setup in setups:
+        ep = setup.endpoint
+        assert request(ep, "PUT", f"/{ep.bucket}")[0] == 200, f"{ep.name}: create bucket"
+        if setup.name.endswith("encrypted"):
+            assert request(ep, "PUT", f"/{ep.bucket}?encryption", length=len(SSE_S3),
+                           send=lambda c: c.send(SSE_S3))[0] == 200
+        phase(setup, "PUT", 50, args.threads, "warmup-")       # connections, caches
+        phase(setup, "GET", 50, args.threads, "warmup-")
+        setup.put_ops.clear(), setup.get_ops.clear()
+        setup.put_cpu_ms.clear(), setup.get_cpu_ms.clear()
+    return setups
 
 
 def _backend_pids(kind: str, directory: Path) -> Callable[[], list[int]]:
@@ -367,6 +468,24 @@ def report(args: argparse.Namespace, setups: list[Setup]) -> None:
               f"{ratio(through.list_warm_ms, direct.list_warm_ms):.1f}x [<= 1.5]")
 
 
+def report_large(args: argparse.Namespace, setups: list[Setup]) -> None:
+    print(f"\n{args.large_mib} MiB object: one PUT then one GET per setup and round, one "
+          f"connection, {args.rounds} rounds (rotated order), {os.cpu_count()} CPUs; medians; "
+          f"server CPU is the server's whole process tree")
+    width = max(len(s.name) for s in setups) + 2
+    print(f"{'':{width}}{'PUT MB/s':>9}{'GET MB/s':>9}{'CPU s/GiB PUT':>14}{'CPU s/GiB GET':>14}")
+    for s in setups:
+        print(f"{s.name:{width}}{med(s.large_put_mbs):9.0f}{med(s.large_get_mbs):9.0f}"
+              f"{med(s.large_put_cpu):14.2f}{med(s.large_get_cpu):14.2f}")
+    by = {s.name: s for s in setups}
+    enc, crypt = by["encproxy encrypted"], by["rclone crypt"]
+    print("\nissue 18's ratio, encrypted / rclone crypt (target in brackets):")
+    print(f"  throughput:   PUT {med(enc.large_put_mbs) / med(crypt.large_put_mbs):.2f}  "
+          f"GET {med(enc.large_get_mbs) / med(crypt.large_get_mbs):.2f}  [>= 2.5]")
+    print(f"  CPU per GiB:  PUT {med(enc.large_put_cpu) / med(crypt.large_put_cpu):.2f}  "
+          f"GET {med(enc.large_get_cpu) / med(crypt.large_get_cpu):.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench-small", description=__doc__.split("\n")[0])
     parser.add_argument("--backends", default="seaweedfs",
@@ -376,13 +495,23 @@ def main() -> int:
                         help="4 KiB objects per phase (also the listing size)")
     parser.add_argument("--threads", type=int, default=2, help="client threads")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (at least 3)")
+    parser.add_argument("--large-mib", type=int, default=0, metavar="N",
+                        help="instead: PUT and GET of one N MiB object against rclone crypt, "
+                             "file store only (issue 18: 1024); default 0, off")
     args = parser.parse_args()
+    if args.large_mib < 0:
+        parser.error("--large-mib must be 0 (off) or a size in MiB")
+    if args.large_mib and args.rounds < 3:
+        parser.error("--large-mib needs --rounds of at least 3")
     workdir = Path(tempfile.mkdtemp(prefix="bench-small-"))
     try:
         setups = run(args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    report(args, setups)
+    if args.large_mib:
+        report_large(args, setups)
+    else:
+        report(args, setups)
     return 0
 
 
