@@ -6,8 +6,8 @@ the backend's listing does not carry.  Learning them costs a HEAD and a read per
 a facts record keeps them in the internal bucket, entirely in its name, so that one
 LIST of the internal bucket returns the facts of up to 1,000 objects::
 
-    facts/<bucket>/<escaped key>!f1.<mode>.<stored size>.<backend ETag>
-                                .<plaintext size>.<client ETag>.<root id>.<tag>
+    facts/<bucket>/<escaped key>!f2.<mode>.<stored size>.<backend ETag>
+                                .<plaintext size>.<sealed client ETag>.<root id>
 
 * ``escaped key`` keeps S3's order (UTF-8 byte order, which is code-point order): a
   character at or below ``"`` (U+0022) is written as ``"`` and one character
@@ -16,14 +16,18 @@ LIST of the internal bucket returns the facts of up to 1,000 objects::
   keys ``a < b`` sort as ``a < b`` whatever follows ``!``: the facts of the objects of a
   listing page are one range of names.  Backends that store keys as file paths
   (SeaweedFS) take at most 255 bytes a segment: when the key's last segment and the
-  fields would not fit one, the fields are a segment of their own (``!/f1...``).  Either
+  fields would not fit one, the fields are a segment of their own (``!/f2...``).  Either
   form sorts the same way, as only what precedes ``!`` orders the keys (and a record per
   key in a directory of its own would make SeaweedFS list directories).
 * ``mode`` is ``n`` (not encrypted), ``s`` (SSE-S3), ``k`` (SSE-KMS) or ``c`` (SSE-C);
-  sizes are decimal; ETags are bare (no quotes), of letters, digits and ``-``.
-* ``tag`` is the first 16 bytes, in hex, of the records MAC (FORMAT.md §14, purpose
-  ``facts``) under the records root ``root id``, over the bucket, the key and the
-  fields from ``f1`` to the client ETag: a name verifies only for the object it names.
+  sizes are decimal; the backend ETag is bare (no quotes), of letters, digits and ``-``.
+* ``sealed client ETag`` is AES-256-SIV (RFC 5297) of the client-visible ETag (bare,
+  ASCII), under a key derived from the records key of purpose ``facts`` (FORMAT.md §14)
+  of the records root ``root id``, with associated data the label, the bucket, the key
+  and the fields from ``f2`` to the plaintext size; unpadded base64url.  The client ETag
+  of an encrypted object is its plaintext MD5 (or the MD5 of its parts' MD5s), which
+  encproxy never stores in the clear; SIV keeps it secret and authenticates every field,
+  and being deterministic, the same facts always make the same name.
 
 The facts are those of the stored body whose backend ETag and stored size they name; a
 listing entry with another ETag or size is another body, and the record says nothing
@@ -31,19 +35,25 @@ about it.  Pure module: no I/O.
 """
 from __future__ import annotations
 
-import hmac
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from typing import Final
 
-from encproxy.crypto.records import PURPOSE_FACTS, ROOT_ID_SIZE, record_tag
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+from encproxy.crypto.keys import hkdf_expand
+from encproxy.crypto.records import ROOT_ID_SIZE
 
 PREFIX: Final = "facts/"
-FACTS_VERSION: Final = "f1"
+FACTS_VERSION: Final = "f2"
 SEPARATOR: Final = "!"
 SEGMENT_BYTES: Final = 255
 ESCAPE: Final = '"'
-TAG_SIZE: Final = 16
+SIV_LABEL: Final = b"encproxy/1 facts siv"
+AD_LABEL: Final = b"encproxy/1 facts"
 # What a name may hold besides the bucket and key: names stay well under S3's 1,024
 # bytes for keys up to this many bytes (longer keys are looked up, not recorded).
 MAX_KEY_BYTES: Final = 700
@@ -52,8 +62,8 @@ MODES: Final = {"none": "n", "AES256": "s", "aws:kms": "k", "sse-c": "c"}
 _MODE_NAMES: Final = {letter: mode for mode, letter in MODES.items()}
 _ETAG = re.compile(r"[0-9A-Za-z-]{1,80}")
 _SIZE = re.compile(r"0|[1-9][0-9]{0,18}")
+_SEALED = re.compile(r"[0-9A-Za-z_-]{23,150}")
 _HEX_ROOT = re.compile(f"[0-9a-f]{{{2 * ROOT_ID_SIZE}}}")
-_HEX_TAG = re.compile(f"[0-9a-f]{{{2 * TAG_SIZE}}}")
 
 
 @dataclass(frozen=True)
@@ -71,10 +81,42 @@ class Facts:
     def encrypted(self) -> bool:
         return self.mode != "none"
 
-    def body(self) -> str:
-        """The authenticated fields, as the name carries them."""
+    def clear_fields(self) -> str:
+        """The fields a name carries in the clear (all but the client ETag)."""
         return ".".join((FACTS_VERSION, MODES[self.mode], str(self.stored_size),
-                         self.backend_etag, str(self.plaintext_size), self.client_etag))
+                         self.backend_etag, str(self.plaintext_size)))
+
+
+class Sealer:
+    """Seals and opens the client ETags of one records key (of purpose ``facts``)."""
+
+    def __init__(self, facts_key: bytes) -> None:
+        self._siv = AESSIV(hkdf_expand(facts_key, SIV_LABEL, 64))
+
+    def seal(self, bucket: str, facts: Facts) -> str:
+        blob = self._siv.encrypt(facts.client_etag.encode("ascii"),
+                                 _associated(bucket, facts.key, facts.clear_fields()))
+        return base64.urlsafe_b64encode(blob).rstrip(b"=").decode("ascii")
+
+    def open(self, bucket: str, parsed: ParsedName) -> Facts | None:
+        """The facts of ``parsed``, or None if its sealed ETag does not open for the
+        bucket, key and fields it is under (forged, moved, or another root's)."""
+        try:
+            blob = base64.urlsafe_b64decode(parsed.sealed + "=" * (-len(parsed.sealed) % 4))
+            client_etag = self._siv.decrypt(blob, _associated(bucket, parsed.key,
+                                                               parsed.clear_fields)).decode("ascii")
+        except (InvalidTag, binascii.Error, ValueError, UnicodeDecodeError):
+            return None
+        if not _ETAG.fullmatch(client_etag):
+            return None
+        mode, stored, backend_etag, plaintext = parsed.clear_fields.split(".")[1:]
+        return Facts(parsed.key, _MODE_NAMES[mode], int(stored), backend_etag, int(plaintext),
+                     client_etag)
+
+
+def _associated(bucket: str, key: str, clear_fields: str) -> list[bytes]:
+    return [AD_LABEL, bucket.encode("utf-8", "surrogatepass"),
+            key.encode("utf-8", "surrogatepass"), clear_fields.encode("ascii")]
 
 
 def escape_key(key: str) -> str:
@@ -122,24 +164,19 @@ def key_start(bucket: str, key: str) -> str:
     return bucket_prefix(bucket) + escape_key(key)
 
 
-def tag_of(mac_key: bytes, bucket: str, facts: Facts) -> bytes:
-    return record_tag(mac_key, PURPOSE_FACTS, bucket, facts.key, None,
-                      facts.body().encode())[:TAG_SIZE]
-
-
-def fields_of(mac_key: bytes, root: str, bucket: str, facts: Facts) -> str:
-    """What follows the separator in the record's name: ``facts`` sealed under
-    ``mac_key`` (of root ``root``).  The embedded store keeps this string in the
-    object's index row instead of a record (environ.LISTING_FACTS)."""
+def fields_of(sealer: Sealer, root: str, bucket: str, facts: Facts) -> str:
+    """What follows the separator in the record's name: ``facts`` sealed by ``sealer``
+    (of root ``root``).  The embedded store keeps this string in the object's index row
+    instead of a record (environ.LISTING_FACTS)."""
     if not recordable(facts, bucket):
         raise ValueError("facts do not fit a record name")
-    return facts.body() + "." + root + "." + tag_of(mac_key, bucket, facts).hex()
+    return facts.clear_fields() + "." + sealer.seal(bucket, facts) + "." + root
 
 
-def name_of(mac_key: bytes, root: str, bucket: str, facts: Facts) -> str:
+def name_of(sealer: Sealer, root: str, bucket: str, facts: Facts) -> str:
     """The record's name."""
     start = key_start(bucket, facts.key)
-    fields = fields_of(mac_key, root, bucket, facts)
+    fields = fields_of(sealer, root, bucket, facts)
     segment = start.rsplit("/", 1)[-1] + SEPARATOR + fields
     if len(segment.encode("utf-8", "surrogatepass")) > SEGMENT_BYTES:
         fields = "/" + fields
@@ -148,14 +185,12 @@ def name_of(mac_key: bytes, root: str, bucket: str, facts: Facts) -> str:
 
 @dataclass(frozen=True)
 class ParsedName:
-    """A record name split into its parts, not yet verified."""
+    """A record name split into its parts, not yet opened."""
 
-    facts: Facts
+    key: str
+    clear_fields: str
+    sealed: str
     root: str
-    tag: bytes
-
-    def verifies(self, mac_key: bytes, bucket: str) -> bool:
-        return hmac.compare_digest(self.tag, tag_of(mac_key, bucket, self.facts))
 
 
 def parse_name(bucket: str, name: str) -> ParsedName:
@@ -174,14 +209,11 @@ def parse_fields(key: str, payload: str) -> ParsedName:
     """The parts of a record's fields (``fields_of``) for ``key``; ValueError if they are
     not well formed."""
     fields = payload.split(".")
-    if len(fields) != 8 or fields[0] != FACTS_VERSION:
-        raise ValueError("not a version 1 facts record")
-    _, mode, stored, backend_etag, plaintext, client_etag, root, tag = fields
+    if len(fields) != 7 or fields[0] != FACTS_VERSION:
+        raise ValueError("not a version 2 facts record")
+    _, mode, stored, backend_etag, plaintext, sealed, root = fields
     if (mode not in _MODE_NAMES or not _SIZE.fullmatch(stored)
             or not _SIZE.fullmatch(plaintext) or not _ETAG.fullmatch(backend_etag)
-            or not _ETAG.fullmatch(client_etag) or not _HEX_ROOT.fullmatch(root)
-            or not _HEX_TAG.fullmatch(tag)):
+            or not _SEALED.fullmatch(sealed) or not _HEX_ROOT.fullmatch(root)):
         raise ValueError("malformed field")
-    facts = Facts(key, _MODE_NAMES[mode], int(stored), backend_etag, int(plaintext),
-                  client_etag)
-    return ParsedName(facts, root, bytes.fromhex(tag))
+    return ParsedName(key, ".".join(fields[:5]), sealed, root)

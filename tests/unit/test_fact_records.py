@@ -43,9 +43,12 @@ from encproxy.crypto.fact_names import Facts
 from encproxy.filestore.index import INDEX_FILE
 from encproxy.wsgi import environ as env
 
-MAC_KEY = bytes(range(32))
+FACTS_KEY = bytes(range(32))
+SEALER = fact_names.Sealer(FACTS_KEY)
+OTHER_SEALER = fact_names.Sealer(bytes(32))
 ROOT = "0123456789abcdef" * 2
 KEYS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+SEALED = "A" * 64    # well-formed, opens under no key
 
 
 def facts_of(name: str, **changed: object) -> Facts:
@@ -54,6 +57,10 @@ def facts_of(name: str, **changed: object) -> Facts:
                                  "client_etag": "b" * 32}
     fields.update(changed)
     return Facts(**fields)  # type: ignore[arg-type]
+
+
+def name_of(facts: Facts, sealer: fact_names.Sealer = SEALER, bucket: str = BUCKET) -> str:
+    return fact_names.name_of(sealer, ROOT, bucket, facts)
 
 
 # -- names (pure) --------------------------------------------------------------------------
@@ -75,8 +82,8 @@ def test_names_sort_as_their_keys_whatever_follows(a: str, b: str, size_a: int,
                                                    size_b: int) -> None:
     """S3 lists keys in UTF-8 byte order; the records of a page's keys must be one range
     of names, whatever their payloads."""
-    name_a = fact_names.name_of(MAC_KEY, ROOT, BUCKET, facts_of(a, plaintext_size=size_a))
-    name_b = fact_names.name_of(MAC_KEY, ROOT, BUCKET, facts_of(b, plaintext_size=size_b))
+    name_a = name_of(facts_of(a, plaintext_size=size_a))
+    name_b = name_of(facts_of(b, plaintext_size=size_b))
     bytes_a, bytes_b = a.encode(), b.encode()
     if bytes_a < bytes_b:
         assert name_a.encode() < name_b.encode()
@@ -84,38 +91,49 @@ def test_names_sort_as_their_keys_whatever_follows(a: str, b: str, size_a: int,
         assert name_a.encode() > name_b.encode()
 
 
-@given(KEYS)
-def test_a_name_parses_back_and_verifies(key: str) -> None:
-    facts = facts_of(key, mode="aws:kms", backend_etag="c" * 32 + "-3")
-    parsed = fact_names.parse_name(BUCKET, fact_names.name_of(MAC_KEY, ROOT, BUCKET, facts))
-    assert (parsed.facts, parsed.root) == (facts, ROOT)
-    assert parsed.verifies(MAC_KEY, BUCKET)
-    assert not parsed.verifies(bytes(32), BUCKET)
-    assert not parsed.verifies(MAC_KEY, "other-bucket")
+@given(KEYS, st.sampled_from(["b" * 32, "c" * 32 + "-3"]))
+def test_a_name_parses_back_and_opens_only_where_it_was_made(key: str, etag: str) -> None:
+    facts = facts_of(key, mode="aws:kms", backend_etag="c" * 32 + "-3", client_etag=etag)
+    parsed = fact_names.parse_name(BUCKET, name_of(facts))
+    assert (parsed.key, parsed.root) == (key, ROOT)
+    assert SEALER.open(BUCKET, parsed) == facts
+    assert OTHER_SEALER.open(BUCKET, parsed) is None
+    assert SEALER.open("other-bucket", parsed) is None
+
+
+def test_the_client_etag_is_not_in_the_name() -> None:
+    """An encrypted object's client ETag is its plaintext MD5: never stored in the clear."""
+    md5 = "9e107d9d372bb6826bd81d3542a419d6"
+    name = name_of(facts_of("k", client_etag=md5))
+    assert md5 not in name and md5.upper() not in name
+    assert bytes.fromhex(md5) not in name.encode()
+    # Deterministic: the same facts make the same name (a record is written once).
+    assert name == name_of(facts_of("k", client_etag=md5))
 
 
 @pytest.mark.parametrize("field, value", [
-    ("plaintext_size", 4095), ("client_etag", "c" * 32), ("mode", "none"),
-    ("stored_size", 4201), ("backend_etag", "d" * 32), ("key", "another key")])
-def test_a_changed_field_does_not_verify(field: str, value: object) -> None:
-    name = fact_names.name_of(MAC_KEY, ROOT, BUCKET, facts_of("some key"))
-    parsed = fact_names.parse_name(BUCKET, name)
-    forged = fact_names.name_of(bytes(32), ROOT, BUCKET, facts_of("some key", **{field: value}))
-    moved = fact_names.parse_name(BUCKET, forged.rsplit(".", 1)[0] + "." + parsed.tag.hex())
-    assert getattr(moved.facts, field) == value
-    assert not moved.verifies(MAC_KEY, BUCKET)
+    ("plaintext_size", 4095), ("mode", "none"), ("stored_size", 4201),
+    ("backend_etag", "d" * 32), ("key", "another key")])
+def test_a_changed_field_does_not_open(field: str, value: object) -> None:
+    """The attacker rewrites a clear field and keeps the sealed ETag: it no longer opens."""
+    genuine = fact_names.parse_name(BUCKET, name_of(facts_of("some key")))
+    changed = fact_names.parse_name(BUCKET, name_of(facts_of("some key", **{field: value})))
+    forged = fact_names.ParsedName(changed.key, changed.clear_fields, genuine.sealed, ROOT)
+    assert SEALER.open(BUCKET, changed) is not None     # the change is well formed
+    assert SEALER.open(BUCKET, forged) is None
 
 
 @pytest.mark.parametrize("name", [
-    "facts/data/key",                                     # no separator
-    "facts/data/key!f2.s.1.aa.1.bb." + ROOT + "." + "0" * 32,    # another version
-    "facts/data/key!f1.x.1.aa.1.bb." + ROOT + "." + "0" * 32,    # unknown mode
-    "facts/data/key!f1.s.01.aa.1.bb." + ROOT + "." + "0" * 32,   # not a canonical size
-    "facts/data/key!f1.s.1.a\"a.1.bb." + ROOT + "." + "0" * 32,  # not an ETag
-    "facts/data/key!f1.s.1.aa.1.bb." + ROOT + "." + "0" * 31,    # short tag
-    "facts/data/k y!f1.s.1.aa.1.bb." + ROOT + "." + "0" * 32,    # unescaped space
-    'facts/data/k"z!f1.s.1.aa.1.bb.' + ROOT + "." + "0" * 32,    # bad escape
-    "facts/other/key!f1.s.1.aa.1.bb." + ROOT + "." + "0" * 32,   # another bucket
+    "facts/data/key",                                                # no separator
+    "facts/data/key!f1.s.1.aa.1." + SEALED + "." + ROOT,           # another version
+    "facts/data/key!f2.x.1.aa.1." + SEALED + "." + ROOT,           # unknown mode
+    "facts/data/key!f2.s.01.aa.1." + SEALED + "." + ROOT,          # not a canonical size
+    "facts/data/key!f2.s.1.a\"a.1." + SEALED + "." + ROOT,         # not an ETag
+    "facts/data/key!f2.s.1.aa.1." + SEALED[:20] + "." + ROOT,      # short seal
+    "facts/data/key!f2.s.1.aa.1." + SEALED + "." + ROOT[:-1],      # short root
+    "facts/data/k y!f2.s.1.aa.1." + SEALED + "." + ROOT,           # unescaped space
+    'facts/data/k"z!f2.s.1.aa.1.' + SEALED + "." + ROOT,           # bad escape
+    "facts/other/key!f2.s.1.aa.1." + SEALED + "." + ROOT,          # another bucket
 ])
 def test_what_is_not_a_record_name_is_refused(name: str) -> None:
     with pytest.raises(ValueError):
@@ -123,9 +141,10 @@ def test_what_is_not_a_record_name_is_refused(name: str) -> None:
 
 
 def test_the_well_formed_name_those_are_made_from_parses() -> None:
-    parsed = fact_names.parse_name(BUCKET, 'facts/data/k"Pz!f1.s.1.aa.1.bb.' + ROOT + "."
-                                   + "0" * 32)
-    assert parsed.facts == Facts("k z", "AES256", 1, "aa", 1, "bb")
+    parsed = fact_names.parse_name(BUCKET, 'facts/data/k"Pz!f2.s.1.aa.1.' + SEALED + "."
+                                   + ROOT)
+    assert (parsed.key, parsed.clear_fields, parsed.sealed) == ("k z", "f2.s.1.aa.1", SEALED)
+    assert SEALER.open(BUCKET, parsed) is None
 
 
 @pytest.mark.parametrize("key, own_segment", [
@@ -133,10 +152,10 @@ def test_the_well_formed_name_those_are_made_from_parses() -> None:
     ("s" * 200, True), ("dir/" + "s" * 200, True)])
 def test_the_fields_are_a_segment_of_their_own_only_past_255_bytes(key: str,
                                                                    own_segment: bool) -> None:
-    name = fact_names.name_of(MAC_KEY, ROOT, BUCKET, facts_of(key))
+    name = name_of(facts_of(key))
     assert ("!/" in name) is own_segment
     assert all(len(segment.encode()) <= 255 for segment in name.split("/"))
-    assert fact_names.parse_name(BUCKET, name).facts == facts_of(key)
+    assert SEALER.open(BUCKET, fact_names.parse_name(BUCKET, name)) == facts_of(key)
 
 
 def test_what_does_not_fit_a_name_is_not_recorded() -> None:
@@ -144,7 +163,7 @@ def test_what_does_not_fit_a_name_is_not_recorded() -> None:
     assert not fact_names.recordable(facts_of("k" * (fact_names.MAX_KEY_BYTES + 1)), BUCKET)
     assert not fact_names.recordable(facts_of("k", backend_etag="a/b"), BUCKET)
     with pytest.raises(ValueError):
-        fact_names.name_of(MAC_KEY, ROOT, BUCKET, facts_of("k", client_etag=""))
+        name_of(facts_of("k", client_etag=""))
 
 
 # -- the layer --------------------------------------------------------------------------------
@@ -252,9 +271,9 @@ def test_a_forged_record_is_ignored_and_the_object_looked_up(stack: Stack) -> No
     data = payload(5000, seed=7)
     assert put(stack.client, "victim", data, SSE_S3.write).status_code == 200
     [name] = record_names(stack)
-    parsed = fact_names.parse_name(BUCKET, name)
-    # The attacker claims another plaintext size, keeping the tag (it cannot make one).
-    forged = name.replace(f".{parsed.facts.plaintext_size}.", ".4.", 1)
+    assert fact_names.parse_name(BUCKET, name).clear_fields.endswith(".5000")
+    # The attacker claims another plaintext size, keeping the seal (it cannot make one).
+    forged = name.replace(".5000.", ".4.", 1)
     assert forged != name
     stack.store.delete_object(INTERNAL_BUCKET, name)
     stack.store.put_object(INTERNAL_BUCKET, forged, io.BytesIO(b""), 0)
@@ -276,7 +295,7 @@ def test_a_record_of_another_body_says_nothing_of_this_one(stack: Stack) -> None
     # The bucket never had versioning: the first body is gone for good, and the listing
     # that read its record past deleted it.
     [kept] = record_names(stack)
-    assert fact_names.parse_name(BUCKET, kept).facts.plaintext_size == 3001
+    assert fact_names.parse_name(BUCKET, kept).clear_fields.endswith(".3001")
 
 
 def test_a_record_moved_to_another_key_does_not_verify(stack: Stack) -> None:
@@ -353,8 +372,7 @@ def test_forged_facts_in_the_index_are_ignored_and_the_object_looked_up(
     index = sqlite3.connect(embedded.root / "data" / INDEX_FILE)
     with index:
         [(fields,)] = index.execute("SELECT listing_facts FROM versions WHERE key = 'victim'")
-        parsed = fact_names.parse_fields("victim", fields)
-        assert parsed.facts.plaintext_size == 5000
+        assert fact_names.parse_fields("victim", fields).clear_fields.endswith(".5000")
         forged = fields.replace(".5000.", ".4.", 1)
         assert forged != fields
         index.execute("UPDATE versions SET listing_facts = ? WHERE key = 'victim'", (forged,))

@@ -6,13 +6,14 @@ CompleteMultipartUpload, CopyObject, UpdateObjectEncryption) and when a listing 
 learn them (an object written before, or behind encproxy's back).  A listing that meets
 objects its cache does not know reads the records of that page's range of keys with one
 LIST of the internal bucket (more only when stale records crowd the range), keeps the
-ones whose tag verifies, and looks up only what is left.
+ones that open (their sealed client ETag authenticates every field), and looks up only
+what is left.
 
-The records are a cache with a MAC, not a source of truth: a record names the backend
+The records are an authenticated cache, not a source of truth: a record names the backend
 ETag and stored size of the body it describes, and a listing uses it only for an entry
-with that ETag and size.  A record whose tag does not verify is reported as an integrity
-failure and ignored (the object is looked up as if there were none); a missing or
-deleted record costs a lookup.  Writing one is best effort: the object is already
+with that ETag and size.  A record that does not open (its seal authenticates every
+field) is reported as an integrity failure and ignored (the object is looked up as if
+there were none); a missing or deleted record costs a lookup.  Writing one is best effort: the object is already
 written when its record is, and a failure is logged, never answered.
 
 A record of a body the bucket no longer has (overwritten, deleted) is read past (``MAX_PAGES``
@@ -23,12 +24,13 @@ DeleteBucket deletes them all.  (With versioning, an older body may still be a v
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from encproxy import errors, metrics
 from encproxy.crypto import fact_names
-from encproxy.crypto.fact_names import Facts
+from encproxy.crypto.fact_names import Facts, Sealer
 from encproxy.crypto.records import PURPOSE_FACTS
 from encproxy.s3 import xml
 from encproxy.wsgi import subrequest
@@ -36,6 +38,19 @@ from encproxy.wsgi.buckets.records import RecordKeys, ensure_internal_bucket
 from encproxy.wsgi.responses import WSGIApp
 
 log = logging.getLogger("encproxy.facts")
+
+_sealers: dict[bytes, Sealer] = {}   # by facts key: a deployment has one root, or a few
+_sealers_lock = threading.Lock()
+
+
+def sealer_of(facts_key: bytes) -> Sealer:
+    """The sealer of a records key of purpose ``facts``, made once per process."""
+    with _sealers_lock:
+        found = _sealers.get(facts_key)
+        if found is None:
+            found = _sealers[facts_key] = Sealer(facts_key)
+        return found
+
 
 # How many pages of records one listing page reads at most (1,000 names each): stale
 # records of overwritten objects share the range, and past this the rest is looked up.
@@ -47,11 +62,11 @@ class EmbeddedFacts:
     stored ETag and size once the body is read, and keeps the sealed fields it returns
     in the version's index row, where its listings carry them; no record is then
     written.  ``facts_of`` gives the object's facts from that ETag and size (it runs in
-    the store's write, so the MAC key is fetched before: no I/O in it)."""
+    the store's write, so the records key is fetched before: no I/O in it)."""
 
-    def __init__(self, mac_key: bytes, root: str, bucket: str,
+    def __init__(self, sealer: Sealer, root: str, bucket: str,
                  facts_of: Callable[[str, int], Facts]) -> None:
-        self._mac_key, self._root, self._bucket = mac_key, root, bucket
+        self._sealer, self._root, self._bucket = sealer, root, bucket
         self._facts_of = facts_of
         self._kept: Facts | None = None
 
@@ -60,7 +75,7 @@ class EmbeddedFacts:
         if not fact_names.recordable(facts, self._bucket):
             return None
         self._kept = facts
-        return fact_names.fields_of(self._mac_key, self._root, self._bucket, facts)
+        return fact_names.fields_of(self._sealer, self._root, self._bucket, facts)
 
     def kept(self, backend_etag: str, stored_size: int) -> bool:
         """Whether the store kept the facts of the body it answered for."""
@@ -75,15 +90,15 @@ class FactRecords:
         self.records = records
         # Roots met by this instance (one per listing): None for one that did not load,
         # so that forged names cost one lookup each, not one per entry.
-        self._roots: dict[str, bytes | None] = {}
+        self._roots: dict[str, Sealer | None] = {}
 
     def record(self, bucket: str, facts: Facts, parent: dict[str, Any] | None) -> None:
         """Keep ``facts`` (best effort: logged if it cannot be written)."""
         if not fact_names.recordable(facts, bucket):
             return
         try:
-            root, mac_key = self.records.sealing_key(PURPOSE_FACTS, parent)
-            name = fact_names.name_of(mac_key, root, bucket, facts)
+            root, facts_key = self.records.sealing_key(PURPOSE_FACTS, parent)
+            name = fact_names.name_of(sealer_of(facts_key), root, bucket, facts)
             resp = subrequest.request(self.app, parent, "PUT", self.internal_bucket, name,
                                       headers={"content-type": "application/octet-stream"},
                                       body=b"")
@@ -103,10 +118,10 @@ class FactRecords:
         """What a PutObject hands the embedded store to keep its facts in its index
         (None if the records key cannot be had now: a record is attempted after)."""
         try:
-            root, mac_key = self.records.sealing_key(PURPOSE_FACTS, parent)
+            root, facts_key = self.records.sealing_key(PURPOSE_FACTS, parent)
         except errors.S3Error:
             return None
-        return EmbeddedFacts(mac_key, root, bucket, facts_of)
+        return EmbeddedFacts(sealer_of(facts_key), root, bucket, facts_of)
 
     def embedded_in_listing(self, bucket: str, key: str, fields: str,
                             parent: dict[str, Any] | None) -> Facts | None:
@@ -117,11 +132,11 @@ class FactRecords:
         except ValueError:
             self._refuse(bucket, key, "RecordMalformed")
             return None
-        mac_key = self._opening_key(parsed.root, parent)
-        if mac_key is None or not parsed.verifies(mac_key, bucket):
+        sealer = self._opener(parsed.root, parent)
+        opened = None if sealer is None else sealer.open(bucket, parsed)
+        if opened is None:
             self._refuse(bucket, key, "RecordAuthenticationFailed")
-            return None
-        return parsed.facts
+        return opened
 
     def between(self, bucket: str, first: str, last: str,
                 parent: dict[str, Any] | None) -> Iterator[tuple[str, Facts]]:
@@ -133,15 +148,16 @@ class FactRecords:
             except ValueError:
                 self._refuse(bucket, name, "RecordMalformed")
                 continue
-            if parsed.facts.key > last:
+            if parsed.key > last:
                 return
-            if parsed.facts.key < first:
+            if parsed.key < first:
                 continue
-            mac_key = self._opening_key(parsed.root, parent)
-            if mac_key is None or not parsed.verifies(mac_key, bucket):
+            sealer = self._opener(parsed.root, parent)
+            opened = None if sealer is None else sealer.open(bucket, parsed)
+            if opened is None:
                 self._refuse(bucket, name, "RecordAuthenticationFailed")
                 continue
-            yield name, parsed.facts
+            yield name, opened
 
     def forget(self, names: Iterable[str], parent: dict[str, Any] | None) -> None:
         """Delete the records ``names`` (best effort: a record left is only read past)."""
@@ -193,10 +209,11 @@ class FactRecords:
             if (xml.child_text(root, "IsTruncated") or "") != "true" or not token:
                 return
 
-    def _opening_key(self, root: str, parent: dict[str, Any] | None) -> bytes | None:
+    def _opener(self, root: str, parent: dict[str, Any] | None) -> Sealer | None:
         if root not in self._roots:
             try:
-                self._roots[root] = self.records.opening_key(root, PURPOSE_FACTS, parent)
+                self._roots[root] = sealer_of(
+                    self.records.opening_key(root, PURPOSE_FACTS, parent))
             except errors.IntegrityError:
                 self._roots[root] = None
         return self._roots[root]
