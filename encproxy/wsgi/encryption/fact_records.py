@@ -13,8 +13,9 @@ The records are an authenticated cache, not a source of truth: a record names th
 ETag and stored size of the body it describes, and a listing uses it only for an entry
 with that ETag and size.  A record that does not open (its seal authenticates every
 field) is reported as an integrity failure and ignored (the object is looked up as if
-there were none); a missing or deleted record costs a lookup.  Writing one is best effort: the object is already
-written when its record is, and a failure is logged, never answered.
+there were none); a missing or deleted record costs a lookup.  Writing one is best
+effort: the object is already written when its record is, and a failure is logged,
+never answered.
 
 A record of a body the bucket no longer has (overwritten, deleted) is read past (``MAX_PAGES``
 bounds what one listing page reads) until a ListObjects page that read it finds another
