@@ -38,11 +38,24 @@ _SECRET_PARAMS = re.compile(
 _AUTH_HEADER = re.compile(r"(Bearer|AWS)\s+([A-Za-z0-9._~+/=@-]+:)?[A-Za-z0-9._~+/=-]{8,}")
 
 
+# Each name _SECRET_PARAMS looks for contains one of these.  Every access line goes
+# through redact, and the case-insensitive alternation costs ~45 us on a line that names
+# none of them: ASCII text (where the regex's case-insensitivity is ASCII's) is searched
+# only if it contains one of them; other text always.
+_SECRET_WORDS = ("signature", "credential", "security-token", "awsaccesskeyid",
+                 "customer-key", "authorization")
+
+
 def redact(text: str) -> str:
     if not text:
         return text
-    text = _AUTH_HEADER.sub(lambda m: m.group(1) + " " + REDACTED
-                            if m.group(1) == "Bearer" or m.group(2) else m.group(0), text)
+    if "Bearer" in text or "AWS" in text:
+        text = _AUTH_HEADER.sub(lambda m: m.group(1) + " " + REDACTED
+                                if m.group(1) == "Bearer" or m.group(2) else m.group(0), text)
+    if text.isascii():
+        lowered = text.lower()
+        if not any(word in lowered for word in _SECRET_WORDS):
+            return text
     return _SECRET_PARAMS.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
 
 

@@ -201,6 +201,32 @@ def test_redaction(text, secret):
     assert secret not in redact(text) and "REDACTED" in redact(text)
 
 
+@pytest.mark.parametrize("text", [
+    '{"key":"r0-00001","user_agent":"python","auth":"sigv4"}',
+    "GET /b/k?X-Amz-Signature=abcdef0123&X-Amz-Credential=AK%2F2026 HTTP/1.1",
+    "x-amz-server-side-encryption-customer-key: c2VjcmV0c2VjcmV0",
+    "AUTHORIZATION: AWS4-HMAC-SHA256 Credential=AK/20261206/us-east-1/s3/aws4_request",
+    "Signature = deadbeef; awsaccesskeyid=AKIDEXAMPLE",
+    "x-amz-security-token%3DFQoGZXIvYXdzE",
+    "Authorization: AWS AKIDEXAMPLE:c2lnbmF0dXJlc2lnbmF0dXJl",
+    "Authorization: Bearer abc.def.ghi",
+    # Not ASCII: the case-insensitive regex also matches these as the names it looks for.
+    "key ſignature=secret1 and \u212aEY",
+    "x-amz-\u017fecurity-token=secret2",
+    "ключ signature=secret3",
+    "",
+])
+def test_redaction_is_the_full_regex_whatever_the_prefilter(text):
+    """redact skips the slow case-insensitive search only where it cannot match."""
+    from encproxy import logjson
+    expected = logjson._AUTH_HEADER.sub(
+        lambda m: m.group(1) + " " + logjson.REDACTED
+        if m.group(1) == "Bearer" or m.group(2) else m.group(0), text)
+    expected = logjson._SECRET_PARAMS.sub(
+        lambda m: m.group(1) + m.group(2) + logjson.REDACTED, expected)
+    assert redact(text) == expected
+
+
 def test_formatters_redact_and_stay_json():
     record = logging.LogRecord("encproxy.x", logging.WARNING, __file__, 1,
                                "bad request %s", ("?X-Amz-Signature=deadbeef",), None)
