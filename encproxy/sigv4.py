@@ -284,10 +284,14 @@ class AuthParams:
 
 
 def _parse_amz_date(value: str) -> datetime | None:
+    # The fixed-width digits are read by slicing: datetime() refuses what strptime would
+    # (month 13, day 31 of a 30-day month, second 60) and costs a tenth of it, on every
+    # request.
     if not _AMZ_DATE_RE.match(value):
         return None
     try:
-        return datetime.strptime(value, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+        return datetime(int(value[0:4]), int(value[4:6]), int(value[6:8]), int(value[9:11]),
+                        int(value[11:13]), int(value[13:15]), tzinfo=UTC)
     except ValueError:
         return None
 
@@ -296,7 +300,7 @@ def _scope_date_valid(value: str) -> bool:
     if not _SCOPE_DATE_RE.match(value):
         return False
     try:
-        datetime.strptime(value, "%Y%m%d")
+        datetime(int(value[0:4]), int(value[4:6]), int(value[6:8]))
     except ValueError:
         return False
     return True

@@ -649,3 +649,27 @@ def test_chunk_and_trailer_strings_to_sign() -> None:
         f"AWS4-HMAC-SHA256-PAYLOAD\nT\nS\nP\n{sigv4.EMPTY_SHA256}\nH"
     assert sigv4.trailer_string_to_sign("T", "S", "P", "H") == \
         "AWS4-HMAC-SHA256-TRAILER\nT\nS\nP\nH"
+
+
+@pytest.mark.parametrize("value", [
+    "20261206T221530Z", "20240229T000000Z", "20230229T000000Z", "20261306T000000Z",
+    "20261200T000000Z", "20260431T000000Z", "20261206T240000Z", "20261206T236000Z",
+    "20261206T235960Z", "20261206T235961Z", "00001206T000000Z", "00011206T000000Z",
+    "99991231T235959Z", "2026126T221530Z", "20261206 221530Z", "20261206T221530",
+    "２０２61206T221530Z",
+])
+def test_amz_dates_are_read_as_strptime_reads_them(value: str):
+    """The sliced parse (no strptime on every request) accepts and refuses exactly what
+    strptime did, with the same moment."""
+    try:
+        expected = datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc) \
+            if re.fullmatch(r"\d{8}T\d{6}Z", value, re.ASCII) else None
+    except ValueError:
+        expected = None
+    assert sigv4._parse_amz_date(value) == expected
+    try:
+        scope_ok = bool(re.fullmatch(r"\d{8}", value[:8], re.ASCII)) and \
+            datetime.strptime(value[:8], "%Y%m%d") is not None
+    except ValueError:
+        scope_ok = False
+    assert sigv4._scope_date_valid(value[:8]) is scope_ok
