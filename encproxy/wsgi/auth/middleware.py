@@ -220,30 +220,37 @@ class AuthenticationMiddleware:
         method = environ.get("REQUEST_METHOD", "GET")
         names = [name for name, _ in sigv2.parse_query(query)]
         access_key: str | None
+        # Whether the request as S3Request parses it (query, headers, length) changed;
+        # a new body alone does not count: S3Request reads wsgi.input from the environ.
+        changed = False
         if method == "POST" and environ.get(env.KEY) is None \
                 and S3Request.of(environ).operation == "PostObject":
             access_key = self._authenticate_post(environ, headers, names)
+            changed = True
         elif self.anonymous is not None and without_credentials(headers, names):
             # No signature: the body is as sent, its Content-MD5 and checksums verified.
-            self._install_body(environ, headers, sigv2_payload(headers), None)
+            changed = self._install_body(environ, headers, sigv2_payload(headers), None)
             access_key = None
         elif sigv2.requested(headers, names):
             if not self.allow_sigv2:
                 raise sigv4.unsupported_authorization(sigv2.SCHEME)
             verified2 = sigv2.verify(method, path, query, headers, self.secret_lookup,
                                      self.clock(), bucket=virtual_bucket(environ, path))
-            self._carry_query_headers(environ, headers, verified2.query_headers)
-            self._install_body(environ, headers, sigv2_payload(headers), None)
+            changed = self._carry_query_headers(environ, headers, verified2.query_headers)
+            changed = self._install_body(environ, headers, sigv2_payload(headers),
+                                         None) or changed
             access_key = verified2.access_key
         else:
             verified = sigv4.verify(method, path, query, headers, self.secret_lookup,
                                     self.clock(), region=self.region)
             if method in ("PUT", "POST") and "X-Amz-Signature" in names:
-                self._carry_query_headers(environ, headers,
-                                          hoisted_checksums(sigv2.parse_query(query), headers))
-            self._install_body(environ, headers, verified.payload_hash, verified)
+                changed = self._carry_query_headers(
+                    environ, headers, hoisted_checksums(sigv2.parse_query(query), headers))
+            changed = self._install_body(environ, headers, verified.payload_hash,
+                                         verified) or changed
             access_key = verified.access_key
-        environ.pop(env.REQUEST, None)  # the body and its length changed: parse again
+        if changed:
+            environ.pop(env.REQUEST, None)  # parsed again by the next S3Request.of
         if access_key is None:
             assert self.anonymous is not None
             environ.pop(env.ACCESS_KEY, None)
@@ -278,20 +285,23 @@ class AuthenticationMiddleware:
 
     @staticmethod
     def _carry_query_headers(environ: dict[str, Any], headers: dict[str, str],
-                             carried: Mapping[str, str]) -> None:
+                             carried: Mapping[str, str]) -> bool:
         """Headers a presigned query carried (any a SigV2 URL carries; a SigV4 upload
-        URL's checksums) become headers, and leave the query."""
+        URL's checksums) become headers, and leave the query.  True if any did."""
         if not carried:
-            return
+            return False
         for name, value in carried.items():
             environ[environ_key(name)] = value
             headers[name] = value
         for key in (env.RAW_QUERY, "QUERY_STRING"):
             if key in environ:
                 environ[key] = without_parameters(environ[key], carried)
+        return True
 
     def _install_body(self, environ: dict[str, Any], headers: dict[str, str],
-                      payload_hash: str, signing: ChunkSigning | None) -> None:
+                      payload_hash: str, signing: ChunkSigning | None) -> bool:
+        """Put the verified body in ``environ``; True if its headers changed with it
+        (an ``aws-chunked`` body: its decoded length, its codings)."""
         chunked_transfer = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         if S3Request.of(environ).operation == "CompleteMultipartUpload":
             # CompleteMultipartUpload's x-amz-checksum-<algorithm> is the whole object's
@@ -305,7 +315,7 @@ class AuthenticationMiddleware:
         sums: dict[str, str] = environ.setdefault(env.BODY_CHECKSUMS, {})
         if not spec.has_body:
             sums.update(verify_empty_body(spec) or {})
-            return
+            return False
 
         def record(checks: dict[str, str]) -> None:
             sums.update(checks)
@@ -317,6 +327,8 @@ class AuthenticationMiddleware:
             environ["CONTENT_LENGTH"] = str(spec.decoded_length)
             environ.pop("HTTP_TRANSFER_ENCODING", None)
             strip_aws_chunked(environ)
+            return True
+        return False
 
 
 def without_credentials(headers: Mapping[str, str], names: Iterable[str]) -> bool:
