@@ -1,14 +1,15 @@
 """The HTTP client that reaches an S3 backend: pooled, re-signing, streaming.
 
-The only module of encproxy that imports ``requests`` (layer 3 of
-DESIGN.md).  One :class:`S3BackendClient` per worker process is shared by its
-threads: ``requests``' :class:`~requests.adapters.HTTPAdapter` keeps a
-thread-safe pool of keep-alive connections to the endpoint (``pool_size``).
-Requests are built and sent through the adapter directly, not through a
-``Session``: that skips per-call work a proxy does not need (cookies,
-redirects, environment proxies and ``.netrc``), and it leaves the path exactly
-as built (a ``Session`` would normalise ``..`` segments, which are legal in
-S3 keys).
+Layer 3 of DESIGN.md.  One :class:`S3BackendClient` per worker process is shared
+by its threads: a urllib3 connection pool keeps thread-safe keep-alive connections
+to the endpoint (``pool_size``).  Requests go to the pool's ``urlopen`` directly,
+not through ``requests`` (neither a ``Session`` nor its ``HTTPAdapter``): that
+skips per-call work a proxy does not need (a ``PreparedRequest``, a
+``requests.Response`` with its cookie jar, redirects, environment proxies and
+``.netrc``), and it leaves the path exactly as built (a ``Session`` would
+normalise ``..`` segments, which are legal in S3 keys).  ``requests`` is still
+where the CA bundle comes from, so that a backend is verified against the same
+certificates as before.
 
 Bodies:
 
@@ -38,16 +39,16 @@ import copy
 import hashlib
 import http.client
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import requests
 import urllib3
-from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 
 from encproxy import errors, sigv4
 from encproxy.io_sizes import PIECE
@@ -156,14 +157,13 @@ class _Primed:
 class BackendResponse:
     """A backend response whose body has not been read; close it when done."""
 
-    def __init__(self, response: requests.Response, method: str,
+    def __init__(self, response: urllib3.BaseHTTPResponse, method: str,
                  own_connection: bool = False) -> None:
         """``own_connection``: the response's connection is not a pooled one: closed
         with the response, whatever was read."""
-        self._response = response
-        self._raw = response.raw
+        self._raw = response
         self._own_connection = own_connection
-        self.status: int = response.status_code
+        self.status: int = response.status
         self.method = method
         self._exhausted = False
         self.headers: list[tuple[str, str]] = [
@@ -239,9 +239,10 @@ class S3BackendClient:
         self.clock = clock
         self.verify: bool | str = (config.ca_bundle or True) if config.tls_verify else False
         self.timeout = (config.connect_timeout, config.read_timeout)
+        self._timeout = urllib3.Timeout(connect=config.connect_timeout,
+                                        read=config.read_timeout)
         # One endpoint, one pool; a busier moment opens extra connections (not pooled).
-        self.adapter = HTTPAdapter(pool_connections=4, pool_maxsize=config.pool_size,
-                                   max_retries=0, pool_block=False)
+        self.pool = _pool(self.endpoint.base_url, self.verify, config.pool_size, self._timeout)
         self.signs = True
         # Whether the backend decides who may write (an anonymous caller's twin, a client's
         # own backend user): a client's Expect: 100-continue then waits for its answer.
@@ -266,7 +267,7 @@ class S3BackendClient:
         return twin
 
     def close(self) -> None:
-        self.adapter.close()
+        self.pool.close()
 
     def request(self, method: str, bucket: str | None, key: str | None, query: str = "",
                 headers: Mapping[str, str] | None = None,
@@ -299,25 +300,25 @@ class S3BackendClient:
             out.update(sigv4.sign(method, path, query, out, self.identity, self.clock(),
                                   payload_hash))
         out["user-agent"] = USER_AGENT
-        prepared = requests.PreparedRequest()
-        prepared.method = method
-        prepared.url = self.endpoint.base_url + path + ("?" + query if query else "")
-        prepared.headers = CaseInsensitiveDict(out)
-        prepared.body = body
+        target = path + ("?" + query if query else "")
         if expect_continue and isinstance(body, BodySource):
             # The body is read only once the backend said "100 Continue"; not primed.
-            return self._send_expecting(prepared, method, path + ("?" + query if query else ""),
-                                        out, body)
+            return self._send_expecting(method, target, out, body)
+        sent: bytes | BodySource | _Primed | None = body
         if isinstance(body, BodySource) and body.length:
-            prepared.body = _Primed(body)   # the source's error, if any, raised here
+            sent = _Primed(body)   # the source's error, if any, raised here
         retry = method in IDEMPOTENT and not isinstance(body, BodySource)
         started = time.monotonic()
         while True:
             try:
-                response = self.adapter.send(prepared, stream=True, timeout=self.timeout,
-                                             verify=self.verify, cert=None, proxies={})
+                # No retries, redirects or decoding here: a stale connection is retried
+                # below, once; bodies pass through as the backend sent them.
+                response = self.pool.urlopen(
+                    method, target, body=sent, headers=out, retries=False, redirect=False,
+                    assert_same_host=False, preload_content=False, decode_content=False,
+                    timeout=self._timeout, chunked=False)
                 return BackendResponse(response, method)
-            except requests.RequestException as exc:
+            except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
                 if isinstance(body, BodySource) and body.error is not None:
                     raise body.error from None
                 if retry and _stale_connection(exc):
@@ -334,11 +335,10 @@ class S3BackendClient:
                 raise
 
 
-    def _send_expecting(self, prepared: requests.PreparedRequest, method: str, target: str,
-                        headers: Mapping[str, str], body: BodySource) -> BackendResponse:
+    def _send_expecting(self, method: str, target: str, headers: Mapping[str, str],
+                        body: BodySource) -> BackendResponse:
         """``request`` with ``Expect: 100-continue``, on a connection of its own."""
-        pool = self.adapter.get_connection_with_tls_context(prepared, self.verify, proxies={})
-        conn = pool._new_conn()
+        conn = self.pool._new_conn()
         # urllib3's connections are http.client's (its BaseHTTPConnection is a Protocol).
         assert isinstance(conn, http.client.HTTPConnection)
         started = time.monotonic()
@@ -365,20 +365,35 @@ class S3BackendClient:
             body=raw, headers=urllib3.HTTPHeaderDict(raw.getheaders()), status=raw.status,
             version=raw.version, reason=raw.reason, preload_content=False,
             decode_content=False, original_response=raw, connection=conn)
-        response = requests.Response()
-        response.status_code, response.raw = raw.status, wrapped
-        response.url = prepared.url or ""
-        response.headers = CaseInsensitiveDict(raw.getheaders())
-        return BackendResponse(response, method, own_connection=True)
+        return BackendResponse(wrapped, method, own_connection=True)
 
 
-def _stale_connection(exc: requests.RequestException) -> bool:
+def _pool(base_url: str, verify: bool | str, size: int,
+          timeout: urllib3.Timeout) -> urllib3.HTTPConnectionPool:
+    """The endpoint's connection pool, verifying TLS as ``requests``' adapter did:
+    against ``verify`` (a CA bundle file, or a directory of certificates), or
+    ``requests``' own bundle (True); nothing verified when ``verify`` is False."""
+    tls: dict[str, Any] = {}
+    if base_url.startswith("https:"):
+        if verify is False:
+            tls = {"cert_reqs": "CERT_NONE"}
+        else:
+            bundle = DEFAULT_CA_BUNDLE_PATH if verify is True else verify
+            tls = {"cert_reqs": "CERT_REQUIRED",
+                   **({"ca_cert_dir": bundle} if os.path.isdir(bundle) else
+                      {"ca_certs": bundle})}
+    return urllib3.connection_from_url(base_url, maxsize=size, block=False,
+                                       retries=False, timeout=timeout, **tls)
+
+
+def _stale_connection(exc: BaseException) -> bool:
     """A pooled keep-alive connection that the backend had closed: safe to try again.
 
     The backend dropped the connection before answering (``RemoteDisconnected``,
     a reset, a broken pipe); a refused or timed-out connection is not stale.
     """
-    if isinstance(exc, (requests.Timeout, requests.exceptions.SSLError)):
+    if isinstance(exc, (urllib3.exceptions.TimeoutError, urllib3.exceptions.SSLError,
+                        TimeoutError)):
         return False
     seen: list[BaseException] = []
     todo: list[Any] = [exc]
@@ -394,9 +409,9 @@ def _stale_connection(exc: requests.RequestException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, requests.ConnectTimeout):
+    if isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError):
         return "connect timeout"
-    if isinstance(exc, requests.ReadTimeout):
+    if isinstance(exc, ReadTimeoutError):
         return "read timeout"
     reason: Any = exc.args[0] if exc.args else exc
     return f"{type(exc).__name__}: {getattr(reason, 'reason', reason)}"
