@@ -139,29 +139,22 @@ class BucketEncryptionMiddleware:
         if resp.ok:
             self.store.delete(req.bucket, parent=req.environ)
             self._forget_uploads(req.bucket, locations, req.environ)
-            self._forget_rewraps(req.bucket, req.environ)
-            self._forget_facts(req.bucket, req.environ)
+            for kind, records in (("rewrap", RewrapStore), ("facts", FactRecords)):
+                self._forget_records(req.bucket, kind, records, req.environ)
         return relayed
 
-    def _forget_facts(self, bucket: str, parent: dict[str, Any]) -> None:
-        # The facts records of the bucket's objects (FORMAT.md §17); as for rewrap
-        # records, a failure is logged, not answered.
+    def _forget_records(self, bucket: str, kind: str,
+                        records: type[RewrapStore] | type[FactRecords],
+                        parent: dict[str, Any]) -> None:
+        # The rewrap records of the bucket's versions and the facts records of its objects
+        # (FORMAT.md §14, §17), all gone with it, as S3 deletes only an empty bucket.  The
+        # bucket is gone: a failure is logged, not answered.
         try:
-            FactRecords(self.store.app, self.store.internal_bucket,
-                        self.store.records).remove_bucket(bucket, parent)
+            records(self.store.app, self.store.internal_bucket,
+                    self.store.records).remove_bucket(bucket, parent)
         except errors.S3Error as exc:
-            log.warning("deleted bucket %s: could not remove its facts records (%s)", bucket,
-                        exc.code)
-
-    def _forget_rewraps(self, bucket: str, parent: dict[str, Any]) -> None:
-        # The rewrap records of the bucket's versions (all deleted with it, as S3 deletes
-        # only an empty bucket).  The bucket is gone: a failure is logged, not answered.
-        try:
-            RewrapStore(self.store.app, self.store.internal_bucket,
-                        self.store.records).remove_bucket(bucket, parent)
-        except errors.S3Error as exc:
-            log.warning("deleted bucket %s: could not remove its rewrap records (%s)", bucket,
-                        exc.code)
+            log.warning("deleted bucket %s: could not remove its %s records (%s)", bucket,
+                        kind, exc.code)
 
     def _upload_locations(self, bucket: str, parent: dict[str, Any]) -> list[str]:
         """Where encproxy keeps the state of each upload open in ``bucket`` (none if the

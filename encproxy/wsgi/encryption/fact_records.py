@@ -33,9 +33,9 @@ from encproxy import errors, metrics
 from encproxy.crypto import fact_names
 from encproxy.crypto.fact_names import Facts, Sealer
 from encproxy.crypto.records import PURPOSE_FACTS
-from encproxy.s3 import xml
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.buckets.records import RecordKeys, ensure_internal_bucket
+from encproxy.wsgi.encryption.upload_store import list_internal
 from encproxy.wsgi.responses import WSGIApp
 
 log = logging.getLogger("encproxy.facts")
@@ -189,26 +189,10 @@ class FactRecords:
             yield name
 
     def _listed(self, prefix: str, start_after: str | None,
-                parent: dict[str, Any] | None) -> Iterable[str]:
-        token = None
-        while True:
-            query = "list-type=2&prefix=" + subrequest.quote_param(prefix)
-            if start_after is not None:
-                query += "&start-after=" + subrequest.quote_param(start_after)
-            if token:
-                query += "&continuation-token=" + subrequest.quote_param(token)
-            resp = subrequest.request(self.app, parent, "GET", self.internal_bucket,
-                                      query=query)
-            if resp.status == 404:
-                return
-            if not resp.ok:
-                raise subrequest.internal_failure(resp.status)
-            root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
-            for entry in root.findall("Contents"):
-                yield xml.child_text(entry, "Key") or ""
-            token = xml.child_text(root, "NextContinuationToken")
-            if (xml.child_text(root, "IsTruncated") or "") != "true" or not token:
-                return
+                parent: dict[str, Any] | None) -> Iterator[str]:
+        for name, _, _ in list_internal(self.app, self.internal_bucket, prefix, parent,
+                                        start_after):
+            yield name
 
     def _opener(self, root: str, parent: dict[str, Any] | None) -> Sealer | None:
         if root not in self._roots:

@@ -411,12 +411,16 @@ class UploadStore:
 # -- housekeeping: whole upload locations, a bucket's open uploads ---------------------------
 
 def list_internal(app: WSGIApp, internal_bucket: str, prefix: str,
-                  parent: dict[str, Any] | None) -> Iterable[tuple[str, str, int]]:
-    """(name, ETag, size) of everything under ``prefix`` in the internal bucket; nothing if
-    the internal bucket does not exist."""
+                  parent: dict[str, Any] | None,
+                  start_after: str | None = None) -> Iterable[tuple[str, str, int]]:
+    """(name, ETag, size) of everything under ``prefix`` in the internal bucket (after
+    ``start_after``, if given), in the backend's order; nothing if the internal bucket does
+    not exist."""
     token = None
     while True:
         query = "list-type=2&prefix=" + subrequest.quote_param(prefix)
+        if start_after is not None:
+            query += "&start-after=" + subrequest.quote_param(start_after)
         if token:
             query += "&continuation-token=" + subrequest.quote_param(token)
         resp = subrequest.request(app, parent, "GET", internal_bucket, query=query)
