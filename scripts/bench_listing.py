@@ -38,7 +38,6 @@ listing that reported ciphertext sizes would fail the run).
 from __future__ import annotations
 
 import argparse
-import functools
 import io
 import shutil
 import sys
@@ -47,15 +46,24 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_encryption import SSE_S3, Endpoint, request  # noqa: E402
-from bench_small import BODY, Encproxy, Setup, _backend_pids, _get, listing, med, phase  # noqa: E402
-from support.backends import Backend, start_backend  # noqa: E402
+from bench_small import (  # noqa: E402
+    BODY,
+    Encproxy,
+    Setup,
+    _get,
+    backend_setups,
+    listing,
+    med,
+    phase,
+)
+from support.backends import Backend  # noqa: E402
 
 from encproxy.filestore.store import FileStore  # noqa: E402
 
@@ -229,20 +237,7 @@ def versus(args: argparse.Namespace, workdir: Path) -> Versus:
         setups.append(Setup(enc.name, enc, lambda: [file_proxy.server.process.pid],
                             lambda: file_proxy.restart(enc)))
         for kind in filter(None, args.backends.split(",")):
-            backend = start_backend(kind, workdir / kind)
-            stops.append(backend.stop)
-            assert backend.endpoint is not None
-            parts = urlsplit(backend.endpoint)
-            direct = Endpoint(f"{kind} direct", parts.hostname or "127.0.0.1", parts.port or 80,
-                              "bench-direct", backend.access_key, backend.secret_key)
-            setups.append(Setup(direct.name, direct, _backend_pids(kind, workdir / kind), None))
-            proxy = Encproxy(workdir / f"encproxy-{kind}", backend)
-            stops.append(proxy.stop)
-            through = Endpoint(f"encproxy->{kind} encrypted", "127.0.0.1", proxy.server.port,
-                               "bench-through")
-            setups.append(Setup(through.name, through,
-                                lambda proxy=proxy: [proxy.server.process.pid],  # type: ignore[misc]
-                                functools.partial(proxy.restart, through)))
+            setups += backend_setups(kind, workdir, stops)
         for setup in setups:
             create_bucket(setup.endpoint, encrypted="encrypted" in setup.name)
             phase(setup, "PUT", args.count, args.threads, "b-")

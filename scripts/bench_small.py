@@ -397,20 +397,7 @@ def start(args: argparse.Namespace, workdir: Path,
     setups.append(Setup(crypt.name, crypt, lambda: [rclone.process.pid],  # type: ignore[union-attr]
                         lambda: rclone.restart(crypt)))
     for kind in [] if args.large_mib else filter(None, args.backends.split(",")):
-        backend = start_backend(kind, workdir / kind)
-        stops.append(backend.stop)
-        assert backend.endpoint is not None
-        parts = urlsplit(backend.endpoint)
-        direct = Endpoint(f"{kind} direct", parts.hostname or "127.0.0.1", parts.port or 80,
-                          "bench-direct", backend.access_key, backend.secret_key)
-        setups.append(Setup(direct.name, direct, _backend_pids(kind, workdir / kind), None))
-        proxy = Encproxy(workdir / f"encproxy-{kind}", backend)
-        stops.append(proxy.stop)
-        through = Endpoint(f"encproxy->{kind} encrypted", "127.0.0.1", proxy.server.port,
-                           "bench-through")
-        setups.append(Setup(through.name, through,
-                            lambda proxy=proxy: [proxy.server.process.pid],  # type: ignore[misc]
-                            lambda proxy=proxy, ep=through: proxy.restart(ep)))
+        setups += backend_setups(kind, workdir, stops)
     for setup in setups:
         ep = setup.endpoint
         assert request(ep, "PUT", f"/{ep.bucket}")[0] == 200, f"{ep.name}: create bucket"
@@ -422,6 +409,24 @@ def start(args: argparse.Namespace, workdir: Path,
         setup.put_ops.clear(), setup.get_ops.clear()
         setup.put_cpu_ms.clear(), setup.get_cpu_ms.clear()
     return setups
+
+
+def backend_setups(kind: str, workdir: Path, stops: list[Callable[[], None]]) -> list[Setup]:
+    """The S3 backend ``kind`` direct and encproxy in front of it (encrypted), started;
+    what stops them is appended to ``stops``."""
+    backend = start_backend(kind, workdir / kind)
+    stops.append(backend.stop)
+    assert backend.endpoint is not None
+    parts = urlsplit(backend.endpoint)
+    direct = Endpoint(f"{kind} direct", parts.hostname or "127.0.0.1", parts.port or 80,
+                      "bench-direct", backend.access_key, backend.secret_key)
+    proxy = Encproxy(workdir / f"encproxy-{kind}", backend)
+    stops.append(proxy.stop)
+    through = Endpoint(f"encproxy->{kind} encrypted", "127.0.0.1", proxy.server.port,
+                       "bench-through")
+    return [Setup(direct.name, direct, _backend_pids(kind, workdir / kind), None),
+            Setup(through.name, through, lambda: [proxy.server.process.pid],
+                  lambda: proxy.restart(through))]
 
 
 def _backend_pids(kind: str, directory: Path) -> Callable[[], list[int]]:
