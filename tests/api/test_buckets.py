@@ -158,3 +158,37 @@ def test_unimplemented_subresource_is_501_xml(s3, bucket, backend):
             "IndexDocument": {"Suffix": "index.html"}})
     assert code(exc) == "NotImplemented"
     assert status(exc) == 501
+
+
+@pytest.mark.parametrize("backend", ["file"], indirect=True)
+def test_list_buckets_pages_never_count_the_internal_bucket(backend, tmp_path_factory):
+    """s3-tests test_list_buckets_paginated: ``MaxBuckets=1`` lists one bucket a page.  The
+    internal bucket, hidden from clients, sorts between these two: the page it falls on is
+    filled from the backend's next one.  (The file store: Ceph RGW 16.2 pages no
+    ListBuckets.)"""
+    running = start_server(tmp_path_factory.mktemp("pages"), env=backend.server_env())
+    try:
+        client = boto3.client(
+            "s3", endpoint_url=running.endpoint, region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+        uid = uuid.uuid4().hex[:8]
+        before, after = f"encproxy-h{uid}", f"encproxy-j{uid}"    # "encproxy-internal"
+        for name in (before, after):
+            client.create_bucket(Bucket=name)
+        client.put_bucket_encryption(Bucket=before, ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+        client.put_object(Bucket=before, Key="k", Body=b"x")    # the internal bucket exists
+        pages, token = [], None
+        while True:
+            page = client.list_buckets(MaxBuckets=1, Prefix="encproxy-",
+                                       **({"ContinuationToken": token} if token else {}))
+            pages.append([b["Name"] for b in page["Buckets"]])
+            token = page.get("ContinuationToken")
+            if not token:
+                break
+        assert pages[:2] == [[before], [after]]
+        assert all(len(names) == 1 for names in pages[:-1]) and len(pages) <= 3
+        assert "encproxy-internal" not in sum(pages, [])
+    finally:
+        running.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
@@ -193,22 +194,67 @@ class BucketEncryptionMiddleware:
         return relayed
 
     def op_ListBuckets(self, req: S3Request) -> Response:
+        """The backend's buckets but the internal one (and, with ``[access]``, those the
+        caller may not see).  A page bounded by ``max-buckets`` that lost entries to them
+        is filled from the backend's next pages, so that it holds what S3 would list."""
         resp, relayed = self._relay(req)
         if not resp.ok:
             return relayed
         root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
         buckets = root.find("Buckets")
         if buckets is not None:
-            visible = visible_bucket(req.environ)   # [access]: the caller's buckets only
-            entries = [b for b in buckets
-                       if (name := xml.child_text(b, "Name")) != self.store.internal_bucket
-                       and name is not None and visible(name)]
+            entries = self._shown(buckets, req.environ)
+            wanted = _max_buckets(req.query.get("max-buckets"))
+            page = root
+            while wanted is not None and len(entries) < wanted:
+                token = xml.child_text(page, "ContinuationToken")
+                if not token:
+                    break
+                page = self._next_buckets(req, token, wanted - len(entries))
+                more = page.find("Buckets")
+                entries += self._shown(more, req.environ) if more is not None else []
             # S3 lists buckets by name; some backends (moto) list them as created.
             entries.sort(key=lambda b: (xml.child_text(b, "Name") or "").encode("utf-8"))
             for bucket in list(buckets):
                 buckets.remove(bucket)
             buckets.extend(entries)
+            if page is not root:    # the page that ended the list says what follows it
+                _replace_child(root, "ContinuationToken", xml.child_text(page,
+                                                                         "ContinuationToken"))
         return Response(xml.render_element(root), status=200, content_type="application/xml")
+
+    def _shown(self, buckets: Any, environ: dict[str, Any]) -> list[Any]:
+        visible = visible_bucket(environ)   # [access]: the caller's buckets only
+        return [b for b in buckets
+                if (name := xml.child_text(b, "Name")) != self.store.internal_bucket
+                and name is not None and visible(name)]
+
+    def _next_buckets(self, req: S3Request, token: str, count: int) -> Any:
+        query = [f"max-buckets={count}", "continuation-token=" + subrequest.quote_param(token)]
+        for name in ("prefix", "bucket-region"):
+            if name in req.query:
+                query.append(f"{name}={subrequest.quote_param(req.query[name])}")
+        resp = subrequest.request(self.app, req.environ, "GET", "", query="&".join(query))
+        if not resp.ok:
+            raise subrequest.failure(resp.status, resp.body)
+        return xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
+
+
+def _max_buckets(value: str | None) -> int | None:
+    """``max-buckets`` as the backend took it (it refused one it does not take)."""
+    return int(value) if value is not None and value.isdigit() and int(value) > 0 else None
+
+
+def _replace_child(root: Any, tag: str, text: str | None) -> None:
+    """Set ``root``'s ``tag`` child to ``text`` (None: remove it)."""
+    found = root.find(tag)
+    if text is None:
+        if found is not None:
+            root.remove(found)
+    elif found is not None:
+        found.text = text
+    else:
+        ET.SubElement(root, tag).text = text
 
 
 def _check_answer(resp: subrequest.SubResponse, bucket: str) -> None:
