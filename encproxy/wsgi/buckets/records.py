@@ -125,6 +125,14 @@ class RecordKeys:
                 self._sealing = self._find_or_create(parent)
             return self._sealing, self._mac_key(self._sealing, purpose)
 
+    def loaded_sealing_key(self, purpose: str) -> tuple[str, bytes] | None:
+        """``sealing_key`` if this process already has its root (no I/O, no key provider
+        call); None if it has none yet."""
+        with self._lock:
+            if self._sealing is None:
+                return None
+            return self._sealing, self._mac_key(self._sealing, purpose)
+
     def opening_key(self, root: str, purpose: str, parent: dict[str, Any] | None) -> bytes:
         """The MAC key of ``purpose`` under the root named ``root``; RecordsRootInvalid if
         that root is missing or not this deployment's."""

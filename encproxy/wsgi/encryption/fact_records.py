@@ -115,13 +115,21 @@ class FactRecords:
                         bucket, facts.key, exc.code)
 
     def embedded(self, bucket: str, facts_of: Callable[[str, int], Facts],
-                 parent: dict[str, Any] | None) -> EmbeddedFacts | None:
+                 parent: dict[str, Any] | None, load: bool = True) -> EmbeddedFacts | None:
         """What a PutObject hands the embedded store to keep its facts in its index
-        (None if the records key cannot be had now: a record is attempted after)."""
-        try:
-            root, facts_key = self.records.sealing_key(PURPOSE_FACTS, parent)
-        except errors.S3Error:
-            return None
+        (None if the records key cannot be had now: a record is attempted after).
+        ``load=False``: only if this process has its records root already, for a write
+        that must not wait on the key provider (an unencrypted one)."""
+        if load:
+            try:
+                root, facts_key = self.records.sealing_key(PURPOSE_FACTS, parent)
+            except errors.S3Error:
+                return None
+        else:
+            loaded = self.records.loaded_sealing_key(PURPOSE_FACTS)
+            if loaded is None:
+                return None
+            root, facts_key = loaded
         return EmbeddedFacts(sealer_of(facts_key), root, bucket, facts_of)
 
     def embedded_in_listing(self, bucket: str, key: str, fields: str,

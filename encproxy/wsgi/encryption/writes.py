@@ -112,15 +112,16 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
 
 def _put_plain(ctx: EncryptionContext, req: S3Request, conditions: dict[str, str]) -> Response:
     """An unencrypted PutObject, passed through.  The embedded store keeps its facts in
-    its index for nothing, so that a listing need not look it up to learn that it is not
-    encrypted; through an S3 backend no record is written (it would double the backend
-    requests of every unencrypted write): the first listing that meets the object
-    records them."""
+    its index for nothing (once this process has its records root), so that a listing
+    need not look it up to learn that it is not encrypted; through an S3 backend no record
+    is written (it would double the backend requests of every unencrypted write): the
+    first listing that meets the object records them."""
     assert req.bucket is not None and req.key is not None
     key = req.key
     inner = passed_through(req, conditions)
+    # Never a key-provider call for it: an unencrypted write does not wait on the KMS.
     embedded = ctx.fact_records.embedded(req.bucket, lambda etag, size: Facts(
-        key, sse.MODE_NONE, size, etag, size, etag), req.environ)
+        key, sse.MODE_NONE, size, etag, size, etag), req.environ, load=False)
     if embedded is not None:
         inner[env.LISTING_FACTS] = embedded
     resp = Response.from_app(ctx.app, inner)
