@@ -74,9 +74,11 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
         headers={**stored_metadata(envelope, context), **conditions},
         body=ciphertext, content_length=encryptor.ciphertext_size)
     inner[env.STORED_DIGEST] = encryptor.fingerprint  # the file store needs no MD5 of it
+    # An SSE-C write needs no key provider: its facts do not make it wait on one either.
     sse_c = plan.mode == sse.MODE_SSE_C
     embedded = ctx.fact_records.embedded(req.bucket, lambda etag, size: Facts(
-        key, plan.mode, size, etag, length, etag if sse_c else md5.hexdigest()), req.environ)
+        key, plan.mode, size, etag, length, etag if sse_c else md5.hexdigest()), req.environ,
+        load=not sse_c)
     if embedded is not None:
         inner[env.LISTING_FACTS] = embedded
     try:
@@ -95,7 +97,8 @@ def put_object(ctx: EncryptionContext, req: S3Request) -> Response:
     stored = checksum.result()
     if backend_etag:
         facts = ObjectFacts(True, length, etag, plan.mode, key_id, stored, keys.object_id)
-        if embedded is not None and embedded.kept(backend_etag, encryptor.ciphertext_size):
+        if (embedded is not None and embedded.kept(backend_etag, encryptor.ciphertext_size)) \
+                or sse_c:   # an SSE-C object without them is recorded by a listing
             ctx.facts.put(req.bucket, key, backend_etag, encryptor.ciphertext_size, facts)
         else:
             ctx.remember(req.bucket, key, backend_etag, encryptor.ciphertext_size, facts,
