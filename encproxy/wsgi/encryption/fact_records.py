@@ -75,8 +75,12 @@ class EmbeddedFacts:
         facts = self._facts_of(etag, size)
         if not fact_names.recordable(facts, self._bucket):
             return None
+        try:
+            fields = fact_names.fields_of(self._sealer, self._root, self._bucket, facts)
+        except (ValueError, UnicodeError):   # a cache never fails the write it describes
+            return None
         self._kept = facts
-        return fact_names.fields_of(self._sealer, self._root, self._bucket, facts)
+        return fields
 
     def kept(self, backend_etag: str, stored_size: int) -> bool:
         """Whether the store kept the facts of the body it answered for."""
