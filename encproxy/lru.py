@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -62,6 +62,24 @@ class LRU(Generic[K, V]):
                 return default
             self._items.move_to_end(key)
             return entry[1]
+
+    def get_many(self, keys: Iterable[K]) -> list[V | None]:
+        """``get`` of each key (None: absent or expired), under one lock: a listing asks
+        for a thousand."""
+        out: list[V | None] = []
+        now = self._clock() if self.ttl is not None else 0.0
+        with self._lock:
+            for key in keys:
+                entry = self._items.get(key)
+                if entry is None:
+                    out.append(None)
+                elif self.ttl is not None and now - entry[0] >= self.ttl:
+                    self._drop(key)
+                    out.append(None)
+                else:
+                    self._items.move_to_end(key)
+                    out.append(entry[1])
+        return out
 
     def put(self, key: K, value: V) -> None:
         stamp = self._clock()

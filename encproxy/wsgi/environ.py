@@ -32,11 +32,14 @@ POST_FORM = "encproxy.post_form"
 STORED_DIGEST = "encproxy.stored_digest"
 # Set by the encryption layer on a PutObject: a callable giving, from the stored ETag and
 # size once the body is read, the object's facts record fields (FORMAT.md §17), which
-# the embedded store keeps in the version's index row and lists with it as
-# ``LISTING_FACTS_ELEMENT`` (no record in the internal bucket is then needed).  S3
-# backend apps ignore it.
+# the embedded store keeps in the version's index row and hands up with the entry in a
+# listing's page (``LISTING_PAGE``; no record in the internal bucket is then needed).
+# S3 backend apps ignore it.
 LISTING_FACTS = "encproxy.listing_facts"
-LISTING_FACTS_ELEMENT = "EncproxyListingFacts"
+# Set by the encryption layer on a listing it relays: a ``listing_page.ListingSlot``, in
+# which the embedded store leaves its page unrendered, for the layer to correct and
+# render once (an XML round trip saved).  S3 backend apps ignore it.
+LISTING_PAGE = "encproxy.listing_page"
 # The client sent "Expect: 100-continue" (kept by every sub-request made for it): where
 # the backend decides whether it may write, its refusal comes before the client's body.
 EXPECTS_CONTINUE = "encproxy.expects_continue"

@@ -17,6 +17,7 @@ and a read, which has the envelope, takes only facts of its object id
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from encproxy.format.checksum import StoredChecksum
@@ -46,6 +47,12 @@ class FactsCache:
     def get(self, bucket: str, key: str, backend_etag: str,
             stored_size: int) -> ObjectFacts | None:
         return self._entries.get((bucket, key, backend_etag.strip('"'), stored_size))
+
+    def get_many(self, bucket: str,
+                 objects: Iterable[tuple[str, str, int]]) -> list[ObjectFacts | None]:
+        """``get`` of each ``(key, backend ETag, stored size)`` of ``bucket``."""
+        return self._entries.get_many((bucket, key, etag.strip('"'), size)
+                                      for key, etag, size in objects)
 
     def verified(self, bucket: str, key: str, backend_etag: str, stored_size: int,
                  object_id: bytes) -> ObjectFacts | None:

@@ -32,7 +32,8 @@ from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER, mo
 from encproxy.wsgi.encryption.layouts import backend_parts, client_multipart_etag
 from encproxy.wsgi.encryption.reads import client_etag
 from encproxy.wsgi.encryption.streaming import Fetcher
-from encproxy.wsgi.environ import LISTING_FACTS_ELEMENT
+from encproxy.wsgi.environ import LISTING_PAGE
+from encproxy.wsgi.listing_page import ListedEntry, ListingSlot
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import relayed
 
@@ -49,65 +50,76 @@ class Listings:
     def respond(self, req: S3Request, entry_tag: str) -> Response:
         """The backend's listing, with ``entry_tag`` entries as the client sees them."""
         assert req.bucket is not None
-        resp = subrequest.open_stream(self.ctx.app, req.environ)
-        body = resp.read_all()
+        slot = req.environ[LISTING_PAGE] = ListingSlot()
+        try:
+            resp = subrequest.open_stream(self.ctx.app, req.environ)
+            body = resp.read_all()
+        finally:
+            req.environ.pop(LISTING_PAGE, None)
         if resp.status != 200:
             return relayed(resp.status, resp.headers, body)
+        if slot.page is not None:    # the embedded store's page, unrendered
+            self._correct(req, slot.page.entries, versions=entry_tag == "Version")
+            return relayed(200, resp.headers, slot.page.render())
         # A page of 1,000 entries with keys of up to 1,024 bytes passes the 1 MiB that
         # request bodies are held to.
         root = xml.parse(body, max_size=subrequest.MAX_SUBRESPONSE)
         url_encoded = (xml.child_text(root, "EncodingType") or "") == "url"
-        records = self.ctx.fact_records   # one per listing: it remembers the roots it met
-        self._embedded(req, root, entry_tag, url_encoded, records)
-        entries = [e for e in root.findall(entry_tag)
-                   if e.find("ETag") is not None and e.find("Size") is not None]
-        facts = self.ctx.facts
-        identities = [_identity(req.bucket, e, url_encoded) for e in entries]
-        missing = [e for e, identity in zip(entries, identities, strict=True)
-                   if facts.get(*identity) is None]
-        if missing:
-            missing = self._recorded(req, missing, url_encoded, records,
-                                     entries if entry_tag == "Contents" else None)
-        if missing:
-            list(self._lookups.map(lambda e: self._learn(req, e, url_encoded), missing))
-        for e, identity in zip(entries, identities, strict=True):
-            known = facts.get(*identity)
-            if known is not None and known.encrypted:
-                e.find("ETag").text = known.etag  # type: ignore[union-attr]
-                e.find("Size").text = str(known.plaintext_size)  # type: ignore[union-attr]
+        parsed = [(e, _listed(e, url_encoded)) for e in root.findall(entry_tag)
+                  if e.find("ETag") is not None and e.find("Size") is not None]
+        self._correct(req, [entry for _, entry in parsed], versions=entry_tag == "Version")
+        for element, entry in parsed:
+            element.find("ETag").text = entry.etag  # type: ignore[union-attr]
+            element.find("Size").text = str(entry.size)  # type: ignore[union-attr]
         return relayed(200, resp.headers, xml.render_element(root))
 
-    def _embedded(self, req: S3Request, root: Any, entry_tag: str, url_encoded: bool,
-                  records: FactRecords) -> None:
-        """Take the facts the embedded store lists with its entries out of them (clients
-        never see them), and cache those that verify and describe the entry's body."""
+    def _correct(self, req: S3Request, entries: list[ListedEntry], versions: bool) -> None:
+        """Set each of a page's ``entries`` to what the client sees: an encrypted object's
+        plaintext size and client ETag, from the facts cache; else from the facts the
+        store carries, the facts records, or a lookup, each cached."""
         assert req.bucket is not None
-        for entry in root.findall(entry_tag):
-            carried = entry.find(LISTING_FACTS_ELEMENT)
-            if carried is None:
-                continue
-            entry.remove(carried)
-            bucket, key, etag, size = _identity(req.bucket, entry, url_encoded)
-            if self.ctx.facts.get(bucket, key, etag, size) is not None:
-                continue
-            found = records.embedded_in_listing(bucket, key, carried.text or "", req.environ)
-            if found is not None and (found.backend_etag, found.stored_size) \
-                    == (etag.strip('"'), size):
-                self.ctx.facts.put(bucket, key, etag, size, _cached(found))
+        facts = self.ctx.facts
 
-    def _recorded(self, req: S3Request, entries: list[Any], url_encoded: bool,
-                  records: FactRecords, current: list[Any] | None) -> list[Any]:
+        def known_facts() -> list[ObjectFacts | None]:
+            return facts.get_many(req.bucket or "", ((e.key, e.etag, e.size) for e in entries))
+        known = known_facts()
+        missing = [e for e, k in zip(entries, known, strict=True) if k is None]
+        if missing:
+            records = self.ctx.fact_records   # one per listing: it remembers the roots it met
+            missing = self._embedded(req.bucket, missing, records, req.environ)
+            if missing:
+                missing = self._recorded(req, missing, records, None if versions else entries)
+            if missing:
+                list(self._lookups.map(lambda e: self._learn(req, e), missing))
+            known = known_facts()
+        for e, k in zip(entries, known, strict=True):
+            if k is not None and k.encrypted:
+                e.etag, e.size = k.etag, k.plaintext_size
+
+    def _embedded(self, bucket: str, entries: list[ListedEntry], records: FactRecords,
+                  environ: dict[str, Any]) -> list[ListedEntry]:
+        """Cache the facts the embedded store lists with ``entries`` that verify and
+        describe the entry's body; the entries still unknown."""
+        missing = []
+        for entry in entries:
+            found = None if entry.carried_facts is None else records.embedded_in_listing(
+                bucket, entry.key, entry.carried_facts, environ)
+            if found is not None and (found.backend_etag, found.stored_size) \
+                    == (entry.etag.strip('"'), entry.size):
+                self.ctx.facts.put(bucket, entry.key, entry.etag, entry.size, _cached(found))
+            else:
+                missing.append(entry)
+        return missing
+
+    def _recorded(self, req: S3Request, entries: list[ListedEntry], records: FactRecords,
+                  current: list[ListedEntry] | None) -> list[ListedEntry]:
         """Cache what the facts records (fact_records.py) say of ``entries``; the entries
         they say nothing of.  ``current``: every entry of a ListObjects page (each key's
         only current body), whose keys' other records are stale where the bucket never
         had versioning."""
         assert req.bucket is not None
-        wanted = set()
-        for e in entries:
-            _, key, etag, size = _identity(req.bucket, e, url_encoded)
-            wanted.add((key, etag.strip('"'), size))
-        listed = {key: (etag.strip('"'), size) for _, key, etag, size in (
-            _identity(req.bucket, e, url_encoded) for e in current or ())}
+        wanted = {(e.key, e.etag.strip('"'), e.size) for e in entries}
+        listed = {e.key: (e.etag.strip('"'), e.size) for e in current or ()}
         stale = []
         for name, found in records.between(req.bucket, min(k for k, _, _ in wanted),
                                            max(k for k, _, _ in wanted), req.environ):
@@ -120,29 +132,26 @@ class Listings:
         if stale and _never_versioned(self.ctx, req):
             records.forget(stale, req.environ)
         return [e for e in entries
-                if self.ctx.facts.get(*_identity(req.bucket, e, url_encoded)) is None]
+                if self.ctx.facts.get(req.bucket, e.key, e.etag, e.size) is None]
 
-    def _learn(self, req: S3Request, entry: Any, url_encoded: bool) -> None:
+    def _learn(self, req: S3Request, entry: ListedEntry) -> None:
         """Look one listed object up (HEAD, then its sealed ETag), cache the facts and
         record them (fact_records.py)."""
         assert req.bucket is not None
-        identity = _identity(req.bucket, entry, url_encoded)
-        self._look_up(req, entry, url_encoded)
-        learnt = self.ctx.facts.get(*identity)
+        self._look_up(req, entry)
+        learnt = self.ctx.facts.get(req.bucket, entry.key, entry.etag, entry.size)
         if learnt is not None:
-            _, key, listed_etag, listed_size = identity
             self.ctx.fact_records.record(req.bucket, Facts(
-                key, learnt.mode, listed_size, listed_etag.strip('"'), learnt.plaintext_size,
-                learnt.etag.strip('"')), req.environ)
+                entry.key, learnt.mode, entry.size, entry.etag.strip('"'),
+                learnt.plaintext_size, learnt.etag.strip('"')), req.environ)
 
-    def _look_up(self, req: S3Request, entry: Any, url_encoded: bool) -> None:
+    def _look_up(self, req: S3Request, entry: ListedEntry) -> None:
         assert req.bucket is not None
-        _, key, listed_etag, listed_size = _identity(req.bucket, entry, url_encoded)
+        key, listed_etag, listed_size = entry.key, entry.etag, entry.size
         # A non-current ListObjectVersions entry is looked up by its version id: the
         # key's current version is another object (its ETag would not match, and the
         # entry would be reported as listed: the ciphertext size).
-        latest = (xml.child_text(entry, "IsLatest") or "true").lower() == "true"
-        version = None if latest else xml.child_text(entry, "VersionId")
+        version = None if entry.is_latest else entry.version_id
         query = ("versionId=" + subrequest.quote_param(version)) if version else ""
         resp = subrequest.request(self.ctx.app, req.environ, "HEAD", req.bucket, key, query)
         if not resp.ok or resp.headers.get("etag", "").strip('"') != listed_etag.strip('"'):
@@ -238,11 +247,12 @@ def _cached(found: Facts) -> ObjectFacts:
                        found.mode)
 
 
-def _identity(bucket: str, entry: Any, url_encoded: bool) -> tuple[str, str, str, int]:
-    """A listing entry's bucket, key, backend ETag and stored size: what its facts are
-    cached by."""
+def _listed(entry: Any, url_encoded: bool) -> ListedEntry:
+    """A parsed ``Contents`` or ``Version`` entry (with an ETag and a Size), its key
+    decoded."""
     name = xml.child_text(entry, "Key") or ""
-    key = unquote_plus(name) if url_encoded else name
-    return (bucket, key, xml.child_text(entry, "ETag") or "",
-            int(xml.child_text(entry, "Size") or "0"))
-
+    return ListedEntry(
+        unquote_plus(name) if url_encoded else name, xml.child_text(entry, "ETag") or "",
+        int(xml.child_text(entry, "Size") or "0"),
+        (xml.child_text(entry, "IsLatest") or "true").lower() == "true",
+        xml.child_text(entry, "VersionId"))

@@ -22,8 +22,9 @@ from encproxy.wsgi.apps.filestore.common import (
     owner_nodes,
     quoted,
 )
+from encproxy.wsgi.listing_page import ListedEntry, ListingPage, ListingSlot
 from encproxy.wsgi.request import S3Request
-from encproxy.wsgi.responses import xml_response
+from encproxy.wsgi.responses import request_id, xml_response
 
 
 class BucketOperations:
@@ -109,21 +110,24 @@ class BucketOperations:
         result = self.store.list_objects(req.bucket, prefix=prefix, delimiter=delimiter,
                                          start_after=marker or None, max_keys=max_keys)
         enc = encoder(url)
-        root = xml.Node("ListBucketResult")
-        root.add("Name", req.bucket)
-        root.add("Prefix", enc(prefix))
-        root.add("Marker", enc(marker))
-        if result.is_truncated and delimiter and result.next_marker:
-            root.add("NextMarker", enc(result.next_marker))
-        root.add("MaxKeys", max_keys)
-        if delimiter:
-            root.add("Delimiter", enc(delimiter))
-        root.add("IsTruncated", result.is_truncated)
-        root.extend(_contents(result.contents, enc, owner=True))
-        root.extend(common_prefixes(result.common_prefixes, enc))
-        if url:
-            root.add("EncodingType", "url")
-        return xml_response(root, environ=req.environ)
+
+        def build(entries: list[ListedEntry] | None) -> xml.Node:
+            root = xml.Node("ListBucketResult")
+            root.add("Name", req.bucket)
+            root.add("Prefix", enc(prefix))
+            root.add("Marker", enc(marker))
+            if result.is_truncated and delimiter and result.next_marker:
+                root.add("NextMarker", enc(result.next_marker))
+            root.add("MaxKeys", max_keys)
+            if delimiter:
+                root.add("Delimiter", enc(delimiter))
+            root.add("IsTruncated", result.is_truncated)
+            root.extend(_contents(result.contents, enc, owner=True, entries=entries))
+            root.extend(common_prefixes(result.common_prefixes, enc))
+            if url:
+                root.add("EncodingType", "url")
+            return root
+        return _listing_response(req, build, lambda: _listed(result.contents))
 
     def op_ListObjectsV2(self, req: S3Request) -> Response:
         assert req.bucket is not None
@@ -138,26 +142,29 @@ class BucketOperations:
         result = self.store.list_objects(req.bucket, prefix=prefix, delimiter=delimiter,
                                          start_after=after, max_keys=max_keys)
         enc = encoder(url)
-        root = xml.Node("ListBucketResult")
-        root.add("Name", req.bucket)
-        root.add("Prefix", enc(prefix))
-        if token is not None:
-            root.add("ContinuationToken", token)
-        if start_after:
-            root.add("StartAfter", enc(start_after))
-        root.add("KeyCount", len(result.contents) + len(result.common_prefixes))
-        root.add("MaxKeys", max_keys)
-        if delimiter:
-            root.add("Delimiter", enc(delimiter))
-        root.add("IsTruncated", result.is_truncated)
-        if result.is_truncated and result.next_marker:
-            root.add("NextContinuationToken", _encode_token(result.next_marker))
         owner = req.query.get("fetch-owner") == "true"
-        root.extend(_contents(result.contents, enc, owner=owner))
-        root.extend(common_prefixes(result.common_prefixes, enc))
-        if url:
-            root.add("EncodingType", "url")
-        return xml_response(root, environ=req.environ)
+
+        def build(entries: list[ListedEntry] | None) -> xml.Node:
+            root = xml.Node("ListBucketResult")
+            root.add("Name", req.bucket)
+            root.add("Prefix", enc(prefix))
+            if token is not None:
+                root.add("ContinuationToken", token)
+            if start_after:
+                root.add("StartAfter", enc(start_after))
+            root.add("KeyCount", len(result.contents) + len(result.common_prefixes))
+            root.add("MaxKeys", max_keys)
+            if delimiter:
+                root.add("Delimiter", enc(delimiter))
+            root.add("IsTruncated", result.is_truncated)
+            if result.is_truncated and result.next_marker:
+                root.add("NextContinuationToken", _encode_token(result.next_marker))
+            root.extend(_contents(result.contents, enc, owner=owner, entries=entries))
+            root.extend(common_prefixes(result.common_prefixes, enc))
+            if url:
+                root.add("EncodingType", "url")
+            return root
+        return _listing_response(req, build, lambda: _listed(result.contents))
 
     def op_ListObjectVersions(self, req: S3Request) -> Response:
         """Every version and delete marker, by key then newest first, from the index.
@@ -177,36 +184,43 @@ class BucketOperations:
                                           key_marker=key_marker or None,
                                           version_id_marker=id_marker, max_keys=max_keys)
         enc = encoder(url)
-        root = xml.Node("ListVersionsResult")
-        root.add("Name", req.bucket)
-        root.add("Prefix", enc(prefix))
-        root.add("KeyMarker", enc(key_marker))
-        root.add("VersionIdMarker", id_marker or "")
-        if result.is_truncated and result.next_key_marker:
-            root.add("NextKeyMarker", enc(result.next_key_marker))
-            if result.next_version_id_marker is not None:
-                root.add("NextVersionIdMarker", result.next_version_id_marker)
-        root.add("MaxKeys", max_keys)
-        if delimiter:
-            root.add("Delimiter", enc(delimiter))
-        root.add("IsTruncated", result.is_truncated)
-        for v in result.versions:
-            common = [xml.Node("Key", enc(v.key)), xml.Node("VersionId", v.version_id),
-                      xml.Node("IsLatest", v.is_latest),
-                      xml.Node("LastModified", iso8601(v.last_modified))]
-            if v.delete_marker:
-                root.add("DeleteMarker", [*common, xml.Node("Owner", owner_nodes())])
-            else:
-                entry = root.add("Version", [*common, xml.Node("ETag", quoted(v.etag)),
-                                             xml.Node("Size", v.size),
-                                             xml.Node("Owner", owner_nodes()),
-                                             xml.Node("StorageClass", v.storage_class)])
-                if v.listing_facts is not None:
-                    entry.add(env.LISTING_FACTS_ELEMENT, v.listing_facts)
-        root.extend(common_prefixes(result.common_prefixes, enc))
-        if url:
-            root.add("EncodingType", "url")
-        return xml_response(root, environ=req.environ)
+        objects = [v for v in result.versions if not v.delete_marker]
+
+        def build(entries: list[ListedEntry] | None) -> xml.Node:
+            root = xml.Node("ListVersionsResult")
+            root.add("Name", req.bucket)
+            root.add("Prefix", enc(prefix))
+            root.add("KeyMarker", enc(key_marker))
+            root.add("VersionIdMarker", id_marker or "")
+            if result.is_truncated and result.next_key_marker:
+                root.add("NextKeyMarker", enc(result.next_key_marker))
+                if result.next_version_id_marker is not None:
+                    root.add("NextVersionIdMarker", result.next_version_id_marker)
+            root.add("MaxKeys", max_keys)
+            if delimiter:
+                root.add("Delimiter", enc(delimiter))
+            root.add("IsTruncated", result.is_truncated)
+            listed = iter(entries or ())
+            for v in result.versions:
+                common = [xml.Node("Key", enc(v.key)), xml.Node("VersionId", v.version_id),
+                          xml.Node("IsLatest", v.is_latest),
+                          xml.Node("LastModified", iso8601(v.last_modified))]
+                if v.delete_marker:
+                    root.add("DeleteMarker", [*common, xml.Node("Owner", owner_nodes())])
+                    continue
+                shown = next(listed) if entries is not None else None
+                root.add("Version", [
+                    *common, xml.Node("ETag", shown.etag if shown else quoted(v.etag)),
+                    xml.Node("Size", shown.size if shown else v.size),
+                    xml.Node("Owner", owner_nodes()),
+                    xml.Node("StorageClass", v.storage_class)])
+            root.extend(common_prefixes(result.common_prefixes, enc))
+            if url:
+                root.add("EncodingType", "url")
+            return root
+        return _listing_response(req, build, lambda: [
+            ListedEntry(v.key, quoted(v.etag), v.size, v.is_latest, v.version_id,
+                        v.listing_facts) for v in objects])
 
     # -- versioning -------------------------------------------------------------------
     def op_GetBucketVersioning(self, req: S3Request) -> Response:
@@ -237,25 +251,42 @@ class BucketOperations:
         return Response(b"", status=200)
 
 
-def _contents(records: list[ObjectRecord], encode: Callable[[str], str],
-              owner: bool) -> list[xml.Node]:
+def _contents(records: list[ObjectRecord], encode: Callable[[str], str], owner: bool,
+              entries: list[ListedEntry] | None = None) -> list[xml.Node]:
     """The ``Contents`` entries, rendered as strings: what ``xml.Node`` trees of them would
-    render to (tests/unit/test_filestore_listing_render.py), at a fraction of the cost."""
-    esc, facts_tag = xml.escape_text, env.LISTING_FACTS_ELEMENT
+    render to (tests/unit/test_filestore_listing_render.py), at a fraction of the cost.
+    ``entries``: the page as the layer above corrected it (listing_page.py), whose ETags
+    and sizes are shown; None: the records' own."""
+    esc = xml.escape_text
     owner_markup = xml.markup(xml.Node("Owner", owner_nodes())) if owner else ""
     out: list[xml.Node] = []
-    for r in records:
-        facts = ""
-        if r.listing_facts:
-            facts = f"<{facts_tag}>{esc(r.listing_facts)}</{facts_tag}>"
-        elif r.listing_facts is not None:
-            facts = f"<{facts_tag} />"
+    for i, r in enumerate(records):
+        etag, size = (entries[i].etag, entries[i].size) if entries is not None \
+            else (quoted(r.etag), r.size)
         out.append(xml.Fragment(
             f"<Contents><Key>{esc(encode(r.key))}</Key>"
             f"<LastModified>{iso8601(r.last_modified)}</LastModified>"
-            f"<ETag>{esc(quoted(r.etag))}</ETag><Size>{r.size}</Size>{owner_markup}"
-            f"<StorageClass>{esc(r.meta.storage_class)}</StorageClass>{facts}</Contents>"))
+            f"<ETag>{esc(etag)}</ETag><Size>{size}</Size>{owner_markup}"
+            f"<StorageClass>{esc(r.meta.storage_class)}</StorageClass></Contents>"))
     return out
+
+
+def _listed(records: list[ObjectRecord]) -> list[ListedEntry]:
+    return [ListedEntry(r.key, quoted(r.etag), r.size, carried_facts=r.listing_facts)
+            for r in records]
+
+
+def _listing_response(req: S3Request, build: Callable[[list[ListedEntry] | None], xml.Node],
+                      entries: Callable[[], list[ListedEntry]]) -> Response:
+    """The page built by ``build``, as XML; or left in the listing slot of the layer above
+    (listing_page.py) with its ``entries``, for that layer to correct and render."""
+    slot = req.environ.get(env.LISTING_PAGE)
+    if not isinstance(slot, ListingSlot):
+        return xml_response(build(None), environ=req.environ)
+    listed = entries()
+    slot.page = ListingPage(listed, lambda: xml.render(build(listed)))
+    return Response(b"", status=200, content_type="application/xml",
+                    headers={"x-amz-request-id": request_id(req.environ)})
 
 
 def _encode_token(key: str) -> str:
