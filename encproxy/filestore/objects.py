@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -81,6 +82,13 @@ SUSPENDED = "Suspended"
 _OPEN_ATTEMPTS = 8   # a version's file replaced or deleted between index read and open
 # What a rewrite of one version's file header did (ObjectStore._rewrite_header).
 APPLIED, REWRITTEN, GONE = "applied", "rewritten", "gone"
+
+
+@functools.lru_cache(maxsize=64)
+def _listed_meta(storage_class: str) -> ObjectMeta:
+    """A listed version's metadata (a listing reads only its storage class): one per
+    class, shared, since ObjectMeta is immutable and a page would otherwise make 1,000."""
+    return ObjectMeta(storage_class=storage_class)
 
 
 def md5_hash() -> hashlib._Hash:
@@ -807,7 +815,7 @@ class ObjectStore:
                             delimiter=delimiter or None, marker=start_after,
                             max_entries=max_keys)
         records = [ObjectRecord(key=r.key, size=r.size, etag=r.etag, last_modified=r.mtime,
-                                meta=ObjectMeta(storage_class=r.storage_class),
+                                meta=_listed_meta(r.storage_class),
                                 version_id=r.version_id, listing_facts=r.listing_facts)
                    for r in page.items]
         return ListResult(records, page.common_prefixes, page.is_truncated, page.next_marker)

@@ -12,8 +12,9 @@ def http_date(epoch: float) -> str:
 
 def iso8601(epoch: float) -> str:
     """The XML timestamp form: ``2009-10-12T17:50:30.000Z``."""
-    dt = datetime.fromtimestamp(epoch, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    # isoformat truncates to milliseconds as S3 does, and is faster than strftime (a
+    # listing formats 1,000 of these).
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def parse_http_date(text: str) -> float | None:
