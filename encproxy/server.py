@@ -201,6 +201,9 @@ def ready_worker(app: Any) -> Any:
     metrics.prepare()
     gc.collect()
     gc.freeze()
+    # Said once the worker takes requests: before it, a request waits for a worker to
+    # start, whatever it asks (scripts/bench-small times first requests after this).
+    log.info("worker %d ready", os.getpid())
     return app
 
 

@@ -19,8 +19,10 @@ connection (a lean SigV4 client, the same for all). For each phase it records th
 and the CPU time of the server's whole process tree (from /proc) per request. After
 the rounds, each setup lists its first round's ``--count`` objects (ListObjectsV2, up to
 1,000 a page): the first listing after the server restarts (encproxy and rclone are
-restarted for it, their caches empty; a backend's own listing is its first), then warm
-listings. Reported: medians over rounds, and the ratios issue 18 asks for.
+restarted for it, their caches empty; encproxy's timing starts once each of its workers
+has logged that it is ready, as a readiness probe would let the first client in; a
+backend's own listing is its first), then warm listings. Reported: medians over rounds,
+and the ratios issue 18 asks for.
 
 ``--large-mib N`` runs, instead of all that, issue 18's large-object comparison (its last
 "Done when": 1 GiB PUT and GET encrypted >= 2.5x rclone crypt, with N = 1024): each round,
@@ -39,6 +41,7 @@ import argparse
 import hashlib
 import http.client
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -63,6 +66,8 @@ from support.server import RunningServer, free_port, start_server  # noqa: E402
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GiB = 1 << 30
 BODY = os.urandom(4096)
+WORKERS = 2                          # tests/support/server.py's configuration, as shipped
+READY = re.compile(r"worker \d+ ready")   # encproxy.server.ready_worker's log line
 RCLONE_KEY, RCLONE_SECRET = "bench-rclone", "bench-rclone-secret-0123"
 
 
@@ -286,8 +291,18 @@ class Encproxy:
 
     def _start(self) -> RunningServer:
         # The production default for the configuration cache (the tests turn it off).
-        return start_server(self.directory, env={
+        server = start_server(self.directory, env={
             "ENCPROXY_ENCRYPTION_CONFIG_CACHE_SECONDS": "5", **self.backend.server_env()})
+        # gunicorn listens before its workers have loaded the app; a request sent then
+        # waits for a worker to start, whatever it asks.  Users' first requests come
+        # once the server is ready (a readiness probe), so the timing starts then too.
+        deadline = time.monotonic() + 60
+        while len(READY.findall(server.log_text())) < WORKERS:
+            if time.monotonic() > deadline or server.process.poll() is not None:
+                server.stop()
+                raise SystemExit(f"encproxy's workers did not start:\n{server.log_text()}")
+            time.sleep(0.05)
+        return server
 
     def restart(self, *endpoints: Endpoint) -> None:
         self.server.stop()
