@@ -22,6 +22,13 @@ def etag_matches(header: str, etag: str) -> bool:
     return "*" in tags or etag.strip('"') in tags
 
 
+def any_condition(headers: Mapping[str, str], prefix: str = "if-") -> bool:
+    """Whether ``headers`` hold any condition ``check`` evaluates (most requests have
+    none, and need no Last-Modified parsed for them)."""
+    return any(prefix + name in headers
+               for name in ("match", "none-match", "modified-since", "unmodified-since"))
+
+
 def check(headers: Mapping[str, str], etag: str, last_modified: float,
           prefix: str = "if-") -> None:
     """Raise PreconditionFailed or NotModified; ``prefix`` selects copy-source variants.

@@ -174,3 +174,16 @@ def test_user_metadata_values_are_rfc2047_encoded_when_not_ascii(stored, sent):
     assert sent.isascii()
     headers = dict(response_headers({}, {"m": stored}))
     assert headers["x-amz-meta-m"] == sent and headers["Content-Type"] == "binary/octet-stream"
+
+
+@pytest.mark.parametrize("headers,outcome", [
+    pytest.param({}, False, id="none"),
+    pytest.param({"range": "bytes=0-1", "if-range": ETAG}, False, id="if-range-is-no-condition"),
+    *(pytest.param({name: "x"}, True, id=name)
+      for name in ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")),
+])
+def test_any_condition_sees_every_condition_check_evaluates(headers, outcome):
+    assert preconditions.any_condition(headers) is outcome
+    assert preconditions.any_condition(
+        {"x-amz-copy-source-" + k: v for k, v in headers.items()},
+        prefix="x-amz-copy-source-if-") is outcome

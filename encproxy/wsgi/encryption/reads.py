@@ -178,6 +178,8 @@ def single_checksum(ctx: EncryptionContext, decryptor: ObjectDecryptor, mode: st
 
 
 def _check_conditions(read: EncryptedRead, etag: str) -> None:
+    if not preconditions.any_condition(read.req.headers):
+        return
     last_modified = read.first.header("last-modified") or ""
     try:
         preconditions.check(read.req.headers, etag, parse_http_date(last_modified) or 0.0)
