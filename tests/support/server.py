@@ -1,11 +1,14 @@
 """Start and stop a real ``encproxy serve`` (gunicorn) for tests."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +90,28 @@ def create_keys(config: Path, *names: str, env: dict[str, str] | None = None) ->
                         str(config)], check=True, capture_output=True, timeout=60, env=environ)
 
 
+_keyrings: dict[tuple[str, ...], Path] = {}
+
+
+def copy_keyring(directory: Path, *names: str) -> None:
+    """The local keyring ``create_keys`` makes for ``write_config``'s configuration, into
+    ``directory``: made once per test session by those real commands, then copied (three
+    CLI runs cost more than a second, and a hundred servers start in a run).  Servers
+    whose keys must differ make their own."""
+    made = _keyrings.get(names)
+    if made is None:
+        template = Path(tempfile.mkdtemp(prefix="encproxy-test-keyring-"))
+        atexit.register(shutil.rmtree, template, True)
+        create_keys(write_config(template, 0), *names)
+        made = _keyrings[names] = template / "keys"
+    shutil.copytree(made, directory / "keys")
+
+
+def _local_keyring(env: dict[str, str] | None) -> bool:
+    """Whether ``env`` leaves the keys where ``write_config`` puts them: the local keyring."""
+    return not any(name.startswith("ENCPROXY_KEYS_") for name in env or {})
+
+
 def start_server(directory: Path, extra: str = "", env: dict[str, str] | None = None,
                  timeout: float = 30, create: bool = True) -> RunningServer:
     """``create``: make the default key, test-key and other-key first (False: a provider
@@ -94,7 +119,9 @@ def start_server(directory: Path, extra: str = "", env: dict[str, str] | None = 
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = write_config(directory, port, extra)
-    if create:
+    if create and _local_keyring(env) and not (directory / "keys").exists():
+        copy_keyring(directory, "test-key", "other-key")
+    elif create:
         create_keys(config, "test-key", "other-key", env=env)
     log = directory / "server.log"
     encproxy = Path(sys.executable).with_name("encproxy")
