@@ -4,8 +4,8 @@ moto's KMS (docs/KEYS.md, Bucket keys; FORMAT.md §16).
 The KMS calls are counted by the server's own metric
 (``encproxy_key_provider_calls_total{provider="awskms"}``, summed over both gunicorn
 workers): 1,000 GETs of different objects in a bucket with ``BucketKeyEnabled`` cost
-at most 10 calls, and the same reads without bucket keys cost at least 1,000, which
-shows that the metric counts what reaches KMS.
+at most 10 calls, and reads without bucket keys cost at least one each (100 of them are
+enough to show that the metric counts what reaches KMS).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from support.server import RunningServer, start_server
 
 AWS_KEY, AWS_SECRET = "AKIAENCPROXYBUCKETKEY", "encproxy-bucket-key-test-secret"
 OBJECTS = 1_000
+UNKEYED_OBJECTS = 100
 THREADS = 16
 MARKER = b"bucket-key-plaintext-marker:"
 BUCKET_KEY = "BucketKeyEnabled"
@@ -74,9 +75,10 @@ def kms_bucket(s3: Any, arn: str, bucket_key: bool) -> str:
     return name
 
 
-def write_and_read(server: RunningServer, s3: Any, bucket: str) -> tuple[float, float]:
-    """Write OBJECTS objects, then GET every one; the KMS calls of the writes and of the
-    reads.  Every read is checked against what was written."""
+def write_and_read(server: RunningServer, s3: Any, bucket: str,
+                   objects: int = OBJECTS) -> tuple[float, float]:
+    """Write ``objects`` objects, then GET every one; the KMS calls of the writes and of
+    the reads.  Every read is checked against what was written."""
     bodies: dict[int, bytes] = {}
 
     def put(i: int) -> bool:
@@ -85,7 +87,7 @@ def write_and_read(server: RunningServer, s3: Any, bucket: str) -> tuple[float, 
         return bool(answer.get(BUCKET_KEY))
 
     before = kms_calls(server)
-    flags = parallel(put, OBJECTS)
+    flags = parallel(put, objects)
     written = kms_calls(server)
 
     def get(i: int) -> bool:
@@ -94,7 +96,7 @@ def write_and_read(server: RunningServer, s3: Any, bucket: str) -> tuple[float, 
         assert answer["ServerSideEncryption"] == "aws:kms"
         return bool(answer.get(BUCKET_KEY))
 
-    read_flags = parallel(get, OBJECTS)
+    read_flags = parallel(get, objects)
     read = kms_calls(server)
     assert set(flags) == set(read_flags) and len(set(flags)) == 1
     return written - before, read - written
@@ -115,14 +117,14 @@ def test_bucket_keys_cost_at_most_ten_kms_calls_for_1000_gets(kms_server):
     assert reads <= 10
     assert writes <= 10
 
-    # The same without bucket keys: one Decrypt per GET, one Encrypt per PUT.
+    # Without bucket keys: one Decrypt per GET, one Encrypt per PUT.
     without = kms_bucket(s3, arn, bucket_key=False)
-    plain_writes, plain_reads = write_and_read(server, s3, without)
+    plain_writes, plain_reads = write_and_read(server, s3, without, UNKEYED_OBJECTS)
     assert BUCKET_KEY not in s3.head_object(Bucket=without, Key="obj/0000")
-    print(f"no bucket keys: {plain_writes:.0f} KMS calls for {OBJECTS} PUTs, "
-          f"{plain_reads:.0f} for {OBJECTS} GETs")
-    assert plain_reads >= OBJECTS
-    assert plain_writes >= OBJECTS
+    print(f"no bucket keys: {plain_writes:.0f} KMS calls for {UNKEYED_OBJECTS} PUTs, "
+          f"{plain_reads:.0f} for {UNKEYED_OBJECTS} GETs")
+    assert plain_reads >= UNKEYED_OBJECTS
+    assert plain_writes >= UNKEYED_OBJECTS
 
 
 def test_the_bucket_key_header_follows_the_envelope(kms_server, backend):
