@@ -43,6 +43,7 @@ from encproxy.wsgi.edge.gateway import Gateway
 from encproxy.wsgi.edge.operations import outer_layers
 from encproxy.wsgi.edge.preflight import CorsHeaders, CorsLayer, PreflightAnswer
 from encproxy.wsgi.edge.socket_input import SocketInputLayer
+from encproxy.wsgi.encryption.background import BackgroundWrites
 from encproxy.wsgi.encryption.middleware import EncryptionMiddleware
 from encproxy.wsgi.encryption.policy import EncryptionPolicy
 from encproxy.wsgi.request import S3Request
@@ -124,7 +125,8 @@ def build_app(settings: Settings, keys: KeyProvider | None = None) -> WSGIApp:
         default_key=keys.normalize(settings.get("keys", "default_key")))
     bucket_keys = BucketKeys(keys, settings.get("keys", "bucket_key_lifetime"),
                              settings.get("keys", "bucket_key_entries"))
-    encrypting = EncryptionMiddleware(backend, store, keys, policy, bucket_keys=bucket_keys)
+    encrypting = EncryptionMiddleware(backend, store, keys, policy, bucket_keys=bucket_keys,
+                                      background=BackgroundWrites())
     buckets = BucketEncryptionMiddleware(encrypting, store, keys,
                                          own_backend_identity=settings.backend_credentials)
     # [access]: what each restricted client may do, decided right after authentication.

@@ -34,6 +34,7 @@ from encproxy.s3.bucket_encryption import BucketEncryption
 from encproxy.wsgi.auth.access import require_kms_key
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
 from encproxy.wsgi.encryption import integrity
+from encproxy.wsgi.encryption.background import BackgroundWrites
 from encproxy.wsgi.encryption.fact_records import FactRecords
 from encproxy.wsgi.encryption.facts import FactsCache, ObjectFacts
 from encproxy.wsgi.encryption.headers import mode_of, protection_of
@@ -59,6 +60,8 @@ class EncryptionContext:
     facts: FactsCache
     layouts: LayoutReader
     bucket_keys: BucketKeys         # SSE-KMS bucket keys: this process's, and those unwrapped
+    # Facts records written after the answer (background.py); None: before it.
+    background: BackgroundWrites | None = None
 
     @property
     def internal_bucket(self) -> str:
@@ -193,7 +196,8 @@ class EncryptionContext:
 
     @property
     def fact_records(self) -> FactRecords:
-        return FactRecords(self.app, self.internal_bucket, self.configs.records)
+        return FactRecords(self.app, self.internal_bucket, self.configs.records,
+                           self.background)
 
     def remember(self, bucket: str, key: str, backend_etag: str, stored_size: int,
                  facts: ObjectFacts, parent: dict[str, Any] | None) -> None:

@@ -33,8 +33,10 @@ from encproxy import errors, metrics
 from encproxy.crypto import fact_names
 from encproxy.crypto.fact_names import Facts, Sealer
 from encproxy.crypto.records import PURPOSE_FACTS
+from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.buckets.records import RecordKeys, ensure_internal_bucket
+from encproxy.wsgi.encryption.background import BackgroundWrites
 from encproxy.wsgi.encryption.upload_store import list_internal
 from encproxy.wsgi.responses import WSGIApp
 
@@ -89,18 +91,31 @@ class EmbeddedFacts:
 
 
 class FactRecords:
-    def __init__(self, app: WSGIApp, internal_bucket: str, records: RecordKeys) -> None:
+    def __init__(self, app: WSGIApp, internal_bucket: str, records: RecordKeys,
+                 background: BackgroundWrites | None = None) -> None:
         self.app = app
         self.internal_bucket = internal_bucket
         self.records = records
+        # Where records are written from: after the answer (background.py), or at once.
+        self.background = background
         # Roots met by this instance (one per listing): None for one that did not load,
         # so that forged names cost one lookup each, not one per entry.
         self._roots: dict[str, Sealer | None] = {}
 
     def record(self, bucket: str, facts: Facts, parent: dict[str, Any] | None) -> None:
-        """Keep ``facts`` (best effort: logged if it cannot be written)."""
+        """Keep ``facts`` (best effort: logged if it cannot be written), after the answer
+        when this process writes in the background."""
         if not fact_names.recordable(facts, bucket):
             return
+        if self.background is None:
+            self._record(bucket, facts, parent)
+            return
+        # Only who the caller is and the request id outlive the request (subrequest.py).
+        caller = {name: parent[name] for name in (env.REQUEST_ID, env.ACCESS_KEY,
+                                                  env.ANONYMOUS) if parent and name in parent}
+        self.background.submit(lambda: self._record(bucket, facts, caller))
+
+    def _record(self, bucket: str, facts: Facts, parent: dict[str, Any] | None) -> None:
         try:
             root, facts_key = self.records.sealing_key(PURPOSE_FACTS, parent)
             name = fact_names.name_of(sealer_of(facts_key), root, bucket, facts)

@@ -24,6 +24,7 @@ from encproxy.keys.bucket_keys import BucketKeys
 from encproxy.keys.provider import KeyProvider
 from encproxy.wsgi.buckets.config_store import BucketConfigStore
 from encproxy.wsgi.encryption.attributes import get_object_attributes
+from encproxy.wsgi.encryption.background import BackgroundWrites
 from encproxy.wsgi.encryption.context import EncryptionContext
 from encproxy.wsgi.encryption.copies import Copies
 from encproxy.wsgi.encryption.facts import FactsCache
@@ -47,10 +48,14 @@ __all__ = ["EncryptionMiddleware", "EncryptionPolicy"]
 class EncryptionMiddleware:
     def __init__(self, app: WSGIApp, configs: BucketConfigStore, keys: KeyProvider,
                  policy: EncryptionPolicy, facts: FactsCache | None = None,
-                 bucket_keys: BucketKeys | None = None) -> None:
+                 bucket_keys: BucketKeys | None = None,
+                 background: BackgroundWrites | None = None) -> None:
+        """``background``: where facts records are written from after the answer (None:
+        before it, as in-process tests want them)."""
         self.app = app
         self.context = EncryptionContext(app, configs, keys, policy, facts or FactsCache(),
-                                         LayoutReader(), bucket_keys or BucketKeys(keys))
+                                         LayoutReader(), bucket_keys or BucketKeys(keys),
+                                         background)
         ctx = self.context
         self.uploads = uploads = MultipartUploads(
             ctx, UploadStore(app, configs.internal_bucket, configs.records))
