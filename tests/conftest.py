@@ -5,6 +5,7 @@ import contextlib
 import os
 import subprocess
 import uuid
+from typing import Any
 from collections.abc import Iterator
 
 import pytest
@@ -79,13 +80,19 @@ def _deselected(item: pytest.Item) -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave moto out of the modules in S3_BACKEND_INDEPENDENT and SeaweedFS out of those
-    not in SEAWEEDFS_MODULES (deselected, not skipped)."""
+    not in SEAWEEDFS_MODULES (deselected, not skipped).  Then split the rest in two for
+    scripts/test's two pytest-xdist workers (``--dist loadgroup``): the tests on Ceph RGW
+    and SeaweedFS, which wait on those servers, beside everything else, so that each
+    server starts in one worker only and the two halves take about as long."""
     kept, dropped = [], []
     for item in items:
         (dropped if _deselected(item) else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+    for item in items:
+        served = item.get_closest_marker("rgw") or item.get_closest_marker("seaweedfs")
+        item.add_marker(pytest.mark.xdist_group("rgw-seaweedfs" if served else "others"))
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -155,6 +162,20 @@ class Quirks:
 @pytest.fixture
 def quirks(backend: Backend, request: pytest.FixtureRequest) -> Quirks:
     return Quirks(backend, request.node.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker: hand the quirks it saw to the controller, which reports."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["quirks_seen"] = {text: sorted(tests) for text, tests in _QUIRKS_SEEN.items()}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:  # noqa: ARG001
+    """In pytest-xdist's controller: a worker's quirks, for the summary."""
+    for text, tests in getattr(node, "workeroutput", {}).get("quirks_seen", {}).items():
+        _QUIRKS_SEEN.setdefault(text, set()).update(tests)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
