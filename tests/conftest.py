@@ -91,8 +91,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
     for item in items:
-        served = item.get_closest_marker("rgw") or item.get_closest_marker("seaweedfs")
-        item.add_marker(pytest.mark.xdist_group("rgw-seaweedfs" if served else "others"))
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec is not None else None
+        item.add_marker(pytest.mark.xdist_group(
+            "ceph-seaweedfs" if backend in ("ceph", "seaweedfs") else "others"))
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -18,7 +18,8 @@ from botocore.config import Config
 
 from support.clients import failure
 
-pytestmark = pytest.mark.parametrize("backend", ["moto", "ceph"], indirect=True)
+pytestmark = pytest.mark.parametrize(
+    "backend", ["moto", pytest.param("ceph", marks=pytest.mark.rgw)], indirect=True)
 
 INTERNAL_BUCKET = "encproxy-internal"
 AES256 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
