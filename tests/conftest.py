@@ -66,16 +66,25 @@ SEAWEEDFS_MODULES = frozenset({
 ALL_BACKENDS = os.environ.get("TEST_ALL_BACKENDS") == "1"
 
 
+def _backend_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("backend") if callspec is not None else None
+
+
 def _deselected(item: pytest.Item) -> bool:
     if ALL_BACKENDS:
         return False
-    callspec = getattr(item, "callspec", None)
-    backend = callspec.params.get("backend") if callspec is not None else None
+    backend = _backend_of(item)
     if backend == "moto":
         return item.path.name in S3_BACKEND_INDEPENDENT
     if backend == "seaweedfs":
         return item.path.name not in SEAWEEDFS_MODULES
     return False
+
+
+# Started once per worker, as long as their tests come together: a session fixture has one
+# parameter alive at a time, and Ceph RGW takes about 20 s to start again.
+SLOW_TO_START = ("ceph", "seaweedfs")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -91,10 +100,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("backend") if callspec is not None else None
         item.add_marker(pytest.mark.xdist_group(
-            "ceph-seaweedfs" if backend in ("ceph", "seaweedfs") else "others"))
+            "ceph-seaweedfs" if _backend_of(item) in SLOW_TO_START else "others"))
+
+
+class _SlowServersTogether:
+    """After pytest's own ordering (which minds each parametrization of ``backend`` apart,
+    so a module that parametrizes it itself can land between two runs of Ceph's tests):
+    Ceph RGW's tests, then SeaweedFS's, then the rest, each in the order it had."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        def rank(item: pytest.Item) -> int:
+            backend = _backend_of(item)
+            return SLOW_TO_START.index(backend) if backend in SLOW_TO_START \
+                else len(SLOW_TO_START)
+        items.sort(key=rank)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_SlowServersTogether(), "encproxy-slow-servers-together")
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
