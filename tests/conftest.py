@@ -5,8 +5,8 @@ import contextlib
 import os
 import subprocess
 import uuid
-from typing import Any
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
