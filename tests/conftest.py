@@ -82,44 +82,15 @@ def _deselected(item: pytest.Item) -> bool:
     return False
 
 
-# Started once per worker, as long as their tests come together: a session fixture has one
-# parameter alive at a time, and Ceph RGW takes about 20 s to start again.
-SLOW_TO_START = ("ceph", "seaweedfs")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave moto out of the modules in S3_BACKEND_INDEPENDENT and SeaweedFS out of those
-    not in SEAWEEDFS_MODULES (deselected, not skipped).  Then split the rest in two for
-    scripts/test's two pytest-xdist workers (``--dist loadgroup``): the tests on Ceph RGW
-    and SeaweedFS, which wait on those servers, beside everything else, so that each
-    server starts in one worker only and the two halves take about as long."""
+    not in SEAWEEDFS_MODULES (deselected, not skipped)."""
     kept, dropped = [], []
     for item in items:
         (dropped if _deselected(item) else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(
-            "ceph-seaweedfs" if _backend_of(item) in SLOW_TO_START else "others"))
-
-
-class _SlowServersTogether:
-    """After pytest's own ordering (which minds each parametrization of ``backend`` apart,
-    so a module that parametrizes it itself can land between two runs of Ceph's tests):
-    Ceph RGW's tests, then SeaweedFS's, then the rest, each in the order it had."""
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        def rank(item: pytest.Item) -> int:
-            backend = _backend_of(item)
-            return SLOW_TO_START.index(backend) if backend in SLOW_TO_START \
-                else len(SLOW_TO_START)
-        items.sort(key=rank)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(_SlowServersTogether(), "encproxy-slow-servers-together")
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
