@@ -6,6 +6,7 @@ DTDs, entity expansion and external references are refused.
 """
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from typing import Union
@@ -161,7 +162,16 @@ def _write_element(el: ET.Element, out: list[str]) -> None:
         if el.text:
             out.append(_escape_text(el.text))
         for child in el:
-            _write_element(child, out)
+            # Most of a listing's elements are leaves (``<Key>``, ``<Size>``): written
+            # here, without a call each.
+            text, ctag = child.text, child.tag
+            if len(child) or child.attrib or child.tail or not isinstance(ctag, str) \
+                    or "{" in ctag or ":" in ctag:
+                _write_element(child, out)
+            elif text:
+                out.append("<" + ctag + ">" + _escape_text(text) + "</" + ctag + ">")
+            else:
+                out.append("<" + ctag + " />")
         out.append("</" + tag + ">")
     else:
         out.append(" />")
@@ -189,6 +199,9 @@ def parse(body: bytes, max_size: int = MAX_REQUEST_XML) -> ET.Element:
         raise MalformedXML()
     try:
         if b"<!" not in body:
+            unqualified = _without_default_namespace(body)
+            if unqualified is not None:
+                return ET.fromstring(unqualified)
             root = ET.fromstring(body)
         else:
             root = DET.fromstring(body, forbid_dtd=True, forbid_entities=True,
@@ -199,6 +212,28 @@ def parse(body: bytes, max_size: int = MAX_REQUEST_XML) -> ET.Element:
         if isinstance(el.tag, str) and el.tag.startswith("{"):
             el.tag = el.tag.split("}", 1)[1]
     return root
+
+
+_DEFAULT_NAMESPACE = re.compile(rb"""\sxmlns\s*=\s*(?:"[^"<]*"|'[^'<]*')""")
+
+
+def _without_default_namespace(body: bytes) -> bytes | None:
+    """``body`` without its root element's default namespace declaration, where that is
+    its only namespace declaration (as in every S3 document): parsed, it is the
+    namespace-stripped tree, without a pass over every element to strip it.  None for
+    any other document (none, or more than one declaration; a declaration elsewhere)."""
+    first = body.find(b"xmlns")
+    if first < 0 or body.find(b"xmlns", first + 5) >= 0:
+        return None
+    start = body.find(b"<")
+    while start >= 0 and body.startswith(b"<?", start):     # the XML declaration
+        end = body.find(b"?>", start)
+        start = -1 if end < 0 else body.find(b"<", end + 2)
+    declared = _DEFAULT_NAMESPACE.search(body, max(start, 0))
+    if start < 0 or declared is None or declared.start() != first - 1 \
+            or b">" in body[start:declared.start()]:
+        return None
+    return body[:declared.start()] + body[declared.end():]
 
 
 def child_text(el: ET.Element, tag: str) -> str | None:
