@@ -1,19 +1,23 @@
-"""A listing page handed up unrendered: the embedded store to the encryption layer.
+"""A listing page handed up unrendered: the backend app to the encryption layer.
 
 The encryption layer reports every listed object as the client sees it (its plaintext
-size and client ETag), so it rewrites each entry of a page.  Through an S3 backend it
-must parse the backend's XML and render it again.  The embedded store is in the same
-process: rendering XML only for the layer above to parse it and render it again was
+size and client ETag), so it rewrites each entry of a page.  The backend app is in the
+same process: rendering XML only for the layer above to parse it and render it again was
 most of a listing's cost (docs/PERFORMANCE.md).  So the encryption layer puts a
-``ListingSlot`` in the environ of a listing it relays (``environ.LISTING_PAGE``); the
-embedded store leaves its page in it, with the entries the layer may correct and a
-``render`` that renders them as they then are.  Any other app ignores the slot and
-answers XML, which the layer parses as before.
+``ListingSlot`` in the environ of a listing it relays (``environ.LISTING_PAGE``); an app
+that can leaves its page in it, with the entries the layer may correct and a ``render``
+that renders them as they then are: the embedded store its own page, the S3 backend app
+the backend's XML it has parsed anyway (``parsed_page``).  An app that does not answers
+XML, which the layer parses into a page the same way.
 """
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from encproxy.s3 import xml
 
 
 @dataclass(slots=True)
@@ -34,6 +38,9 @@ class ListedEntry:
 class ListingPage:
     entries: list[ListedEntry]
     render: Callable[[], bytes]   # the page's XML, with the entries as they are then
+    # A truncated ListObjectsV2 page's NextContinuationToken (None: the last page, or
+    # another listing), for encproxy's own listings of its internal bucket.
+    next_token: str | None = None
 
 
 class ListingSlot:
@@ -43,3 +50,32 @@ class ListingSlot:
 
     def __init__(self) -> None:
         self.page: ListingPage | None = None
+
+
+def parsed_page(root: ET.Element, entry_tag: str) -> ListingPage:
+    """The page of a parsed (namespace-stripped) listing: its ``entry_tag`` entries that
+    have an ETag and a Size (``Contents`` or ``Version``; not delete markers), their keys
+    decoded; ``render`` writes their ETags and sizes back and renders the whole document."""
+    url_encoded = (xml.child_text(root, "EncodingType") or "") == "url"
+    parsed = []
+    for element in root.iterfind(entry_tag):
+        etag, size = element.find("ETag"), element.find("Size")
+        if etag is not None and size is not None:
+            parsed.append((etag, size, _listed(element, etag, size, url_encoded)))
+
+    def render() -> bytes:
+        for etag, size, entry in parsed:
+            etag.text, size.text = entry.etag, str(entry.size)
+        return xml.render_element(root)
+    truncated = (xml.child_text(root, "IsTruncated") or "") == "true"
+    return ListingPage([entry for _, _, entry in parsed], render,
+                       xml.child_text(root, "NextContinuationToken") if truncated else None)
+
+
+def _listed(element: ET.Element, etag: ET.Element, size: ET.Element,
+            url_encoded: bool) -> ListedEntry:
+    name = xml.child_text(element, "Key") or ""
+    return ListedEntry(
+        unquote_plus(name) if url_encoded else name, etag.text or "", int(size.text or "0"),
+        (xml.child_text(element, "IsLatest") or "true").lower() == "true",
+        xml.child_text(element, "VersionId"))

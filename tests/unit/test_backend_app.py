@@ -21,6 +21,7 @@ from encproxy.s3backend import forwarding
 from encproxy.s3backend.client import BackendBroken, BodySource
 from encproxy.wsgi import environ as env
 from encproxy.wsgi.apps.s3backend import S3BackendApp
+from encproxy.wsgi.listing_page import ListingSlot
 
 
 @dataclass
@@ -431,6 +432,42 @@ def test_continuation_tokens_are_wrapped_both_ways():
     root = ET.fromstring(resp.get_data())
     assert root.findtext("{*}ContinuationToken") == mine
     assert forwarding.unwrap_token(root.findtext("{*}NextContinuationToken")) == "k2"
+
+
+LISTING = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>bkt</Name>'
+    b"<Prefix></Prefix><KeyCount>2</KeyCount><MaxKeys>2</MaxKeys>"
+    b"<IsTruncated>true</IsTruncated><NextContinuationToken>k2</NextContinuationToken>"
+    b"<Contents><Key>a%20b</Key><ETag>&quot;e1&quot;</ETag><Size>100</Size></Contents>"
+    b"<Contents><Key>c</Key><ETag>&quot;e2&quot;</ETag><Size>200</Size>"
+    b"<StorageClass>STANDARD</StorageClass></Contents>"
+    b"<EncodingType>url</EncodingType></ListBucketResult>")
+
+
+def test_a_listing_is_left_unrendered_for_the_layer_that_offers_a_slot():
+    """The page left in the slot renders as the XML the app answers without one, with
+    the entries as the layer above corrected them (listing_page.py)."""
+    query = "list-type=2&max-keys=2&encoding-type=url"
+    as_xml = call(S3BackendApp(ScriptedClient(Answer(200, [], LISTING)), "us-east-1"),
+                  "GET", "/bkt", query).get_data()
+    slot = ListingSlot()
+    client = Client(S3BackendApp(ScriptedClient(Answer(200, [], LISTING)), "us-east-1"))
+    resp = client.get("/bkt", query_string=query, environ_overrides={
+        env.BUCKET: "bkt", env.KEY: None, env.RAW_PATH: "/bkt", env.RAW_QUERY: query,
+        env.REQUEST_ID: "REQ1", env.LISTING_PAGE: slot})
+    assert resp.status_code == 200 and resp.get_data() == b""
+    page = slot.page
+    assert page is not None
+    assert [(e.key, e.etag, e.size) for e in page.entries] == [
+        ("a b", '"e1"', 100), ("c", '"e2"', 200)]
+    assert page.next_token is not None and forwarding.unwrap_token(page.next_token) == "k2"
+    assert page.render() == as_xml
+    page.entries[1].etag, page.entries[1].size = '"client"', 7
+    root = ET.fromstring(page.render())
+    second = root.findall("{*}Contents")[1]
+    assert (second.findtext("{*}ETag"), second.findtext("{*}Size")) == ('"client"', "7")
+    assert root.findall("{*}Contents")[0].findtext("{*}Size") == "100"
 
 
 def test_foreign_continuation_token_is_refused():

@@ -31,6 +31,11 @@ from encryption_testkit import (
 from encproxy.wsgi import environ as env
 
 
+def _of_the_bucket(environ: dict[str, Any]) -> bool:
+    """A request for the client's bucket (encproxy lists its internal bucket too)."""
+    return str(environ.get("PATH_INFO", "")).split("/")[1] == BUCKET
+
+
 class AnswersXml:
     """The file store app without the listing slot: its listings are XML."""
 
@@ -39,7 +44,7 @@ class AnswersXml:
         self.slots_seen = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.pop(env.LISTING_PAGE, None) is not None:
+        if environ.pop(env.LISTING_PAGE, None) is not None and _of_the_bucket(environ):
             self.slots_seen += 1
         return self.app(environ, start_response)
 
@@ -54,7 +59,7 @@ class LeavesPage:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         slot = environ.get(env.LISTING_PAGE)
         body = self.app(environ, start_response)
-        if slot is not None and slot.page is not None:
+        if slot is not None and slot.page is not None and _of_the_bucket(environ):
             self.pages_left += 1
         return body
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import unquote_plus
 
 from werkzeug.wrappers import Response
 
@@ -33,7 +32,7 @@ from encproxy.wsgi.encryption.layouts import backend_parts, client_multipart_eta
 from encproxy.wsgi.encryption.reads import client_etag
 from encproxy.wsgi.encryption.streaming import Fetcher
 from encproxy.wsgi.environ import LISTING_PAGE
-from encproxy.wsgi.listing_page import ListedEntry, ListingSlot
+from encproxy.wsgi.listing_page import ListedEntry, ListingSlot, parsed_page
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import relayed
 
@@ -58,20 +57,12 @@ class Listings:
             req.environ.pop(LISTING_PAGE, None)
         if resp.status != 200:
             return relayed(resp.status, resp.headers, body)
-        if slot.page is not None:    # the embedded store's page, unrendered
-            self._correct(req, slot.page.entries, versions=entry_tag == "Version")
-            return relayed(200, resp.headers, slot.page.render())
         # A page of 1,000 entries with keys of up to 1,024 bytes passes the 1 MiB that
         # request bodies are held to.
-        root = xml.parse(body, max_size=subrequest.MAX_SUBRESPONSE)
-        url_encoded = (xml.child_text(root, "EncodingType") or "") == "url"
-        parsed = [(e, _listed(e, url_encoded)) for e in root.findall(entry_tag)
-                  if e.find("ETag") is not None and e.find("Size") is not None]
-        self._correct(req, [entry for _, entry in parsed], versions=entry_tag == "Version")
-        for element, entry in parsed:
-            element.find("ETag").text = entry.etag  # type: ignore[union-attr]
-            element.find("Size").text = str(entry.size)  # type: ignore[union-attr]
-        return relayed(200, resp.headers, xml.render_element(root))
+        page = slot.page or parsed_page(xml.parse(body, max_size=subrequest.MAX_SUBRESPONSE),
+                                        entry_tag)
+        self._correct(req, page.entries, versions=entry_tag == "Version")
+        return relayed(200, resp.headers, page.render())
 
     def _correct(self, req: S3Request, entries: list[ListedEntry], versions: bool) -> None:
         """Set each of a page's ``entries`` to what the client sees: an encrypted object's
@@ -246,13 +237,3 @@ def _cached(found: Facts) -> ObjectFacts:
     return ObjectFacts(found.encrypted, found.plaintext_size, '"' + found.client_etag + '"',
                        found.mode)
 
-
-def _listed(entry: Any, url_encoded: bool) -> ListedEntry:
-    """A parsed ``Contents`` or ``Version`` entry (with an ETag and a Size), its key
-    decoded."""
-    name = xml.child_text(entry, "Key") or ""
-    return ListedEntry(
-        unquote_plus(name) if url_encoded else name, xml.child_text(entry, "ETag") or "",
-        int(xml.child_text(entry, "Size") or "0"),
-        (xml.child_text(entry, "IsLatest") or "true").lower() == "true",
-        xml.child_text(entry, "VersionId"))

@@ -53,6 +53,8 @@ from encproxy.lru import LRU
 from encproxy.s3 import xml
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.buckets.records import RecordKeys, decoding, ensure_internal_bucket, report
+from encproxy.wsgi.environ import LISTING_PAGE
+from encproxy.wsgi.listing_page import ListingSlot, parsed_page
 from encproxy.wsgi.responses import WSGIApp
 
 log = logging.getLogger("encproxy.uploads")
@@ -423,17 +425,20 @@ def list_internal(app: WSGIApp, internal_bucket: str, prefix: str,
             query += "&start-after=" + subrequest.quote_param(start_after)
         if token:
             query += "&continuation-token=" + subrequest.quote_param(token)
-        resp = subrequest.request(app, parent, "GET", internal_bucket, query=query)
+        # The app below leaves its page unrendered where it can (listing_page.py).
+        environ = subrequest.request_environ(parent, "GET", internal_bucket, None, query)
+        slot = environ[LISTING_PAGE] = ListingSlot()
+        resp = subrequest.run(app, environ)
         if resp.status == 404:
             return
         if not resp.ok:
             raise subrequest.internal_failure(resp.status)
-        root = xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE)
-        for entry in root.findall("Contents"):
-            yield (xml.child_text(entry, "Key") or "", xml.child_text(entry, "ETag") or "",
-                   int(xml.child_text(entry, "Size") or "0"))
-        token = xml.child_text(root, "NextContinuationToken")
-        if (xml.child_text(root, "IsTruncated") or "") != "true" or not token:
+        page = slot.page or parsed_page(
+            xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE), "Contents")
+        for entry in page.entries:
+            yield entry.key, entry.etag, entry.size
+        token = page.next_token
+        if not token:
             return
 
 

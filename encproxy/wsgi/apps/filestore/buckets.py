@@ -157,14 +157,16 @@ class BucketOperations:
             if delimiter:
                 root.add("Delimiter", enc(delimiter))
             root.add("IsTruncated", result.is_truncated)
-            if result.is_truncated and result.next_marker:
-                root.add("NextContinuationToken", _encode_token(result.next_marker))
+            if next_token is not None:
+                root.add("NextContinuationToken", next_token)
             root.extend(_contents(result.contents, enc, owner=owner, entries=entries))
             root.extend(common_prefixes(result.common_prefixes, enc))
             if url:
                 root.add("EncodingType", "url")
             return root
-        return _listing_response(req, build, lambda: _listed(result.contents))
+        next_token = _encode_token(result.next_marker) \
+            if result.is_truncated and result.next_marker else None
+        return _listing_response(req, build, lambda: _listed(result.contents), next_token)
 
     def op_ListObjectVersions(self, req: S3Request) -> Response:
         """Every version and delete marker, by key then newest first, from the index.
@@ -277,14 +279,15 @@ def _listed(records: list[ObjectRecord]) -> list[ListedEntry]:
 
 
 def _listing_response(req: S3Request, build: Callable[[list[ListedEntry] | None], xml.Node],
-                      entries: Callable[[], list[ListedEntry]]) -> Response:
+                      entries: Callable[[], list[ListedEntry]],
+                      next_token: str | None = None) -> Response:
     """The page built by ``build``, as XML; or left in the listing slot of the layer above
     (listing_page.py) with its ``entries``, for that layer to correct and render."""
     slot = req.environ.get(env.LISTING_PAGE)
     if not isinstance(slot, ListingSlot):
         return xml_response(build(None), environ=req.environ)
     listed = entries()
-    slot.page = ListingPage(listed, lambda: xml.render(build(listed)))
+    slot.page = ListingPage(listed, lambda: xml.render(build(listed)), next_token)
     return Response(b"", status=200, content_type="application/xml",
                     headers={"x-amz-request-id": request_id(req.environ)})
 

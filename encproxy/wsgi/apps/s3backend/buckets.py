@@ -21,6 +21,7 @@ from encproxy.wsgi.apps.s3backend.relay import (
     send,
     small_body,
 )
+from encproxy.wsgi.listing_page import ListingSlot, parsed_page
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import xml_response
 
@@ -123,6 +124,10 @@ class BucketOperations:
             el = root.find(name)
             if el is not None:
                 el.text = value if value is not None else forwarding.wrap_token(el.text or "")
+        slot = req.environ.get(env.LISTING_PAGE)
+        if isinstance(slot, ListingSlot):     # the layer above renders it (listing_page.py)
+            slot.page = parsed_page(root, "Contents")
+            return Response(b"", status=200, headers=result_headers(resp))
         return Response(xml.render_element(root), status=200, headers=result_headers(resp))
 
     def op_ListMultipartUploads(self, req: S3Request) -> Response:
