@@ -125,8 +125,11 @@ def build_app(settings: Settings, keys: KeyProvider | None = None) -> WSGIApp:
         default_key=keys.normalize(settings.get("keys", "default_key")))
     bucket_keys = BucketKeys(keys, settings.get("keys", "bucket_key_lifetime"),
                              settings.get("keys", "bucket_key_entries"))
-    encrypting = EncryptionMiddleware(backend, store, keys, policy, bucket_keys=bucket_keys,
-                                      background=BackgroundWrites())
+    # The file store lists the facts it keeps with each object (FORMAT.md §17): no records
+    # to read ahead.
+    encrypting = EncryptionMiddleware(
+        backend, store, keys, policy, bucket_keys=bucket_keys, background=BackgroundWrites(),
+        read_ahead_records=not isinstance(raw_backend, FileStoreApp))
     buckets = BucketEncryptionMiddleware(encrypting, store, keys,
                                          own_backend_identity=settings.backend_credentials)
     # [access]: what each restricted client may do, decided right after authentication.

@@ -187,16 +187,17 @@ class Stack:
         self.middleware.uploads.always_index = False
         return self
 
-    def replica(self, **policy: Any) -> Stack:
+    def replica(self, read_ahead_records: bool = False, **policy: Any) -> Stack:
         """Another middleware over the same store and keyring: nothing cached."""
-        return build_stack(self.root, **policy)
+        return build_stack(self.root, read_ahead_records=read_ahead_records, **policy)
 
 
-def build_stack(root: Path, **policy: Any) -> Stack:
+def build_stack(root: Path, read_ahead_records: bool = False, **policy: Any) -> Stack:
     """The stack over ``root`` (created if new) with ``EncryptionPolicy(**policy)``.
 
     ``allow_insecure_sse_c`` defaults to True (the test client speaks http); the default
     key is ``test-key``. Buckets ``data`` and the internal bucket exist.
+    ``read_ahead_records``: listings read facts records ahead, as over an S3 backend.
     """
     keyring = root / "keys"
     new = not keyring.exists()
@@ -215,7 +216,8 @@ def build_stack(root: Path, **policy: Any) -> Stack:
     configs = BucketConfigStore(recorder, INTERNAL_BUCKET, ttl=60.0,
                                 records=RecordKeys(recorder, INTERNAL_BUCKET, keys, KEY_ID))
     options: dict[str, Any] = {"allow_insecure_sse_c": True, "default_key": KEY_ID, **policy}
-    middleware = EncryptionMiddleware(recorder, configs, keys, EncryptionPolicy(**options))
+    middleware = EncryptionMiddleware(recorder, configs, keys, EncryptionPolicy(**options),
+                                      read_ahead_records=read_ahead_records)
     return Stack(root, store, backend, recorder, configs, keys, middleware,
                  Client(Gateway(middleware, ())), Client(Gateway(backend, ())))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from encproxy.crypto import fact_names
 from encproxy.crypto.fact_names import Facts
 from encproxy.filestore.index import INDEX_FILE
 from encproxy.wsgi import environ as env
+from encproxy.wsgi.encryption import fact_records
 
 FACTS_KEY = bytes(range(32))
 SEALER = fact_names.Sealer(FACTS_KEY)
@@ -269,6 +270,74 @@ def test_a_restarted_listing_reads_records_and_looks_nothing_up(stack: Stack) ->
     again = stack.replica()
     assert listed(again) == expected
     assert object_lookups(again) == []
+
+
+def records_lists(stack: Stack) -> list[str]:
+    """The ``start-after`` of each listing of the bucket's facts records."""
+    prefix = quote(fact_names.bucket_prefix(BUCKET), safe="-_.~")
+    return [parse_qs(r.query)["start-after"][0] for r in stack.recorder.requests
+            if r.method == "GET" and r.path == f"/{INTERNAL_BUCKET}"
+            and f"prefix={prefix}" in r.query]
+
+
+def test_a_first_listing_reads_its_records_ahead(stack: Stack) -> None:
+    """Over an S3 backend, the records of a page's range are listed from its lower bound
+    while the objects are (fact_records.py): one records LIST, no second one after."""
+    expected = write_objects(stack)
+    assert listed(stack.replica()) == expected      # records what PutObject did not
+    first = stack.replica(read_ahead_records=True)
+    assert listed(first) == expected
+    assert object_lookups(first) == []
+    assert records_lists(first) == [fact_names.key_start(BUCKET, "")]
+    assert listed(first, "list-type=2&prefix=a") == {
+        k: v for k, v in expected.items() if k.startswith("a")}
+    assert len(records_lists(first)) == 1    # known from the caches: nothing read ahead
+    other = stack.replica(read_ahead_records=True)
+    assert listed(other, "list-type=2&start-after=a!b&prefix=a") == {
+        k: v for k, v in expected.items() if k.startswith("a") and k > "a!b"}
+    assert records_lists(other) == [fact_names.key_start(BUCKET, "a!b")]
+    assert object_lookups(other) == []
+
+
+def test_records_past_those_read_ahead_are_listed_after(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = write_objects(stack)
+    assert listed(stack.replica()) == expected
+    monkeypatch.setattr(fact_records, "READ_AHEAD", 2)
+    first = stack.replica(read_ahead_records=True)
+    assert listed(first) == expected
+    assert object_lookups(first) == []
+    ahead, *after = records_lists(first)
+    assert ahead == fact_names.key_start(BUCKET, "")
+    assert after and after[0] > ahead     # from the last name read ahead
+
+
+class FailsFirstRecordsList:
+    """A backend whose first listing of the internal bucket fails (503)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.failed = False
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not self.failed and environ["PATH_INFO"] == f"/{INTERNAL_BUCKET}" \
+                and environ["REQUEST_METHOD"] == "GET":
+            self.failed = True
+            start_response("503 Service Unavailable", [("Content-Type", "application/xml")])
+            return [b"<Error><Code>ServiceUnavailable</Code></Error>"]
+        return self.app(environ, start_response)
+
+
+def test_a_failed_read_ahead_leaves_the_listing_to_read_the_records(stack: Stack) -> None:
+    expected = write_objects(stack)
+    assert listed(stack.replica()) == expected
+    first = stack.replica(read_ahead_records=True)
+    failing = FailsFirstRecordsList(first.recorder.app)
+    first.recorder.app = failing
+    assert listed(first) == expected
+    assert failing.failed
+    assert object_lookups(first) == []
+    assert len(records_lists(first)) == 2
 
 
 def test_a_forged_record_is_ignored_and_the_object_looked_up(stack: Stack) -> None:

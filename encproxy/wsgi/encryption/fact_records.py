@@ -21,12 +21,19 @@ A record of a body the bucket no longer has (overwritten, deleted) is read past 
 bounds what one listing page reads) until a ListObjects page that read it finds another
 body listed under its key in a bucket that never had versioning, which deletes it; and
 DeleteBucket deletes them all.  (With versioning, an older body may still be a version.)
+
+Through an S3 backend, a listing of a bucket this process has not listed yet (or whose
+last listing left objects unknown) reads the first page of records ahead (``read_ahead``),
+from the page's lower bound, while the backend lists the objects: a first listing after a
+restart then waits on one backend LIST, not two in a row.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from encproxy import errors, metrics
@@ -58,6 +65,17 @@ def sealer_of(facts_key: bytes) -> Sealer:
 # How many pages of records one listing page reads at most (1,000 names each): stale
 # records of overwritten objects share the range, and past this the rest is looked up.
 MAX_PAGES = 4
+# Names read ahead: one backend page.
+READ_AHEAD = 1000
+
+
+@dataclass(frozen=True)
+class NamesAhead:
+    """The first record names of a bucket after ``after`` (exclusive), in order, read
+    ahead of the listing that needs them."""
+    after: str
+    names: list[str]
+    complete: bool           # the bucket has no record after the last of ``names``
 
 
 class EmbeddedFacts:
@@ -166,11 +184,19 @@ class FactRecords:
             self._refuse(bucket, key, "RecordAuthenticationFailed")
         return opened
 
-    def between(self, bucket: str, first: str, last: str,
-                parent: dict[str, Any] | None) -> Iterator[tuple[str, Facts]]:
+    def read_ahead(self, bucket: str, first: str,
+                   parent: dict[str, Any] | None) -> NamesAhead:
+        """The first names of ``bucket``'s records from key ``first`` on, for ``between``."""
+        after = fact_names.key_start(bucket, first)
+        names = list(itertools.islice(
+            self._listed(fact_names.bucket_prefix(bucket), after, parent), READ_AHEAD))
+        return NamesAhead(after, names, len(names) < READ_AHEAD)
+
+    def between(self, bucket: str, first: str, last: str, parent: dict[str, Any] | None,
+                ahead: NamesAhead | None = None) -> Iterator[tuple[str, Facts]]:
         """The verified records of keys from ``first`` to ``last`` (inclusive), in order:
-        (name, facts)."""
-        for name in self._names(bucket, first, last, parent):
+        (name, facts).  ``ahead``: names read ahead, used where they begin early enough."""
+        for name in self._names(bucket, first, last, parent, ahead):
             try:
                 parsed = fact_names.parse_name(bucket, name)
             except ValueError:
@@ -205,15 +231,25 @@ class FactRecords:
             removed += 1
         return removed
 
-    def _names(self, bucket: str, first: str, last: str,
-               parent: dict[str, Any] | None) -> Iterator[str]:
+    def _names(self, bucket: str, first: str, last: str, parent: dict[str, Any] | None,
+               ahead: NamesAhead | None) -> Iterator[str]:
         stop = fact_names.key_start(bucket, last) + fact_names.SEPARATOR + "~"
         start = fact_names.key_start(bucket, first)
-        for count, name in enumerate(self._listed(fact_names.bucket_prefix(bucket), start,
-                                                  parent)):
+        prefix = fact_names.bucket_prefix(bucket)
+        names = self._listed(prefix, start, parent) if ahead is None or ahead.after > start \
+            else self._continued(prefix, start, ahead, parent)
+        for count, name in enumerate(names):
             if name > stop or count >= MAX_PAGES * 1000:
                 return
             yield name
+
+    def _continued(self, prefix: str, start: str, ahead: NamesAhead,
+                   parent: dict[str, Any] | None) -> Iterator[str]:
+        """The names after ``start``: those read ahead (from ``ahead.after <= start``),
+        then, if there may be more, the listing from the last of them."""
+        yield from (name for name in ahead.names if name > start)
+        if not ahead.complete:
+            yield from self._listed(prefix, max(start, ahead.names[-1]), parent)
 
     def _listed(self, prefix: str, start_after: str | None,
                 parent: dict[str, Any] | None) -> Iterator[str]:

@@ -5,11 +5,15 @@ size and client-visible ETag) come from the facts cache, keyed by backend ETag
 and stored size, which never change meaning.  Objects not in the cache are
 looked up once (HEAD, then the sealed ETag or the multipart layout), several at
 a time, and the listing reports them as the client sees them.
+
+Through an S3 backend, the first listing of a bucket in this process (and any after one
+that left objects unknown) reads the records of its range ahead, while the backend lists
+the objects (fact_records.py).
 """
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from werkzeug.wrappers import Response
@@ -21,11 +25,12 @@ from encproxy.format.constants import FORMAT_VERSION, Kind
 from encproxy.format.envelope import Envelope
 from encproxy.format.errors import FormatError
 from encproxy.format.layout import multipart_plaintext_size, plaintext_size
+from encproxy.lru import LRU
 from encproxy.s3 import sse, xml
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.context import EncryptionContext
-from encproxy.wsgi.encryption.fact_records import FactRecords
+from encproxy.wsgi.encryption.fact_records import FactRecords, NamesAhead
 from encproxy.wsgi.encryption.facts import ObjectFacts
 from encproxy.wsgi.encryption.headers import CONTEXT_HEADER, ENVELOPE_HEADER, mode_of
 from encproxy.wsgi.encryption.layouts import backend_parts, client_multipart_etag
@@ -39,16 +44,24 @@ from encproxy.wsgi.responses import relayed
 log = logging.getLogger("encproxy.encryption")
 
 LOOKUP_THREADS = 8
+# Buckets whose last listing here left every entry in the caches (no read-ahead).
+KNOWN_BUCKETS = 10_000
 
 
 class Listings:
-    def __init__(self, ctx: EncryptionContext, threads: int = LOOKUP_THREADS) -> None:
+    def __init__(self, ctx: EncryptionContext, threads: int = LOOKUP_THREADS,
+                 read_ahead: bool = False) -> None:
+        """``read_ahead``: read facts records ahead of a listing of a bucket not known
+        from the caches (an app below that keeps no facts of its own)."""
         self.ctx = ctx
         self._lookups = ThreadPoolExecutor(threads, thread_name_prefix="encproxy-lookup")
+        self._read_ahead = read_ahead
+        self._known: LRU[str, bool] = LRU(KNOWN_BUCKETS)
 
     def respond(self, req: S3Request, entry_tag: str) -> Response:
         """The backend's listing, with ``entry_tag`` entries as the client sees them."""
         assert req.bucket is not None
+        ahead = self._records_ahead(req)
         slot = req.environ[LISTING_PAGE] = ListingSlot()
         try:
             resp = subrequest.open_stream(self.ctx.app, req.environ)
@@ -61,10 +74,24 @@ class Listings:
         # request bodies are held to.
         page = slot.page or parsed_page(xml.parse(body, max_size=subrequest.MAX_SUBRESPONSE),
                                         entry_tag)
-        self._correct(req, page.entries, versions=entry_tag == "Version")
+        self._correct(req, page.entries, versions=entry_tag == "Version", ahead=ahead)
         return relayed(200, resp.headers, page.render())
 
-    def _correct(self, req: S3Request, entries: list[ListedEntry], versions: bool) -> None:
+    def _records_ahead(self, req: S3Request) -> Future[NamesAhead] | None:
+        """The facts records of the page's range, read in parallel with the listing: for
+        a bucket not listed here yet (or whose last listing left objects unknown), where
+        the page's lower bound is known (not from a continuation token)."""
+        assert req.bucket is not None
+        if not self._read_ahead or self._known.get(req.bucket):
+            return None
+        first = lower_bound(req)
+        if first is None:
+            return None
+        return self._lookups.submit(self.ctx.fact_records.read_ahead, req.bucket, first,
+                                    req.environ)
+
+    def _correct(self, req: S3Request, entries: list[ListedEntry], versions: bool,
+                 ahead: Future[NamesAhead] | None = None) -> None:
         """Set each of a page's ``entries`` to what the client sees: an encrypted object's
         plaintext size and client ETag, from the facts cache; else from the facts the
         store carries, the facts records, or a lookup, each cached."""
@@ -79,10 +106,13 @@ class Listings:
             records = self.ctx.fact_records   # one per listing: it remembers the roots it met
             missing = self._embedded(req.bucket, missing, records, req.environ)
             if missing:
-                missing = self._recorded(req, missing, records, None if versions else entries)
+                missing = self._recorded(req, missing, records, None if versions else entries,
+                                         _names_ahead(ahead))
             if missing:
                 list(self._lookups.map(lambda e: self._learn(req, e), missing))
             known = known_facts()
+        # The caches now know the page: the next listing of the bucket reads nothing ahead.
+        self._known.put(req.bucket, all(k is not None for k in known))
         for e, k in zip(entries, known, strict=True):
             if k is not None and k.encrypted:
                 e.etag, e.size = k.etag, k.plaintext_size
@@ -103,17 +133,19 @@ class Listings:
         return missing
 
     def _recorded(self, req: S3Request, entries: list[ListedEntry], records: FactRecords,
-                  current: list[ListedEntry] | None) -> list[ListedEntry]:
+                  current: list[ListedEntry] | None,
+                  ahead: NamesAhead | None = None) -> list[ListedEntry]:
         """Cache what the facts records (fact_records.py) say of ``entries``; the entries
         they say nothing of.  ``current``: every entry of a ListObjects page (each key's
         only current body), whose keys' other records are stale where the bucket never
-        had versioning."""
+        had versioning.  ``ahead``: record names read ahead of the listing."""
         assert req.bucket is not None
         wanted = {(e.key, e.etag.strip('"'), e.size) for e in entries}
         listed = {e.key: (e.etag.strip('"'), e.size) for e in current or ()}
         stale = []
         for name, found in records.between(req.bucket, min(k for k, _, _ in wanted),
-                                           max(k for k, _, _ in wanted), req.environ):
+                                           max(k for k, _, _ in wanted), req.environ,
+                                           ahead):
             if (found.key, found.backend_etag, found.stored_size) in wanted:
                 self.ctx.facts.put(req.bucket, found.key, found.backend_etag,
                                    found.stored_size, _cached(found))
@@ -215,6 +247,31 @@ class Listings:
             size, client = layout.plaintext_size, client_multipart_etag(layout, mode, etag)
         self.ctx.facts.put(bucket, key, etag, stored_size,
                            ObjectFacts(True, size, client, mode, key_id))
+
+
+def lower_bound(req: S3Request) -> str | None:
+    """A key that sorts before (or is) every key the listing ``req`` can list; None
+    after a continuation token, whose key only the backend knows."""
+    query = req.query
+    if req.operation == "ListObjectsV2":
+        if query.get("continuation-token"):
+            return None
+        after = query.get("start-after", "")
+    else:
+        after = query.get("marker" if req.operation == "ListObjects" else "key-marker", "")
+    return max(query.get("prefix", ""), after)
+
+
+def _names_ahead(ahead: Future[NamesAhead] | None) -> NamesAhead | None:
+    """What was read ahead; None if nothing was, or it failed (the listing then reads
+    the records itself, and meets the failure if it lasts)."""
+    if ahead is None:
+        return None
+    try:
+        return ahead.result()
+    except errors.S3Error as exc:
+        log.info("reading the facts records ahead failed (%s); read after", exc.code)
+        return None
 
 
 def _never_versioned(ctx: EncryptionContext, req: S3Request) -> bool:

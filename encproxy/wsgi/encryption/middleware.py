@@ -49,9 +49,11 @@ class EncryptionMiddleware:
     def __init__(self, app: WSGIApp, configs: BucketConfigStore, keys: KeyProvider,
                  policy: EncryptionPolicy, facts: FactsCache | None = None,
                  bucket_keys: BucketKeys | None = None,
-                 background: BackgroundWrites | None = None) -> None:
+                 background: BackgroundWrites | None = None,
+                 read_ahead_records: bool = False) -> None:
         """``background``: where facts records are written from after the answer (None:
-        before it, as in-process tests want them)."""
+        before it, as in-process tests want them).  ``read_ahead_records``: listings read
+        the facts records ahead (listings.py), for an app below that lists no facts."""
         self.app = app
         self.context = EncryptionContext(app, configs, keys, policy, facts or FactsCache(),
                                          LayoutReader(), bucket_keys or BucketKeys(keys),
@@ -60,7 +62,7 @@ class EncryptionMiddleware:
         self.uploads = uploads = MultipartUploads(
             ctx, UploadStore(app, configs.internal_bucket, configs.records))
         copies = Copies(ctx, uploads)
-        listings = Listings(ctx)
+        listings = Listings(ctx, read_ahead=read_ahead_records)
         self.handlers: dict[str, Handler] = {
             "PutObject": lambda req: put_object(ctx, req),
             "PostObject": lambda req: post_object(ctx, req),
