@@ -136,6 +136,13 @@ def test_a_changed_field_does_not_open(field: str, value: object) -> None:
     "facts/data/k y!f2.s.1.aa.1." + SEALED + "." + ROOT,           # unescaped space
     'facts/data/k"z!f2.s.1.aa.1.' + SEALED + "." + ROOT,           # bad escape
     "facts/other/key!f2.s.1.aa.1." + SEALED + "." + ROOT,          # another bucket
+    "facts/data/key!f2.s.1.aa.01." + SEALED + "." + ROOT,          # plaintext size
+    "facts/data/key!f2.s.1.aa." + SEALED + "." + ROOT,             # a field missing
+    "facts/data/key!f2.s.1.aa.1." + SEALED + "." + ROOT + ".x",    # one too many
+    "facts/data/key!f2.s.1..1." + SEALED + "." + ROOT,             # an empty ETag
+    "facts/data/key!f2.s.1.aa.1." + SEALED + "." + ROOT.upper(),   # not lower-case hex
+    "facts/data/key!f2.s.1.aa.1." + SEALED + "=." + ROOT,          # padded seal
+    "facts/data/key!f2.s.1.aa.1." + SEALED + "." + ROOT + "\n",    # a trailing newline
 ])
 def test_what_is_not_a_record_name_is_refused(name: str) -> None:
     with pytest.raises(ValueError):
