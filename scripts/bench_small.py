@@ -8,7 +8,12 @@ Issue 18's table, in one run on one machine. The setups:
                             crypt remote on a local directory, the encrypting S3 gateway
                             many users run instead;
 * for each S3 backend named by ``--backends`` (``seaweedfs``, ``ceph``, ``moto``):
-  ``<backend> direct`` and ``encproxy-><backend> encrypted`` (default SSE-S3).
+  ``<backend> direct`` and ``encproxy-><backend> encrypted`` (default SSE-S3);
+* ``gunicorn floor``:       gunicorn's gthread worker, with encproxy's shipped workers,
+                            threads and keep-alive, serving an app that does nothing
+                            (``bench_floor_app.py``): what a request costs before any work
+                            of encproxy's, against which its CPU per request can be read.
+                            It has no listing.
 
 Every server runs as users run it: encproxy under gunicorn with its shipped workers and
 threads and the production configuration cache, started by the tests' own helpers.
@@ -108,6 +113,7 @@ class Setup:
     get_ops: list[float] = field(default_factory=list)
     put_cpu_ms: list[float] = field(default_factory=list)
     get_cpu_ms: list[float] = field(default_factory=list)
+    lists: bool = True                      # False: no listing (the floor)
     list_first_ms: float = float("nan")
     list_warm_ms: list[float] = field(default_factory=list)
     large_put_mbs: list[float] = field(default_factory=list)     # --large-mib
@@ -361,6 +367,34 @@ class RcloneCrypt:
             self.process.wait(timeout=20)
 
 
+class GunicornFloor:
+    """gunicorn (gthread, encproxy's shipped workers, threads and keep-alive) serving
+    ``bench_floor_app``, an app that does nothing."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--threads", "8",
+             "--worker-class", "gthread", "--keep-alive", "75", "--log-level", "warning",
+             "--bind", f"127.0.0.1:{self.port}", "--chdir", str(REPO / "scripts"),
+             "bench_floor_app:app"],
+            stdout=(directory / "gunicorn.log").open("ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                http.client.HTTPConnection("127.0.0.1", self.port, timeout=1).connect()
+                return      # requests sent before a worker is up wait for it (and warm up)
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("gunicorn did not listen within 30 s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
 def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -383,7 +417,8 @@ def run(args: argparse.Namespace, workdir: Path) -> list[Setup]:
                 f"{s.name} {s.put_ops[-1]:.0f}/{s.get_ops[-1]:.0f} ops/s" for s in order),
                 flush=True)
         for setup in setups:
-            listing(setup, "r0-", args.count)
+            if setup.lists:
+                listing(setup, "r0-", args.count)
         return setups
     finally:
         for stop in reversed(stops):
@@ -413,6 +448,12 @@ def start(args: argparse.Namespace, workdir: Path,
                         lambda: rclone.restart(crypt)))
     for kind in [] if args.large_mib else filter(None, args.backends.split(",")):
         setups += backend_setups(kind, workdir, stops)
+    if not args.large_mib:
+        floor = GunicornFloor(workdir / "floor")
+        stops.append(floor.stop)
+        setups.append(Setup("gunicorn floor", Endpoint("gunicorn floor", "127.0.0.1",
+                                                       floor.port, "floor"),
+                            lambda: [floor.process.pid], None, lists=False))
     for setup in setups:
         ep = setup.endpoint
         assert request(ep, "PUT", f"/{ep.bucket}")[0] == 200, f"{ep.name}: create bucket"
@@ -480,6 +521,10 @@ def report(args: argparse.Namespace, setups: list[Setup]) -> None:
     print(f"  encrypted server CPU ms:   PUT {med(enc.put_cpu_ms):.2f} [<= 1.2]  "
           f"GET {med(enc.get_cpu_ms):.2f} [<= 0.8]")
     print(f"  file store listing:        first {enc.list_first_ms:.0f} ms [<= 60]")
+    floor = by.get("gunicorn floor")
+    if floor is not None:
+        print(f"  (gunicorn's floor, an app that does nothing: PUT {med(floor.put_cpu_ms):.2f} "
+              f"GET {med(floor.get_cpu_ms):.2f} ms)")
     for kind in filter(None, args.backends.split(",")):
         direct, through = by[f"{kind} direct"], by[f"encproxy->{kind} encrypted"]
         print(f"  encproxy->{kind} / direct: PUT {ratio(through.put_ops, direct.put_ops):.2f}  "
