@@ -43,7 +43,6 @@ from encproxy.crypto import fact_names
 from encproxy.crypto.fact_names import Facts
 from encproxy.filestore.index import INDEX_FILE
 from encproxy.wsgi import environ as env
-from encproxy.wsgi.encryption import fact_records
 
 FACTS_KEY = bytes(range(32))
 SEALER = fact_names.Sealer(FACTS_KEY)
@@ -306,17 +305,49 @@ def test_a_first_listing_reads_its_records_ahead(stack: Stack) -> None:
     assert object_lookups(other) == []
 
 
-def test_records_past_those_read_ahead_are_listed_after(
-        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+class SmallRecordPages:
+    """A backend that lists the internal bucket two names a page (S3 may page as it
+    likes below its 1,000)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["PATH_INFO"] == f"/{INTERNAL_BUCKET}" and environ["REQUEST_METHOD"] == "GET":
+            for name in ("QUERY_STRING", env.RAW_QUERY):
+                environ[name] = environ[name] + "&max-keys=2"
+        return self.app(environ, start_response)
+
+
+def test_records_past_those_read_ahead_are_listed_after(stack: Stack) -> None:
     expected = write_objects(stack)
     assert listed(stack.replica()) == expected
-    monkeypatch.setattr(fact_records, "READ_AHEAD", 2)
     first = stack.replica(read_ahead_records=True)
+    first.recorder.app = SmallRecordPages(first.recorder.app)
     assert listed(first) == expected
     assert object_lookups(first) == []
     ahead, *after = records_lists(first)
     assert ahead == fact_names.key_start(BUCKET, "")
-    assert after and after[0] > ahead     # from the last name read ahead
+    assert after and all(start > ahead for start in after)   # from the last name read ahead
+
+
+@pytest.mark.parametrize("query", ["list-type=2&prefix=a", "list-type=2&prefix=a&start-after=a b"])
+def test_records_are_listed_only_until_every_entry_is_found(stack: Stack, query: str) -> None:
+    """A page of records past the one that completed the listing could only hold stale
+    records: it is not asked for."""
+    expected = write_objects(stack)
+    assert listed(stack.replica()) == expected
+    replica = stack.replica()
+    replica.recorder.app = SmallRecordPages(replica.recorder.app)
+    page = listed(replica, query)
+    assert page == {k: v for k, v in expected.items() if k.startswith("a")
+                    and k > dict(parse_qs(query)).get("start-after", [""])[0]}
+    assert object_lookups(replica) == []
+    names = sorted(record_names(stack))
+    start = fact_names.key_start(BUCKET, min(page))
+    last = max(n for n in names if fact_names.parse_name(BUCKET, n).key in page)
+    needed = len([n for n in names if start < n <= last])
+    assert len(records_lists(replica)) == -(-needed // 2)    # pages of two, rounded up
 
 
 class FailsFirstRecordsList:

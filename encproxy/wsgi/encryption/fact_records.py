@@ -5,9 +5,9 @@ encproxy records an object's facts when it writes the object (PutObject, POST,
 CompleteMultipartUpload, CopyObject, UpdateObjectEncryption) and when a listing had to
 learn them (an object written before, or behind encproxy's back).  A listing that meets
 objects its cache does not know reads the records of that page's range of keys with one
-LIST of the internal bucket (more only when stale records crowd the range), keeps the
-ones that open (their sealed client ETag authenticates every field), and looks up only
-what is left.
+LIST of the internal bucket (more only when stale records crowd the range, and none once
+every entry has its record), keeps the ones that open (their sealed client ETag
+authenticates every field), and looks up only what is left.
 
 The records are an authenticated cache, not a source of truth: a record names the backend
 ETag and stored size of the body it describes, and a listing uses it only for an entry
@@ -29,7 +29,6 @@ restart then waits on one backend LIST, not two in a row.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -44,7 +43,7 @@ from encproxy.wsgi import environ as env
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.buckets.records import RecordKeys, ensure_internal_bucket
 from encproxy.wsgi.encryption.background import BackgroundWrites
-from encproxy.wsgi.encryption.upload_store import list_internal
+from encproxy.wsgi.encryption.upload_store import internal_pages, list_internal
 from encproxy.wsgi.responses import WSGIApp
 
 log = logging.getLogger("encproxy.facts")
@@ -65,8 +64,6 @@ def sealer_of(facts_key: bytes) -> Sealer:
 # How many pages of records one listing page reads at most (1,000 names each): stale
 # records of overwritten objects share the range, and past this the rest is looked up.
 MAX_PAGES = 4
-# Names read ahead: one backend page.
-READ_AHEAD = 1000
 
 
 @dataclass(frozen=True)
@@ -186,17 +183,21 @@ class FactRecords:
 
     def read_ahead(self, bucket: str, first: str,
                    parent: dict[str, Any] | None) -> NamesAhead:
-        """The first names of ``bucket``'s records from key ``first`` on, for ``between``."""
+        """The first page of ``bucket``'s record names from key ``first`` on, for
+        ``between``."""
         after = fact_names.key_start(bucket, first)
-        names = list(itertools.islice(
-            self._listed(fact_names.bucket_prefix(bucket), after, parent), READ_AHEAD))
-        return NamesAhead(after, names, len(names) < READ_AHEAD)
+        for names, more in self._pages(fact_names.bucket_prefix(bucket), after, parent):
+            return NamesAhead(after, names, not more)
+        return NamesAhead(after, [], True)      # no internal bucket yet
 
     def between(self, bucket: str, first: str, last: str, parent: dict[str, Any] | None,
-                ahead: NamesAhead | None = None) -> Iterator[tuple[str, Facts]]:
+                ahead: NamesAhead | None = None,
+                enough: Callable[[], bool] = lambda: False) -> Iterator[tuple[str, Facts]]:
         """The verified records of keys from ``first`` to ``last`` (inclusive), in order:
-        (name, facts).  ``ahead``: names read ahead, used where they begin early enough."""
-        for name in self._names(bucket, first, last, parent, ahead):
+        (name, facts).  ``ahead``: names read ahead, used where they begin early enough.
+        ``enough``: asked after each backend page; True ends the records there (the
+        caller has what it needs: a page more would only show stale records)."""
+        for name in self._names(bucket, first, last, parent, ahead, enough):
             try:
                 parsed = fact_names.parse_name(bucket, name)
             except ValueError:
@@ -232,24 +233,35 @@ class FactRecords:
         return removed
 
     def _names(self, bucket: str, first: str, last: str, parent: dict[str, Any] | None,
-               ahead: NamesAhead | None) -> Iterator[str]:
+               ahead: NamesAhead | None, enough: Callable[[], bool]) -> Iterator[str]:
         stop = fact_names.key_start(bucket, last) + fact_names.SEPARATOR + "~"
         start = fact_names.key_start(bucket, first)
         prefix = fact_names.bucket_prefix(bucket)
-        names = self._listed(prefix, start, parent) if ahead is None or ahead.after > start \
+        pages = self._pages(prefix, start, parent) if ahead is None or ahead.after > start \
             else self._continued(prefix, start, ahead, parent)
-        for count, name in enumerate(names):
-            if name > stop or count >= MAX_PAGES * 1000:
+        count = 0
+        for names, _ in pages:
+            for name in names:
+                if name > stop or count >= MAX_PAGES * 1000:
+                    return
+                count += 1
+                yield name
+            if enough():
                 return
-            yield name
 
     def _continued(self, prefix: str, start: str, ahead: NamesAhead,
-                   parent: dict[str, Any] | None) -> Iterator[str]:
-        """The names after ``start``: those read ahead (from ``ahead.after <= start``),
-        then, if there may be more, the listing from the last of them."""
-        yield from (name for name in ahead.names if name > start)
+                   parent: dict[str, Any] | None) -> Iterator[tuple[list[str], bool]]:
+        """The pages of names after ``start``: those read ahead (from ``ahead.after <=
+        start``), then, if there may be more, the listing from the last of them."""
+        yield [name for name in ahead.names if name > start], not ahead.complete
         if not ahead.complete:
-            yield from self._listed(prefix, max(start, ahead.names[-1]), parent)
+            yield from self._pages(prefix, max([start, *ahead.names[-1:]]), parent)
+
+    def _pages(self, prefix: str, start_after: str,
+               parent: dict[str, Any] | None) -> Iterator[tuple[list[str], bool]]:
+        for entries, more in internal_pages(self.app, self.internal_bucket, prefix, parent,
+                                            start_after):
+            yield [name for name, _, _ in entries], more
 
     def _listed(self, prefix: str, start_after: str | None,
                 parent: dict[str, Any] | None) -> Iterator[str]:

@@ -141,12 +141,15 @@ class Listings:
         had versioning.  ``ahead``: record names read ahead of the listing."""
         assert req.bucket is not None
         wanted = {(e.key, e.etag.strip('"'), e.size) for e in entries}
+        unfound = set(wanted)
         listed = {e.key: (e.etag.strip('"'), e.size) for e in current or ()}
         stale = []
+        # Every entry found: no further page of records (it could only be stale ones).
         for name, found in records.between(req.bucket, min(k for k, _, _ in wanted),
                                            max(k for k, _, _ in wanted), req.environ,
-                                           ahead):
+                                           ahead, enough=lambda: not unfound):
             if (found.key, found.backend_etag, found.stored_size) in wanted:
+                unfound.discard((found.key, found.backend_etag, found.stored_size))
                 self.ctx.facts.put(req.bucket, found.key, found.backend_etag,
                                    found.stored_size, _cached(found))
             elif listed.get(found.key, (found.backend_etag, found.stored_size)) \

@@ -40,7 +40,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
@@ -418,6 +418,15 @@ def list_internal(app: WSGIApp, internal_bucket: str, prefix: str,
     """(name, ETag, size) of everything under ``prefix`` in the internal bucket (after
     ``start_after``, if given), in the backend's order; nothing if the internal bucket does
     not exist."""
+    for entries, _ in internal_pages(app, internal_bucket, prefix, parent, start_after):
+        yield from entries
+
+
+def internal_pages(app: WSGIApp, internal_bucket: str, prefix: str,
+                   parent: dict[str, Any] | None, start_after: str | None = None
+                   ) -> Iterator[tuple[list[tuple[str, str, int]], bool]]:
+    """``list_internal`` a backend page at a time: (its entries, whether more follow).
+    The next page is asked for only when the one before has been taken."""
     token = None
     while True:
         query = "list-type=2&prefix=" + subrequest.quote_param(prefix)
@@ -435,9 +444,8 @@ def list_internal(app: WSGIApp, internal_bucket: str, prefix: str,
             raise subrequest.internal_failure(resp.status)
         page = slot.page or parsed_page(
             xml.parse(resp.body, max_size=subrequest.MAX_SUBRESPONSE), "Contents")
-        for entry in page.entries:
-            yield entry.key, entry.etag, entry.size
         token = page.next_token
+        yield [(entry.key, entry.etag, entry.size) for entry in page.entries], bool(token)
         if not token:
             return
 
