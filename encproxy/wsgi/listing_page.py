@@ -44,7 +44,7 @@ class ListingPage:
 
 
 class ListingSlot:
-    """Where the embedded store leaves its page (None: it answered XML, or an error)."""
+    """Where the app below leaves its page (None: it answered XML, or an error)."""
 
     __slots__ = ("page",)
 
