@@ -32,6 +32,9 @@ class ListedEntry:
     version_id: str | None = None
     # The facts the embedded store keeps with the version (FORMAT.md §17), or None.
     carried_facts: str | None = None
+    # False: listed without an ETag or a Size (etag "" and size 0 here), which the
+    # encryption layer leaves as listed; encproxy's own internal listings still see it.
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,29 +56,32 @@ class ListingSlot:
 
 
 def parsed_page(root: ET.Element, entry_tag: str) -> ListingPage:
-    """The page of a parsed (namespace-stripped) listing: its ``entry_tag`` entries that
-    have an ETag and a Size (``Contents`` or ``Version``; not delete markers), their keys
-    decoded; ``render`` writes their ETags and sizes back and renders the whole document."""
+    """The page of a parsed (namespace-stripped) listing: its ``entry_tag`` entries
+    (``Contents`` or ``Version``; not delete markers), their keys decoded, those without
+    an ETag or a Size not ``complete``; ``render`` writes the complete entries' ETags and
+    sizes back and renders the whole document."""
     url_encoded = (xml.child_text(root, "EncodingType") or "") == "url"
     parsed = []
     for element in root.iterfind(entry_tag):
         etag, size = element.find("ETag"), element.find("Size")
-        if etag is not None and size is not None:
-            parsed.append((etag, size, _listed(element, etag, size, url_encoded)))
+        parsed.append((etag, size, _listed(element, etag, size, url_encoded)))
 
     def render() -> bytes:
         for etag, size, entry in parsed:
-            etag.text, size.text = entry.etag, str(entry.size)
+            if etag is not None and size is not None:
+                etag.text, size.text = entry.etag, str(entry.size)
         return xml.render_element(root)
     truncated = (xml.child_text(root, "IsTruncated") or "") == "true"
     return ListingPage([entry for _, _, entry in parsed], render,
                        xml.child_text(root, "NextContinuationToken") if truncated else None)
 
 
-def _listed(element: ET.Element, etag: ET.Element, size: ET.Element,
+def _listed(element: ET.Element, etag: ET.Element | None, size: ET.Element | None,
             url_encoded: bool) -> ListedEntry:
     name = xml.child_text(element, "Key") or ""
     return ListedEntry(
-        unquote_plus(name) if url_encoded else name, etag.text or "", int(size.text or "0"),
+        unquote_plus(name) if url_encoded else name,
+        "" if etag is None else etag.text or "",
+        0 if size is None else int(size.text or "0"),
         (xml.child_text(element, "IsLatest") or "true").lower() == "true",
-        xml.child_text(element, "VersionId"))
+        xml.child_text(element, "VersionId"), complete=etag is not None and size is not None)

@@ -137,3 +137,28 @@ def test_a_store_error_is_relayed(written: Path) -> None:
     stack = build_stack(written)
     resp = stack.client.get(path("no-such-bucket"), query_string="list-type=2")
     assert resp.status_code == 404 and b"<Code>NoSuchBucket</Code>" in resp.get_data()
+
+
+def test_an_entry_without_an_etag_or_size_is_listed_but_not_complete() -> None:
+    """The layer corrects only entries with an ETag and a Size (the others stay as
+    listed); encproxy's own internal listings (upload_store.list_internal) still see every
+    entry, as they did when they parsed the XML themselves."""
+    from encproxy.s3 import xml
+    from encproxy.wsgi.listing_page import parsed_page
+    body = (b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b"<IsTruncated>false</IsTruncated>"
+            b"<Contents><Key>whole</Key><ETag>&quot;e&quot;</ETag><Size>5</Size></Contents>"
+            b"<Contents><Key>no-etag</Key><Size>7</Size></Contents>"
+            b"<Contents><Key>no-size</Key><ETag>&quot;f&quot;</ETag></Contents>"
+            b"</ListBucketResult>")
+    page = parsed_page(xml.parse(body), "Contents")
+    assert [(e.key, e.etag, e.size, e.complete) for e in page.entries] == [
+        ("whole", '"e"', 5, True), ("no-etag", "", 7, False), ("no-size", '"f"', 0, False)]
+    assert page.next_token is None
+    for entry in page.entries:
+        entry.etag, entry.size = '"client"', 1
+    rendered = parse_xml(page.render())
+    listed = [(c.findtext("Key"), c.findtext("ETag"), c.findtext("Size"))
+              for c in rendered.iter("Contents")]
+    assert listed == [("whole", '"client"', "1"), ("no-etag", None, "7"),
+                      ("no-size", '"f"', None)]

@@ -74,7 +74,8 @@ class Listings:
         # request bodies are held to.
         page = slot.page or parsed_page(xml.parse(body, max_size=subrequest.MAX_SUBRESPONSE),
                                         entry_tag)
-        self._correct(req, page.entries, versions=entry_tag == "Version", ahead=ahead)
+        self._correct(req, [entry for entry in page.entries if entry.complete],
+                      versions=entry_tag == "Version", ahead=ahead)
         return relayed(200, resp.headers, page.render())
 
     def _records_ahead(self, req: S3Request) -> Future[NamesAhead] | None:
