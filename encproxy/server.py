@@ -12,6 +12,9 @@ The only module that imports gunicorn (layer 5 of DESIGN.md).  Lifecycle
 * metrics: a fresh ``PROMETHEUS_MULTIPROC_DIR`` per start, set before the
   workers fork, removed when the master exits; ``child_exit`` marks a gone
   worker dead;
+* connections spread over the workers by how many each holds: the master keeps
+  a shared table of counts and gives each worker a slot before it forks
+  (``pre_fork``), freed when it exits (encproxy.accept_balance);
 * TLS when ``[server] certfile`` and ``keyfile`` are set.  No request header
   makes a request count as HTTPS (gunicorn's ``secure_scheme_headers`` are
   off): only a TLS connection to encproxy itself does.
@@ -32,6 +35,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
 from encproxy import logjson, metrics
+from encproxy.accept_balance import ConnectionTable
 from encproxy.access import unrestricted
 from encproxy.errors import ConfigError
 from encproxy.settings import RUNTIME_DIR_ENV, Settings, load_file
@@ -41,8 +45,19 @@ from encproxy.wsgi.stack import build_app
 log = logging.getLogger("encproxy.server")
 
 
+def _pre_fork(server: Any, worker: Any) -> None:
+    """In the master, before a worker forks: its slot in the connection table (the
+    lowest free one; workers of an earlier configuration still serving keep theirs)."""
+    table: ConnectionTable = server.app.connection_table
+    worker.accept_slot = table.claim(
+        getattr(sibling, "accept_slot", None) for sibling in server.WORKERS.values())
+
+
 def _child_exit(server: Any, worker: Any) -> None:
     metrics.mark_process_dead(worker.pid)
+    slot = getattr(worker, "accept_slot", None)
+    if slot is not None:
+        server.app.connection_table.vacate(slot)
 
 
 def check_tls(settings: Settings) -> tuple[str, str] | None:
@@ -129,6 +144,8 @@ class EncproxyApplication(BaseApplication):  # type: ignore[misc]  # gunicorn is
         self.settings = settings
         self.config_path = config_path
         self._loaded = False
+        # Made before any worker forks, so that every worker shares it.
+        self.connection_table = ConnectionTable()
         super().__init__()
 
     def load_config(self) -> None:
@@ -155,6 +172,7 @@ class EncproxyApplication(BaseApplication):  # type: ignore[misc]  # gunicorn is
             "logconfig_dict": logjson.logging_config(
                 s.get("server", "log_level"), s.get("server", "log_format"),
                 s.get("server", "access_log")),
+            "pre_fork": _pre_fork,
             "child_exit": _child_exit,
             "certfile": tls[0] if tls else None,
             "keyfile": tls[1] if tls else None,

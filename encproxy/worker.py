@@ -27,6 +27,10 @@ dozen such clients stall every thread (``/_encproxy/health`` included).
 * **Closing without blocking the loop.** gunicorn's graceful close lingers up to
   2 s reading on the event loop's thread; here the loop half-closes and
   drains (2 s, 1 MiB at most) between its other work.
+* **Connections spread by count.** A worker holding more connections than a
+  sibling leaves a new one to it for a moment (:mod:`encproxy.accept_balance`):
+  kept-alive connections stay with the worker that accepted them, and two on one
+  worker share one interpreter lock while the other idles.
 * **S3 errors.** gunicorn's own errors (bad request line, huge headers) are
   answered as S3 XML errors (:func:`encproxy.wsgi.responses.error_response`).
 * **Unknown expectations are ignored.** gunicorn refuses an ``Expect`` other than
@@ -61,6 +65,7 @@ from gunicorn.http.message import Request
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from encproxy import errors
+from encproxy.accept_balance import AcceptBalance, ConnectionTable
 from encproxy.slow_clients import HeadReader, Limits, PacedSocket
 from encproxy.wsgi.responses import error_response
 
@@ -145,13 +150,20 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
     """See the module docstring."""
 
     wsgi: Callable[..., Any]  # set by gunicorn's load_wsgi
+    #: This worker's slot in the master's ConnectionTable, set by the master before it
+    #: forks (encproxy.server); None: it takes every connection it is woken for.
+    accept_slot: int | None = None
 
     def init_process(self) -> None:
-        self.prepare(self.app.settings)
+        table: ConnectionTable | None = getattr(self.app, "connection_table", None)
+        self.prepare(self.app.settings, None if table is None or self.accept_slot is None
+                     else AcceptBalance(table, self.accept_slot))
         super().init_process()  # gunicorn's: loads the app, then runs the loop
 
-    def prepare(self, settings: Any) -> None:
-        """What this worker adds to gthread's state (``settings``: encproxy's Settings)."""
+    def prepare(self, settings: Any, balance: AcceptBalance | None = None) -> None:
+        """What this worker adds to gthread's state (``settings``: encproxy's Settings;
+        ``balance``: its side of the workers' connection table, if it shares one)."""
+        self.balance = balance
         self.limits = Limits(header_timeout=settings.get("server", "header_timeout"),
                              body_timeout=settings.get("server", "body_timeout"),
                              body_min_rate=settings.get("server", "body_min_rate"),
@@ -166,6 +178,8 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         try:
             super().run()
         finally:
+            if self.balance is not None:
+                self.balance.vacate()
             self.probe_pool.shutdown(wait=False)
 
     def load_wsgi(self) -> None:
@@ -174,7 +188,31 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
 
     # -- accepting, and heads read in the event loop ------------------------------------
 
+    def set_accept_enabled(self, enabled: bool) -> None:
+        # gthread's loop enables accepting whenever it is below worker_connections; a
+        # pause (accept) keeps the listener out of this worker's poller until it ends.
+        # Leaving (alive false), the worker no longer counts as a place for connections.
+        if self.balance is not None:
+            if enabled and self.balance.paused(time.monotonic()):
+                enabled = False
+            if not self.alive:
+                self.balance.vacate()
+        super().set_accept_enabled(enabled)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        balance = self.balance
+        if balance is not None and self.alive:
+            balance.publish(self.nr_conns)
+            now = time.monotonic()
+            if balance.paused(now):
+                # Wake when the pause ends, to take the connection if it still waits.
+                timeout = min(timeout, balance.paused_until - now)
+        super().wait_for_and_dispatch_events(timeout)
+
     def accept(self, listener: Any) -> None:
+        if self.balance is not None and self.balance.yields(self.nr_conns, time.monotonic()):
+            self.set_accept_enabled(False)  # a sibling holding fewer takes it, or we do later
+            return
         try:
             client, addr = listener.accept()
         except OSError as exc:
@@ -182,6 +220,8 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
                 raise
             return
         self.nr_conns += 1
+        if self.balance is not None:
+            self.balance.publish(self.nr_conns)
         conn = _Conn(self, self.cfg, client, addr, listener.getsockname())
         deadline = time.monotonic() + self.limits.header_timeout
         if self.cfg.is_ssl:

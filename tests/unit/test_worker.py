@@ -21,6 +21,7 @@ from gunicorn.http import errors as herrors
 from support.operations import self_signed
 
 from encproxy import errors
+from encproxy.accept_balance import PAUSE, AcceptBalance, ConnectionTable
 from encproxy.worker import (
     DRAIN_LIMIT,
     EncproxyWorker,
@@ -377,3 +378,98 @@ def test_a_head_over_the_polled_limit_is_finished_by_a_thread_in_time(running):
         started = time.monotonic()
         assert ends(sock)
         assert time.monotonic() - started < 3.5
+
+
+# -- connections spread over workers (encproxy.accept_balance) ------------------------
+
+class Looping:
+    """A worker running gthread's own loop (``run``) on a thread, over a listener it may
+    share with others, taking its side of a shared connection table."""
+
+    def __init__(self, listener: socket.socket, balance: AcceptBalance) -> None:
+        cfg = Config()
+        cfg.set("threads", 2)
+        cfg.set("keepalive", 5)
+        cfg.set("graceful_timeout", 1)
+        settings = SimpleNamespace(get=lambda _section, option: SETTINGS[option])
+        worker = EncproxyWorker(1, os.getppid(), [listener],
+                                SimpleNamespace(settings=settings), 30, cfg, Logger(cfg))
+        worker.prepare(settings, balance)
+        worker.tpool = ThreadPoolExecutor(2)
+        worker.poller = selectors.DefaultSelector()
+        worker.method_queue.init()
+        worker.wsgi = partial(worker.serve, app)
+        self.worker = worker
+        self.thread = threading.Thread(target=worker.run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.worker.alive = False
+        self.worker.method_queue.defer(lambda: None)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def two_workers():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    table = ConnectionTable(4)
+    workers = [Looping(listener, AcceptBalance(table, slot)) for slot in (0, 1)]
+    yield listener.getsockname()[1], [w.worker for w in workers], table
+    for w in workers:
+        w.stop()
+    listener.close()
+
+
+def served(port: int) -> socket.socket:
+    """A kept-alive connection that has had one request answered."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(get("/"))
+    assert response(sock)[1] == b"ok"
+    return sock
+
+
+def wait_until(condition, seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_connections_go_to_the_worker_holding_fewer(two_workers):
+    # Without the table each second connection lands on either worker: ten rounds in a
+    # row spread one and one by chance once in 512.
+    port, workers, _table = two_workers
+    for _ in range(10):
+        first = served(port)
+        second = served(port)
+        assert sorted(w.nr_conns for w in workers) == [1, 1]
+        first.close()
+        second.close()
+        wait_until(lambda: all(w.nr_conns == 0 for w in workers))
+
+
+def test_a_connection_waits_for_a_sibling_at_most_a_pause():
+    # A sibling that says it holds nothing but never accepts (stuck, or gone without
+    # vacating): the worker holding more takes the connection after one pause.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    table = ConnectionTable(2)
+    looping = Looping(listener, AcceptBalance(table, 0))
+    port, worker = listener.getsockname()[1], looping.worker
+    try:
+        kept = served(port)
+        assert worker.nr_conns == 1
+        table.publish(1, 0)         # the stuck sibling
+        started = time.monotonic()
+        late = served(port)
+        waited = time.monotonic() - started
+        assert worker.nr_conns == 2
+        assert PAUSE * 0.9 <= waited < 1, waited
+        kept.close()
+        late.close()
+    finally:
+        looping.stop()
+        listener.close()
