@@ -336,28 +336,6 @@ def forward_query(raw_query: str | bytes, replace: Mapping[str, str] | None = No
     return "&".join(parts)
 
 
-# -- continuation tokens -------------------------------------------------------------
-# ListObjectsV2 tokens are opaque to clients; encproxy wraps the backend's, so that a
-# token it did not issue is refused (Ceph RGW and moto accept anything as a token).
-_TOKEN_TAG = b"\x01"
-
-
-def wrap_token(backend_token: str) -> str:
-    return base64.urlsafe_b64encode(_TOKEN_TAG + backend_token.encode("utf-8")).decode("ascii")
-
-
-def unwrap_token(token: str) -> str:
-    """The backend's token inside a client's; InvalidArgument for anything else."""
-    try:
-        raw = base64.urlsafe_b64decode(token.encode("ascii"))
-        if not raw.startswith(_TOKEN_TAG):
-            raise ValueError(token)
-        return raw[len(_TOKEN_TAG):].decode("utf-8")
-    except (ValueError, UnicodeError):
-        raise errors.InvalidArgument("The continuation token provided is incorrect",
-                                     ArgumentName="continuation-token") from None
-
-
 # -- paths and hosts -----------------------------------------------------------------
 
 def quote_key(key: str) -> str:

@@ -17,7 +17,7 @@ import defusedxml.ElementTree as ET
 import pytest
 from werkzeug.test import Client
 
-from encproxy.s3backend import forwarding
+from encproxy.s3 import continuation
 from encproxy.s3backend.client import BackendBroken, BodySource
 from encproxy.wsgi import environ as env
 from encproxy.wsgi.apps.s3backend import S3BackendApp
@@ -423,15 +423,20 @@ def test_location_and_region_are_encproxys():
 
 def test_continuation_tokens_are_wrapped_both_ways():
     backend = ScriptedClient(Answer(200, [], (
-        b"<ListBucketResult><ContinuationToken>k1</ContinuationToken><KeyCount>0</KeyCount>"
+        b"<ListBucketResult><ContinuationToken>k1</ContinuationToken><KeyCount>2</KeyCount>"
+        b"<Contents><Key>b</Key></Contents><Contents><Key>d</Key></Contents>"
+        b"<CommonPrefixes><Prefix>c/</Prefix></CommonPrefixes>"
         b"<NextContinuationToken>k2</NextContinuationToken></ListBucketResult>")))
-    mine = forwarding.wrap_token("k1")
+    mine = continuation.wrap("k1", "a")
     resp = call(S3BackendApp(backend, "us-east-1"), "GET", "/bkt",
                 f"list-type=2&continuation-token={mine}")
     assert backend.sent[0].query == "list-type=2&continuation-token=k1"
     root = ET.fromstring(resp.get_data())
     assert root.findtext("{*}ContinuationToken") == mine
-    assert forwarding.unwrap_token(root.findtext("{*}NextContinuationToken")) == "k2"
+    following = root.findtext("{*}NextContinuationToken") or ""
+    assert continuation.unwrap(following) == "k2"
+    # The next page starts after the page's last key or common prefix, whichever is last.
+    assert continuation.start_after(following) == "d"
 
 
 LISTING = (
@@ -461,7 +466,8 @@ def test_a_listing_is_left_unrendered_for_the_layer_that_offers_a_slot():
     assert page is not None
     assert [(e.key, e.etag, e.size) for e in page.entries] == [
         ("a b", '"e1"', 100), ("c", '"e2"', 200)]
-    assert page.next_token is not None and forwarding.unwrap_token(page.next_token) == "k2"
+    assert page.next_token is not None and continuation.unwrap(page.next_token) == "k2"
+    assert continuation.start_after(page.next_token) == "c"   # decoded: url encoding
     assert page.render() == as_xml
     page.entries[1].etag, page.entries[1].size = '"client"', 7
     root = ET.fromstring(page.render())

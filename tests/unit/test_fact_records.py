@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import io
 import sqlite3
-from urllib.parse import parse_qs, quote
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+from xml.etree import ElementTree
 
 import pytest
 from encryption_testkit import (
@@ -42,6 +43,7 @@ from hypothesis import strategies as st
 from encproxy.crypto import fact_names
 from encproxy.crypto.fact_names import Facts
 from encproxy.filestore.index import INDEX_FILE
+from encproxy.s3 import continuation
 from encproxy.wsgi import environ as env
 
 FACTS_KEY = bytes(range(32))
@@ -348,6 +350,105 @@ def test_records_are_listed_only_until_every_entry_is_found(stack: Stack, query:
     last = max(n for n in names if fact_names.parse_name(BUCKET, n).key in page)
     needed = len([n for n in names if start < n <= last])
     assert len(records_lists(replica)) == -(-needed // 2)    # pages of two, rounded up
+
+
+class ContinuationTokens:
+    """The file store answering ListObjectsV2 of the data bucket as encproxy's S3 backend
+    app does: in XML, with encproxy's tokens, which carry the key their page starts
+    after (encproxy.s3.continuation); ``after``: a key every token claims instead, as a
+    backend listing out of order would make it."""
+
+    def __init__(self, app: Any, after: str | None = None) -> None:
+        self.app = app
+        self.after = after
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["PATH_INFO"] != f"/{BUCKET}" or "list-type=2" not in environ["QUERY_STRING"]:
+            return self.app(environ, start_response)
+        environ.pop(env.LISTING_PAGE, None)        # the layer parses the XML
+        query = parse_qs(environ["QUERY_STRING"], keep_blank_values=True)
+        mine = query.get("continuation-token", [""])[0]
+        if mine:
+            query["continuation-token"] = [continuation.unwrap(mine)]
+            for name in ("QUERY_STRING", env.RAW_QUERY):
+                environ[name] = urlencode(query, doseq=True)
+            environ.pop(env.REQUEST, None)          # parsed before: parse it again
+        captured: dict[str, Any] = {}
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return lambda _data: None
+        body = b"".join(self.app(environ, start))
+        if captured["status"].startswith("200"):
+            root = parse_xml(body)
+            following = root.find("NextContinuationToken")
+            if following is not None:
+                keys = [e.findtext("Key") or "" for e in root.iter("Contents")]
+                following.text = continuation.wrap(following.text or "",
+                                                   self.after or keys[-1])
+            echoed = root.find("ContinuationToken")
+            if echoed is not None:
+                echoed.text = mine
+            body = ElementTree.tostring(root)
+        start_response(captured["status"], [(k, v) for k, v in captured["headers"]
+                                             if k.lower() != "content-length"])
+        return [body]
+
+
+def test_pages_continuing_a_first_listing_read_their_records_ahead(stack: Stack) -> None:
+    """Over an S3 backend, each page of a first listing reads its records while the
+    backend lists it, from the key its token says it starts after; the next listing,
+    whose entries the caches know, reads none."""
+    expected = write_objects(stack)
+    assert listed(stack.replica()) == expected      # records what PutObject did not
+    first = stack.replica(read_ahead_records=True)
+    first.recorder.app = ContinuationTokens(first.recorder.app)
+    pages, token = [], ""
+    while len(pages) < len(expected):
+        resp = first.client.get(path(BUCKET), query_string={
+            "list-type": "2", "max-keys": "3", **({"continuation-token": token} if token else {})})
+        assert resp.status_code == 200, resp.get_data()
+        root = parse_xml(resp.get_data())
+        pages.append([(e.findtext("Key") or "", int(e.findtext("Size") or "-1"),
+                       e.findtext("ETag") or "") for e in root.iter("Contents")])
+        token = root.findtext("NextContinuationToken") or ""
+        if not token:
+            break
+    assert {key: (size, etag) for page in pages for key, size, etag in page} == expected
+    assert len(pages) > 2
+    assert object_lookups(first) == []
+    # One records LIST per page, each from where its page starts: none waited for the
+    # objects LIST before it began.
+    assert records_lists(first) == [fact_names.key_start(BUCKET, "")] + [
+        fact_names.key_start(BUCKET, page[-1][0]) for page in pages[:-1]]
+    again = len(records_lists(first))
+    resp = first.client.get(path(BUCKET), query_string={"list-type": "2", "max-keys": "3"})
+    assert resp.status_code == 200
+    assert len(records_lists(first)) == again       # known from the caches
+
+
+def test_a_wrong_start_in_a_token_reads_ahead_in_vain_and_lists_the_truth(
+        stack: Stack) -> None:
+    """The key in a token is a hint: one past the page's entries (a backend that lists
+    out of order) makes the records read ahead useless, never the listing wrong."""
+    expected = write_objects(stack)
+    assert listed(stack.replica()) == expected
+    first = stack.replica(read_ahead_records=True)
+    first.recorder.app = ContinuationTokens(first.recorder.app, after="zzzz")
+    resp = first.client.get(path(BUCKET), query_string={"list-type": "2", "max-keys": "3"})
+    token = parse_xml(resp.get_data()).findtext("NextContinuationToken") or ""
+    assert continuation.start_after(token) == "zzzz"
+    resp = first.client.get(path(BUCKET), query_string={
+        "list-type": "2", "max-keys": "3", "continuation-token": token})
+    assert resp.status_code == 200
+    root = parse_xml(resp.get_data())
+    page = {e.findtext("Key") or "": (int(e.findtext("Size") or "-1"), e.findtext("ETag") or "")
+            for e in root.iter("Contents")}
+    assert page and page == {k: v for k, v in expected.items() if k in page}
+    assert object_lookups(first) == []
+    starts = records_lists(first)
+    assert starts[1] == fact_names.key_start(BUCKET, "zzzz")    # read ahead, in vain
+    assert len(starts) == 3                                     # then read where needed
 
 
 class FailsFirstRecordsList:

@@ -7,8 +7,9 @@ looked up once (HEAD, then the sealed ETag or the multipart layout), several at
 a time, and the listing reports them as the client sees them.
 
 Through an S3 backend, the first listing of a bucket in this process (and any after one
-that left objects unknown) reads the records of its range ahead, while the backend lists
-the objects (fact_records.py).
+that left objects unknown), and the pages that continue a listing whose page had to read
+records, read the records of their range ahead while the backend lists the objects
+(fact_records.py).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from encproxy.format.envelope import Envelope
 from encproxy.format.errors import FormatError
 from encproxy.format.layout import multipart_plaintext_size, plaintext_size
 from encproxy.lru import LRU
-from encproxy.s3 import sse, xml
+from encproxy.s3 import continuation, sse, xml
 from encproxy.wsgi import subrequest
 from encproxy.wsgi.encryption import integrity
 from encproxy.wsgi.encryption.context import EncryptionContext
@@ -46,6 +47,8 @@ log = logging.getLogger("encproxy.encryption")
 LOOKUP_THREADS = 8
 # Buckets whose last listing here left every entry in the caches (no read-ahead).
 KNOWN_BUCKETS = 10_000
+# Continuation tokens of pages that had to read records: their next pages read ahead.
+CONTINUED_LISTINGS = 10_000
 
 
 class Listings:
@@ -57,6 +60,7 @@ class Listings:
         self._lookups = ThreadPoolExecutor(threads, thread_name_prefix="encproxy-lookup")
         self._read_ahead = read_ahead
         self._known: LRU[str, bool] = LRU(KNOWN_BUCKETS)
+        self._continued: LRU[tuple[str, str], bool] = LRU(CONTINUED_LISTINGS)
 
     def respond(self, req: S3Request, entry_tag: str) -> Response:
         """The backend's listing, with ``entry_tag`` entries as the client sees them."""
@@ -74,16 +78,27 @@ class Listings:
         # request bodies are held to.
         page = slot.page or parsed_page(xml.parse(body, max_size=subrequest.MAX_SUBRESPONSE),
                                         entry_tag)
-        self._correct(req, [entry for entry in page.entries if entry.complete],
-                      versions=entry_tag == "Version", ahead=ahead)
+        looked_up = self._correct(req, [entry for entry in page.entries if entry.complete],
+                                  versions=entry_tag == "Version", ahead=ahead)
+        if looked_up and page.next_token and self._read_ahead:
+            # The next page is likely as new to the caches as this one was.
+            self._continued.put((req.bucket, page.next_token), True)
         return relayed(200, resp.headers, page.render())
 
     def _records_ahead(self, req: S3Request) -> Future[NamesAhead] | None:
         """The facts records of the page's range, read in parallel with the listing: for
-        a bucket not listed here yet (or whose last listing left objects unknown), where
-        the page's lower bound is known (not from a continuation token)."""
+        a bucket not listed here yet (or whose last listing left objects unknown), or a
+        page continuing one that had to read records, from the page's lower bound."""
         assert req.bucket is not None
-        if not self._read_ahead or self._known.get(req.bucket):
+        if not self._read_ahead:
+            return None
+        token = req.query.get("continuation-token") \
+            if req.operation == "ListObjectsV2" else None
+        if token:
+            if self._continued.get((req.bucket, token)) is None:
+                return None
+            self._continued.pop((req.bucket, token))
+        elif self._known.get(req.bucket):
             return None
         first = lower_bound(req)
         if first is None:
@@ -92,10 +107,11 @@ class Listings:
                                     req.environ)
 
     def _correct(self, req: S3Request, entries: list[ListedEntry], versions: bool,
-                 ahead: Future[NamesAhead] | None = None) -> None:
+                 ahead: Future[NamesAhead] | None = None) -> bool:
         """Set each of a page's ``entries`` to what the client sees: an encrypted object's
         plaintext size and client ETag, from the facts cache; else from the facts the
-        store carries, the facts records, or a lookup, each cached."""
+        store carries, the facts records, or a lookup, each cached.  Whether any entry
+        was not in the facts cache."""
         assert req.bucket is not None
         facts = self.ctx.facts
 
@@ -103,6 +119,7 @@ class Listings:
             return facts.get_many(req.bucket or "", ((e.key, e.etag, e.size) for e in entries))
         known = known_facts()
         missing = [e for e, k in zip(entries, known, strict=True) if k is None]
+        looked_up = bool(missing)
         if missing:
             records = self.ctx.fact_records   # one per listing: it remembers the roots it met
             missing = self._embedded(req.bucket, missing, records, req.environ)
@@ -117,6 +134,7 @@ class Listings:
         for e, k in zip(entries, known, strict=True):
             if k is not None and k.encrypted:
                 e.etag, e.size = k.etag, k.plaintext_size
+        return looked_up
 
     def _embedded(self, bucket: str, entries: list[ListedEntry], records: FactRecords,
                   environ: dict[str, Any]) -> list[ListedEntry]:
@@ -255,12 +273,14 @@ class Listings:
 
 def lower_bound(req: S3Request) -> str | None:
     """A key that sorts before (or is) every key the listing ``req`` can list; None
-    after a continuation token, whose key only the backend knows."""
+    after a continuation token that does not say where its page starts (one not issued
+    by encproxy's S3 backend app: the listing refuses it)."""
     query = req.query
     if req.operation == "ListObjectsV2":
-        if query.get("continuation-token"):
+        token = query.get("continuation-token")
+        after = continuation.start_after(token) if token else query.get("start-after", "")
+        if after is None:
             return None
-        after = query.get("start-after", "")
     else:
         after = query.get("marker" if req.operation == "ListObjects" else "key-marker", "")
     return max(query.get("prefix", ""), after)

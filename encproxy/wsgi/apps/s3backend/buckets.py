@@ -2,13 +2,14 @@
 them, answered as the file store answers where the backend's view differs."""
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from typing import Any
 from urllib.parse import unquote_plus
 
 from werkzeug.wrappers import Response
 
 from encproxy import errors
-from encproxy.s3 import xml
+from encproxy.s3 import continuation, xml
 from encproxy.s3.names import check_bucket_name
 from encproxy.s3backend import forwarding
 from encproxy.s3backend.client import S3BackendClient
@@ -112,18 +113,18 @@ class BucketOperations:
         _check_list_arguments(req, "max-keys")
         token = req.query.get("continuation-token")
         # An empty token is no token, as S3 reads it (it is still echoed back).
-        replace = {} if not token else {
-            "continuation-token": forwarding.unwrap_token(token)}
+        replace = {} if not token else {"continuation-token": continuation.unwrap(token)}
         query = forwarding.forward_query(req.environ.get(env.RAW_QUERY, ""), replace,
                                          omit=() if token else ("continuation-token",))
         resp = send(self.client, req, query=query)
         root = read_result(req, resp)
         if token == "" and root.find("ContinuationToken") is None:
             root.append(root.makeelement("ContinuationToken", {}))
-        for name, value in (("ContinuationToken", token), ("NextContinuationToken", None)):
-            el = root.find(name)
-            if el is not None:
-                el.text = value if value is not None else forwarding.wrap_token(el.text or "")
+        echoed, following = root.find("ContinuationToken"), root.find("NextContinuationToken")
+        if echoed is not None:
+            echoed.text = token
+        if following is not None:
+            following.text = continuation.wrap(following.text or "", _last_listed(root))
         slot = req.environ.get(env.LISTING_PAGE)
         if isinstance(slot, ListingSlot):     # the layer above renders it (listing_page.py)
             slot.page = parsed_page(root, "Contents")
@@ -137,6 +138,19 @@ class BucketOperations:
         if (xml.child_text(root, "IsTruncated") or "").strip() != "true":
             _sort_uploads(root)
         return Response(xml.render_element(root), status=200, headers=result_headers(resp))
+
+
+def _last_listed(root: ET.Element) -> str:
+    """The last key or common prefix of a ListObjectsV2 page (decoded): the next page
+    lists only keys after it."""
+    url_encoded = (xml.child_text(root, "EncodingType") or "") == "url"
+    last = ""
+    for path in ("Contents/Key", "CommonPrefixes/Prefix"):
+        found = root.findall(path)
+        if found:
+            name = found[-1].text or ""
+            last = max(last, unquote_plus(name) if url_encoded else name)
+    return last
 
 
 def _check_list_arguments(req: S3Request, max_name: str) -> None:
