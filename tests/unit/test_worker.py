@@ -54,11 +54,20 @@ def app(environ, start_response):
     return [b"ok"]
 
 
+def listening() -> socket.socket:
+    """A listener as gunicorn makes one: TCP_NODELAY, which accepted sockets inherit (a
+    response's head and body are two writes; without it, a client that delays its ACK
+    holds the body back 40 ms)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    return listener
+
+
 class Running:
     def __init__(self, tls: tuple[str, str] | None = None) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
+        self.listener = listening()
         self.port = self.listener.getsockname()[1]
         cfg = Config()
         cfg.set("threads", 2)
@@ -411,9 +420,7 @@ class Looping:
 
 @pytest.fixture
 def two_workers():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
+    listener = listening()
     table = ConnectionTable(4)
     workers = [Looping(listener, AcceptBalance(table, slot)) for slot in (0, 1)]
     yield listener.getsockname()[1], [w.worker for w in workers], table
@@ -453,9 +460,7 @@ def test_connections_go_to_the_worker_holding_fewer(two_workers):
 def test_a_connection_waits_for_a_sibling_at_most_a_pause():
     # A sibling that says it holds nothing but never accepts (stuck, or gone without
     # vacating): the worker holding more takes the connection after one pause.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
+    listener = listening()
     table = ConnectionTable(2)
     looping = Looping(listener, AcceptBalance(table, 0))
     port, worker = listener.getsockname()[1], looping.worker
@@ -473,3 +478,49 @@ def test_a_connection_waits_for_a_sibling_at_most_a_pause():
     finally:
         looping.stop()
         listener.close()
+
+
+# -- the next request on a kept-alive connection, in the same thread ------------------
+
+def test_next_requests_on_a_kept_alive_connection_skip_the_event_loop(running):
+    handed = []
+    loop_path = running.worker.enqueue_req
+    running.worker.enqueue_req = lambda conn: (handed.append(conn), loop_path(conn))
+    with running.connect() as sock:
+        for _ in range(20):
+            sock.sendall(get("/"))
+            assert response(sock)[1] == b"ok"
+    # Through the loop, each request after the first is handed over again (19); a thread
+    # that waits NEXT_REQUEST_WAIT for the next one serves nearly all of them itself.
+    assert len(handed) <= 10, len(handed)
+
+
+def test_a_slow_next_head_goes_back_to_the_loop_and_holds_no_thread(running):
+    stalled = []
+    for _ in range(4):      # twice the threads
+        sock = running.connect()
+        sock.sendall(get("/"))
+        assert response(sock)[1] == b"ok"
+        sock.sendall(b"GET /late HTTP/1.1\r\nHost: t\r\n")     # and no more, for now
+        stalled.append(sock)
+    time.sleep(0.1)
+    started = time.monotonic()
+    with running.connect() as sock:
+        sock.sendall(get("/fast"))
+        assert response(sock)[1] == b"ok"
+    assert time.monotonic() - started < 0.5
+    stalled[0].sendall(b"\r\n")         # one head ends in time: it is answered
+    assert response(stalled[0])[1] == b"ok"
+    for sock in stalled[1:]:            # the others are cut at the head deadline
+        head, body = response(sock)
+        assert head.startswith(b"HTTP/1.1 400") and b"<Code>RequestTimeout</Code>" in body
+        assert ends(sock)
+    stalled[0].close()
+
+
+def test_a_connection_the_client_closes_after_an_answer_is_closed_at_once(running):
+    with running.connect() as sock:
+        sock.sendall(get("/"))
+        assert response(sock)[1] == b"ok"
+        assert running.worker.nr_conns == 1
+    wait_until(lambda: running.worker.nr_conns == 0, seconds=0.5)
