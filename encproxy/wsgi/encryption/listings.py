@@ -13,6 +13,7 @@ records, read the records of their range ahead while the backend lists the objec
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -60,7 +61,7 @@ class Listings:
         self._lookups = ThreadPoolExecutor(threads, thread_name_prefix="encproxy-lookup")
         self._read_ahead = read_ahead
         self._known: LRU[str, bool] = LRU(KNOWN_BUCKETS)
-        self._continued: LRU[tuple[str, str], bool] = LRU(CONTINUED_LISTINGS)
+        self._continued: LRU[bytes, bool] = LRU(CONTINUED_LISTINGS)
 
     def respond(self, req: S3Request, entry_tag: str) -> Response:
         """The backend's listing, with ``entry_tag`` entries as the client sees them."""
@@ -82,7 +83,7 @@ class Listings:
                                   versions=entry_tag == "Version", ahead=ahead)
         if looked_up and page.next_token and self._read_ahead:
             # The next page is likely as new to the caches as this one was.
-            self._continued.put((req.bucket, page.next_token), True)
+            self._continued.put(_continuation(req.bucket, page.next_token), True)
         return relayed(200, resp.headers, page.render())
 
     def _records_ahead(self, req: S3Request) -> Future[NamesAhead] | None:
@@ -95,9 +96,10 @@ class Listings:
         token = req.query.get("continuation-token") \
             if req.operation == "ListObjectsV2" else None
         if token:
-            if self._continued.get((req.bucket, token)) is None:
+            continued = _continuation(req.bucket, token)
+            if self._continued.get(continued) is None:
                 return None
-            self._continued.pop((req.bucket, token))
+            self._continued.pop(continued)
         elif self._known.get(req.bucket):
             return None
         first = lower_bound(req)
@@ -269,6 +271,12 @@ class Listings:
             size, client = layout.plaintext_size, client_multipart_etag(layout, mode, etag)
         self.ctx.facts.put(bucket, key, etag, stored_size,
                            ObjectFacts(True, size, client, mode, key_id))
+
+
+def _continuation(bucket: str, token: str) -> bytes:
+    """A continued listing as ``Listings`` remembers it: a digest, as a token carries a key
+    of up to 1,024 bytes and the backend's token (10,000 of them could take 30 MB)."""
+    return hashlib.blake2b(f"{bucket}\0{token}".encode(), digest_size=16).digest()
 
 
 def lower_bound(req: S3Request) -> str | None:
