@@ -333,8 +333,11 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         paced = conn.parser.unreader.sock
         if isinstance(paced, PacedSocket):
             paced.begin_head(head.deadline)
-        pool = self.probe_pool if head.operations_probe else self.tpool
-        future = pool.submit(self.handle, conn)
+        if head.operations_probe:
+            # One request only: the probe lane's threads never go on to serve what follows.
+            future = self.probe_pool.submit(super().handle, conn)
+        else:
+            future = self.tpool.submit(self.handle, conn)
         future.add_done_callback(
             lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
 
@@ -426,7 +429,8 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         on with (gthread's finish_request hands a connection with buffered bytes to
         enqueue_req)."""
         unreader = conn.parser.unreader
-        if self.tpool._work_queue.qsize() or unreader.buf.getvalue() or \
+        waiting = getattr(self.tpool, "_work_queue", None)   # the executor's queue
+        if waiting is None or waiting.qsize() or unreader.buf.getvalue() or \
                 not isinstance(conn.sock, socket.socket) or isinstance(conn.sock, ssl.SSLSocket):
             return _LATER   # others wait for a thread; bytes already read ahead; TLS
         poll = select.poll()

@@ -524,3 +524,31 @@ def test_a_connection_the_client_closes_after_an_answer_is_closed_at_once(runnin
         assert response(sock)[1] == b"ok"
         assert running.worker.nr_conns == 1
     wait_until(lambda: running.worker.nr_conns == 0, seconds=0.5)
+
+
+def test_a_probe_thread_serves_its_probe_only(running):
+    """A kept-alive connection whose first request was a probe: what follows waits for a
+    request thread, so the probe lane stays free for probes."""
+    busy = [running.connect() for _ in range(2)]
+    for sock in busy:
+        sock.sendall(get("/slow"))
+    time.sleep(0.2)
+    mixed = []
+    for _ in range(2):      # as many as the probe lane has threads
+        sock = running.connect()
+        sock.sendall(get("/_encproxy/health"))
+        sock.settimeout(2)
+        assert response(sock)[1] == b"ok"
+        sock.sendall(get("/slow"))
+        mixed.append(sock)
+    time.sleep(0.1)
+    with running.connect() as sock:
+        sock.sendall(get("/_encproxy/health"))
+        sock.settimeout(2)
+        head, body = response(sock)
+        assert head.startswith(b"HTTP/1.1 200") and body == b"ok"
+    RELEASE.set()
+    for sock in busy + mixed:
+        sock.settimeout(5)
+        assert response(sock)[1] == b"ok"
+        sock.close()
