@@ -195,7 +195,7 @@ class MultipartStore(ObjectStore):
         """
         check_part_number(part_number)
         self._load_upload(bucket, key, upload_id)
-        row, fd, src_path = self._open_version(src_bucket, src_key, src_version)
+        row, fd, src_path, _ = self._open_version(src_bucket, src_key, src_version)
         try:
             src, h = self._read_object(fd, src_path, src_key, row)
             if byte_range is None:

@@ -370,9 +370,9 @@ class ObjectStore:
         The reader must be closed (it is a context manager).  It keeps reading
         the version it opened even if the object is replaced or deleted.
         """
-        row, fd, path = self._open_version(bucket, key, version_id)
+        row, fd, path, versioned = self._open_version(bucket, key, version_id)
         try:
-            record, h = self._read_object(fd, path, key, row)
+            record, h = self._read_object(fd, path, key, row, versioned)
         except BaseException:
             os.close(fd)
             raise
@@ -446,7 +446,7 @@ class ObjectStore:
         object the client sees.
         """
         dst_loc = self.layout.object(dst_bucket, dst_key)
-        row, fd, src_path = self._open_version(src_bucket, src_key, src_version)
+        row, fd, src_path, _ = self._open_version(src_bucket, src_key, src_version)
         try:
             src, h = self._read_object(fd, src_path, src_key, row)
             self.require_bucket(dst_bucket)
@@ -550,7 +550,7 @@ class ObjectStore:
         APPLIED; or, the copy removed, REWRITTEN (the same version, in another file
         now) or GONE (replaced or deleted)."""
         loc = self.layout.object(bucket, key)
-        row, fd, path = self._open_version(bucket, key, version_id)
+        row, fd, path, _ = self._open_version(bucket, key, version_id)
         try:
             src, h = self._read_object(fd, path, key, row)
             if check is not None:
@@ -601,10 +601,19 @@ class ObjectStore:
         with ``x-amz-delete-marker: true`` and the marker's version id);
         NoSuchVersion; MethodNotAllowed for a delete marker asked for by id (as S3).
         """
+        return self._find_versioned(bucket, key, version_id)[0]
+
+    def _find_versioned(self, bucket: str, key: str,
+                        version_id: str | None) -> tuple[ix.Row, bool]:
+        """``_find``'s row, and whether the bucket's versioning had ever been set, read
+        in the same snapshot (a ``null`` version's answers say its version id only then;
+        any other version id exists only in a bucket whose versioning was set)."""
         check_key(key)
         with self.index.read() as conn:
             row = ix.latest(conn, bucket, key) if version_id is None else \
                 ix.by_id(conn, bucket, key, version_id)
+            versioned = row is None or row.version_id != ix.NULL_VERSION or \
+                ix.versioning(conn, bucket) is not None
         if row is None:
             self.require_bucket(bucket)
             if version_id is None:
@@ -618,22 +627,23 @@ class ObjectStore:
             if version_id is not None:
                 exc.headers["Allow"] = "DELETE"
             raise exc
-        return row
+        return row, versioned
 
     def _open_version(self, bucket: str, key: str,
-                      version_id: str | None) -> tuple[ix.Row, int, str]:
-        """The row, an open descriptor of its file, and the file's path.
+                      version_id: str | None) -> tuple[ix.Row, int, str, bool]:
+        """The row, an open descriptor of its file, the file's path, and whether the
+        bucket's versioning had ever been set (``_find_versioned``).
 
         A file vanishes when its version is deleted or replaced after the row was
         read: the row is looked up again.  A row whose file stays missing is damage.
         """
         loc = self.layout.object(bucket, key)
         for _ in range(_OPEN_ATTEMPTS):
-            row = self._find(bucket, key, version_id)
+            row, versioned = self._find_versioned(bucket, key, version_id)
             assert row.file is not None
             path = self._file_path(loc, row.file)
             try:
-                return row, open_read(path), path
+                return row, open_read(path), path, versioned
             except FileNotFoundError:
                 continue
         raise sf.corrupt(self._file_path(loc, row.file or "?"),
@@ -644,8 +654,8 @@ class ObjectStore:
             raise sf.corrupt(loc.path, f"the index names file {name!r} for this key")
         return os.path.join(loc.level2, name)
 
-    def _read_object(self, fd: int, path: str, key: str,
-                     row: ix.Row) -> tuple[ObjectRecord, sf.Header]:
+    def _read_object(self, fd: int, path: str, key: str, row: ix.Row,
+                     versioned: bool | None = None) -> tuple[ObjectRecord, sf.Header]:
         h = sf.read_header(fd, "object", path)
         record = sf.object_record(h, path)
         if record.key != key:  # a SHA-256 collision: report it, never serve the other key
@@ -659,7 +669,7 @@ class ObjectStore:
             raise sf.corrupt(path, "the part checksums are not the object's")
         return dataclasses.replace(record, version_id=row.version_id,
                                    tag_count=len(decode_tags(row.tags)),
-                                   checksum=checksum), h
+                                   checksum=checksum, bucket_versioned=versioned), h
 
     def _rename_in(self, tf: TempFile, bucket: str, loc: ObjectPath) -> str:
         """fsync ``tf`` and rename it beside the key's other files under a name of its

@@ -29,6 +29,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 
 from encproxy.errors import KeyUnwrapFailed
 
@@ -107,7 +108,17 @@ class WrappedKey:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> WrappedKey:
-        """Decode a blob; any defect is :class:`KeyUnwrapFailed` (reason ``malformed``)."""
+        """Decode a blob; any defect is :class:`KeyUnwrapFailed` (reason ``malformed``).
+
+        Blobs decoded well are remembered by their bytes (a ``WrappedKey`` is immutable):
+        a read decodes its object's blob twice, to authenticate the key id and to unwrap.
+        """
+        if type(raw) is bytes:
+            return _remembered(raw)
+        return cls._decode(raw)
+
+    @classmethod
+    def _decode(cls, raw: bytes) -> WrappedKey:
         if not isinstance(raw, (bytes, bytearray, memoryview)) or \
                 not 9 <= len(raw) <= MAX_BLOB_SIZE:
             raise _malformed()
@@ -143,6 +154,11 @@ class WrappedKey:
                        key_version.decode("ascii"), nonce, raw[pos:])
         except ValueError:
             raise _malformed() from None
+
+
+#: Blobs decoded by ``WrappedKey.from_bytes`` kept, per process (a blob is 512 bytes at most).
+DECODED_BLOBS = 1024
+_remembered = lru_cache(maxsize=DECODED_BLOBS)(WrappedKey._decode)
 
 
 def encode_header(provider: ProviderKind, algorithm: Algorithm, key_id: str, key_version: str,

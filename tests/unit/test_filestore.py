@@ -691,3 +691,22 @@ def test_writers_in_several_processes(store: FileStore, root: Path) -> None:
     assert final in [bytes([97 + i]) * (MiB + 3) for i in range(4)]
     assert store.head_object("bucket", "shared").etag == hashlib.md5(final).hexdigest()
     assert tmp_entries(root) == []
+
+
+def test_a_read_says_whether_the_bucket_was_ever_versioned_from_the_same_snapshot(
+        store: FileStore) -> None:
+    """open_object reads the bucket's versioning with the version, for the read's
+    x-amz-version-id (none for a bucket that never had versioning)."""
+    store.put_object("bucket", "k", io.BytesIO(b"v0"), 2)
+    record, body = store.open_object("bucket", "k")
+    body.close()
+    assert (record.version_id, record.bucket_versioned) == ("null", False)
+    store.put_bucket_versioning("bucket", "Enabled")
+    record, body = store.open_object("bucket", "k")   # the same null version, now
+    body.close()
+    assert (record.version_id, record.bucket_versioned) == ("null", True)
+    store.put_bucket_versioning("bucket", "Suspended")
+    store.put_object("bucket", "k", io.BytesIO(b"v1"), 2)
+    record, body = store.open_object("bucket", "k")
+    body.close()
+    assert (record.version_id, record.bucket_versioned) == ("null", True)

@@ -73,13 +73,16 @@ def version_of(req: S3Request) -> str | None:
 
 
 def version_headers(store: FileStore, bucket: str, version_id: str,
-                    named: bool = False) -> dict[str, str]:
+                    named: bool = False, versioned: bool | None = None) -> dict[str, str]:
     """``x-amz-version-id`` on a read as S3 sends it: for every version of a bucket
     whose versioning was ever set, and whenever the request named a version; not for
-    the objects of a bucket that never had versioning."""
-    if named or version_id != NULL_VERSION or store.bucket_versioning(bucket) is not None:
+    the objects of a bucket that never had versioning.  ``versioned``: whether it was
+    ever set, if read with the version (None: it is read here)."""
+    if named or version_id != NULL_VERSION:
         return {"x-amz-version-id": version_id}
-    return {}
+    if versioned is None:
+        versioned = store.bucket_versioning(bucket) is not None
+    return {"x-amz-version-id": version_id} if versioned else {}
 
 
 def written_headers(version_id: str) -> dict[str, str]:

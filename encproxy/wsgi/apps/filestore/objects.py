@@ -94,7 +94,7 @@ class ObjectOperations:
                 if part is not None:
                     headers.extend(s3_checksums.response_headers(part).items())
         headers.extend(version_headers(self.store, req.bucket, record.version_id,
-                                       version is not None).items())
+                                       version is not None, record.bucket_versioned).items())
         if record.tag_count:
             headers.append(("x-amz-tagging-count", str(record.tag_count)))
         if parts_count is not None and record.part_sizes:
