@@ -494,7 +494,11 @@ def _header_timestamp(headers: Mapping[str, str]) -> tuple[str, datetime]:
     """The request time from ``x-amz-date``, or else ``Date`` (as botocore signs it)."""
     moment: datetime | None = None
     if "x-amz-date" in headers:
-        moment = _parse_amz_date(headers["x-amz-date"].strip())
+        stamp = headers["x-amz-date"].strip()
+        moment = _parse_amz_date(stamp)
+        if moment is not None:
+            # Already in UTC and AMZ_DATE_FORMAT: what formatting the moment would give.
+            return stamp, moment
     elif "date" in headers:
         try:
             moment = parsedate_to_datetime(headers["date"])
