@@ -245,10 +245,6 @@ class VersionRecord:
     last_modified: float
     storage_class: str
     listing_facts: str | None = None
-    # Whether the bucket's versioning had ever been set, read in the same snapshot as the
-    # version (``ObjectStore.open_object``); None: not read with it.  Not the object's
-    # own: two records of one version compare equal whether or not they carry it.
-    bucket_versioned: bool | None = field(default=None, compare=False)
 
     @property
     def quoted_etag(self) -> str:
