@@ -79,9 +79,9 @@ class Listings:
         # request bodies are held to.
         page = slot.page or parsed_page(xml.parse(body, max_size=subrequest.MAX_SUBRESPONSE),
                                         entry_tag)
-        looked_up = self._correct(req, [entry for entry in page.entries if entry.complete],
+        uncached = self._correct(req, [entry for entry in page.entries if entry.complete],
                                   versions=entry_tag == "Version", ahead=ahead)
-        if looked_up and page.next_token and self._read_ahead:
+        if uncached and page.next_token and self._read_ahead:
             # The next page is likely as new to the caches as this one was.
             self._continued.put(_continuation(req.bucket, page.next_token), True)
         return relayed(200, resp.headers, page.render())
@@ -121,7 +121,7 @@ class Listings:
             return facts.get_many(req.bucket or "", ((e.key, e.etag, e.size) for e in entries))
         known = known_facts()
         missing = [e for e, k in zip(entries, known, strict=True) if k is None]
-        looked_up = bool(missing)
+        uncached = bool(missing)
         if missing:
             records = self.ctx.fact_records   # one per listing: it remembers the roots it met
             missing = self._embedded(req.bucket, missing, records, req.environ)
@@ -136,7 +136,7 @@ class Listings:
         for e, k in zip(entries, known, strict=True):
             if k is not None and k.encrypted:
                 e.etag, e.size = k.etag, k.plaintext_size
-        return looked_up
+        return uncached
 
     def _embedded(self, bucket: str, entries: list[ListedEntry], records: FactRecords,
                   environ: dict[str, Any]) -> list[ListedEntry]:
