@@ -189,16 +189,26 @@ def test_a_head_past_its_deadline_is_refused_and_closed(running):
     assert running.worker.nr_conns == 0
 
 
-def test_probes_are_served_while_every_thread_is_busy(running):
+def every_thread_busy(running: Running) -> list[socket.socket]:
+    """Connections holding both request threads (in ``/slow`` until RELEASE)."""
     busy = [running.connect() for _ in range(2)]
     for sock in busy:
         sock.sendall(get("/slow"))
     time.sleep(0.2)
+    return busy
+
+
+def assert_probe_answered(running: Running) -> None:
     with running.connect() as sock:
         sock.sendall(get("/_encproxy/health"))
         sock.settimeout(2)
         head, body = response(sock)
         assert head.startswith(b"HTTP/1.1 200") and body == b"ok"
+
+
+def test_probes_are_served_while_every_thread_is_busy(running):
+    busy = every_thread_busy(running)
+    assert_probe_answered(running)
     with running.connect() as sock:  # any other request waits for a thread
         sock.sendall(get("/other"))
         sock.settimeout(0.5)
@@ -529,10 +539,7 @@ def test_a_connection_the_client_closes_after_an_answer_is_closed_at_once(runnin
 def test_a_probe_thread_serves_its_probe_only(running):
     """A kept-alive connection whose first request was a probe: what follows waits for a
     request thread, so the probe lane stays free for probes."""
-    busy = [running.connect() for _ in range(2)]
-    for sock in busy:
-        sock.sendall(get("/slow"))
-    time.sleep(0.2)
+    busy = every_thread_busy(running)
     mixed = []
     for _ in range(2):      # as many as the probe lane has threads
         sock = running.connect()
@@ -542,11 +549,7 @@ def test_a_probe_thread_serves_its_probe_only(running):
         sock.sendall(get("/slow"))
         mixed.append(sock)
     time.sleep(0.1)
-    with running.connect() as sock:
-        sock.sendall(get("/_encproxy/health"))
-        sock.settimeout(2)
-        head, body = response(sock)
-        assert head.startswith(b"HTTP/1.1 200") and body == b"ok"
+    assert_probe_answered(running)
     RELEASE.set()
     for sock in busy + mixed:
         sock.settimeout(5)
