@@ -37,9 +37,6 @@ class ConnectionTable:
         self._map = mmap.mmap(-1, slots * 8)  # anonymous and shared: seen across fork()
         self._counts = memoryview(self._map).cast("q")
 
-    def __len__(self) -> int:
-        return len(self._counts)
-
     def claim(self, taken: Iterable[int | None]) -> int | None:
         """The lowest slot not in ``taken`` (the live workers'), emptied; None if all are."""
         busy = set(taken)

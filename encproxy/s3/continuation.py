@@ -26,8 +26,11 @@ _AFTER = 2      # the key the next page starts after, then the backend's token
 
 def wrap(backend_token: str, after: str) -> str:
     """The client's token for the backend's ``backend_token``, whose page starts after
-    ``after``."""
+    ``after`` (a key too long to carry, which no S3 key is, is carried as the empty
+    key: every page starts after it)."""
     key = after.encode("utf-8")
+    if len(key) > 0xFFFF:
+        key = b""
     raw = bytes([_AFTER]) + struct.pack(">H", len(key)) + key + backend_token.encode("utf-8")
     return base64.urlsafe_b64encode(raw).decode("ascii")
 

@@ -38,3 +38,8 @@ def test_foreign_tokens_are_refused_and_say_nowhere(bad: str) -> None:
         continuation.unwrap(bad)
     assert raised.value.code == "InvalidArgument"
     assert continuation.start_after(bad) is None
+
+
+def test_a_key_too_long_to_carry_is_carried_as_the_empty_key() -> None:
+    token = continuation.wrap("t", "k" * 70_000)       # no S3 key is; a backend could list one
+    assert (continuation.unwrap(token), continuation.start_after(token)) == ("t", "")
