@@ -54,6 +54,7 @@ from encproxy import errors, sigv4
 from encproxy.io_sizes import PIECE
 from encproxy.s3backend import expect
 from encproxy.s3backend.forwarding import HOP_BY_HOP, Endpoint
+from encproxy.s3backend.response_head import BackendConnection, BackendTLSConnection
 
 log = logging.getLogger("encproxy.s3backend")
 
@@ -382,8 +383,12 @@ def _pool(base_url: str, verify: bool | str, size: int,
             tls = {"cert_reqs": "CERT_REQUIRED",
                    **({"ca_cert_dir": bundle} if os.path.isdir(bundle) else
                       {"ca_certs": bundle})}
-    return urllib3.connection_from_url(base_url, maxsize=size, block=False,
+    pool = urllib3.connection_from_url(base_url, maxsize=size, block=False,
                                        retries=False, timeout=timeout, **tls)
+    # Responses whose heads are read without the email package (response_head.py).
+    pool.ConnectionCls = BackendTLSConnection if base_url.startswith("https:") \
+        else BackendConnection
+    return pool
 
 
 def _stale_connection(exc: BaseException) -> bool:

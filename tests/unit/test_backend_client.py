@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import io
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from support.operations import self_signed
 
 from encproxy import errors, sigv4
 from encproxy.io_sizes import PIECE
@@ -24,6 +26,7 @@ from encproxy.s3backend.client import (
     BodySource,
     S3BackendClient,
 )
+from encproxy.s3backend.response_head import BackendHTTPResponse
 
 MiB = 1 << 20
 
@@ -45,6 +48,7 @@ class FakeBackend:
     respond: Callable[[Seen, socket.socket], bool]   # True: keep the connection open
     requests: list[Seen] = field(default_factory=list)
     connections: int = 0
+    tls: ssl.SSLContext | None = None                 # serve HTTPS with it
 
     def __post_init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -59,6 +63,12 @@ class FakeBackend:
             except OSError:
                 return
             self.connections += 1
+            if self.tls is not None:
+                try:
+                    sock = self.tls.wrap_socket(sock, server_side=True)
+                except OSError:
+                    sock.close()
+                    continue
             threading.Thread(target=self._serve, args=(sock, self.connections),
                              daemon=True).start()
 
@@ -90,7 +100,8 @@ class FakeBackend:
         self.listener.close()
 
     def client(self, **options: object) -> S3BackendClient:
-        config = BackendConfig(endpoint=f"http://127.0.0.1:{self.port}", access_key="AK",
+        scheme = "https" if self.tls is not None else "http"
+        config = BackendConfig(endpoint=f"{scheme}://127.0.0.1:{self.port}", access_key="AK",
                                secret_key="secret-key", **options)  # type: ignore[arg-type]
         return S3BackendClient(config)
 
@@ -108,8 +119,9 @@ def reply(sock: socket.socket, status: str = "200 OK", body: bytes = b"",
 def fake() -> Iterator[Callable[..., FakeBackend]]:
     made: list[FakeBackend] = []
 
-    def make(respond: Callable[[Seen, socket.socket], bool]) -> FakeBackend:
-        made.append(FakeBackend(respond))
+    def make(respond: Callable[[Seen, socket.socket], bool],
+             tls: ssl.SSLContext | None = None) -> FakeBackend:
+        made.append(FakeBackend(respond, tls=tls))
         return made[-1]
     yield make
     for backend in made:
@@ -342,3 +354,56 @@ def test_first_piece_can_be_small(fake):
     backend = fake(lambda seen, sock: reply(sock, body=data))
     pieces = list(backend.client().request("GET", "bkt", "k", "").pieces(first=65536))
     assert len(pieces[0]) == 65536 and b"".join(pieces) == data
+
+
+# -- response heads (response_head.py) -------------------------------------------------
+
+def test_backend_responses_are_read_with_the_fast_head(fake):
+    backend = fake(lambda seen, sock: reply(sock, body=b"data", headers={"ETag": '"e"'}))
+    resp = backend.client().request("GET", "bkt", "k", "")
+    assert isinstance(resp._raw._original_response, BackendHTTPResponse)
+    assert resp.header("etag") == '"e"' and b"".join(resp.pieces()) == b"data"
+
+
+def raw_reply(data: bytes):
+    def respond(seen, sock: socket.socket) -> bool:
+        sock.sendall(data)
+        return True
+    return respond
+
+
+@pytest.mark.parametrize("method, wire, body, closes", [
+    # an interim 100 and its fields are skipped
+    ("GET", b"HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", b"abc", False),
+    ("GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", b"abcde", False),
+    # a HEAD's answer has no body whatever its Content-Length says; a 204 none at all,
+    # and the connection stays open without a Content-Length
+    ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", b"", False),
+    ("DELETE", b"HTTP/1.1 204 No Content\r\n\r\n", b"", False),
+    ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok", b"ok", True),
+    ("GET", b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", b"ok", True),
+])
+def test_response_framing_is_http_clients(fake, method, wire, body, closes):
+    backend = fake(raw_reply(wire))
+    resp = backend.client().request(method, "bkt", "k", "")
+    raw = resp._raw._original_response
+    assert isinstance(raw, BackendHTTPResponse)
+    assert resp.status in (200, 204) and "X-Interim" not in dict(resp.headers)
+    assert b"".join(resp.pieces()) == body
+    assert raw.will_close is closes
+
+
+def test_tls_backend_responses_are_read_with_the_fast_head(fake, tmp_path):
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    backend = fake(lambda seen, sock: reply(sock, body=b"sealed", headers={"ETag": '"t"'}),
+                   tls=context)
+    client = backend.client(ca_bundle=str(cert))
+    for _ in range(2):      # the second on the kept-alive TLS connection
+        resp = client.request("GET", "bkt", "k", "")
+        assert isinstance(resp._raw._original_response, BackendHTTPResponse)
+        assert resp.header("etag") == '"t"' and b"".join(resp.pieces()) == b"sealed"
+    assert backend.connections == 1
