@@ -231,6 +231,28 @@ def test_connections_are_reused(fake):
     assert backend.connections == 1
 
 
+@pytest.mark.parametrize("method, status, headers", [
+    ("PUT", "200 OK", {}),                        # Content-Length: 0
+    ("HEAD", "200 OK", {"x-amz-meta-a": "1"}),     # a HEAD's answer has no body
+    ("DELETE", "204 No Content", {}),
+])
+def test_answers_without_a_body_keep_their_connection(fake, method, status, headers):
+    """Closed without reading (what a write's or a HEAD's caller does), an answer with
+    nothing to read leaves its connection to the next request."""
+    def respond(seen: Seen, sock: socket.socket) -> bool:
+        if seen.method == "HEAD":
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nx-amz-meta-a: 1\r\n\r\n")
+            return True
+        return reply(sock, status, headers=headers)
+    backend = fake(respond)
+    client = backend.client()
+    for _ in range(3):
+        resp = client.request(method, "bkt", "k", "", body=b"" if method == "PUT" else None)
+        assert resp.status in (200, 204)
+        resp.close()
+    assert len(backend.requests) == 3 and backend.connections == 1
+
+
 def test_unread_body_closes_its_connection(fake):
     backend = fake(lambda seen, sock: reply(sock, body=b"x" * 100_000))
     client = backend.client()
