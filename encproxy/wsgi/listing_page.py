@@ -55,11 +55,18 @@ class ListingSlot:
         self.page: ListingPage | None = None
 
 
-def parsed_page(root: ET.Element, entry_tag: str) -> ListingPage:
+# The elements whose texts encproxy changes in a backend's listing page: the entries'
+# ETags and sizes, and ListObjectsV2's continuation tokens (s3/continuation.py).
+EDITED_IN_LISTINGS = ("ETag", "Size", "ContinuationToken", "NextContinuationToken")
+
+
+def parsed_page(root: ET.Element, entry_tag: str, source: bytes | None = None) -> ListingPage:
     """The page of a parsed (namespace-stripped) listing: its ``entry_tag`` entries
     (``Contents`` or ``Version``; not delete markers), their keys decoded, those without
     an ETag or a Size not ``complete``; ``render`` writes the complete entries' ETags and
-    sizes back and renders the whole document."""
+    sizes back and renders the whole document.  ``source``: the body ``root`` was parsed
+    from, if nothing but the texts of EDITED_IN_LISTINGS elements changed in it since;
+    ``render`` then edits it rather than render 7,000 elements (xml.render_edited)."""
     url_encoded = (xml.child_text(root, "EncodingType") or "") == "url"
     parsed = []
     for element in root.iterfind(entry_tag):
@@ -70,7 +77,7 @@ def parsed_page(root: ET.Element, entry_tag: str) -> ListingPage:
         for etag, size, entry in parsed:
             if etag is not None and size is not None:
                 etag.text, size.text = entry.etag, str(entry.size)
-        return xml.render_element(root)
+        return xml.render_edited(root, source, EDITED_IN_LISTINGS)
     truncated = (xml.child_text(root, "IsTruncated") or "") == "true"
     return ListingPage([entry for _, _, entry in parsed], render,
                        xml.child_text(root, "NextContinuationToken") if truncated else None)

@@ -123,3 +123,90 @@ def test_every_document_parses_to_the_stripped_tree(body: bytes) -> None:
 def test_a_declaration_left_unterminated_is_refused() -> None:
     with pytest.raises(MalformedXML):
         xml.parse(b'<?pi <?pi <a xmlns="urn:x"/>')
+
+
+# -- render_edited: a parsed page's source, with the texts encproxy changed -------------
+
+EDITED = ("ETag", "Size", "ContinuationToken", "NextContinuationToken")
+HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="' + xml.S3_NS + '">'
+
+
+def listing(keys: list[str], token: str | None = None) -> str:
+    """A backend's page as SeaweedFS writes one (quotes as &#34;, no spaces)."""
+    entries = "".join(
+        f"<Contents><Key>{xml.escape_text(key)}</Key><ETag>&#34;{n:032x}&#34;</ETag>"
+        f"<Size>{4096 + n}</Size><Owner><ID>o</ID></Owner></Contents>"
+        for n, key in enumerate(keys))
+    following = "" if token is None else \
+        f"<NextContinuationToken>{xml.escape_text(token)}</NextContinuationToken>"
+    return HEAD + f"<Name>b</Name><IsTruncated>{str(token is not None).lower()}" \
+        f"</IsTruncated>{following}{entries}</ListBucketResult>"
+
+
+def edit(root: ET.Element, etags: list[str], sizes: list[int]) -> None:
+    for element, etag in zip(root.iter("ETag"), etags, strict=False):
+        element.text = etag
+    for element, size in zip(root.iter("Size"), sizes, strict=False):
+        element.text = str(size)
+
+
+def canonical(body: bytes) -> str:
+    return ET.canonicalize(body.decode("utf-8"))
+
+
+def test_an_edited_page_is_its_source_with_the_new_texts() -> None:
+    source = listing(["a&b", "c<d>", 'q"'], token="t1").encode()
+    root = xml.parse(source)
+    edit(root, ['"e1"', '"e2"', '"e3"'], [1, 2, 3])
+    root.find("NextContinuationToken").text = "wrapped&"   # type: ignore[union-attr]
+    expected = source
+    for n in range(3):
+        expected = expected.replace(f"&#34;{n:032x}&#34;".encode(), f'"e{n + 1}"'.encode())
+        expected = expected.replace(f"<Size>{4096 + n}</Size>".encode(),
+                                    f"<Size>{n + 1}</Size>".encode())
+    expected = expected.replace(b">t1<", b">wrapped&amp;<")
+    assert xml.render_edited(root, source, EDITED) == expected
+    assert canonical(expected) == canonical(xml.render_element(root))
+
+
+@given(st.lists(XML_TEXT.map(lambda t: t or ""), max_size=8),
+       st.one_of(st.none(), XML_TEXT.map(lambda t: t or "")),
+       st.lists(XML_TEXT.map(lambda t: t or ""), max_size=8),
+       st.lists(st.integers(0, 1 << 40), max_size=8))
+def test_an_edited_page_means_what_its_rendering_means(keys: list[str], token: str | None,
+                                                       etags: list[str],
+                                                       sizes: list[int]) -> None:
+    source = listing(keys, token).encode()
+    root = xml.parse(source)
+    edit(root, etags, sizes)
+    edited = xml.render_edited(root, source, EDITED)
+    assert canonical(edited) == canonical(xml.render_element(root))
+    assert xml.parse(edited).find("Contents") is not None or not keys
+
+
+def page_with(tail: str, entry: str = "<Contents><Key>k</Key><ETag>e</ETag>"
+              "<Size>1</Size></Contents>") -> bytes:
+    return (HEAD + entry + tail + "</ListBucketResult>").encode()
+
+
+@pytest.mark.parametrize("source, change", [
+    (page_with("<!-- a comment -->"), None),
+    (page_with("<?pi <ETag>x</ETag>?>"), None),
+    (page_with("").replace(b'encoding="UTF-8"', b'encoding="ISO-8859-1"'), None),
+    (page_with("").replace(b' xmlns="' + xml.S3_NS.encode() + b'"', b""), None),
+    (page_with("", "<Contents><Key>k</Key><ETag a='1'>e</ETag><Size>1</Size></Contents>"),
+     None),
+    (page_with("", "<Contents><Key>k</Key><ETag/><Size>1</Size></Contents>"), None),
+    (page_with(""), "append"),      # an edited tag's element added to the tree
+    (page_with(""), "remove"),      # a page entry taken from it
+], ids=["comment", "processing-instruction", "latin-1", "no-s3-namespace",
+        "attribute-on-etag", "empty-etag", "element-added", "entry-removed"])
+def test_a_source_that_cannot_carry_the_edit_is_rendered(source: bytes, change: str | None
+                                                         ) -> None:
+    root = xml.parse(source)
+    if change == "append":
+        root.append(root.makeelement("ContinuationToken", {}))
+    elif change == "remove":
+        root.remove(root.find("Contents"))   # type: ignore[arg-type]
+    edit(root, ['"new"'], [7])
+    assert xml.render_edited(root, source, EDITED) == xml.render_element(root)

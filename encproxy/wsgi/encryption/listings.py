@@ -78,7 +78,7 @@ class Listings:
         # A page of 1,000 entries with keys of up to 1,024 bytes passes the 1 MiB that
         # request bodies are held to.
         page = slot.page or parsed_page(xml.parse(body, max_size=subrequest.MAX_SUBRESPONSE),
-                                        entry_tag)
+                                        entry_tag, source=body)
         uncached = self._correct(req, [entry for entry in page.entries if entry.complete],
                                   versions=entry_tag == "Version", ahead=ahead)
         if uncached and page.next_token and self._read_ahead:

@@ -17,12 +17,13 @@ from encproxy.wsgi import environ as env
 from encproxy.wsgi.apps.s3backend.relay import (
     backend_error,
     read_result,
+    read_result_source,
     relay,
     result_headers,
     send,
     small_body,
 )
-from encproxy.wsgi.listing_page import ListingSlot, parsed_page
+from encproxy.wsgi.listing_page import EDITED_IN_LISTINGS, ListingSlot, parsed_page
 from encproxy.wsgi.request import S3Request
 from encproxy.wsgi.responses import xml_response
 
@@ -117,7 +118,7 @@ class BucketOperations:
         query = forwarding.forward_query(req.environ.get(env.RAW_QUERY, ""), replace,
                                          omit=() if token else ("continuation-token",))
         resp = send(self.client, req, query=query)
-        root = read_result(req, resp)
+        root, source = read_result_source(req, resp)
         if token == "" and root.find("ContinuationToken") is None:
             root.append(root.makeelement("ContinuationToken", {}))
         echoed, following = root.find("ContinuationToken"), root.find("NextContinuationToken")
@@ -127,9 +128,10 @@ class BucketOperations:
             following.text = continuation.wrap(following.text or "", _last_listed(root))
         slot = req.environ.get(env.LISTING_PAGE)
         if isinstance(slot, ListingSlot):     # the layer above renders it (listing_page.py)
-            slot.page = parsed_page(root, "Contents")
+            slot.page = parsed_page(root, "Contents", source)
             return Response(b"", status=200, headers=result_headers(resp))
-        return Response(xml.render_element(root), status=200, headers=result_headers(resp))
+        return Response(xml.render_edited(root, source, EDITED_IN_LISTINGS), status=200,
+                        headers=result_headers(resp))
 
     def op_ListMultipartUploads(self, req: S3Request) -> Response:
         _check_list_arguments(req, "max-uploads")

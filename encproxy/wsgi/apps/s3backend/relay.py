@@ -108,6 +108,11 @@ def relay(req: S3Request, resp: BackendResponse, status: int | None = None,
 def read_result(req: S3Request, resp: BackendResponse) -> Any:
     """A small XML success body, parsed; an ``<Error>`` inside a 200 (S3 sends those
     for long copies and completions) is raised as the error it is."""
+    return read_result_source(req, resp)[0]
+
+
+def read_result_source(req: S3Request, resp: BackendResponse) -> tuple[Any, bytes]:
+    """:func:`read_result`, and the body it was parsed from."""
     if resp.status >= 300:
         raise backend_error(req, resp)
     try:
@@ -124,7 +129,7 @@ def read_result(req: S3Request, resp: BackendResponse) -> Any:
         raise errors.InternalError() from None
     if root.tag == "Error":
         raise _error_from_xml(req, resp, root, 500)
-    return root
+    return root, body
 
 
 def result_headers(resp: BackendResponse) -> list[tuple[str, str]]:
