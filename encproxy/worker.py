@@ -205,7 +205,7 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
         # pause (accept) keeps the listener out of this worker's poller until it ends.
         # Leaving (alive false), the worker no longer counts as a place for connections.
         if self.balance is not None:
-            if enabled and self.balance.paused(time.monotonic()):
+            if enabled and self.balance.keeps_pausing(self.nr_conns, time.monotonic()):
                 enabled = False
             if not self.alive:
                 self.balance.vacate()
@@ -214,8 +214,8 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         balance = self.balance
         if balance is not None and self.alive:
-            balance.publish(self.nr_conns)
             now = time.monotonic()
+            balance.publish(self.nr_conns, now)
             if balance.paused(now):
                 # Wake when the pause ends, to take the connection if it still waits.
                 timeout = min(timeout, balance.paused_until - now)
@@ -233,7 +233,7 @@ class EncproxyWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
             return
         self.nr_conns += 1
         if self.balance is not None:
-            self.balance.publish(self.nr_conns)
+            self.balance.publish(self.nr_conns, time.monotonic())
         conn = _Conn(self, self.cfg, client, addr, listener.getsockname())
         deadline = time.monotonic() + self.limits.header_timeout
         if self.cfg.is_ssl:

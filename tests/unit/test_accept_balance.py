@@ -50,8 +50,8 @@ def test_the_table_is_shared_with_processes_forked_after_it():
 def test_a_worker_holding_more_yields_for_a_pause_then_takes_what_still_waits():
     table = ConnectionTable(2)
     mine, sibling = AcceptBalance(table, 0), AcceptBalance(table, 1)
-    sibling.publish(0)
     now = 100.0
+    sibling.publish(0, now)
     assert mine.yields(1, now)
     assert mine.paused(now) and mine.paused(now + PAUSE * 0.99)
     assert not mine.paused(now + PAUSE)
@@ -68,10 +68,38 @@ def test_no_worker_yields_to_one_holding_as_many_or_to_none():
     table = ConnectionTable(3)
     mine, sibling = AcceptBalance(table, 0), AcceptBalance(table, 1)
     assert not mine.yields(5, 1.0)          # no sibling accepting
-    sibling.publish(2)
+    sibling.publish(2, 1.0)
     assert not mine.yields(2, 1.0)          # as many
     assert not mine.yields(1, 1.0)          # fewer
     assert not sibling.yields(2, 1.0)       # mine has published nothing: not accepting
-    mine.publish(1)
+    mine.publish(1, 1.0)
     assert sibling.yields(2, 1.0)
     assert not mine.paused(1.0)
+
+
+def test_no_worker_leaves_a_connection_to_a_paused_sibling():
+    # One client opening a connection per request: each worker in turn counts the last
+    # connection it served until its loop sees it closed.
+    table = ConnectionTable(2)
+    first, second = AcceptBalance(table, 0), AcceptBalance(table, 1)
+    first.publish(1, 1.0)                   # stale: its client has closed
+    second.publish(0, 1.0)
+    assert first.yields(1, 1.0)             # so it leaves the next connection to second
+    second.publish(1, 1.001)                # which takes it, and is closed in turn
+    first.publish(0, 1.002)                 # first sees its old one closed, still paused
+    assert table.fewest_elsewhere(1) is None
+    assert not second.yields(1, 1.003)      # second holds more, but takes the next itself
+    first.publish(0, 1.0 + PAUSE)           # the pause over, first accepts again
+    assert table.fewest_elsewhere(1) == 0 and second.yields(1, 1.0 + PAUSE)
+
+
+def test_a_pause_ends_once_no_accepting_sibling_holds_fewer():
+    table = ConnectionTable(2)
+    mine, sibling = AcceptBalance(table, 0), AcceptBalance(table, 1)
+    sibling.publish(0, 1.0)
+    assert mine.yields(1, 1.0)
+    assert mine.keeps_pausing(1, 1.001)         # the sibling still holds fewer
+    sibling.publish(1, 1.002)                   # it took the connection
+    assert not mine.keeps_pausing(1, 1.003) and not mine.paused(1.003)
+    assert table.fewest_elsewhere(1) == 1       # mine accepts again, and says so
+    assert not mine.keeps_pausing(5, 1.004)     # and a pause that ended stays ended
