@@ -68,10 +68,11 @@ def parsed_page(root: ET.Element, entry_tag: str, source: bytes | None = None) -
     from, if nothing but the texts of EDITED_IN_LISTINGS elements changed in it since;
     ``render`` then edits it rather than render 7,000 elements (xml.render_edited)."""
     url_encoded = (xml.child_text(root, "EncodingType") or "") == "url"
+    versions = entry_tag != "Contents"     # a ListObjects entry is its key's current version
     parsed = []
     for element in root.iterfind(entry_tag):
         etag, size = element.find("ETag"), element.find("Size")
-        parsed.append((etag, size, _listed(element, etag, size, url_encoded)))
+        parsed.append((etag, size, _listed(element, etag, size, url_encoded, versions)))
 
     def render() -> bytes:
         for etag, size, entry in parsed:
@@ -84,11 +85,14 @@ def parsed_page(root: ET.Element, entry_tag: str, source: bytes | None = None) -
 
 
 def _listed(element: ET.Element, etag: ET.Element | None, size: ET.Element | None,
-            url_encoded: bool) -> ListedEntry:
-    name = xml.child_text(element, "Key") or ""
-    return ListedEntry(
-        unquote_plus(name) if url_encoded else name,
-        "" if etag is None else etag.text or "",
-        0 if size is None else int(size.text or "0"),
-        (xml.child_text(element, "IsLatest") or "true").lower() == "true",
-        xml.child_text(element, "VersionId"), complete=etag is not None and size is not None)
+            url_encoded: bool, versions: bool) -> ListedEntry:
+    key = element.find("Key")
+    name = "" if key is None else key.text or ""
+    complete = etag is not None and size is not None
+    entry = ListedEntry(unquote_plus(name) if url_encoded else name,
+                        "" if etag is None else etag.text or "",
+                        0 if size is None else int(size.text or "0"), complete=complete)
+    if versions:
+        entry.is_latest = (xml.child_text(element, "IsLatest") or "true").lower() == "true"
+        entry.version_id = xml.child_text(element, "VersionId")
+    return entry

@@ -162,3 +162,21 @@ def test_an_entry_without_an_etag_or_size_is_listed_but_not_complete() -> None:
               for c in rendered.iter("Contents")]
     assert listed == [("whole", '"client"', "1"), ("no-etag", None, "7"),
                       ("no-size", '"f"', None)]
+
+
+def test_a_listobjects_entry_is_its_keys_current_version() -> None:
+    """A version field a backend puts in a ListObjects entry is not read as one; a
+    ListObjectVersions entry's are."""
+    from encproxy.s3 import xml
+    from encproxy.wsgi.listing_page import parsed_page
+    fields = (b"<Key>k</Key><VersionId>v1</VersionId><IsLatest>false</IsLatest>"
+              b"<ETag>&quot;e&quot;</ETag><Size>5</Size>")
+    objects = parsed_page(xml.parse(
+        b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        b"<Contents>" + fields + b"</Contents></ListBucketResult>"), "Contents")
+    versions = parsed_page(xml.parse(
+        b'<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        b"<Version>" + fields + b"</Version></ListVersionsResult>"), "Version")
+    assert [(e.key, e.is_latest, e.version_id) for e in objects.entries] == [("k", True, None)]
+    assert [(e.key, e.is_latest, e.version_id) for e in versions.entries] == [
+        ("k", False, "v1")]
