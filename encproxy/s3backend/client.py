@@ -234,7 +234,7 @@ class BackendResponse:
             # (a new one per write cost a TCP handshake and ~0.1 ms of CPU each side).
             try:
                 self._exhausted = self._raw.read(PIECE, decode_content=False) == b""
-            except Exception:    # noqa: BLE001  (closed below, as any unread answer)
+            except Exception:  # noqa: BLE001 - closed below, as any unread answer
                 self._exhausted = False
         if not self._exhausted or self._own_connection:
             self._raw.close()  # unread bytes would corrupt the next response on it

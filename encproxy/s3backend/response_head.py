@@ -5,8 +5,8 @@ MIME parser: about 37 µs for the ten fields of a backend GET, paid on every bac
 request (a PUT through an S3 backend makes two).  :func:`read_fields` builds the same
 :class:`http.client.HTTPMessage` from the lines directly, in about 5 µs; a head the
 fast reading is not sure of (a folded continuation line, a line that is not
-``name: value``) goes to the email package as before, so that what a backend sends
-is read exactly as ``http.client`` reads it.
+``name: value``, a CR inside a line) goes to the email package as before, so that
+what a backend sends is read exactly as ``http.client`` reads it.
 
 :class:`BackendHTTPResponse` is ``http.client``'s response with that reading; the
 backend client's connections make theirs of this class (``response_class``).  Its
@@ -104,9 +104,8 @@ class BackendHTTPResponse(http.client.HTTPResponse):
             else:
                 if self.length < 0:
                     self.length = None
-        method = self._method
         if status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED) \
-                or 100 <= status < 200 or method == "HEAD":
+                or 100 <= status < 200 or self._method == "HEAD":
             self.length = 0
         if not self.will_close and not self.chunked and self.length is None:
             self.will_close = True
