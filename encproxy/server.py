@@ -233,7 +233,11 @@ def _metrics_dir() -> str:
     return tempfile.mkdtemp(prefix="encproxy-metrics-", dir=parent)
 
 
-def serve(settings: Settings, config_path: Path | None = None) -> None:
+def serve(settings: Settings, config_path: Path | None = None,
+          application: type[EncproxyApplication] = EncproxyApplication) -> None:
+    """Run the server until it is stopped.  ``application``: the gunicorn application
+    (scripts/bench_floor_app.py serves an app that does nothing through encproxy's own
+    worker and hooks, to measure what they cost)."""
     logjson.configure(settings.get("server", "log_level"), settings.get("server", "log_format"),
                       settings.get("server", "access_log"))
     # Build once before the workers so that a broken store fails start-up, not every
@@ -247,7 +251,7 @@ def serve(settings: Settings, config_path: Path | None = None) -> None:
     # Per-start runtime files shared by the workers (bucket-configuration generation).
     os.environ[RUNTIME_DIR_ENV] = directory
     try:
-        EncproxyApplication(settings, config_path.resolve() if config_path else None).run()
+        application(settings, config_path.resolve() if config_path else None).run()
     finally:
         if os.getpid() == master:  # workers leave through here too
             shutil.rmtree(directory, ignore_errors=True)

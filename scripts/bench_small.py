@@ -14,6 +14,10 @@ Issue 18's table, in one run on one machine. The setups:
                             (``bench_floor_app.py``): what a request costs before any work
                             of encproxy's, against which its CPU per request can be read.
                             It has no listing.
+* ``encproxy worker floor``: the same app served by encproxy's own server (its worker,
+                            ``encproxy.worker.EncproxyWorker``, its hooks and the shipped
+                            configuration) in place of encproxy's stack: the floor under
+                            encproxy's figures.  No listing either.
 
 Every server runs as users run it: encproxy under gunicorn with its shipped workers and
 threads and the production configuration cache, started by the tests' own helpers.
@@ -66,7 +70,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from bench_encryption import SSE_S3, Endpoint, MiB, request  # noqa: E402
 from support.backends import Backend, start_backend  # noqa: E402
 from support.raw_s3 import Signed  # noqa: E402
-from support.server import RunningServer, free_port, start_server  # noqa: E402
+from support.server import RunningServer, copy_keyring, free_port, start_server, write_config  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GiB = 1 << 30
@@ -367,6 +371,40 @@ class RcloneCrypt:
             self.process.wait(timeout=20)
 
 
+class EncproxyFloor:
+    """encproxy's own server (its worker, hooks and shipped configuration: the tests'
+    ``write_config``) serving ``bench_floor_app`` in place of encproxy's stack."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        config = write_config(directory, self.port)
+        copy_keyring(directory, "test-key", "other-key")   # the start-up check builds a stack
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "scripts" / "bench_floor_app.py"), "--config",
+             str(config)], cwd=directory,
+            stdout=(directory / "server.log").open("ab"), stderr=subprocess.STDOUT)
+        wait_listening(self.port, self.process, directory / "server.log")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the floor's server exited:\n{log.read_text()[-2000:]}")
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
+            return      # requests sent before a worker is up wait for it (and warm up)
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"the floor's server did not listen within 30 s:\n{log.read_text()[-2000:]}")
+
+
 class GunicornFloor:
     """gunicorn (gthread, encproxy's shipped workers, threads and keep-alive) serving
     ``bench_floor_app``, an app that does nothing."""
@@ -380,14 +418,7 @@ class GunicornFloor:
              "--bind", f"127.0.0.1:{self.port}", "--chdir", str(REPO / "scripts"),
              "bench_floor_app:app"],
             stdout=(directory / "gunicorn.log").open("ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                http.client.HTTPConnection("127.0.0.1", self.port, timeout=1).connect()
-                return      # requests sent before a worker is up wait for it (and warm up)
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit("gunicorn did not listen within 30 s")
+        wait_listening(self.port, self.process, directory / "gunicorn.log")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -454,6 +485,11 @@ def start(args: argparse.Namespace, workdir: Path,
         setups.append(Setup("gunicorn floor", Endpoint("gunicorn floor", "127.0.0.1",
                                                        floor.port, "floor"),
                             lambda: [floor.process.pid], None, lists=False))
+        own = EncproxyFloor(workdir / "encproxy-floor")
+        stops.append(own.stop)
+        setups.append(Setup("encproxy worker floor", Endpoint(
+            "encproxy worker floor", "127.0.0.1", own.port, "floor"),
+            lambda: [own.process.pid], None, lists=False))
     for setup in setups:
         ep = setup.endpoint
         assert request(ep, "PUT", f"/{ep.bucket}")[0] == 200, f"{ep.name}: create bucket"
@@ -525,6 +561,10 @@ def report(args: argparse.Namespace, setups: list[Setup]) -> None:
     if floor is not None:
         print(f"  (gunicorn's floor, an app that does nothing: PUT {med(floor.put_cpu_ms):.2f} "
               f"GET {med(floor.get_cpu_ms):.2f} ms)")
+    own = by.get("encproxy worker floor")
+    if own is not None:
+        print(f"  (encproxy's worker serving the same app: PUT {med(own.put_cpu_ms):.2f} "
+              f"GET {med(own.get_cpu_ms):.2f} ms)")
     for kind in filter(None, args.backends.split(",")):
         direct, through = by[f"{kind} direct"], by[f"encproxy->{kind} encrypted"]
         print(f"  encproxy->{kind} / direct: PUT {ratio(through.put_ops, direct.put_ops):.2f}  "
