@@ -118,6 +118,13 @@ class Setup:
     put_cpu_ms: list[float] = field(default_factory=list)
     get_cpu_ms: list[float] = field(default_factory=list)
     lists: bool = True                      # False: no listing (the floor)
+    # encproxy -> an S3 backend: the backend's process trees, whose CPU per request is
+    # recorded too (what encproxy's requests cost the backend).
+    backend_pids: Callable[[], list[int]] | None = None
+    put_backend_ms: list[float] = field(default_factory=list)
+    get_backend_ms: list[float] = field(default_factory=list)
+    put_client_ms: list[float] = field(default_factory=list)   # the lean client's CPU
+    get_client_ms: list[float] = field(default_factory=list)
     list_first_ms: float = float("nan")
     list_warm_ms: list[float] = field(default_factory=list)
     large_put_mbs: list[float] = field(default_factory=list)     # --large-mib
@@ -145,21 +152,29 @@ def phase(setup: Setup, method: str, count: int, threads: int, prefix: str) -> N
             conn.close()
 
     workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
-    cpu0, started = cpu_seconds(setup.pids()), time.perf_counter()
+    backend = setup.backend_pids() if setup.backend_pids is not None else []
+    cpu0, backend0 = cpu_seconds(setup.pids()), cpu_seconds(backend)
+    client0, started = time.process_time(), time.perf_counter()
     for w in workers:
         w.start()
     for w in workers:
         w.join()
     elapsed, cpu = time.perf_counter() - started, cpu_seconds(setup.pids()) - cpu0
+    client, backend_cpu = time.process_time() - client0, cpu_seconds(backend) - backend0
     if failures:
         raise SystemExit(failures[0])
     ops, cpu_ms = count / elapsed, cpu / count * 1000
+    client_ms, backend_ms = client / count * 1000, backend_cpu / count * 1000
     if method == "PUT":
         setup.put_ops.append(ops)
         setup.put_cpu_ms.append(cpu_ms)
+        setup.put_client_ms.append(client_ms)
+        setup.put_backend_ms.append(backend_ms)
     else:
         setup.get_ops.append(ops)
         setup.get_cpu_ms.append(cpu_ms)
+        setup.get_client_ms.append(client_ms)
+        setup.get_backend_ms.append(backend_ms)
 
 
 def listing(setup: Setup, prefix: str, count: int, warm: int = 6) -> None:
@@ -518,7 +533,8 @@ def backend_setups(kind: str, workdir: Path, stops: list[Callable[[], None]]) ->
                        "bench-through")
     return [Setup(direct.name, direct, _backend_pids(kind, workdir / kind), None),
             Setup(through.name, through, lambda: [proxy.server.process.pid],
-                  lambda: proxy.restart(through))]
+                  lambda: proxy.restart(through),
+                  backend_pids=_backend_pids(kind, workdir / kind))]
 
 
 def _backend_pids(kind: str, directory: Path) -> Callable[[], list[int]]:
@@ -571,6 +587,36 @@ def report(args: argparse.Namespace, setups: list[Setup]) -> None:
               f"GET {ratio(through.get_ops, direct.get_ops):.2f}  [>= 0.6]; listing first "
               f"{through.list_first_ms / direct.list_first_ms:.1f}x [<= 3], warm "
               f"{ratio(through.list_warm_ms, direct.list_warm_ms):.1f}x [<= 1.5]")
+    for kind in filter(None, args.backends.split(",")):
+        cpu_bound_model(by[f"{kind} direct"], by[f"encproxy->{kind} encrypted"], own)
+
+
+def cpu_bound_model(direct: Setup, through: Setup, floor: Setup | None) -> None:
+    """When server, backend and client share the machine's CPUs and all are busy, a
+    request's rate is the CPUs' time over the CPU the request costs all of them: the
+    ratio through encproxy to direct is (backend + client, direct) over (encproxy +
+    backend + client, through).  Printed with the measured ratio, which shows whether
+    the model holds in this run; then the same ratio with encproxy's own CPU at its
+    worker's floor (an app that does nothing) and the backend's as measured: the most
+    a cheaper request path could reach while each request costs the backend that much."""
+    print(f"  {through.name}, CPU ms per request (medians), and the CPU-bound model:")
+    def m(setup: Setup, method: str, what: str) -> float:
+        return med(getattr(setup, f"{method.lower()}_{what}"))
+
+    for method in ("PUT", "GET"):
+        own, backend, client = (m(through, method, what)
+                                for what in ("cpu_ms", "backend_ms", "client_ms"))
+        alone, alone_client = m(direct, method, "cpu_ms"), m(direct, method, "client_ms")
+        model = (alone + alone_client) / (own + backend + client)
+        measured = m(through, method, "ops") / m(direct, method, "ops")
+        line = (f"    {method}: encproxy {own:.2f}, backend {backend:.2f} ({backend / alone:.1f}x "
+                f"its {alone:.2f} direct), client {client:.2f} ({alone_client:.2f} direct); "
+                f"model {model:.2f}, measured {measured:.2f}")
+        if floor is not None:
+            least = m(floor, method, "cpu_ms")
+            line += (f"; with encproxy at its floor ({least:.2f}): "
+                     f"{(alone + alone_client) / (least + backend + client):.2f}")
+        print(line)
 
 
 def report_large(args: argparse.Namespace, setups: list[Setup]) -> None:
