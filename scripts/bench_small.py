@@ -25,13 +25,15 @@ threads and the production configuration cache, started by the tests' own helper
 Each round, in an order that rotates between rounds, every setup gets ``--count`` 4 KiB
 PUTs then as many GETs from ``--threads`` client threads, each on its own kept-alive
 connection (a lean SigV4 client, the same for all). For each phase it records the rate
-and the CPU time of the server's whole process tree (from /proc) per request. After
+and the CPU time of the server's whole process tree (from /proc) per request, with the
+client's own CPU per request and, through encproxy to an S3 backend, the backend's. After
 the rounds, each setup lists its first round's ``--count`` objects (ListObjectsV2, up to
 1,000 a page): the first listing after the server restarts (encproxy and rclone are
 restarted for it, their caches empty; encproxy's timing starts once each of its workers
 has logged that it is ready, as a readiness probe would let the first client in; a
 backend's own listing is its first), then warm listings. Reported: medians over rounds,
-and the ratios issue 18 asks for.
+the ratios issue 18 asks for and, for each S3 backend, a CPU-bound model of the ratio to
+the backend direct (``cpu_bound_model``).
 
 ``--large-mib N`` runs, instead of all that, issue 18's large-object comparison (its last
 "Done when": 1 GiB PUT and GET encrypted >= 2.5x rclone crypt, with N = 1024): each round,
