@@ -109,7 +109,7 @@ def one_round(eps: dict[str, Endpoint], clients: dict[str, object], source: Path
     subprocess.run(["sync"], check=False)
     for name in order:
         out[name]["first GET MB/s"] = whole_get(eps[name], key, size)
-    seconds = {name: [] for name in eps}
+    seconds: dict[str, list[float]] = {name: [] for name in eps}
     for _ in range(3):
         for name in order:
             seconds[name].append(size / whole_get(eps[name], key, size) / 1e6)

@@ -61,7 +61,8 @@ class Target:
 
     def connection(self) -> http.client.HTTPConnection:
         parts = urlsplit(self.endpoint)
-        return http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
+        return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
+                                          timeout=300)
 
     def headers(self, method: str, path: str, extra: dict[str, str]) -> dict[str, str]:
         headers = {"host": urlsplit(self.endpoint).netloc, **extra}
@@ -161,7 +162,8 @@ def service(script: str, *args: str, timeout: float = 180) -> dict[str, str]:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass

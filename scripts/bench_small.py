@@ -134,6 +134,13 @@ class Setup:
     large_put_cpu: list[float] = field(default_factory=list)     # CPU seconds per GiB
     large_get_cpu: list[float] = field(default_factory=list)
 
+    def forget_phases(self) -> None:
+        """Drop every phase's figures so far (the warm-up's)."""
+        for figures in (self.put_ops, self.get_ops, self.put_cpu_ms, self.get_cpu_ms,
+                        self.put_backend_ms, self.get_backend_ms, self.put_client_ms,
+                        self.get_client_ms):
+            figures.clear()
+
 
 def phase(setup: Setup, method: str, count: int, threads: int, prefix: str) -> None:
     ep = setup.endpoint
@@ -515,8 +522,7 @@ def start(args: argparse.Namespace, workdir: Path,
                            send=lambda c: c.send(SSE_S3))[0] == 200
         phase(setup, "PUT", 50, args.threads, "warmup-")       # connections, caches
         phase(setup, "GET", 50, args.threads, "warmup-")
-        setup.put_ops.clear(), setup.get_ops.clear()
-        setup.put_cpu_ms.clear(), setup.get_cpu_ms.clear()
+        setup.forget_phases()
     return setups
 
 
