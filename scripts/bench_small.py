@@ -395,59 +395,53 @@ class RcloneCrypt:
             self.process.wait(timeout=20)
 
 
-class EncproxyFloor:
+class Floor:
+    """A server of ``bench_floor_app`` (an app that does nothing), started with ``command``
+    in ``directory`` and listening on ``port``."""
+
+    def __init__(self, directory: Path, port: int, command: list[str]) -> None:
+        self.port = port
+        log = directory / "server.log"
+        self.process = subprocess.Popen(command, cwd=directory, stdout=log.open("ab"),
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the floor's server exited:\n{log.read_text()[-2000:]}")
+            try:
+                http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
+                return      # requests sent before a worker is up wait for it (and warm up)
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise SystemExit(f"the floor's server did not listen within 30 s:\n"
+                         f"{log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+def gunicorn_floor(directory: Path) -> Floor:
+    """gunicorn (gthread, encproxy's shipped workers, threads and keep-alive)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    return Floor(directory, port, [
+        sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--threads", "8",
+        "--worker-class", "gthread", "--keep-alive", "75", "--log-level", "warning",
+        "--bind", f"127.0.0.1:{port}", "--chdir", str(REPO / "scripts"), "bench_floor_app:app"])
+
+
+def encproxy_floor(directory: Path) -> Floor:
     """encproxy's own server (its worker, hooks and shipped configuration: the tests'
-    ``write_config``) serving ``bench_floor_app`` in place of encproxy's stack."""
-
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        config = write_config(directory, self.port)
-        copy_keyring(directory, "test-key", "other-key")   # the start-up check builds a stack
-        self.process = subprocess.Popen(
-            [sys.executable, str(REPO / "scripts" / "bench_floor_app.py"), "--config",
-             str(config)], cwd=directory,
-            stdout=(directory / "server.log").open("ab"), stderr=subprocess.STDOUT)
-        wait_listening(self.port, self.process, directory / "server.log")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the floor's server exited:\n{log.read_text()[-2000:]}")
-        try:
-            http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
-            return      # requests sent before a worker is up wait for it (and warm up)
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"the floor's server did not listen within 30 s:\n{log.read_text()[-2000:]}")
-
-
-class GunicornFloor:
-    """gunicorn (gthread, encproxy's shipped workers, threads and keep-alive) serving
-    ``bench_floor_app``, an app that does nothing."""
-
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--threads", "8",
-             "--worker-class", "gthread", "--keep-alive", "75", "--log-level", "warning",
-             "--bind", f"127.0.0.1:{self.port}", "--chdir", str(REPO / "scripts"),
-             "bench_floor_app:app"],
-            stdout=(directory / "gunicorn.log").open("ab"), stderr=subprocess.STDOUT)
-        wait_listening(self.port, self.process, directory / "gunicorn.log")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
+    ``write_config``) with the app in place of encproxy's stack."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = write_config(directory, port)
+    copy_keyring(directory, "test-key", "other-key")   # the start-up check builds a stack
+    return Floor(directory, port, [sys.executable, str(REPO / "scripts" / "bench_floor_app.py"),
+                                   "--config", str(config)])
 
 
 def med(values: list[float]) -> float:
@@ -504,12 +498,12 @@ def start(args: argparse.Namespace, workdir: Path,
     for kind in [] if args.large_mib else filter(None, args.backends.split(",")):
         setups += backend_setups(kind, workdir, stops)
     if not args.large_mib:
-        floor = GunicornFloor(workdir / "floor")
+        floor = gunicorn_floor(workdir / "floor")
         stops.append(floor.stop)
         setups.append(Setup("gunicorn floor", Endpoint("gunicorn floor", "127.0.0.1",
                                                        floor.port, "floor"),
                             lambda: [floor.process.pid], None, lists=False))
-        own = EncproxyFloor(workdir / "encproxy-floor")
+        own = encproxy_floor(workdir / "encproxy-floor")
         stops.append(own.stop)
         setups.append(Setup("encproxy worker floor", Endpoint(
             "encproxy worker floor", "127.0.0.1", own.port, "floor"),
